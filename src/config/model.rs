@@ -1,0 +1,408 @@
+//! The validated configuration. Values of these types exist only after validation, so the rest of
+//! vigil never re-checks a name, a viewport or a threshold.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub capture: CaptureConfig,
+    pub webhook: WebhookConfig,
+    pub slack: Option<SlackConfig>,
+    pub auth: AuthConfig,
+    pub monitors: Vec<Monitor>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Base URL under which other machines (and Slack) reach this daemon.
+    pub public_url: Url,
+    /// Upper bound on finishing in-flight requests after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub database_url: Secret,
+    pub data_dir: PathBuf,
+    pub baselines_dir: PathBuf,
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CaptureConfig {
+    /// `None`: the built-in capture API of this process.
+    pub provider: Option<ExternalProvider>,
+    pub workers: u32,
+    pub chromium_path: Option<PathBuf>,
+    pub max_attempts: u32,
+    pub job_timeout: Duration,
+    pub stability_timeout: Duration,
+    pub recycle_after: u32,
+    pub asset_ttl: Duration,
+    pub allow_private: Vec<ipnet::IpNet>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExternalProvider {
+    pub url: Url,
+    pub api_key: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// `whsec_…`; signs outgoing and verifies incoming capture webhooks.
+    pub secret: Option<Secret>,
+    /// Still accepted when verifying, during a rotation.
+    pub previous_secrets: Vec<Secret>,
+    pub tolerance: Duration,
+    pub timeout: Duration,
+    pub retry_schedule: Vec<Duration>,
+    /// For external providers that sign with a plain hex HMAC of the body in this header.
+    pub hex_signature_header: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SlackConfig {
+    pub bot_token: Secret,
+    pub signing_secret: Option<Secret>,
+    pub channel: String,
+    pub api_url: Url,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub api_tokens: Vec<Secret>,
+    pub session_ttl: Duration,
+}
+
+/// One page to watch, with `defaults:` already applied.
+#[derive(Debug, Clone, Serialize)]
+pub struct Monitor {
+    pub name: MonitorName,
+    pub url: Url,
+    pub schedule: Schedule,
+    pub viewports: Vec<Viewport>,
+    pub full_page: bool,
+    pub format: Format,
+    pub wait_until: WaitUntil,
+    pub wait_for: Option<String>,
+    #[serde(with = "humantime_serde_compat")]
+    pub delay: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    pub hide: Vec<String>,
+    pub mask: Vec<Mask>,
+    pub selector: Option<String>,
+    #[serde(skip)]
+    pub headers: BTreeMap<String, Secret>,
+    #[serde(skip)]
+    pub cookies: Vec<Cookie>,
+    #[serde(skip)]
+    pub basic_auth: Option<BasicAuth>,
+    pub user_agent: Option<String>,
+    pub dark_mode: bool,
+    pub reduced_motion: bool,
+    pub max_height: u32,
+    pub threshold: Threshold,
+    pub pixel_threshold: f64,
+    pub retries_on_diff: u32,
+    pub slack_channel: Option<String>,
+    pub enabled: bool,
+}
+
+/// When a change is big enough to alert: either limit crossed fires.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Threshold {
+    /// Share of pixels that differ, 0.0–1.0 (`threshold: 2%` → 0.02).
+    pub ratio: Option<f64>,
+    pub max_diff_pixels: Option<u64>,
+}
+
+impl Threshold {
+    pub fn is_exceeded(&self, diff_pixels: u64, total_pixels: u64) -> bool {
+        let ratio = if total_pixels == 0 {
+            0.0
+        } else {
+            diff_pixels as f64 / total_pixels as f64
+        };
+        match (self.ratio, self.max_diff_pixels) {
+            (None, None) => diff_pixels > 0,
+            (r, m) => r.is_some_and(|r| ratio > r) || m.is_some_and(|m| diff_pixels > m),
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.ratio, self.max_diff_pixels) {
+            (Some(r), Some(p)) => write!(f, "{}% or {p} px", r * 100.0),
+            (Some(r), None) => write!(f, "{}%", r * 100.0),
+            (None, Some(p)) => write!(f, "{p} px"),
+            (None, None) => f.write_str("any change"),
+        }
+    }
+}
+
+/// A monitor name: a slug `[a-z0-9][a-z0-9_-]{0,63}`, safe in file names and URLs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct MonitorName(String);
+
+impl MonitorName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for MonitorName {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bytes = s.as_bytes();
+        let ok = !bytes.is_empty()
+            && bytes.len() <= 64
+            && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_');
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(
+                "a name of 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit",
+            )
+        }
+    }
+}
+
+impl fmt::Display for MonitorName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Browser window size in CSS pixels, device scale factor, and mobile emulation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Viewport {
+    pub width: u32,
+    pub height: u32,
+    pub scale: f64,
+    pub mobile: bool,
+}
+
+impl Viewport {
+    /// Stable key used in file names and URLs: `1280x800`, `390x844@3x-mobile`.
+    pub fn key(&self) -> String {
+        let mut k = format!("{}x{}", self.width, self.height);
+        if self.scale != 1.0 {
+            k.push_str(&format!("@{}x", self.scale));
+        }
+        if self.mobile {
+            k.push_str("-mobile");
+        }
+        k
+    }
+}
+
+/// A cron schedule, validated; always kept in the 6-field form (seconds first).
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    /// As written in the file.
+    pub source: String,
+    /// Normalised to 6 fields for tokio-cron-scheduler.
+    pub six_fields: String,
+    #[serde(skip)]
+    pub cron: croner::Cron,
+}
+
+impl Schedule {
+    pub fn parse(source: &str) -> Result<Self, String> {
+        let source = source.trim();
+        let fields: Vec<&str> = source.split_whitespace().collect();
+        let six_fields = match fields.len() {
+            5 => format!("0 {}", fields.join(" ")),
+            6 => fields.join(" "),
+            1 if source.starts_with('@') => source.to_owned(),
+            n => {
+                return Err(format!(
+                    "expected a cron expression of 5 fields (minute hour day month weekday) or 6 (seconds first), got {n} field{}",
+                    if n == 1 { "" } else { "s" }
+                ));
+            }
+        };
+        let parser = croner::parser::CronParser::builder()
+            .seconds(croner::parser::Seconds::Optional)
+            .year(croner::parser::Year::Disallowed)
+            .build();
+        let cron = parser
+            .parse(&six_fields)
+            .map_err(|e| format!("invalid cron expression \"{source}\": {e}"))?;
+        Ok(Self {
+            source: source.to_owned(),
+            six_fields,
+            cron,
+        })
+    }
+
+    /// The next `n` fire times strictly after `after` (UTC).
+    pub fn next_fires(
+        &self,
+        after: chrono::DateTime<chrono::Utc>,
+        n: usize,
+    ) -> Vec<chrono::DateTime<chrono::Utc>> {
+        self.cron.clone().iter_after(after).take(n).collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Png,
+    Pdf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitUntil {
+    Load,
+    Domcontentloaded,
+    Networkidle,
+}
+
+/// Excluded from the diff, still visible in the pictures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Mask {
+    Selector(String),
+    Rect {
+        x: u32,
+        y: u32,
+        width: u32,
+        height: u32,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Cookie {
+    pub name: String,
+    pub value: Secret,
+    pub domain: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BasicAuth {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A value that must never reach a log: `Debug` and `Display` print `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Durations serialise as human text (`30s`) in `vigil check --json` style output.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(*d))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn monitor_names_are_slugs() {
+        assert!("home".parse::<MonitorName>().is_ok());
+        assert!("0-og_image".parse::<MonitorName>().is_ok());
+        for bad in ["", "Home", "-x", "../etc", "a b", "a/b", &"x".repeat(65)] {
+            assert!(bad.parse::<MonitorName>().is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn viewport_keys() {
+        let v = Viewport {
+            width: 1280,
+            height: 800,
+            scale: 1.0,
+            mobile: false,
+        };
+        assert_eq!(v.key(), "1280x800");
+        let m = Viewport {
+            width: 390,
+            height: 844,
+            scale: 3.0,
+            mobile: true,
+        };
+        assert_eq!(m.key(), "390x844@3x-mobile");
+    }
+
+    #[test]
+    fn schedules_accept_five_and_six_fields() {
+        let five = Schedule::parse("*/5 * * * *").unwrap();
+        assert_eq!(five.six_fields, "0 */5 * * * *");
+        let six = Schedule::parse("30 0 9 * * MON-FRI").unwrap();
+        assert_eq!(six.six_fields, "30 0 9 * * MON-FRI");
+        let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z")
+            .unwrap()
+            .to_utc();
+        let fires = five.next_fires(start, 3);
+        let fmt: Vec<String> = fires
+            .iter()
+            .map(|t| t.format("%H:%M:%S").to_string())
+            .collect();
+        assert_eq!(fmt, ["00:05:00", "00:10:00", "00:15:00"]);
+        assert!(Schedule::parse("61 * * * *").is_err());
+        assert!(Schedule::parse("* * *").is_err());
+    }
+
+    #[test]
+    fn thresholds_fire_on_either_limit() {
+        let t = Threshold {
+            ratio: Some(0.02),
+            max_diff_pixels: Some(500),
+        };
+        assert!(!t.is_exceeded(100, 10_000));
+        assert!(t.is_exceeded(201, 10_000));
+        assert!(t.is_exceeded(501, 1_000_000));
+        let any = Threshold {
+            ratio: None,
+            max_diff_pixels: None,
+        };
+        assert!(any.is_exceeded(1, 10));
+        assert!(!any.is_exceeded(0, 10));
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+    }
+}

@@ -1,0 +1,228 @@
+use super::*;
+
+fn no_env(_: &str) -> Option<String> {
+    None
+}
+
+fn errors(yaml: &str) -> Vec<String> {
+    match parse(yaml, "m.yaml", &no_env) {
+        Ok(_) => panic!("accepted:\n{yaml}"),
+        Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn minimal_file_gets_defaults() {
+    let c = parse(
+        "monitors:\n  - name: home\n    url: https://example.com/\n",
+        "m.yaml",
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:8080/");
+    assert_eq!(c.storage.database_url.expose(), "sqlite://vigil.db");
+    let m = &c.monitors[0];
+    assert_eq!(m.name.as_str(), "home");
+    assert_eq!(m.viewports[0].key(), "1280x800");
+    assert_eq!(m.schedule.six_fields, "0 0 * * * *");
+    assert_eq!(m.threshold.ratio, Some(monitor::DEFAULT_THRESHOLD_RATIO));
+    assert!(m.enabled && m.full_page);
+    assert_eq!(c.webhook.retry_schedule.len(), 8);
+    assert!(c.slack.is_none());
+}
+
+#[test]
+fn defaults_merge_into_monitors() {
+    let yaml = r#"
+defaults:
+  schedule: "*/5 * * * *"
+  viewports: [1280x800, {width: 390, height: 844, scale: 3, mobile: true}]
+  threshold: 2%
+  hide: [".cookie-banner"]
+monitors:
+  - name: home
+    url: https://example.com/
+  - name: pricing
+    url: https://example.com/pricing
+    max_diff_pixels: 500
+    hide: []
+"#;
+    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    let (home, pricing) = (&c.monitors[0], &c.monitors[1]);
+    assert_eq!(home.schedule.source, "*/5 * * * *");
+    assert_eq!(
+        home.viewports.iter().map(|v| v.key()).collect::<Vec<_>>(),
+        ["1280x800", "390x844@3x-mobile"]
+    );
+    assert_eq!(
+        home.threshold,
+        Threshold {
+            ratio: Some(0.02),
+            max_diff_pixels: None
+        }
+    );
+    assert_eq!(home.hide, [".cookie-banner"]);
+    // Setting one limit replaces both inherited limits.
+    assert_eq!(
+        pricing.threshold,
+        Threshold {
+            ratio: None,
+            max_diff_pixels: Some(500)
+        }
+    );
+    assert!(pricing.hide.is_empty());
+}
+
+#[test]
+fn three_mistakes_three_errors_with_positions() {
+    let yaml = "monitors:\n  - name: home\n    url: https://example.com/\n    schedule: \"61 * * * *\"\n    threshold: two\n    colour: red\n";
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("m.yaml:4:15: monitors[0].schedule: invalid cron expression"),
+        "{}",
+        errs[0]
+    );
+    assert_eq!(
+        errs[1],
+        "m.yaml:5:16: monitors[0].threshold: expected a percentage like \"2%\" (got \"two\")"
+    );
+    assert!(
+        errs[2].starts_with("m.yaml:6:5: monitors[0].colour: unknown key;"),
+        "{}",
+        errs[2]
+    );
+}
+
+#[test]
+fn unknown_keys_suggest_the_closest() {
+    let errs = errors("sever:\n  listen: 127.0.0.1:1\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("did you mean \"server\"?"), "{}", errs[0]);
+}
+
+#[test]
+fn unset_variable_is_named() {
+    let yaml = "slack:\n  bot_token: ${SLACK_BOT_TOKEN}\n  channel: \"#alerts\"\n";
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 1);
+    assert!(
+        errs[0].starts_with(
+            "m.yaml:2:14: slack.bot_token: environment variable SLACK_BOT_TOKEN is not set"
+        ),
+        "{}",
+        errs[0]
+    );
+    let env = |n: &str| (n == "SLACK_BOT_TOKEN").then(|| "xoxb-1".to_owned());
+    let c = parse(yaml, "m.yaml", &env).unwrap();
+    assert_eq!(c.slack.unwrap().bot_token.expose(), "xoxb-1");
+}
+
+#[test]
+fn interpolation_works_in_quoted_strings_and_defaults() {
+    let yaml = "storage:\n  database_url: \"${DB:-sqlite://other.db}\"\n";
+    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    assert_eq!(c.storage.database_url.expose(), "sqlite://other.db");
+}
+
+#[test]
+fn names_must_be_unique_slugs() {
+    let yaml = "monitors:\n  - {name: home, url: \"https://a.example/\"}\n  - {name: home, url: \"https://b.example/\"}\n  - {name: Bad/Name, url: \"https://c.example/\"}\n";
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0]
+            .contains("monitors[1].name: duplicate monitor name \"home\" (first used on line 2)"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].contains("monitors[2].name: expected a name of 1-64 lowercase"),
+        "{}",
+        errs[1]
+    );
+}
+
+#[test]
+fn urls_must_be_http() {
+    let errs = errors(
+        "monitors:\n  - name: x\n    url: file:///etc/passwd\n  - name: y\n    url: javascript:alert(1)\n",
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs.iter()
+            .all(|e| e.contains("expected an http:// or https:// URL"))
+    );
+}
+
+#[test]
+fn bounds_are_enforced() {
+    let yaml = r#"
+monitors:
+  - name: x
+    url: https://example.com/
+    viewports: [100000x800, 10x10, "wide"]
+    threshold: 150%
+    pixel_threshold: 2
+    delay: 5 minutes
+    timeout: forever
+"#;
+    let errs = errors(yaml);
+    assert_eq!(errs.len(), 7, "{errs:#?}");
+}
+
+#[test]
+fn missing_required_keys() {
+    let errs = errors("monitors:\n  - schedule: \"* * * * *\"\n");
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(errs[0].contains("monitors[0].name: missing"));
+    assert!(errs[1].contains("monitors[0].url: missing"));
+}
+
+#[test]
+fn yaml_syntax_error_has_position() {
+    let errs = errors("monitors:\n  - name: [unclosed\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].starts_with("m.yaml:"), "{}", errs[0]);
+    assert!(!errs[0].starts_with("m.yaml:0:0"), "{}", errs[0]);
+}
+
+#[test]
+fn webhook_secret_format_is_checked_without_echoing_it() {
+    let errs = errors("webhook:\n  secret: hunter2\n");
+    assert_eq!(errs.len(), 1);
+    assert!(!errs[0].contains("hunter2"));
+    let ok = "webhook:\n  secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n";
+    assert!(parse(ok, "m.yaml", &no_env).is_ok());
+}
+
+#[test]
+fn masks_and_auth_shapes() {
+    let yaml = r##"
+monitors:
+  - name: x
+    url: https://example.com/
+    mask: ["#clock", {x: 0, y: 0, width: 120, height: 40}]
+    headers: {Authorization: "Bearer ${T:-t}"}
+    cookies: [{name: session, value: abc, domain: example.com}]
+    basic_auth: {username: u, password: p}
+"##;
+    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    let m = &c.monitors[0];
+    assert_eq!(
+        m.mask,
+        [
+            Mask::Selector("#clock".into()),
+            Mask::Rect {
+                x: 0,
+                y: 0,
+                width: 120,
+                height: 40
+            }
+        ]
+    );
+    assert_eq!(m.headers["Authorization"].expose(), "Bearer t");
+    assert_eq!(m.cookies[0].value.expose(), "abc");
+    assert_eq!(m.basic_auth.as_ref().unwrap().password.expose(), "p");
+}
