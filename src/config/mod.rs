@@ -8,6 +8,7 @@ mod ctx;
 mod model;
 mod monitor;
 mod node;
+pub mod report;
 mod values;
 
 use std::collections::HashMap;

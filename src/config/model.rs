@@ -155,8 +155,9 @@ impl fmt::Display for Threshold {
 }
 
 /// A monitor name: a slug `[a-z0-9][a-z0-9_-]{0,63}`, safe in file names and URLs.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, sqlx::Type)]
 #[serde(transparent)]
+#[sqlx(transparent)]
 pub struct MonitorName(String);
 
 impl MonitorName {

@@ -1,0 +1,38 @@
+//! HTTP plumbing: the shared state, the merge of the feature routers, and the layers every route
+//! gets. Features own their routes; this module only assembles them.
+
+pub mod error;
+mod health;
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::store::blobs::{BaselineFiles, BlobStore};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub baselines: BaselineFiles,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(metrics::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .with_state(state)
+}

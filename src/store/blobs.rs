@@ -1,0 +1,243 @@
+//! Files on disk: content-addressed blobs (`blobs/sha256/ab/cd/abcd…`) and the approved baseline
+//! files (`baselines/<monitor>/<viewport>.png`). Every write is atomic — temp file in the same
+//! directory, fsync, rename, fsync of the directory — so a crash leaves the old file or the new
+//! one, never half of one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::MonitorName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("invalid blob id (expected 64 lowercase hex characters)")]
+    InvalidDigest,
+    #[error("invalid viewport key")]
+    InvalidViewport,
+    #[error("blob {0} not found")]
+    NotFound(String),
+    #[error("file system error at {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BlobError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BlobError::Io { .. })
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
+    move |source| BlobError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// SHA-256 of `bytes` as lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn valid_digest(d: &str) -> bool {
+    d.len() == 64
+        && d.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// A viewport key (`1280x800`, `390x844@3x-mobile`) as produced by `Viewport::key`.
+fn valid_viewport(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 40
+        && v.as_bytes()[0].is_ascii_digit()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"@.-".contains(&b))
+        && !v.contains("..")
+}
+
+/// Writes `bytes` to `path` atomically, creating parent directories.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io(dir))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file().sync_all().map_err(io(path))?;
+    tmp.persist(path).map_err(|e| BlobError::Io {
+        path: path.to_owned(),
+        source: e.error,
+    })?;
+    // The rename is durable only once the directory entry is.
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+/// Content-addressed storage under `<data_dir>/blobs/sha256/`.
+#[derive(Debug, Clone)]
+pub struct BlobStore {
+    root: PathBuf,
+}
+
+impl BlobStore {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            root: data_dir.join("blobs").join("sha256"),
+        }
+    }
+
+    pub fn path(&self, digest: &str) -> Result<PathBuf, BlobError> {
+        if !valid_digest(digest) {
+            return Err(BlobError::InvalidDigest);
+        }
+        Ok(self
+            .root
+            .join(&digest[0..2])
+            .join(&digest[2..4])
+            .join(digest))
+    }
+
+    /// Stores `bytes` (once: an existing blob is not rewritten) and returns its digest.
+    pub fn put(&self, bytes: &[u8]) -> Result<String, BlobError> {
+        let digest = sha256_hex(bytes);
+        let path = self.path(&digest)?;
+        if !path.exists() {
+            write_atomic(&path, bytes)?;
+        }
+        Ok(digest)
+    }
+
+    pub fn get(&self, digest: &str) -> Result<Vec<u8>, BlobError> {
+        let path = self.path(digest)?;
+        std::fs::read(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BlobError::NotFound(digest.to_owned()),
+            _ => BlobError::Io { path, source: e },
+        })
+    }
+
+    pub fn contains(&self, digest: &str) -> bool {
+        self.path(digest).is_ok_and(|p| p.exists())
+    }
+}
+
+/// The approved baselines as plain files, easy to browse, back up or commit.
+#[derive(Debug, Clone)]
+pub struct BaselineFiles {
+    dir: PathBuf,
+}
+
+impl BaselineFiles {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+        }
+    }
+
+    pub fn path(&self, monitor: &MonitorName, viewport: &str) -> Result<PathBuf, BlobError> {
+        if !valid_viewport(viewport) {
+            return Err(BlobError::InvalidViewport);
+        }
+        Ok(self
+            .dir
+            .join(monitor.as_str())
+            .join(format!("{viewport}.png")))
+    }
+
+    pub fn write(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+        png: &[u8],
+    ) -> Result<PathBuf, BlobError> {
+        let path = self.path(monitor, viewport)?;
+        write_atomic(&path, png)?;
+        Ok(path)
+    }
+
+    /// `None` when there is no baseline file yet.
+    pub fn read(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+    ) -> Result<Option<Vec<u8>>, BlobError> {
+        let path = self.path(monitor, viewport)?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(BlobError::Io { path, source: e }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_content_addressed_and_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        let d = store.put(b"hello").unwrap();
+        assert_eq!(
+            d,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        let p = store.path(&d).unwrap();
+        assert!(p.ends_with(
+            "blobs/sha256/2c/f2/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        ));
+        assert_eq!(store.put(b"hello").unwrap(), d);
+        assert_eq!(store.get(&d).unwrap(), b"hello");
+        assert!(store.contains(&d));
+        // No temp files left behind.
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn bad_names_never_become_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::new(dir.path());
+        assert!(matches!(
+            store.get("../../etc/passwd"),
+            Err(BlobError::InvalidDigest)
+        ));
+        assert!(matches!(
+            store.get(&"A".repeat(64)),
+            Err(BlobError::InvalidDigest)
+        ));
+        assert!(matches!(
+            store.get(&"a".repeat(64)),
+            Err(BlobError::NotFound(_))
+        ));
+        let files = BaselineFiles::new(dir.path());
+        let m: MonitorName = "home".parse().unwrap();
+        for bad in ["../x", "1280x800/../../a", "", "x1280"] {
+            assert!(
+                matches!(files.path(&m, bad), Err(BlobError::InvalidViewport)),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn baseline_files_are_replaced_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = BaselineFiles::new(dir.path());
+        let m: MonitorName = "home".parse().unwrap();
+        assert_eq!(files.read(&m, "1280x800").unwrap(), None);
+        let p = files.write(&m, "1280x800", b"one").unwrap();
+        assert!(p.ends_with("home/1280x800.png"));
+        files.write(&m, "1280x800", b"two").unwrap();
+        assert_eq!(files.read(&m, "1280x800").unwrap().unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
+    }
+}

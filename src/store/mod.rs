@@ -1,0 +1,239 @@
+//! Storage: one contract ([`Store`]), two implementations (SQLite, the embedded default, and
+//! PostgreSQL for several replicas), chosen by the database URL. Queries are checked at run time
+//! so building needs no database; one conformance story (tests/it/store.rs) runs on both.
+//!
+//! Blobs (captures, diffs) and baseline files live on disk, see [`blobs`].
+
+pub mod blobs;
+mod postgres;
+mod records;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use records::*;
+
+use crate::config::MonitorName;
+use crate::ids::{AlertId, AssetId, JobId, MessageId, RunId};
+use crate::time::Timestamp;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL (expected sqlite://… or postgres://…)")]
+    UnsupportedUrl,
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl StoreError {
+    /// Whether trying again later may succeed (the database is busy, restarting, unreachable).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            StoreError::Database(e) => match e {
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+                sqlx::Error::Database(db) => {
+                    // SQLite: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED; PostgreSQL: serialization,
+                    // deadlock, admin shutdown and connection classes.
+                    let code = db.code().unwrap_or_default();
+                    matches!(
+                        code.as_ref(),
+                        "5" | "6" | "40001" | "40P01" | "57P01" | "57P03"
+                    ) || code.starts_with("08")
+                }
+                _ => false,
+            },
+            _ => false,
+        }
+    }
+
+    /// Stable machine-readable code for logs and API errors.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::UnsupportedUrl => "unsupported_database_url",
+            StoreError::Migrate(_) => "migration_failed",
+            StoreError::Database(_) if self.is_retryable() => "database_unavailable",
+            StoreError::Database(_) => "database_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Connects to `url` (`sqlite://path`, `postgres://…`) and runs pending migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            sqlite::SqliteStore::connect(url, max_connections).await?,
+        ))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+/// Everything vigil keeps in its database. Every method is one transaction. Times are passed in,
+/// never read from the database's clock, so replicas and tests agree on "now".
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    fn backend(&self) -> Backend;
+    /// A trivial query: is the database reachable?
+    async fn ping(&self) -> Result<()>;
+    async fn close(&self);
+
+    // Monitors.
+    /// Makes the table match the config: inserts new monitors, updates changed ones, marks the
+    /// missing ones removed (their history stays).
+    async fn sync_monitors(
+        &self,
+        monitors: &[MonitorUpsert],
+        now: Timestamp,
+    ) -> Result<SyncSummary>;
+    /// Monitors currently in the config, by name.
+    async fn list_monitors(&self) -> Result<Vec<MonitorRecord>>;
+    async fn get_monitor(&self, name: &MonitorName) -> Result<Option<MonitorRecord>>;
+
+    // Runs.
+    /// `None` when a run for the same (monitor, viewport, scheduled_for) exists already.
+    async fn insert_run(&self, run: &NewRun) -> Result<Option<Run>>;
+    async fn get_run(&self, id: &RunId) -> Result<Option<Run>>;
+    async fn run_for_job(&self, job: &JobId) -> Result<Option<Run>>;
+    async fn set_run_job(&self, id: &RunId, job: &JobId, now: Timestamp) -> Result<bool>;
+    /// Starts a re-capture of a pending run (`retries_on_diff`): new job, attempt + 1.
+    async fn recapture_run(&self, id: &RunId, job: &JobId, now: Timestamp) -> Result<bool>;
+    /// Records the verdict of a pending run; `false` if it was not pending (already processed).
+    async fn complete_run(&self, id: &RunId, outcome: &RunOutcome, now: Timestamp) -> Result<bool>;
+    /// A person's decision on a finished run (`approved` / `rejected`).
+    async fn review_run(
+        &self,
+        id: &RunId,
+        verdict: Verdict,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+    async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool>;
+    /// Pending runs not touched since `before`, oldest first (for the reconciler).
+    async fn stale_pending_runs(&self, before: Timestamp, limit: i64) -> Result<Vec<Run>>;
+    /// A monitor's runs, newest first, optionally only those created before `before`.
+    async fn list_runs(
+        &self,
+        monitor: &MonitorName,
+        before: Option<Timestamp>,
+        limit: i64,
+    ) -> Result<Vec<Run>>;
+
+    // Capture jobs.
+    /// Inserts a queued job; with an idempotency key already used since `key_since`, returns
+    /// the earlier job instead.
+    async fn insert_job(&self, job: &NewJob, key_since: Timestamp) -> Result<JobInsert>;
+    async fn get_job(&self, id: &JobId) -> Result<Option<CaptureJob>>;
+    /// Takes the next ready job (queued and due, or running with an expired lease and attempts
+    /// left) and leases it to `worker` until `now + lease`.
+    async fn claim_job(
+        &self,
+        worker: &str,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Option<CaptureJob>>;
+    async fn extend_job_lease(&self, id: &JobId, worker: &str, until: Timestamp) -> Result<bool>;
+    async fn complete_job(
+        &self,
+        id: &JobId,
+        worker: &str,
+        result: &str,
+        asset: Option<&AssetId>,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// With `retry_at`, the job is queued again for then; without, it fails for good.
+    async fn fail_job(
+        &self,
+        id: &JobId,
+        worker: &str,
+        error: &str,
+        retry_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Running jobs whose lease expired with no attempts left: marked failed and returned.
+    async fn fail_abandoned_jobs(&self, now: Timestamp, error: &str) -> Result<Vec<CaptureJob>>;
+
+    // Assets.
+    async fn insert_asset(&self, asset: &Asset) -> Result<()>;
+    async fn get_asset(&self, id: &AssetId) -> Result<Option<Asset>>;
+
+    // Outgoing webhooks.
+    async fn enqueue_delivery(&self, delivery: &NewDelivery) -> Result<()>;
+    /// Leases the next due pending delivery until `now + lease`.
+    async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>>;
+    async fn record_delivery_attempt(
+        &self,
+        id: &MessageId,
+        attempt: &Attempt,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn get_delivery(&self, id: &MessageId) -> Result<Option<Delivery>>;
+    async fn list_deliveries(&self, status: OutboxStatus, limit: i64) -> Result<Vec<Delivery>>;
+    /// Puts a dead delivery back in the queue, due now.
+    async fn replay_delivery(&self, id: &MessageId, now: Timestamp) -> Result<bool>;
+
+    // Incoming webhooks.
+    /// Stores a verified webhook; `false` if its webhook id or job id was seen before.
+    async fn record_received_webhook(
+        &self,
+        webhook_id: &str,
+        job_id: &str,
+        payload: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+    async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>>;
+    async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()>;
+
+    // Baselines.
+    async fn current_baseline(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+    ) -> Result<Option<Baseline>>;
+    /// Makes a new version the active baseline of (monitor, viewport).
+    async fn set_baseline(&self, baseline: &NewBaseline) -> Result<Baseline>;
+    /// Undo: the active version is marked reverted and the one before it becomes active again
+    /// (as a new `revert` history entry). `None` when there is nothing to go back to.
+    async fn revert_baseline(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<Option<Baseline>>;
+    /// Every version, newest first.
+    async fn baseline_history(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+    ) -> Result<Vec<Baseline>>;
+
+    // Alerts.
+    /// `false` when this run already has an alert of this kind (never alert twice).
+    async fn enqueue_alert(&self, alert: &NewAlert) -> Result<bool>;
+    async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>>;
+    async fn record_alert_attempt(
+        &self,
+        id: &AlertId,
+        attempt: &Attempt,
+        now: Timestamp,
+    ) -> Result<()>;
+    async fn get_alert(&self, id: &AlertId) -> Result<Option<Alert>>;
+}

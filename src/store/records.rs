@@ -1,0 +1,302 @@
+//! What the store keeps: one struct per table row, plus the inputs of the writing methods.
+
+use serde::Serialize;
+
+use crate::config::MonitorName;
+use crate::ids::{AlertId, AssetId, BaselineId, JobId, MessageId, RunId};
+use crate::time::Timestamp;
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, sqlx::Type)]
+        #[serde(rename_all = "snake_case")]
+        #[sqlx(type_name = "text", rename_all = "snake_case")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// What started a run.
+    Trigger { Schedule = "schedule", Manual = "manual", Recapture = "recapture" }
+);
+text_enum!(RunStatus { Pending = "pending", Done = "done" });
+text_enum!(
+    /// DESIGN §6; `approved` and `rejected` come later, from a person.
+    Verdict {
+        BaselineCreated = "baseline_created",
+        Unchanged = "unchanged",
+        Changed = "changed",
+        Failed = "failed",
+        Approved = "approved",
+        Rejected = "rejected",
+    }
+);
+text_enum!(JobStatus { Queued = "queued", Running = "running", Completed = "completed", Failed = "failed" });
+text_enum!(
+    /// State of an outbox row (webhook deliveries, alerts).
+    OutboxStatus { Pending = "pending", Sent = "sent", Dead = "dead" }
+);
+text_enum!(
+    /// How a baseline version came to be.
+    BaselineSource {
+        FirstCapture = "first_capture",
+        Api = "api",
+        Ui = "ui",
+        Slack = "slack",
+        Cli = "cli",
+        Revert = "revert",
+    }
+);
+text_enum!(AlertKind { Changed = "changed", Failed = "failed", Recovered = "recovered" });
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct MonitorRecord {
+    pub name: MonitorName,
+    pub url: String,
+    /// The resolved monitor as JSON (without secrets).
+    pub config: String,
+    pub enabled: bool,
+    pub removed_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A monitor as the config file has it now.
+#[derive(Debug, Clone)]
+pub struct MonitorUpsert {
+    pub name: MonitorName,
+    pub url: String,
+    pub config: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SyncSummary {
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Run {
+    pub id: RunId,
+    pub monitor: MonitorName,
+    pub viewport: String,
+    pub scheduled_for: Timestamp,
+    pub trigger: Trigger,
+    pub status: RunStatus,
+    pub verdict: Option<Verdict>,
+    pub job_id: Option<JobId>,
+    /// Re-captures made so far for `retries_on_diff`.
+    pub attempt: i32,
+    pub current_sha256: Option<String>,
+    pub baseline_sha256: Option<String>,
+    pub diff_sha256: Option<String>,
+    pub diff_pixels: Option<i64>,
+    pub total_pixels: Option<i64>,
+    pub diff_ratio: Option<f64>,
+    pub size_changed: Option<bool>,
+    /// JSON array of `{x, y, width, height}`.
+    pub regions: Option<String>,
+    /// JSON `{code, message, retryable}` when the verdict is `failed`.
+    pub error: Option<String>,
+    pub reviewed_by: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: RunId,
+    pub monitor: MonitorName,
+    pub viewport: String,
+    pub scheduled_for: Timestamp,
+    pub trigger: Trigger,
+    pub now: Timestamp,
+}
+
+/// The processor's result for a pending run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOutcome {
+    pub verdict: Option<Verdict>,
+    pub current_sha256: Option<String>,
+    pub baseline_sha256: Option<String>,
+    pub diff_sha256: Option<String>,
+    pub diff_pixels: Option<i64>,
+    pub total_pixels: Option<i64>,
+    pub diff_ratio: Option<f64>,
+    pub size_changed: Option<bool>,
+    pub regions: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct CaptureJob {
+    pub id: JobId,
+    /// The request document as received (JSON).
+    pub request: String,
+    pub status: JobStatus,
+    pub attempts: i32,
+    pub max_attempts: i32,
+    pub next_attempt_at: Timestamp,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Timestamp>,
+    pub idempotency_key: Option<String>,
+    pub asset_id: Option<AssetId>,
+    /// The completion document (JSON) once finished.
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub completed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    pub id: JobId,
+    pub request: String,
+    pub idempotency_key: Option<String>,
+    pub max_attempts: i32,
+    pub now: Timestamp,
+}
+
+/// `insert_job` answers with the job it created, or the earlier job with the same idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobInsert {
+    Created(CaptureJob),
+    Existing(CaptureJob),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Asset {
+    pub id: AssetId,
+    pub job_id: JobId,
+    pub sha256: String,
+    pub content_type: String,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    pub size: i64,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Delivery {
+    pub id: MessageId,
+    pub job_id: JobId,
+    pub url: String,
+    pub payload: String,
+    pub status: OutboxStatus,
+    pub attempts: i32,
+    pub next_attempt_at: Timestamp,
+    pub lease_expires_at: Option<Timestamp>,
+    pub last_status: Option<i32>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: MessageId,
+    pub job_id: JobId,
+    pub url: String,
+    pub payload: String,
+    pub now: Timestamp,
+}
+
+/// The result of one attempt at an outbox row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Attempt {
+    /// Delivered; `reference` is e.g. Slack's message `ts`.
+    Sent {
+        status: Option<i32>,
+        reference: Option<String>,
+    },
+    Retry {
+        at: Timestamp,
+        status: Option<i32>,
+        error: String,
+    },
+    Dead {
+        status: Option<i32>,
+        error: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct ReceivedWebhook {
+    /// The sender's id: ours are `msg_…`, an external provider's are its own.
+    pub webhook_id: String,
+    pub job_id: String,
+    pub payload: String,
+    pub received_at: Timestamp,
+    pub processed_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Baseline {
+    pub id: BaselineId,
+    pub monitor: MonitorName,
+    pub viewport: String,
+    pub sha256: String,
+    pub run_id: Option<RunId>,
+    pub source: BaselineSource,
+    pub approved_by: String,
+    pub active: bool,
+    pub created_at: Timestamp,
+    pub reverted_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewBaseline {
+    pub monitor: MonitorName,
+    pub viewport: String,
+    pub sha256: String,
+    pub run_id: Option<RunId>,
+    pub source: BaselineSource,
+    pub approved_by: String,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Alert {
+    pub id: AlertId,
+    pub run_id: RunId,
+    pub monitor: MonitorName,
+    pub kind: AlertKind,
+    pub payload: String,
+    pub status: OutboxStatus,
+    pub attempts: i32,
+    pub next_attempt_at: Timestamp,
+    pub lease_expires_at: Option<Timestamp>,
+    pub slack_ts: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAlert {
+    pub id: AlertId,
+    pub run_id: RunId,
+    pub monitor: MonitorName,
+    pub kind: AlertKind,
+    pub payload: String,
+    pub now: Timestamp,
+}

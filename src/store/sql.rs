@@ -1,0 +1,506 @@
+//! The SQL both backends share. SQLite and PostgreSQL accept the same statements here (`$n`
+//! parameters, `ON CONFLICT`, `RETURNING`, partial indexes); the one difference — row locking
+//! when claiming queue work — comes in as `$lock` (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
+//! nothing on SQLite, whose single writer already makes the claim atomic).
+
+macro_rules! impl_store {
+    ($ty:ty, $backend:expr, $lock:expr) => {
+        #[async_trait::async_trait]
+        impl $crate::store::Store for $ty {
+            fn backend(&self) -> $crate::store::Backend {
+                $backend
+            }
+
+            async fn ping(&self) -> Result<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn close(&self) {
+                self.pool.close().await;
+            }
+
+            async fn sync_monitors(&self, monitors: &[MonitorUpsert], now: Timestamp) -> Result<SyncSummary> {
+                let mut tx = self.pool.begin().await?;
+                let mut summary = SyncSummary::default();
+                let names: Vec<&str> = monitors.iter().map(|m| m.name.as_str()).collect();
+                let existing: Vec<MonitorRecord> = sqlx::query_as("SELECT * FROM monitors").fetch_all(&mut *tx).await?;
+                for m in monitors {
+                    match existing.iter().find(|e| e.name == m.name) {
+                        None => {
+                            sqlx::query(
+                                "INSERT INTO monitors (name, url, config, enabled, removed_at, created_at, updated_at)
+                                 VALUES ($1, $2, $3, $4, NULL, $5, $5)",
+                            )
+                            .bind(&m.name).bind(&m.url).bind(&m.config).bind(m.enabled).bind(now)
+                            .execute(&mut *tx).await?;
+                            summary.added += 1;
+                        }
+                        Some(e) if e.url != m.url || e.config != m.config || e.enabled != m.enabled || e.removed_at.is_some() => {
+                            sqlx::query(
+                                "UPDATE monitors SET url = $2, config = $3, enabled = $4, removed_at = NULL, updated_at = $5
+                                 WHERE name = $1",
+                            )
+                            .bind(&m.name).bind(&m.url).bind(&m.config).bind(m.enabled).bind(now)
+                            .execute(&mut *tx).await?;
+                            summary.updated += 1;
+                        }
+                        Some(_) => {}
+                    }
+                }
+                for e in existing.iter().filter(|e| e.removed_at.is_none() && !names.contains(&e.name.as_str())) {
+                    sqlx::query("UPDATE monitors SET removed_at = $2, updated_at = $2 WHERE name = $1")
+                        .bind(&e.name).bind(now).execute(&mut *tx).await?;
+                    summary.removed += 1;
+                }
+                tx.commit().await?;
+                Ok(summary)
+            }
+
+            async fn list_monitors(&self) -> Result<Vec<MonitorRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM monitors WHERE removed_at IS NULL ORDER BY name")
+                    .fetch_all(&self.pool).await?)
+            }
+
+            async fn get_monitor(&self, name: &MonitorName) -> Result<Option<MonitorRecord>> {
+                Ok(sqlx::query_as("SELECT * FROM monitors WHERE name = $1").bind(name).fetch_optional(&self.pool).await?)
+            }
+
+            async fn insert_run(&self, run: &NewRun) -> Result<Option<Run>> {
+                Ok(sqlx::query_as(
+                    "INSERT INTO runs (id, monitor, viewport, scheduled_for, trigger, status, attempt, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6)
+                     ON CONFLICT (monitor, viewport, scheduled_for) DO NOTHING
+                     RETURNING *",
+                )
+                .bind(&run.id).bind(&run.monitor).bind(&run.viewport).bind(run.scheduled_for).bind(run.trigger).bind(run.now)
+                .fetch_optional(&self.pool).await?)
+            }
+
+            async fn get_run(&self, id: &RunId) -> Result<Option<Run>> {
+                Ok(sqlx::query_as("SELECT * FROM runs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn run_for_job(&self, job: &JobId) -> Result<Option<Run>> {
+                Ok(sqlx::query_as("SELECT * FROM runs WHERE job_id = $1").bind(job).fetch_optional(&self.pool).await?)
+            }
+
+            async fn set_run_job(&self, id: &RunId, job: &JobId, now: Timestamp) -> Result<bool> {
+                let r = sqlx::query("UPDATE runs SET job_id = $2, updated_at = $3 WHERE id = $1 AND status = 'pending'")
+                    .bind(id).bind(job).bind(now).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn recapture_run(&self, id: &RunId, job: &JobId, now: Timestamp) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE runs SET job_id = $2, attempt = attempt + 1, updated_at = $3 WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(id).bind(job).bind(now).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn complete_run(&self, id: &RunId, o: &RunOutcome, now: Timestamp) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE runs SET status = 'done', verdict = $2, current_sha256 = $3, baseline_sha256 = $4,
+                         diff_sha256 = $5, diff_pixels = $6, total_pixels = $7, diff_ratio = $8, size_changed = $9,
+                         regions = $10, error = $11, updated_at = $12, completed_at = $12
+                     WHERE id = $1 AND status = 'pending'",
+                )
+                .bind(id).bind(o.verdict).bind(&o.current_sha256).bind(&o.baseline_sha256).bind(&o.diff_sha256)
+                .bind(o.diff_pixels).bind(o.total_pixels).bind(o.diff_ratio).bind(o.size_changed)
+                .bind(&o.regions).bind(&o.error).bind(now)
+                .execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn review_run(&self, id: &RunId, verdict: Verdict, by: &str, now: Timestamp) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE runs SET verdict = $2, reviewed_by = $3, updated_at = $4 WHERE id = $1 AND status = 'done'",
+                )
+                .bind(id).bind(verdict).bind(by).bind(now).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool> {
+                let row: Option<(i32,)> = sqlx::query_as(
+                    "SELECT 1 FROM runs WHERE monitor = $1 AND viewport = $2 AND status = 'pending' LIMIT 1",
+                )
+                .bind(monitor).bind(viewport).fetch_optional(&self.pool).await?;
+                Ok(row.is_some())
+            }
+
+            async fn stale_pending_runs(&self, before: Timestamp, limit: i64) -> Result<Vec<Run>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM runs WHERE status = 'pending' AND updated_at < $1 ORDER BY updated_at, id LIMIT $2",
+                )
+                .bind(before).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn list_runs(&self, monitor: &MonitorName, before: Option<Timestamp>, limit: i64) -> Result<Vec<Run>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM runs WHERE monitor = $1 AND ($2 IS NULL OR created_at < $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(monitor).bind(before).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn insert_job(&self, job: &NewJob, key_since: Timestamp) -> Result<JobInsert> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(key) = &job.idempotency_key {
+                    let earlier: Option<CaptureJob> = sqlx::query_as("SELECT * FROM capture_jobs WHERE idempotency_key = $1")
+                        .bind(key).fetch_optional(&mut *tx).await?;
+                    match earlier {
+                        Some(e) if e.created_at >= key_since => return Ok(JobInsert::Existing(e)),
+                        // Expired key: free it for this request.
+                        Some(e) => {
+                            sqlx::query("UPDATE capture_jobs SET idempotency_key = NULL WHERE id = $1")
+                                .bind(&e.id).execute(&mut *tx).await?;
+                        }
+                        None => {}
+                    }
+                }
+                let created: CaptureJob = sqlx::query_as(
+                    "INSERT INTO capture_jobs (id, request, status, attempts, max_attempts, next_attempt_at,
+                         idempotency_key, created_at, updated_at)
+                     VALUES ($1, $2, 'queued', 0, $3, $4, $5, $4, $4)
+                     RETURNING *",
+                )
+                .bind(&job.id).bind(&job.request).bind(job.max_attempts).bind(job.now).bind(&job.idempotency_key)
+                .fetch_one(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(JobInsert::Created(created))
+            }
+
+            async fn get_job(&self, id: &JobId) -> Result<Option<CaptureJob>> {
+                Ok(sqlx::query_as("SELECT * FROM capture_jobs WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn claim_job(&self, worker: &str, now: Timestamp, lease: Duration) -> Result<Option<CaptureJob>> {
+                let sql = format!(
+                    "UPDATE capture_jobs SET status = 'running', lease_owner = $1, lease_expires_at = $2,
+                         attempts = attempts + 1, updated_at = $3
+                     WHERE id = (
+                         SELECT id FROM capture_jobs
+                         WHERE (status = 'queued' AND next_attempt_at <= $3)
+                            OR (status = 'running' AND lease_expires_at <= $3 AND attempts < max_attempts)
+                         ORDER BY next_attempt_at, id LIMIT 1 {}
+                     )
+                     RETURNING *",
+                    $lock
+                );
+                Ok(sqlx::query_as(&sql)
+                    .bind(worker).bind(now.plus(lease)).bind(now)
+                    .fetch_optional(&self.pool).await?)
+            }
+
+            async fn extend_job_lease(&self, id: &JobId, worker: &str, until: Timestamp) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE capture_jobs SET lease_expires_at = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(id).bind(worker).bind(until).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn complete_job(
+                &self,
+                id: &JobId,
+                worker: &str,
+                result: &str,
+                asset: Option<&AssetId>,
+                now: Timestamp,
+            ) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE capture_jobs SET status = 'completed', result = $3, asset_id = $4, lease_expires_at = NULL,
+                         updated_at = $5, completed_at = $5
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(id).bind(worker).bind(result).bind(asset).bind(now).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn fail_job(
+                &self,
+                id: &JobId,
+                worker: &str,
+                error: &str,
+                retry_at: Option<Timestamp>,
+                now: Timestamp,
+            ) -> Result<bool> {
+                let r = match retry_at {
+                    Some(at) => sqlx::query(
+                        "UPDATE capture_jobs SET status = 'queued', error = $3, next_attempt_at = $4, lease_owner = NULL,
+                             lease_expires_at = NULL, updated_at = $5
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                    )
+                    .bind(id).bind(worker).bind(error).bind(at).bind(now).execute(&self.pool).await?,
+                    None => sqlx::query(
+                        "UPDATE capture_jobs SET status = 'failed', error = $3, lease_expires_at = NULL,
+                             updated_at = $4, completed_at = $4
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                    )
+                    .bind(id).bind(worker).bind(error).bind(now).execute(&self.pool).await?,
+                };
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn fail_abandoned_jobs(&self, now: Timestamp, error: &str) -> Result<Vec<CaptureJob>> {
+                Ok(sqlx::query_as(
+                    "UPDATE capture_jobs SET status = 'failed', error = $2, lease_expires_at = NULL,
+                         updated_at = $1, completed_at = $1
+                     WHERE status = 'running' AND lease_expires_at <= $1 AND attempts >= max_attempts
+                     RETURNING *",
+                )
+                .bind(now).bind(error).fetch_all(&self.pool).await?)
+            }
+
+            async fn insert_asset(&self, a: &Asset) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO assets (id, job_id, sha256, content_type, width, height, size, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&a.id).bind(&a.job_id).bind(&a.sha256).bind(&a.content_type).bind(a.width).bind(a.height)
+                .bind(a.size).bind(a.created_at)
+                .execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn get_asset(&self, id: &AssetId) -> Result<Option<Asset>> {
+                Ok(sqlx::query_as("SELECT * FROM assets WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn enqueue_delivery(&self, d: &NewDelivery) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO webhook_deliveries (id, job_id, url, payload, status, attempts, next_attempt_at,
+                         created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+                )
+                .bind(&d.id).bind(&d.job_id).bind(&d.url).bind(&d.payload).bind(d.now)
+                .execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>> {
+                let sql = format!(
+                    "UPDATE webhook_deliveries SET lease_expires_at = $2, updated_at = $1
+                     WHERE id = (
+                         SELECT id FROM webhook_deliveries
+                         WHERE status = 'pending' AND next_attempt_at <= $1
+                           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                         ORDER BY next_attempt_at, id LIMIT 1 {}
+                     )
+                     RETURNING *",
+                    $lock
+                );
+                Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(&self.pool).await?)
+            }
+
+            async fn record_delivery_attempt(&self, id: &MessageId, attempt: &Attempt, now: Timestamp) -> Result<()> {
+                let (status, next, code, error, done) = outbox_update(attempt, now);
+                sqlx::query(
+                    "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3,
+                         lease_expires_at = NULL, last_status = $4, last_error = $5, updated_at = $6, delivered_at = $7
+                     WHERE id = $1",
+                )
+                .bind(id).bind(status).bind(next).bind(code).bind(error).bind(now).bind(done)
+                .execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn get_delivery(&self, id: &MessageId) -> Result<Option<Delivery>> {
+                Ok(sqlx::query_as("SELECT * FROM webhook_deliveries WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn list_deliveries(&self, status: OutboxStatus, limit: i64) -> Result<Vec<Delivery>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM webhook_deliveries WHERE status = $1 ORDER BY created_at, id LIMIT $2",
+                )
+                .bind(status).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn replay_delivery(&self, id: &MessageId, now: Timestamp) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $2,
+                         lease_expires_at = NULL, updated_at = $2
+                     WHERE id = $1 AND status = 'dead'",
+                )
+                .bind(id).bind(now).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn record_received_webhook(&self, webhook_id: &str, job_id: &str, payload: &str, now: Timestamp) -> Result<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO received_webhooks (webhook_id, job_id, payload, received_at)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                )
+                .bind(webhook_id).bind(job_id).bind(payload).bind(now).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM received_webhooks WHERE processed_at IS NULL ORDER BY received_at, webhook_id LIMIT $1",
+                )
+                .bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()> {
+                sqlx::query("UPDATE received_webhooks SET processed_at = $2 WHERE webhook_id = $1")
+                    .bind(webhook_id).bind(now).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn current_baseline(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Baseline>> {
+                Ok(sqlx::query_as("SELECT * FROM baselines WHERE monitor = $1 AND viewport = $2 AND active")
+                    .bind(monitor).bind(viewport).fetch_optional(&self.pool).await?)
+            }
+
+            async fn set_baseline(&self, b: &NewBaseline) -> Result<Baseline> {
+                let mut tx = self.pool.begin().await?;
+                sqlx::query("UPDATE baselines SET active = FALSE WHERE monitor = $1 AND viewport = $2 AND active")
+                    .bind(&b.monitor).bind(&b.viewport).execute(&mut *tx).await?;
+                let row = insert_baseline(&mut tx, b).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn revert_baseline(&self, monitor: &MonitorName, viewport: &str, by: &str, now: Timestamp) -> Result<Option<Baseline>> {
+                let mut tx = self.pool.begin().await?;
+                let current: Option<Baseline> = sqlx::query_as(
+                    "UPDATE baselines SET active = FALSE, reverted_at = $3
+                     WHERE monitor = $1 AND viewport = $2 AND active RETURNING *",
+                )
+                .bind(monitor).bind(viewport).bind(now).fetch_optional(&mut *tx).await?;
+                let Some(current) = current else { return Ok(None) };
+                let previous: Option<Baseline> = sqlx::query_as(
+                    "SELECT * FROM baselines WHERE monitor = $1 AND viewport = $2 AND reverted_at IS NULL
+                       AND id <> $3 AND created_at <= $4
+                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                )
+                .bind(monitor).bind(viewport).bind(&current.id).bind(current.created_at)
+                .fetch_optional(&mut *tx).await?;
+                let Some(previous) = previous else {
+                    // Nothing older: leave everything as it was.
+                    tx.rollback().await?;
+                    return Ok(None);
+                };
+                let restored = NewBaseline {
+                    monitor: monitor.clone(),
+                    viewport: viewport.to_owned(),
+                    sha256: previous.sha256,
+                    run_id: previous.run_id,
+                    source: BaselineSource::Revert,
+                    approved_by: by.to_owned(),
+                    now,
+                };
+                let row = insert_baseline(&mut tx, &restored).await?;
+                tx.commit().await?;
+                Ok(Some(row))
+            }
+
+            async fn baseline_history(&self, monitor: &MonitorName, viewport: &str) -> Result<Vec<Baseline>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM baselines WHERE monitor = $1 AND viewport = $2 ORDER BY created_at DESC, id DESC",
+                )
+                .bind(monitor).bind(viewport).fetch_all(&self.pool).await?)
+            }
+
+            async fn enqueue_alert(&self, a: &NewAlert) -> Result<bool> {
+                let r = sqlx::query(
+                    "INSERT INTO alerts (id, run_id, monitor, kind, payload, status, attempts, next_attempt_at,
+                         created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
+                     ON CONFLICT (run_id, kind) DO NOTHING",
+                )
+                .bind(&a.id).bind(&a.run_id).bind(&a.monitor).bind(a.kind).bind(&a.payload).bind(a.now)
+                .execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>> {
+                let sql = format!(
+                    "UPDATE alerts SET lease_expires_at = $2, updated_at = $1
+                     WHERE id = (
+                         SELECT id FROM alerts
+                         WHERE status = 'pending' AND next_attempt_at <= $1
+                           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+                         ORDER BY next_attempt_at, id LIMIT 1 {}
+                     )
+                     RETURNING *",
+                    $lock
+                );
+                Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(&self.pool).await?)
+            }
+
+            async fn record_alert_attempt(&self, id: &AlertId, attempt: &Attempt, now: Timestamp) -> Result<()> {
+                let (status, next, _code, error, done) = outbox_update(attempt, now);
+                let reference = match attempt {
+                    Attempt::Sent { reference, .. } => reference.clone(),
+                    _ => None,
+                };
+                sqlx::query(
+                    "UPDATE alerts SET status = $2, attempts = attempts + 1, next_attempt_at = $3, lease_expires_at = NULL,
+                         last_error = $4, slack_ts = COALESCE($5, slack_ts), updated_at = $6, sent_at = $7
+                     WHERE id = $1",
+                )
+                .bind(id).bind(status).bind(next).bind(error).bind(reference).bind(now).bind(done)
+                .execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn get_alert(&self, id: &AlertId) -> Result<Option<Alert>> {
+                Ok(sqlx::query_as("SELECT * FROM alerts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+        }
+
+        async fn insert_baseline(
+            tx: &mut sqlx::Transaction<'_, <$ty as $crate::store::sql::HasDb>::Db>,
+            b: &NewBaseline,
+        ) -> Result<Baseline> {
+            Ok(sqlx::query_as(
+                "INSERT INTO baselines (id, monitor, viewport, sha256, run_id, source, approved_by, active, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8)
+                 RETURNING *",
+            )
+            .bind(BaselineId::new()).bind(&b.monitor).bind(&b.viewport).bind(&b.sha256).bind(&b.run_id)
+            .bind(b.source).bind(&b.approved_by).bind(b.now)
+            .fetch_one(&mut **tx).await?)
+        }
+    };
+}
+
+pub(crate) use impl_store;
+
+use super::{Attempt, OutboxStatus};
+use crate::time::Timestamp;
+
+/// Names the sqlx database type of a backend, for helper signatures inside the macro.
+pub(crate) trait HasDb {
+    type Db: sqlx::Database;
+}
+
+/// Column values for an outbox row after an attempt:
+/// (status, next_attempt_at, last_status, last_error, sent/delivered at).
+pub(crate) fn outbox_update(
+    attempt: &Attempt,
+    now: Timestamp,
+) -> (
+    OutboxStatus,
+    Timestamp,
+    Option<i32>,
+    Option<String>,
+    Option<Timestamp>,
+) {
+    match attempt {
+        Attempt::Sent { status, .. } => (OutboxStatus::Sent, now, *status, None, Some(now)),
+        Attempt::Retry { at, status, error } => (
+            OutboxStatus::Pending,
+            *at,
+            *status,
+            Some(error.clone()),
+            None,
+        ),
+        Attempt::Dead { status, error } => {
+            (OutboxStatus::Dead, now, *status, Some(error.clone()), None)
+        }
+    }
+}
