@@ -173,7 +173,7 @@ fn server(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<ServerConfig> {
     );
     let public_url = match f.opt("public_url") {
         Some(n) => page_url(ctx, n, &f.path("public_url")),
-        None => listen.map(|l| default_public_url(l)),
+        None => listen.map(default_public_url),
     };
     let shutdown_timeout = or_default(
         ctx,

@@ -111,17 +111,14 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
             .collect();
         let mut seen = HashMap::new();
         for (v, node) in vs.iter().zip(items) {
-            if let Some(v) = v {
-                if let Some(first) = seen.insert(v.key(), node.pos.line) {
-                    ctx.error(
-                        node.pos,
-                        p,
-                        format!(
-                            "viewport {} is listed twice (first on line {first})",
-                            v.key()
-                        ),
-                    );
-                }
+            if let Some(v) = v
+                && let Some(first) = seen.insert(v.key(), node.pos.line)
+            {
+                let msg = format!(
+                    "viewport {} is listed twice (first on line {first})",
+                    v.key()
+                );
+                ctx.error(node.pos, p, msg);
             }
         }
         vs.into_iter()

@@ -1,0 +1,123 @@
+//! Test fixtures: a daemon on a random port with its own database, fresh databases on both
+//! backends, and waiting on conditions with a deadline (never fixed sleeps).
+
+pub mod db;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use db::{Backend, TestDb};
+
+/// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = tokio::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The daemon running in this process on 127.0.0.1:<random>, with its own database and
+/// directories; stopped (gracefully) on drop of the shutdown sender.
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub db: TestDb,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), vigil::RunError>>>,
+}
+
+impl TestApp {
+    /// Starts the daemon with `extra_yaml` appended to a config that points at a fresh database.
+    pub async fn spawn(backend: Backend, extra_yaml: &str) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let yaml = format!(
+            "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\nstorage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n{extra_yaml}",
+            db.url,
+            dir.path().join("data").display(),
+            dir.path().join("baselines").display(),
+        );
+        let config =
+            vigil::config::parse(&yaml, "test.yaml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(vigil::run(config, listener, async {
+            let _ = rx.await;
+        }));
+        let app = TestApp {
+            base_url,
+            client: reqwest::Client::new(),
+            dir,
+            db,
+            shutdown: Some(tx),
+            task: Some(task),
+        };
+        // Ready once the database is open and migrated.
+        let url = app.url("/readyz");
+        let client = app.client.clone();
+        wait_for(
+            "the daemon to become ready",
+            Duration::from_secs(20),
+            || {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    client
+                        .get(&url)
+                        .send()
+                        .await
+                        .ok()
+                        .filter(|r| r.status() == 200)
+                }
+            },
+        )
+        .await;
+        app
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), vigil::RunError> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("daemon stopped within 10 s")
+            .expect("daemon task did not panic")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
