@@ -93,10 +93,10 @@ fn start_binary(dir: &std::path::Path, database_url: &str) -> (std::process::Chi
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(addr) = v["address"].as_str() {
-                    let _ = tx.send(addr.to_owned());
-                }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(addr) = v["address"].as_str()
+            {
+                let _ = tx.send(addr.to_owned());
             }
         }
     });
