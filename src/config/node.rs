@@ -65,7 +65,12 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     }
     // YAML 1.2 booleans only: `y`, `no`, `on` stay text (`{x: 0, y: 0}` is a rectangle, and
     // `country: NO` is Norway).
-    let options = serde_saphyr::options! { strict_booleans: true };
+    // The parser's default budget (250,000 nodes) stops near 5,000 monitors; allow well beyond
+    // the 10,000 we promise while keeping its alias-bomb and depth limits.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = 20_000_000;
+    budget.max_events = 40_000_000;
+    let options = serde_saphyr::options! { strict_booleans: true, budget: Some(budget) };
     let spanned: Spanned<RawNode> = serde_saphyr::from_str_with_options(text, options)?;
     Ok(into_node(spanned))
 }

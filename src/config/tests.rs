@@ -226,3 +226,15 @@ monitors:
     assert_eq!(m.cookies[0].value.expose(), "abc");
     assert_eq!(m.basic_auth.as_ref().unwrap().password.expose(), "p");
 }
+
+#[test]
+fn ten_thousand_monitors_are_accepted() {
+    let mut yaml = String::from("monitors:\n");
+    for i in 0..10_000 {
+        yaml.push_str(&format!(
+            "  - name: site-{i}\n    url: https://example.com/{i}\n    mask: [\"#a\", {{x: 0, y: 0, width: 1, height: 1}}]\n    headers: {{A: b}}\n"
+        ));
+    }
+    let c = parse(&yaml, "m.yaml", &no_env).unwrap();
+    assert_eq!(c.monitors.len(), 10_000);
+}
