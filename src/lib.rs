@@ -5,7 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod commands;
 pub mod config;
+pub mod diff;
 pub mod http;
 pub mod ids;
 pub mod store;

@@ -34,13 +34,16 @@ enum Command {
         #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
         config: PathBuf,
     },
+    /// Compare two PNGs (pixelmatch-compatible); exit 0 within the limits, 1 over, 2 on error.
+    Diff(vigil::commands::diff::DiffArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Check { config } => check(&config),
+        Command::Check { config } => vigil::commands::check::run(&config),
+        Command::Diff(args) => vigil::commands::diff::run(&args),
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -61,30 +64,6 @@ fn init_tracing(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
-fn check(path: &std::path::Path) -> ExitCode {
-    match vigil::config::load(path) {
-        Ok(config) => {
-            print!(
-                "{}",
-                vigil::config::report::table(&config, chrono::Utc::now())
-            );
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors.0 {
-                eprintln!("{e}");
-            }
-            eprintln!(
-                "{}: {} error{}",
-                path.display(),
-                errors.0.len(),
-                if errors.0.len() == 1 { "" } else { "s" }
-            );
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -3,5 +3,6 @@
 mod helpers;
 
 mod cli;
+mod diff;
 mod server;
 mod store;

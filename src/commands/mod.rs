@@ -1,0 +1,5 @@
+//! Subcommands that do their work and exit (as opposed to `vigil run`): file I/O and printing
+//! around the pure library parts.
+
+pub mod check;
+pub mod diff;
