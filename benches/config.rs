@@ -25,9 +25,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("config");
     group.sample_size(10);
     group.bench_function("parse_and_validate_10000_monitors", |b| {
-        b.iter(|| {
-            vigil::config::parse(std::hint::black_box(&yaml), "bench.yaml", &env).expect("valid")
-        })
+        b.iter(|| vigil::config::parse(std::hint::black_box(&yaml), "bench.yaml", &env).expect("valid"))
     });
     group.finish();
 }

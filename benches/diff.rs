@@ -81,11 +81,7 @@ fn browser_png(img: &Image) -> Vec<u8> {
     let mut e = png::Encoder::new(&mut out, img.width(), img.height());
     e.set_color(png::ColorType::Rgb);
     let mut w = e.write_header().unwrap();
-    let rgb: Vec<u8> = img
-        .data()
-        .chunks_exact(4)
-        .flat_map(|p| [p[0], p[1], p[2]])
-        .collect();
+    let rgb: Vec<u8> = img.data().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
     w.write_image_data(&rgb).unwrap();
     w.finish().unwrap();
     out
@@ -96,17 +92,11 @@ fn pair(w: u32, h: u32, name: &str) -> (Vec<u8>, Vec<u8>) {
         let read = |p: &str| std::fs::read(format!("{dir}/{p}-{name}.png")).unwrap();
         return (read("a"), read("b"));
     }
-    (
-        browser_png(&page(w, h, false)),
-        browser_png(&page(w, h, true)),
-    )
+    (browser_png(&page(w, h, false)), browser_png(&page(w, h, true)))
 }
 
 fn plain_u32_count(a: &[u8], b: &[u8]) -> usize {
-    a.chunks_exact(4)
-        .zip(b.chunks_exact(4))
-        .filter(|(x, y)| x != y)
-        .count()
+    a.chunks_exact(4).zip(b.chunks_exact(4)).filter(|(x, y)| x != y).count()
 }
 
 fn benches(c: &mut Criterion) {
@@ -114,10 +104,7 @@ fn benches(c: &mut Criterion) {
     let opts = DiffOptions::default();
     for (w, h, name) in [(1920, 1080, "1920"), (1280, 8000, "1280x8000")] {
         let (pa, pb) = pair(w, h, name);
-        let (ia, ib) = (
-            decode_png(&pa, &lim).unwrap(),
-            decode_png(&pb, &lim).unwrap(),
-        );
+        let (ia, ib) = (decode_png(&pa, &lim).unwrap(), decode_png(&pb, &lim).unwrap());
         let (report, diff) = render_diff(&ia, &ib, &opts);
         eprintln!(
             "{name}: {} KB + {} KB PNG, {} diff pixels",
@@ -127,9 +114,7 @@ fn benches(c: &mut Criterion) {
         );
         let mut g = c.benchmark_group(name);
         g.sample_size(if h > 2000 { 10 } else { 30 });
-        g.bench_function("decode_one", |bn| {
-            bn.iter(|| decode_png(black_box(&pa), &lim).unwrap())
-        });
+        g.bench_function("decode_one", |bn| bn.iter(|| decode_png(black_box(&pa), &lim).unwrap()));
         g.bench_function("plain_u32_count", |bn| {
             bn.iter(|| plain_u32_count(black_box(ia.data()), black_box(ib.data())))
         });
@@ -139,9 +124,7 @@ fn benches(c: &mut Criterion) {
         g.bench_function("kernel_with_diff_image", |bn| {
             bn.iter(|| compare_rgba(black_box(&ia), &ib, &opts, true))
         });
-        g.bench_function("encode_diff", |bn| {
-            bn.iter(|| encode_png(black_box(&diff)).unwrap())
-        });
+        g.bench_function("encode_diff", |bn| bn.iter(|| encode_png(black_box(&diff)).unwrap()));
         g.bench_function("end_to_end", |bn| {
             bn.iter(|| compare_png(black_box(&pa), &pb, &opts, &lim, true).unwrap())
         });

@@ -99,12 +99,7 @@ mod tests {
         assert!(id.as_str().starts_with("run_"));
         assert_eq!(id.as_str().parse::<RunId>().unwrap(), id);
         assert!(id.as_str().parse::<JobId>().is_err());
-        for bad in [
-            "run_",
-            "run_../../etc/passwd",
-            "run01J0000000000000000000000",
-            "",
-        ] {
+        for bad in ["run_", "run_../../etc/passwd", "run01J0000000000000000000000", ""] {
             assert!(bad.parse::<RunId>().is_err(), "{bad}");
         }
         let json = serde_json::to_string(&id).unwrap();

@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod diff;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod store;
 pub mod time;
+pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,16 +39,16 @@ pub enum RunError {
     Serve(#[source] std::io::Error),
 }
 
+/// reqwest and sqlx both use rustls: choose its crypto provider (ring) once for the process.
+/// Call before building any HTTP client; calling again is harmless.
+pub fn init_tls() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Opens the database named in the config (running migrations) and syncs the monitors into it.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    let store = store::connect(
-        config.storage.database_url.expose(),
-        config.storage.max_connections,
-    )
-    .await?;
-    let summary = store
-        .sync_monitors(&monitor_rows(config), Timestamp::now())
-        .await?;
+    let store = store::connect(config.storage.database_url.expose(), config.storage.max_connections).await?;
+    let summary = store.sync_monitors(&monitor_rows(config), Timestamp::now()).await?;
     tracing::info!(
         backend = ?store.backend(),
         monitors = config.monitors.len(),
@@ -71,6 +73,30 @@ fn monitor_rows(config: &Config) -> Vec<MonitorUpsert> {
         .collect()
 }
 
+/// The key that signs outgoing webhooks: `webhook.secret`, or one generated on first start and
+/// kept in `data_dir/webhook-secret` (enough while sender and receiver are this one process).
+fn signing_key(config: &Config) -> Result<webhook::signing::SigningKey, RunError> {
+    use webhook::signing::SigningKey;
+    if let Some(secret) = &config.webhook.secret {
+        return Ok(SigningKey::from_secret(secret.expose()).expect("validated with the config"));
+    }
+    let path = config.storage.data_dir.join("webhook-secret");
+    let io = |source| RunError::DataDir { path: path.clone(), source };
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let s = SigningKey::generate_secret();
+            store::blobs::write_atomic(&path, s.as_bytes()).map_err(|e| match e {
+                store::blobs::BlobError::Io { source, .. } => io(source),
+                other => io(std::io::Error::other(other.to_string())),
+            })?;
+            s
+        }
+        Err(e) => return Err(io(e)),
+    };
+    SigningKey::from_secret(&secret).map_err(|_| io(std::io::Error::other("invalid secret in the file")))
+}
+
 /// Runs the daemon until `shutdown` resolves, then stops accepting connections and lets
 /// in-flight requests finish (up to `server.shutdown_timeout`).
 pub async fn run(
@@ -78,35 +104,95 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    for dir in [&config.storage.data_dir, &config.storage.baselines_dir] {
-        std::fs::create_dir_all(dir).map_err(|source| RunError::DataDir {
-            path: dir.clone(),
-            source,
-        })?;
+    let mut config = config;
+    // Listening on port 0 (tests): the default public URL names the port actually bound.
+    if config.server.public_url.port() == Some(0)
+        && let Ok(addr) = listener.local_addr()
+    {
+        config.server.public_url = config::default_public_url(addr);
     }
+    for dir in [&config.storage.data_dir, &config.storage.baselines_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| RunError::DataDir { path: dir.clone(), source })?;
+    }
+    init_tls();
     let store = open_store(&config).await?;
     let metrics = http::Metrics::new();
     metrics.monitors.set(config.monitors.len() as i64);
+    let key = signing_key(&config)?;
+    let asset_urls = capture::AssetUrls {
+        base: config.server.public_url.clone(),
+        key: webhook::signing::SigningKey::from_secret(&{
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(key.hmac(b"vigil asset urls"))
+        })
+        .expect("valid base64"),
+        ttl: config.capture.asset_ttl,
+    };
+    let pool = capture::browser::BrowserPool::new(capture::browser::BrowserSettings {
+        chromium_path: config.capture.chromium_path.clone(),
+        profile_root: config.storage.data_dir.clone(),
+        recycle_after: config.capture.recycle_after,
+    });
+    let capture_metrics = capture::CaptureMetrics::new(&metrics, &pool);
+    let service = capture::CaptureService::new(asset_urls, pool, capture_metrics);
+    let blobs = BlobStore::new(&config.storage.data_dir);
+    let delivery_ready = Arc::new(tokio::sync::Notify::new());
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut background = tokio::task::JoinSet::new();
+    let worker_settings = Arc::new(capture::worker::WorkerSettings {
+        job_timeout: config.capture.job_timeout,
+        stability_timeout: config.capture.stability_timeout,
+        allow_private: config.capture.allow_private.clone(),
+        monitors: config.monitors.clone(),
+        poll: std::time::Duration::from_millis(500),
+        delivery_ready: delivery_ready.clone(),
+    });
+    if config.capture.provider.is_none() {
+        for i in 0..config.capture.workers {
+            let worker = capture::worker::Worker {
+                id: format!("{}-{}-{i}", hostname(), std::process::id()),
+                store: store.clone(),
+                blobs: blobs.clone(),
+                service: service.clone(),
+                settings: worker_settings.clone(),
+            };
+            background.spawn(worker.run(stop_rx.clone()));
+        }
+    }
+    let outcomes = prometheus_client::metrics::family::Family::default();
+    metrics.register("webhook_deliveries", "Webhook delivery attempts by outcome", outcomes.clone());
+    let deliverer = webhook::delivery::Deliverer {
+        store: store.clone(),
+        key,
+        client: webhook::delivery::client(config.webhook.timeout),
+        schedule: config.webhook.retry_schedule.clone(),
+        timeout: config.webhook.timeout,
+        ready: delivery_ready,
+        outcomes,
+    };
+    background.spawn(deliverer.run(stop_rx.clone()));
     let state = http::AppState {
-        blobs: BlobStore::new(&config.storage.data_dir),
+        blobs,
         baselines: BaselineFiles::new(&config.storage.baselines_dir),
         config: Arc::new(config),
         store: store.clone(),
         metrics,
+        capture: service.clone(),
     };
     let grace = state.config.server.shutdown_timeout;
     let app = http::router(state);
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async {
-        let _ = stop_rx.await;
+        let _ = server_stop_rx.await;
     });
     let mut server = tokio::spawn(async move { server.await });
     let result = tokio::select! {
         r = &mut server => r,
         () = shutdown => {
             tracing::info!(grace = ?grace, "shutting down: no new connections, finishing requests in flight");
-            let _ = stop_tx.send(());
+            let _ = server_stop_tx.send(());
+            let _ = stop_tx.send(true);
             match tokio::time::timeout(grace, &mut server).await {
                 Ok(r) => r,
                 Err(_) => {
@@ -117,9 +203,23 @@ pub async fn run(
             }
         }
     };
+    let _ = stop_tx.send(true);
+    // Workers finish the capture in hand (bounded by the grace period); a job cut short is
+    // picked up again after its lease once the daemon is back.
+    if tokio::time::timeout(grace, async { while background.join_next().await.is_some() {} }).await.is_err() {
+        tracing::warn!("background work still running after the shutdown timeout; stopping it");
+        background.shutdown().await;
+    }
+    service.pool.shutdown().await;
     store.close().await;
     match result {
         Ok(r) => r.map_err(RunError::Serve),
         Err(join) => Err(RunError::Serve(std::io::Error::other(join))),
     }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "vigil".into())
 }

@@ -58,9 +58,7 @@ fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -68,8 +66,7 @@ fn init_tracing(format: LogFormat) {
 }
 
 fn run(path: &std::path::Path) -> anyhow::Result<()> {
-    let config =
-        vigil::config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let config = vigil::config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)

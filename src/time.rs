@@ -22,35 +22,22 @@ impl Timestamp {
         self.0
     }
     pub fn to_datetime(self) -> DateTime<Utc> {
-        Utc.timestamp_millis_opt(self.0)
-            .single()
-            .unwrap_or_default()
+        Utc.timestamp_millis_opt(self.0).single().unwrap_or_default()
     }
     pub fn from_datetime(t: DateTime<Utc>) -> Self {
         Self(t.timestamp_millis())
     }
     pub fn plus(self, d: Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(d.as_millis().min(i64::MAX as u128) as i64),
-        )
+        Self(self.0.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
     }
     pub fn minus(self, d: Duration) -> Self {
-        Self(
-            self.0
-                .saturating_sub(d.as_millis().min(i64::MAX as u128) as i64),
-        )
+        Self(self.0.saturating_sub(d.as_millis().min(i64::MAX as u128) as i64))
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}",
-            self.to_datetime()
-                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-        )
+        write!(f, "{}", self.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
     }
 }
 

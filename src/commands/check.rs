@@ -6,10 +6,7 @@ use std::process::ExitCode;
 pub fn run(path: &Path) -> ExitCode {
     match crate::config::load(path) {
         Ok(config) => {
-            print!(
-                "{}",
-                crate::config::report::table(&config, chrono::Utc::now())
-            );
+            print!("{}", crate::config::report::table(&config, chrono::Utc::now()));
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -17,11 +14,7 @@ pub fn run(path: &Path) -> ExitCode {
                 eprintln!("{e}");
             }
             let n = errors.0.len();
-            eprintln!(
-                "{}: {n} error{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            );
+            eprintln!("{}: {n} error{}", path.display(), if n == 1 { "" } else { "s" });
             ExitCode::FAILURE
         }
     }

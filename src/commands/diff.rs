@@ -58,15 +58,8 @@ fn parse_mask(s: &str) -> Result<Region, String> {
         .collect::<Result<_, _>>()
         .map_err(|_| format!("expected x,y,width,height in pixels (got \"{s}\")"))?;
     match parts[..] {
-        [x, y, width, height] if width > 0 && height > 0 => Ok(Region {
-            x,
-            y,
-            width,
-            height,
-        }),
-        _ => Err(format!(
-            "expected x,y,width,height with a positive width and height (got \"{s}\")"
-        )),
+        [x, y, width, height] if width > 0 && height > 0 => Ok(Region { x, y, width, height }),
+        _ => Err(format!("expected x,y,width,height with a positive width and height (got \"{s}\")")),
     }
 }
 
@@ -75,8 +68,7 @@ fn over(report: &DiffReport, args: &DiffArgs) -> bool {
     match (args.max_diff_pixels, args.max_diff_ratio) {
         (None, None) => report.diff_pixels > 0,
         (pixels, ratio) => {
-            pixels.is_some_and(|m| report.diff_pixels > m)
-                || ratio.is_some_and(|r| report.diff_ratio > r)
+            pixels.is_some_and(|m| report.diff_pixels > m) || ratio.is_some_and(|r| report.diff_ratio > r)
         }
     }
 }
@@ -92,8 +84,7 @@ pub fn run(args: &DiffArgs) -> ExitCode {
 }
 
 fn compare(args: &DiffArgs) -> Result<bool, String> {
-    let read =
-        |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
     let (a, b) = (read(&args.baseline)?, read(&args.current)?);
     let options = DiffOptions {
         threshold: args.threshold,
@@ -112,10 +103,7 @@ fn compare(args: &DiffArgs) -> Result<bool, String> {
     }
     let over = over(&report, args);
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string(&report).expect("a report serialises")
-        );
+        println!("{}", serde_json::to_string(&report).expect("a report serialises"));
     } else {
         print_summary(&report, args, over, diff_png.is_some());
     }
@@ -142,10 +130,7 @@ fn print_summary(r: &DiffReport, args: &DiffArgs, over: bool, wrote: bool) {
         );
     }
     for g in r.regions.iter().take(10) {
-        println!(
-            "  changed region: x={} y={} {}x{}",
-            g.x, g.y, g.width, g.height
-        );
+        println!("  changed region: x={} y={} {}x{}", g.x, g.y, g.width, g.height);
     }
     if r.regions.len() > 10 {
         println!("  … and {} more regions", r.regions.len() - 10);

@@ -56,11 +56,7 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(file: &'a str, env: EnvLookup<'a>) -> Self {
-        Self {
-            file,
-            env,
-            errors: Vec::new(),
-        }
+        Self { file, env, errors: Vec::new() }
     }
 
     pub(crate) fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) {
@@ -86,11 +82,7 @@ impl<'a> Ctx<'a> {
 
 /// Joins a path and a key: `monitors[2]` + `threshold`.
 pub(crate) fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") }
 }
 
 /// The entries of a mapping, handed out by key; keys never asked for are reported as unknown.
@@ -119,11 +111,7 @@ impl<'n> Fields<'n> {
             }
         }
         let used = vec![false; entries.len()];
-        Some(Self {
-            path: path.to_owned(),
-            entries,
-            used,
-        })
+        Some(Self { path: path.to_owned(), entries, used })
     }
 
     pub(crate) fn get(&mut self, key: &str) -> Option<&'n Node> {
@@ -157,10 +145,7 @@ impl<'n> Fields<'n> {
             ctx.error(
                 knode.pos,
                 &join(&self.path, key),
-                format!(
-                    "unknown key; {suggestion}expected one of: {}",
-                    known.join(", ")
-                ),
+                format!("unknown key; {suggestion}expected one of: {}", known.join(", ")),
             );
         }
     }

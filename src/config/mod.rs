@@ -43,9 +43,8 @@ pub const DEFAULT_RETRY_SCHEDULE: [Duration; 8] = [
     Duration::from_secs(10 * 3600),
 ];
 
-const TOP_KEYS: &[&str] = &[
-    "server", "storage", "capture", "webhook", "slack", "auth", "defaults", "monitors",
-];
+const TOP_KEYS: &[&str] =
+    &["server", "storage", "capture", "webhook", "slack", "auth", "defaults", "monitors"];
 
 /// Reads and validates `path` with the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -67,10 +66,7 @@ pub fn parse(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Config, Confi
         let loc = e.location();
         ConfigErrors(vec![ConfigError {
             file: file.to_owned(),
-            pos: Pos {
-                line: loc.map_or(0, |l| l.line()),
-                column: loc.map_or(0, |l| l.column()),
-            },
+            pos: Pos { line: loc.map_or(0, |l| l.line()), column: loc.map_or(0, |l| l.column()) },
             path: String::new(),
             message: format!("invalid YAML: {}", e.without_snippet()),
         }])
@@ -127,10 +123,7 @@ fn section<T>(
     key: &str,
     read: fn(&mut Ctx<'_>, &mut Fields<'_>) -> Option<T>,
 ) -> Option<T> {
-    static EMPTY: Node = Node {
-        pos: Pos { line: 1, column: 1 },
-        value: node::Value::Null,
-    };
+    static EMPTY: Node = Node { pos: Pos { line: 1, column: 1 }, value: node::Value::Null };
     let n = f.opt(key).unwrap_or(&EMPTY);
     let mut sf = Fields::of(ctx, n, key)?;
     read(ctx, &mut sf)
@@ -152,42 +145,24 @@ fn or_default<T>(
 }
 
 fn server(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<ServerConfig> {
-    let listen = or_default(
-        ctx,
-        f,
-        "listen",
-        DEFAULT_LISTEN.parse().expect("valid default"),
-        |ctx, n, p| {
-            let s = text(ctx, n, p)?;
-            s.trim()
-                .parse::<SocketAddr>()
-                .map_err(|_| {
-                    ctx.expected(
-                        n,
-                        p,
-                        "an address and port like \"127.0.0.1:8080\" or \"0.0.0.0:8080\"",
-                    )
-                })
-                .ok()
-        },
-    );
+    let listen = or_default(ctx, f, "listen", DEFAULT_LISTEN.parse().expect("valid default"), |ctx, n, p| {
+        let s = text(ctx, n, p)?;
+        s.trim()
+            .parse::<SocketAddr>()
+            .map_err(|_| {
+                ctx.expected(n, p, "an address and port like \"127.0.0.1:8080\" or \"0.0.0.0:8080\"")
+            })
+            .ok()
+    });
     let public_url = match f.opt("public_url") {
         Some(n) => page_url(ctx, n, &f.path("public_url")),
         None => listen.map(default_public_url),
     };
-    let shutdown_timeout = or_default(
-        ctx,
-        f,
-        "shutdown_timeout",
-        Duration::from_secs(10),
-        |ctx, n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(600)),
-    );
+    let shutdown_timeout = or_default(ctx, f, "shutdown_timeout", Duration::from_secs(10), |ctx, n, p| {
+        duration(ctx, n, p, Duration::ZERO, Duration::from_secs(600))
+    });
     f.finish(ctx, &["listen", "public_url", "shutdown_timeout"]);
-    Some(ServerConfig {
-        listen: listen?,
-        public_url: public_url?,
-        shutdown_timeout: shutdown_timeout?,
-    })
+    Some(ServerConfig { listen: listen?, public_url: public_url?, shutdown_timeout: shutdown_timeout? })
 }
 
 /// `http://<listen>/`, with an unspecified address (0.0.0.0) replaced by loopback.
@@ -202,49 +177,23 @@ pub fn default_public_url(listen: SocketAddr) -> Url {
 }
 
 fn storage(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<StorageConfig> {
-    let database_url = or_default(
-        ctx,
-        f,
-        "database_url",
-        DEFAULT_DATABASE_URL.to_owned(),
-        |ctx, n, p| {
-            let s = text(ctx, n, p)?;
-            let ok = ["sqlite:", "postgres://", "postgresql://"]
-                .iter()
-                .any(|pre| s.starts_with(pre));
-            if !ok {
-                ctx.error(
-                    n.pos,
-                    p,
-                    "expected a database URL starting with sqlite:// or postgres://",
-                );
-                return None;
-            }
-            Some(s)
-        },
-    );
-    let data_dir = or_default(ctx, f, "data_dir", PathBuf::from("data"), |ctx, n, p| {
+    let database_url = or_default(ctx, f, "database_url", DEFAULT_DATABASE_URL.to_owned(), |ctx, n, p| {
+        let s = text(ctx, n, p)?;
+        let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|pre| s.starts_with(pre));
+        if !ok {
+            ctx.error(n.pos, p, "expected a database URL starting with sqlite:// or postgres://");
+            return None;
+        }
+        Some(s)
+    });
+    let data_dir =
+        or_default(ctx, f, "data_dir", PathBuf::from("data"), |ctx, n, p| text(ctx, n, p).map(PathBuf::from));
+    let baselines_dir = or_default(ctx, f, "baselines_dir", PathBuf::from("baselines"), |ctx, n, p| {
         text(ctx, n, p).map(PathBuf::from)
     });
-    let baselines_dir = or_default(
-        ctx,
-        f,
-        "baselines_dir",
-        PathBuf::from("baselines"),
-        |ctx, n, p| text(ctx, n, p).map(PathBuf::from),
-    );
-    let max_connections = or_default(ctx, f, "max_connections", 10, |ctx, n, p| {
-        integer(ctx, n, p, 1, 1000).map(|v| v as u32)
-    });
-    f.finish(
-        ctx,
-        &[
-            "database_url",
-            "data_dir",
-            "baselines_dir",
-            "max_connections",
-        ],
-    );
+    let max_connections =
+        or_default(ctx, f, "max_connections", 10, |ctx, n, p| integer(ctx, n, p, 1, 1000).map(|v| v as u32));
+    f.finish(ctx, &["database_url", "data_dir", "baselines_dir", "max_connections"]);
     Some(StorageConfig {
         database_url: Secret::new(database_url?),
         data_dir: data_dir?,
@@ -265,56 +214,31 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
                 let api_key = required(ctx, &mut pf, n.pos, "api_key", "the provider's API key")
                     .and_then(|(n, p)| text(ctx, n, &p));
                 pf.finish(ctx, &["url", "api_key"]);
-                Some(Some(ExternalProvider {
-                    url: url?,
-                    api_key: Secret::new(api_key?),
-                }))
+                Some(Some(ExternalProvider { url: url?, api_key: Secret::new(api_key?) }))
             })
         }
     };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as i64);
-    let workers = or_default(ctx, f, "workers", cpus as u32, |ctx, n, p| {
-        integer(ctx, n, p, 1, 64).map(|v| v as u32)
-    });
+    let workers =
+        or_default(ctx, f, "workers", cpus as u32, |ctx, n, p| integer(ctx, n, p, 1, 64).map(|v| v as u32));
     let chromium_path = match f.opt("chromium_path") {
         Some(n) => text(ctx, n, &f.path("chromium_path")).map(|s| Some(PathBuf::from(s))),
         None => Some(None),
     };
-    let max_attempts = or_default(ctx, f, "max_attempts", 3, |ctx, n, p| {
-        integer(ctx, n, p, 1, 20).map(|v| v as u32)
+    let max_attempts =
+        or_default(ctx, f, "max_attempts", 3, |ctx, n, p| integer(ctx, n, p, 1, 20).map(|v| v as u32));
+    let job_timeout = or_default(ctx, f, "job_timeout", Duration::from_secs(90), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_secs(5), Duration::from_secs(1800))
     });
-    let job_timeout = or_default(
-        ctx,
-        f,
-        "job_timeout",
-        Duration::from_secs(90),
-        |ctx, n, p| duration(ctx, n, p, Duration::from_secs(5), Duration::from_secs(1800)),
-    );
-    let stability_timeout = or_default(
-        ctx,
-        f,
-        "stability_timeout",
-        Duration::from_secs(5),
-        |ctx, n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(120)),
-    );
+    let stability_timeout = or_default(ctx, f, "stability_timeout", Duration::from_secs(5), |ctx, n, p| {
+        duration(ctx, n, p, Duration::ZERO, Duration::from_secs(120))
+    });
     let recycle_after = or_default(ctx, f, "recycle_after", 200, |ctx, n, p| {
         integer(ctx, n, p, 1, 1_000_000).map(|v| v as u32)
     });
-    let asset_ttl = or_default(
-        ctx,
-        f,
-        "asset_ttl",
-        Duration::from_secs(24 * 3600),
-        |ctx, n, p| {
-            duration(
-                ctx,
-                n,
-                p,
-                Duration::from_secs(60),
-                Duration::from_secs(30 * 24 * 3600),
-            )
-        },
-    );
+    let asset_ttl = or_default(ctx, f, "asset_ttl", Duration::from_secs(24 * 3600), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_secs(60), Duration::from_secs(30 * 24 * 3600))
+    });
     let allow_private = or_default(ctx, f, "allow_private", Vec::new(), |ctx, n, p| {
         let items = list(ctx, n, p, "address ranges like 10.0.0.0/8")?;
         let mut out = Vec::new();
@@ -324,16 +248,11 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
                 continue;
             };
             let s = s.trim();
-            let net = s
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            let net =
+                s.parse::<ipnet::IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
             match net {
                 Ok(net) => out.push(net),
-                Err(_) => ctx.expected(
-                    item,
-                    &ip,
-                    "an address range like \"10.0.0.0/8\" or an address",
-                ),
+                Err(_) => ctx.expected(item, &ip, "an address range like \"10.0.0.0/8\" or an address"),
             }
         }
         Some(out)
@@ -368,11 +287,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
 fn webhook_secret(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Secret> {
     let s = text(ctx, n, p)?;
     let body = s.strip_prefix("whsec_").unwrap_or("");
-    if body.len() < 24
-        || !body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
-    {
+    if body.len() < 24 || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
         // Never echo the value: it is a secret.
         ctx.error(n.pos, p, "expected a secret like \"whsec_\" followed by base64 of 32 random bytes (generate one with `openssl rand -base64 32`)");
         return None;
@@ -387,34 +302,16 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
     };
     let previous_secrets = or_default(ctx, f, "previous_secrets", Vec::new(), |ctx, n, p| {
         let items = list(ctx, n, p, "webhook secrets")?;
-        items
-            .iter()
-            .enumerate()
-            .map(|(i, item)| webhook_secret(ctx, item, &format!("{p}[{i}]")))
-            .collect()
+        items.iter().enumerate().map(|(i, item)| webhook_secret(ctx, item, &format!("{p}[{i}]"))).collect()
     });
-    let tolerance = or_default(
-        ctx,
-        f,
-        "tolerance",
-        Duration::from_secs(300),
-        |ctx, n, p| duration(ctx, n, p, Duration::from_secs(1), Duration::from_secs(3600)),
-    );
+    let tolerance = or_default(ctx, f, "tolerance", Duration::from_secs(300), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_secs(1), Duration::from_secs(3600))
+    });
     let timeout = or_default(ctx, f, "timeout", Duration::from_secs(15), |ctx, n, p| {
-        duration(
-            ctx,
-            n,
-            p,
-            Duration::from_millis(100),
-            Duration::from_secs(120),
-        )
+        duration(ctx, n, p, Duration::from_millis(100), Duration::from_secs(120))
     });
-    let retry_schedule = or_default(
-        ctx,
-        f,
-        "retry_schedule",
-        DEFAULT_RETRY_SCHEDULE.to_vec(),
-        |ctx, n, p| {
+    let retry_schedule =
+        or_default(ctx, f, "retry_schedule", DEFAULT_RETRY_SCHEDULE.to_vec(), |ctx, n, p| {
             let items = list(ctx, n, p, "durations")?;
             if items.is_empty() {
                 ctx.error(n.pos, p, "expected at least one attempt");
@@ -433,22 +330,14 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
                     )
                 })
                 .collect()
-        },
-    );
+        });
     let hex_signature_header = match f.opt("hex_signature_header") {
         Some(n) => text(ctx, n, &f.path("hex_signature_header")).map(Some),
         None => Some(None),
     };
     f.finish(
         ctx,
-        &[
-            "secret",
-            "previous_secrets",
-            "tolerance",
-            "timeout",
-            "retry_schedule",
-            "hex_signature_header",
-        ],
+        &["secret", "previous_secrets", "tolerance", "timeout", "retry_schedule", "hex_signature_header"],
     );
     Some(WebhookConfig {
         secret: secret?,
@@ -462,26 +351,16 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
 
 fn slack(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<SlackConfig> {
     let mut f = Fields::of(ctx, node, path)?;
-    let bot_token = required(
-        ctx,
-        &mut f,
-        node.pos,
-        "bot_token",
-        "a bot token (xoxb-…), e.g. \"${SLACK_BOT_TOKEN}\"",
-    )
-    .and_then(|(n, p)| text(ctx, n, &p));
+    let bot_token =
+        required(ctx, &mut f, node.pos, "bot_token", "a bot token (xoxb-…), e.g. \"${SLACK_BOT_TOKEN}\"")
+            .and_then(|(n, p)| text(ctx, n, &p));
     let signing_secret = match f.opt("signing_secret") {
         Some(n) => text(ctx, n, &f.path("signing_secret")).map(|s| Some(Secret::new(s))),
         None => Some(None),
     };
-    let channel = required(
-        ctx,
-        &mut f,
-        node.pos,
-        "channel",
-        "the channel for alerts, e.g. \"#alerts\" or an ID",
-    )
-    .and_then(|(n, p)| text(ctx, n, &p));
+    let channel =
+        required(ctx, &mut f, node.pos, "channel", "the channel for alerts, e.g. \"#alerts\" or an ID")
+            .and_then(|(n, p)| text(ctx, n, &p));
     let api_url = match f.opt("api_url") {
         Some(n) => page_url(ctx, n, &f.path("api_url")),
         None => Some(Url::parse(DEFAULT_SLACK_API).expect("valid URL")),
@@ -502,37 +381,18 @@ fn auth(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<AuthConfig> {
         if let node::Value::Seq(items) = &n.value {
             for (i, (t, item)) in tokens.iter().zip(items).enumerate() {
                 if t.len() < 16 {
-                    ctx.error(
-                        item.pos,
-                        &format!("{p}[{i}]"),
-                        "expected a token of at least 16 characters",
-                    );
+                    ctx.error(item.pos, &format!("{p}[{i}]"), "expected a token of at least 16 characters");
                     ok = false;
                 }
             }
         }
         ok.then(|| tokens.into_iter().map(Secret::new).collect())
     });
-    let session_ttl = or_default(
-        ctx,
-        f,
-        "session_ttl",
-        Duration::from_secs(12 * 3600),
-        |ctx, n, p| {
-            duration(
-                ctx,
-                n,
-                p,
-                Duration::from_secs(60),
-                Duration::from_secs(90 * 24 * 3600),
-            )
-        },
-    );
+    let session_ttl = or_default(ctx, f, "session_ttl", Duration::from_secs(12 * 3600), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_secs(60), Duration::from_secs(90 * 24 * 3600))
+    });
     f.finish(ctx, &["api_tokens", "session_ttl"]);
-    Some(AuthConfig {
-        api_tokens: api_tokens?,
-        session_ttl: session_ttl?,
-    })
+    Some(AuthConfig { api_tokens: api_tokens?, session_ttl: session_ttl? })
 }
 
 fn monitors(ctx: &mut Ctx<'_>, node: &Node, defaults: &monitor::Settings) -> Option<Vec<Monitor>> {
@@ -548,10 +408,7 @@ fn monitors(ctx: &mut Ctx<'_>, node: &Node, defaults: &monitor::Settings) -> Opt
                     ctx.error(
                         item.pos,
                         &format!("{path}.name"),
-                        format!(
-                            "duplicate monitor name \"{}\" (first used on line {first})",
-                            m.name
-                        ),
+                        format!("duplicate monitor name \"{}\" (first used on line {first})", m.name),
                     );
                     ok = false;
                 }

@@ -131,11 +131,7 @@ pub struct Threshold {
 
 impl Threshold {
     pub fn is_exceeded(&self, diff_pixels: u64, total_pixels: u64) -> bool {
-        let ratio = if total_pixels == 0 {
-            0.0
-        } else {
-            diff_pixels as f64 / total_pixels as f64
-        };
+        let ratio = if total_pixels == 0 { 0.0 } else { diff_pixels as f64 / total_pixels as f64 };
         match (self.ratio, self.max_diff_pixels) {
             (None, None) => diff_pixels > 0,
             (r, m) => r.is_some_and(|r| ratio > r) || m.is_some_and(|m| diff_pixels > m),
@@ -173,15 +169,11 @@ impl FromStr for MonitorName {
         let ok = !bytes.is_empty()
             && bytes.len() <= 64
             && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
-            && bytes
-                .iter()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_');
+            && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(
-                "a name of 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit",
-            )
+            Err("a name of 1-64 lowercase letters, digits, '-' or '_', starting with a letter or digit")
         }
     }
 }
@@ -245,14 +237,9 @@ impl Schedule {
             .seconds(croner::parser::Seconds::Optional)
             .year(croner::parser::Year::Disallowed)
             .build();
-        let cron = parser
-            .parse(&six_fields)
-            .map_err(|e| format!("invalid cron expression \"{source}\": {e}"))?;
-        Ok(Self {
-            source: source.to_owned(),
-            six_fields,
-            cron,
-        })
+        let cron =
+            parser.parse(&six_fields).map_err(|e| format!("invalid cron expression \"{source}\": {e}"))?;
+        Ok(Self { source: source.to_owned(), six_fields, cron })
     }
 
     /// The next `n` fire times strictly after `after` (UTC).
@@ -285,12 +272,7 @@ pub enum WaitUntil {
 #[serde(untagged)]
 pub enum Mask {
     Selector(String),
-    Rect {
-        x: u32,
-        y: u32,
-        width: u32,
-        height: u32,
-    },
+    Rect { x: u32, y: u32, width: u32, height: u32 },
 }
 
 #[derive(Debug, Clone)]
@@ -350,19 +332,9 @@ mod tests {
 
     #[test]
     fn viewport_keys() {
-        let v = Viewport {
-            width: 1280,
-            height: 800,
-            scale: 1.0,
-            mobile: false,
-        };
+        let v = Viewport { width: 1280, height: 800, scale: 1.0, mobile: false };
         assert_eq!(v.key(), "1280x800");
-        let m = Viewport {
-            width: 390,
-            height: 844,
-            scale: 3.0,
-            mobile: true,
-        };
+        let m = Viewport { width: 390, height: 844, scale: 3.0, mobile: true };
         assert_eq!(m.key(), "390x844@3x-mobile");
     }
 
@@ -372,14 +344,9 @@ mod tests {
         assert_eq!(five.six_fields, "0 */5 * * * *");
         let six = Schedule::parse("30 0 9 * * MON-FRI").unwrap();
         assert_eq!(six.six_fields, "30 0 9 * * MON-FRI");
-        let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z")
-            .unwrap()
-            .to_utc();
+        let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z").unwrap().to_utc();
         let fires = five.next_fires(start, 3);
-        let fmt: Vec<String> = fires
-            .iter()
-            .map(|t| t.format("%H:%M:%S").to_string())
-            .collect();
+        let fmt: Vec<String> = fires.iter().map(|t| t.format("%H:%M:%S").to_string()).collect();
         assert_eq!(fmt, ["00:05:00", "00:10:00", "00:15:00"]);
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("* * *").is_err());
@@ -387,17 +354,11 @@ mod tests {
 
     #[test]
     fn thresholds_fire_on_either_limit() {
-        let t = Threshold {
-            ratio: Some(0.02),
-            max_diff_pixels: Some(500),
-        };
+        let t = Threshold { ratio: Some(0.02), max_diff_pixels: Some(500) };
         assert!(!t.is_exceeded(100, 10_000));
         assert!(t.is_exceeded(201, 10_000));
         assert!(t.is_exceeded(501, 1_000_000));
-        let any = Threshold {
-            ratio: None,
-            max_diff_pixels: None,
-        };
+        let any = Threshold { ratio: None, max_diff_pixels: None };
         assert!(any.is_exceeded(1, 10));
         assert!(!any.is_exceeded(0, 10));
     }

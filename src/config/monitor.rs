@@ -8,9 +8,7 @@ use url::Url;
 use super::ctx::{Ctx, Fields};
 use super::model::*;
 use super::node::{Node, Pos, Value};
-use super::values::{
-    boolean, duration, integer, list, number, percentage, text, text_list, viewport,
-};
+use super::values::{boolean, duration, integer, list, number, percentage, text, text_list, viewport};
 
 /// Keys a monitor may set; `defaults:` takes the same ones except `name` and `url`.
 pub const SETTING_KEYS: &[&str] = &[
@@ -41,12 +39,7 @@ pub const SETTING_KEYS: &[&str] = &[
 ];
 
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
-pub const DEFAULT_VIEWPORT: Viewport = Viewport {
-    width: 1280,
-    height: 800,
-    scale: 1.0,
-    mobile: false,
-};
+pub const DEFAULT_VIEWPORT: Viewport = Viewport { width: 1280, height: 800, scale: 1.0, mobile: false };
 pub const DEFAULT_THRESHOLD_RATIO: f64 = 0.001;
 pub const DEFAULT_MAX_HEIGHT: u32 = 16_384;
 
@@ -93,45 +86,28 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     }
     read!(schedule, |n, p| {
         let src = text(ctx, n, p);
-        src.and_then(|src| {
-            Schedule::parse(&src)
-                .map_err(|e| ctx.error(n.pos, p, e))
-                .ok()
-        })
+        src.and_then(|src| Schedule::parse(&src).map_err(|e| ctx.error(n.pos, p, e)).ok())
     });
     read!(viewports, |n, p| {
         let items = list(ctx, n, p, "viewports").unwrap_or_default();
         if items.is_empty() && matches!(n.value, Value::Seq(_)) {
             ctx.error(n.pos, p, "expected at least one viewport");
         }
-        let vs: Vec<_> = items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| viewport(ctx, v, &format!("{p}[{i}]")))
-            .collect();
+        let vs: Vec<_> =
+            items.iter().enumerate().map(|(i, v)| viewport(ctx, v, &format!("{p}[{i}]"))).collect();
         let mut seen = HashMap::new();
         for (v, node) in vs.iter().zip(items) {
             if let Some(v) = v
                 && let Some(first) = seen.insert(v.key(), node.pos.line)
             {
-                let msg = format!(
-                    "viewport {} is listed twice (first on line {first})",
-                    v.key()
-                );
+                let msg = format!("viewport {} is listed twice (first on line {first})", v.key());
                 ctx.error(node.pos, p, msg);
             }
         }
-        vs.into_iter()
-            .collect::<Option<Vec<_>>>()
-            .filter(|v| !v.is_empty())
+        vs.into_iter().collect::<Option<Vec<_>>>().filter(|v| !v.is_empty())
     });
     read!(full_page, |n, p| boolean(ctx, n, p));
-    read!(format, |n, p| choice(
-        ctx,
-        n,
-        p,
-        &[("png", Format::Png), ("pdf", Format::Pdf)]
-    ));
+    read!(format, |n, p| choice(ctx, n, p, &[("png", Format::Png), ("pdf", Format::Pdf)]));
     read!(wait_until, |n, p| choice(
         ctx,
         n,
@@ -143,20 +119,8 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
         ]
     ));
     read!(wait_for, |n, p| text(ctx, n, p));
-    read!(delay, |n, p| duration(
-        ctx,
-        n,
-        p,
-        Duration::ZERO,
-        Duration::from_secs(60)
-    ));
-    read!(timeout, |n, p| duration(
-        ctx,
-        n,
-        p,
-        Duration::from_secs(1),
-        Duration::from_secs(600)
-    ));
+    read!(delay, |n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(60)));
+    read!(timeout, |n, p| duration(ctx, n, p, Duration::from_secs(1), Duration::from_secs(600)));
     read!(hide, |n, p| Some(text_list(ctx, n, p)));
     read!(mask, |n, p| masks(ctx, n, p));
     read!(selector, |n, p| text(ctx, n, p));
@@ -166,49 +130,32 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(user_agent, |n, p| text(ctx, n, p));
     read!(dark_mode, |n, p| boolean(ctx, n, p));
     read!(reduced_motion, |n, p| boolean(ctx, n, p));
-    read!(max_height, |n, p| integer(ctx, n, p, 100, 65_536)
-        .map(|v| v as u32));
+    read!(max_height, |n, p| integer(ctx, n, p, 100, 65_536).map(|v| v as u32));
     read!(threshold, |n, p| percentage(ctx, n, p));
-    read!(max_diff_pixels, |n, p| integer(ctx, n, p, 0, i64::MAX)
-        .map(|v| v as u64));
+    read!(max_diff_pixels, |n, p| integer(ctx, n, p, 0, i64::MAX).map(|v| v as u64));
     read!(pixel_threshold, |n, p| number(ctx, n, p, 0.0, 1.0));
-    read!(retries_on_diff, |n, p| integer(ctx, n, p, 0, 10)
-        .map(|v| v as u32));
+    read!(retries_on_diff, |n, p| integer(ctx, n, p, 0, 10).map(|v| v as u32));
     read!(slack_channel, |n, p| text(ctx, n, p));
     read!(enabled, |n, p| boolean(ctx, n, p));
     s
 }
 
 /// One entry of `monitors:`; `None` when it has errors (already recorded).
-pub(crate) fn monitor(
-    ctx: &mut Ctx<'_>,
-    node: &Node,
-    path: &str,
-    defaults: &Settings,
-) -> Option<Monitor> {
+pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Settings) -> Option<Monitor> {
     let mut f = Fields::of(ctx, node, path)?;
     let name = required(ctx, &mut f, node.pos, "name", "a monitor name").and_then(|(n, p)| {
         let s = text(ctx, n, &p)?;
-        s.parse::<MonitorName>()
-            .map_err(|e| ctx.expected(n, &p, e))
-            .ok()
+        s.parse::<MonitorName>().map_err(|e| ctx.expected(n, &p, e)).ok()
     });
-    let url = required(ctx, &mut f, node.pos, "url", "the page URL")
-        .and_then(|(n, p)| page_url(ctx, n, &p));
+    let url = required(ctx, &mut f, node.pos, "url", "the page URL").and_then(|(n, p)| page_url(ctx, n, &p));
     let own = settings(ctx, &mut f);
     let mut known = vec!["name", "url"];
     known.extend_from_slice(SETTING_KEYS);
     f.finish(ctx, &known);
     let s = own.or(defaults);
     let threshold = match (s.threshold, s.max_diff_pixels) {
-        (None, None) => Threshold {
-            ratio: Some(DEFAULT_THRESHOLD_RATIO),
-            max_diff_pixels: None,
-        },
-        (ratio, max_diff_pixels) => Threshold {
-            ratio,
-            max_diff_pixels,
-        },
+        (None, None) => Threshold { ratio: Some(DEFAULT_THRESHOLD_RATIO), max_diff_pixels: None },
+        (ratio, max_diff_pixels) => Threshold { ratio, max_diff_pixels },
     };
     Some(Monitor {
         name: name?,
@@ -306,19 +253,12 @@ pub(crate) fn page_url(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Url
             ctx.error(
                 node.pos,
                 path,
-                format!(
-                    "expected an http:// or https:// URL (got scheme \"{}\")",
-                    u.scheme()
-                ),
+                format!("expected an http:// or https:// URL (got scheme \"{}\")", u.scheme()),
             );
             None
         }
         Err(e) => {
-            ctx.error(
-                node.pos,
-                path,
-                format!("expected an http:// or https:// URL ({e}: \"{s}\")"),
-            );
+            ctx.error(node.pos, path, format!("expected an http:// or https:// URL ({e}: \"{s}\")"));
             None
         }
     }
@@ -342,12 +282,7 @@ pub(crate) fn choice<T: Copy>(
 }
 
 fn masks(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Mask>> {
-    let items = list(
-        ctx,
-        node,
-        path,
-        "CSS selectors or {x, y, width, height} rectangles",
-    )?;
+    let items = list(ctx, node, path, "CSS selectors or {x, y, width, height} rectangles")?;
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
@@ -376,12 +311,7 @@ fn rect(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Mask> {
     let width = side(ctx, "width", 1);
     let height = side(ctx, "height", 1);
     f.finish(ctx, &["x", "y", "width", "height"]);
-    Some(Mask::Rect {
-        x: x?,
-        y: y?,
-        width: width?,
-        height: height?,
-    })
+    Some(Mask::Rect { x: x?, y: y?, width: width?, height: height? })
 }
 
 fn headers(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<BTreeMap<String, Secret>> {
@@ -393,9 +323,7 @@ fn headers(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<BTreeMap<String
     let mut ok = true;
     for (k, v) in entries {
         let name = match &k.value {
-            Value::Str(s)
-                if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b':') =>
-            {
+            Value::Str(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b':') => {
                 s.clone()
             }
             _ => {
@@ -424,24 +352,17 @@ fn cookies(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Cookie>> {
             ok = false;
             continue;
         };
-        let name = required(ctx, &mut f, item.pos, "name", "the cookie name")
-            .and_then(|(n, p)| text(ctx, n, &p));
-        let value = required(ctx, &mut f, item.pos, "value", "the cookie value")
-            .and_then(|(n, p)| text(ctx, n, &p));
-        let domain = f
-            .opt("domain")
-            .and_then(|n| text(ctx, n, &format!("{p}.domain")));
-        let cpath = f
-            .opt("path")
-            .and_then(|n| text(ctx, n, &format!("{p}.path")));
+        let name =
+            required(ctx, &mut f, item.pos, "name", "the cookie name").and_then(|(n, p)| text(ctx, n, &p));
+        let value =
+            required(ctx, &mut f, item.pos, "value", "the cookie value").and_then(|(n, p)| text(ctx, n, &p));
+        let domain = f.opt("domain").and_then(|n| text(ctx, n, &format!("{p}.domain")));
+        let cpath = f.opt("path").and_then(|n| text(ctx, n, &format!("{p}.path")));
         f.finish(ctx, &["name", "value", "domain", "path"]);
         match (name, value) {
-            (Some(name), Some(value)) => out.push(Cookie {
-                name,
-                value: Secret::new(value),
-                domain,
-                path: cpath,
-            }),
+            (Some(name), Some(value)) => {
+                out.push(Cookie { name, value: Secret::new(value), domain, path: cpath })
+            }
             _ => ok = false,
         }
     }
@@ -450,13 +371,10 @@ fn cookies(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Cookie>> {
 
 fn basic_auth(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<BasicAuth> {
     let mut f = Fields::of(ctx, node, path)?;
-    let username = required(ctx, &mut f, node.pos, "username", "a user name")
-        .and_then(|(n, p)| text(ctx, n, &p));
-    let password = required(ctx, &mut f, node.pos, "password", "a password")
-        .and_then(|(n, p)| text(ctx, n, &p));
+    let username =
+        required(ctx, &mut f, node.pos, "username", "a user name").and_then(|(n, p)| text(ctx, n, &p));
+    let password =
+        required(ctx, &mut f, node.pos, "password", "a password").and_then(|(n, p)| text(ctx, n, &p));
     f.finish(ctx, &["username", "password"]);
-    Some(BasicAuth {
-        username: username?,
-        password: Secret::new(password?),
-    })
+    Some(BasicAuth { username: username?, password: Secret::new(password?) })
 }

@@ -58,10 +58,7 @@ impl Value {
 /// Parses YAML text into a [`Node`] tree. An empty document is an empty mapping.
 pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
     if text.trim().is_empty() {
-        return Ok(Node {
-            pos: Pos { line: 1, column: 1 },
-            value: Value::Map(Vec::new()),
-        });
+        return Ok(Node { pos: Pos { line: 1, column: 1 }, value: Value::Map(Vec::new()) });
     }
     // YAML 1.2 booleans only: `y`, `no`, `on` stay text (`{x: 0, y: 0}` is a rectangle, and
     // `country: NO` is Norway).
@@ -76,10 +73,7 @@ pub fn parse(text: &str) -> Result<Node, serde_saphyr::Error> {
 }
 
 fn into_node(s: Spanned<RawNode>) -> Node {
-    let pos = Pos {
-        line: s.referenced.line(),
-        column: s.referenced.column(),
-    };
+    let pos = Pos { line: s.referenced.line(), column: s.referenced.column() };
     let value = match s.value {
         RawNode::Null => Value::Null,
         RawNode::Bool(b) => Value::Bool(b),
@@ -87,12 +81,9 @@ fn into_node(s: Spanned<RawNode>) -> Node {
         RawNode::Float(f) => Value::Float(f),
         RawNode::Str(s) => Value::Str(s),
         RawNode::Seq(items) => Value::Seq(items.into_iter().map(into_node).collect()),
-        RawNode::Map(entries) => Value::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| (into_node(k), into_node(v)))
-                .collect(),
-        ),
+        RawNode::Map(entries) => {
+            Value::Map(entries.into_iter().map(|(k, v)| (into_node(k), into_node(v))).collect())
+        }
     };
     Node { pos, value }
 }
@@ -138,9 +129,7 @@ impl<'de> Visitor<'de> for RawVisitor {
         Ok(RawNode::Int(v))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawNode, E> {
-        i64::try_from(v)
-            .map(RawNode::Int)
-            .map_err(|_| E::custom("integer too large"))
+        i64::try_from(v).map(RawNode::Int).map_err(|_| E::custom("integer too large"))
     }
     fn visit_f64<E>(self, v: f64) -> Result<RawNode, E> {
         Ok(RawNode::Float(v))
@@ -175,25 +164,13 @@ mod tests {
     #[test]
     fn positions_point_at_values_and_keys() {
         let root = parse("server:\n  listen: 127.0.0.1:8080\nmonitors:\n  - name: home\n").unwrap();
-        let Value::Map(top) = &root.value else {
-            panic!("not a map")
-        };
+        let Value::Map(top) = &root.value else { panic!("not a map") };
         let (k, v) = &top[0];
         assert_eq!(k.value, Value::Str("server".into()));
         assert_eq!(k.pos, Pos { line: 1, column: 1 });
-        let Value::Map(server) = &v.value else {
-            panic!()
-        };
-        assert_eq!(
-            server[0].1.pos,
-            Pos {
-                line: 2,
-                column: 11
-            }
-        );
-        let Value::Seq(monitors) = &top[1].1.value else {
-            panic!()
-        };
+        let Value::Map(server) = &v.value else { panic!() };
+        assert_eq!(server[0].1.pos, Pos { line: 2, column: 11 });
+        let Value::Seq(monitors) = &top[1].1.value else { panic!() };
         assert_eq!(monitors[0].pos.line, 4);
     }
 

@@ -7,14 +7,7 @@ use chrono::{DateTime, Utc};
 use super::Config;
 
 pub fn table(config: &Config, now: DateTime<Utc>) -> String {
-    let header = [
-        "NAME",
-        "URL",
-        "VIEWPORTS",
-        "SCHEDULE",
-        "THRESHOLD",
-        "NEXT RUNS (UTC)",
-    ];
+    let header = ["NAME", "URL", "VIEWPORTS", "SCHEDULE", "THRESHOLD", "NEXT RUNS (UTC)"];
     let rows: Vec<[String; 6]> = config
         .monitors
         .iter()
@@ -32,11 +25,7 @@ pub fn table(config: &Config, now: DateTime<Utc>) -> String {
             [
                 m.name.to_string(),
                 m.url.to_string(),
-                m.viewports
-                    .iter()
-                    .map(|v| v.key())
-                    .collect::<Vec<_>>()
-                    .join(","),
+                m.viewports.iter().map(|v| v.key()).collect::<Vec<_>>().join(","),
                 m.schedule.source.clone(),
                 m.threshold.to_string(),
                 next,

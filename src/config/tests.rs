@@ -13,12 +13,7 @@ fn errors(yaml: &str) -> Vec<String> {
 
 #[test]
 fn minimal_file_gets_defaults() {
-    let c = parse(
-        "monitors:\n  - name: home\n    url: https://example.com/\n",
-        "m.yaml",
-        &no_env,
-    )
-    .unwrap();
+    let c = parse("monitors:\n  - name: home\n    url: https://example.com/\n", "m.yaml", &no_env).unwrap();
     assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
     assert_eq!(c.server.public_url.as_str(), "http://127.0.0.1:8080/");
     assert_eq!(c.storage.database_url.expose(), "sqlite://vigil.db");
@@ -51,26 +46,11 @@ monitors:
     let c = parse(yaml, "m.yaml", &no_env).unwrap();
     let (home, pricing) = (&c.monitors[0], &c.monitors[1]);
     assert_eq!(home.schedule.source, "*/5 * * * *");
-    assert_eq!(
-        home.viewports.iter().map(|v| v.key()).collect::<Vec<_>>(),
-        ["1280x800", "390x844@3x-mobile"]
-    );
-    assert_eq!(
-        home.threshold,
-        Threshold {
-            ratio: Some(0.02),
-            max_diff_pixels: None
-        }
-    );
+    assert_eq!(home.viewports.iter().map(|v| v.key()).collect::<Vec<_>>(), ["1280x800", "390x844@3x-mobile"]);
+    assert_eq!(home.threshold, Threshold { ratio: Some(0.02), max_diff_pixels: None });
     assert_eq!(home.hide, [".cookie-banner"]);
     // Setting one limit replaces both inherited limits.
-    assert_eq!(
-        pricing.threshold,
-        Threshold {
-            ratio: None,
-            max_diff_pixels: Some(500)
-        }
-    );
+    assert_eq!(pricing.threshold, Threshold { ratio: None, max_diff_pixels: Some(500) });
     assert!(pricing.hide.is_empty());
 }
 
@@ -79,20 +59,12 @@ fn three_mistakes_three_errors_with_positions() {
     let yaml = "monitors:\n  - name: home\n    url: https://example.com/\n    schedule: \"61 * * * *\"\n    threshold: two\n    colour: red\n";
     let errs = errors(yaml);
     assert_eq!(errs.len(), 3, "{errs:#?}");
-    assert!(
-        errs[0].starts_with("m.yaml:4:15: monitors[0].schedule: invalid cron expression"),
-        "{}",
-        errs[0]
-    );
+    assert!(errs[0].starts_with("m.yaml:4:15: monitors[0].schedule: invalid cron expression"), "{}", errs[0]);
     assert_eq!(
         errs[1],
         "m.yaml:5:16: monitors[0].threshold: expected a percentage like \"2%\" (got \"two\")"
     );
-    assert!(
-        errs[2].starts_with("m.yaml:6:5: monitors[0].colour: unknown key;"),
-        "{}",
-        errs[2]
-    );
+    assert!(errs[2].starts_with("m.yaml:6:5: monitors[0].colour: unknown key;"), "{}", errs[2]);
 }
 
 #[test]
@@ -108,9 +80,7 @@ fn unset_variable_is_named() {
     let errs = errors(yaml);
     assert_eq!(errs.len(), 1);
     assert!(
-        errs[0].starts_with(
-            "m.yaml:2:14: slack.bot_token: environment variable SLACK_BOT_TOKEN is not set"
-        ),
+        errs[0].starts_with("m.yaml:2:14: slack.bot_token: environment variable SLACK_BOT_TOKEN is not set"),
         "{}",
         errs[0]
     );
@@ -132,16 +102,11 @@ fn names_must_be_unique_slugs() {
     let errs = errors(yaml);
     assert_eq!(errs.len(), 2, "{errs:#?}");
     assert!(
-        errs[0]
-            .contains("monitors[1].name: duplicate monitor name \"home\" (first used on line 2)"),
+        errs[0].contains("monitors[1].name: duplicate monitor name \"home\" (first used on line 2)"),
         "{}",
         errs[0]
     );
-    assert!(
-        errs[1].contains("monitors[2].name: expected a name of 1-64 lowercase"),
-        "{}",
-        errs[1]
-    );
+    assert!(errs[1].contains("monitors[2].name: expected a name of 1-64 lowercase"), "{}", errs[1]);
 }
 
 #[test]
@@ -150,10 +115,7 @@ fn urls_must_be_http() {
         "monitors:\n  - name: x\n    url: file:///etc/passwd\n  - name: y\n    url: javascript:alert(1)\n",
     );
     assert_eq!(errs.len(), 2, "{errs:#?}");
-    assert!(
-        errs.iter()
-            .all(|e| e.contains("expected an http:// or https:// URL"))
-    );
+    assert!(errs.iter().all(|e| e.contains("expected an http:// or https:// URL")));
 }
 
 #[test]
@@ -210,18 +172,7 @@ monitors:
 "##;
     let c = parse(yaml, "m.yaml", &no_env).unwrap();
     let m = &c.monitors[0];
-    assert_eq!(
-        m.mask,
-        [
-            Mask::Selector("#clock".into()),
-            Mask::Rect {
-                x: 0,
-                y: 0,
-                width: 120,
-                height: 40
-            }
-        ]
-    );
+    assert_eq!(m.mask, [Mask::Selector("#clock".into()), Mask::Rect { x: 0, y: 0, width: 120, height: 40 }]);
     assert_eq!(m.headers["Authorization"].expose(), "Bearer t");
     assert_eq!(m.cookies[0].value.expose(), "abc");
     assert_eq!(m.basic_auth.as_ref().unwrap().password.expose(), "p");

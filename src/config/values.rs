@@ -9,10 +9,7 @@ use super::node::{Node, Value};
 
 /// Expands `${NAME}` and `${NAME:-default}`; `$${` is a literal `${`.
 /// Returns the names of variables that are unset and have no default.
-pub fn interpolate(
-    input: &str,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, InterpolateError> {
+pub fn interpolate(input: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, InterpolateError> {
     let mut out = String::with_capacity(input.len());
     let mut rest = input;
     let mut missing = Vec::new();
@@ -43,10 +40,7 @@ pub fn interpolate(
         if !valid {
             return Err(InterpolateError::BadName(body.to_owned()));
         }
-        match (
-            env(name).filter(|v| !v.is_empty() || default.is_none()),
-            default,
-        ) {
+        match (env(name).filter(|v| !v.is_empty() || default.is_none()), default) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => missing.push(name.to_owned()),
@@ -54,11 +48,7 @@ pub fn interpolate(
         rest = &body_start[end + 1..];
     }
     out.push_str(rest);
-    if missing.is_empty() {
-        Ok(out)
-    } else {
-        Err(InterpolateError::Unset(missing))
-    }
+    if missing.is_empty() { Ok(out) } else { Err(InterpolateError::Unset(missing)) }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -87,9 +77,7 @@ pub(crate) fn text(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<String>
                 ctx.error(
                     node.pos,
                     path,
-                    format!(
-                        "environment variable {name} is not set (set it, or write ${{{name}:-default}})"
-                    ),
+                    format!("environment variable {name} is not set (set it, or write ${{{name}:-default}})"),
                 );
             }
             None
@@ -136,13 +124,7 @@ pub(crate) fn boolean(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<bool
 }
 
 /// An integer within `[min, max]`.
-pub(crate) fn integer(
-    ctx: &mut Ctx<'_>,
-    node: &Node,
-    path: &str,
-    min: i64,
-    max: i64,
-) -> Option<i64> {
+pub(crate) fn integer(ctx: &mut Ctx<'_>, node: &Node, path: &str, min: i64, max: i64) -> Option<i64> {
     let what = format!("a whole number from {min} to {max}");
     let n = match &node.value {
         Value::Int(i) => Some(*i),
@@ -159,13 +141,7 @@ pub(crate) fn integer(
 }
 
 /// A number within `[min, max]`.
-pub(crate) fn number(
-    ctx: &mut Ctx<'_>,
-    node: &Node,
-    path: &str,
-    min: f64,
-    max: f64,
-) -> Option<f64> {
+pub(crate) fn number(ctx: &mut Ctx<'_>, node: &Node, path: &str, min: f64, max: f64) -> Option<f64> {
     let what = format!("a number from {min} to {max}");
     let n = match &node.value {
         Value::Int(i) => Some(*i as f64),
@@ -225,10 +201,7 @@ pub(crate) fn percentage(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<f
     let ratio = match &node.value {
         Value::Str(_) => {
             let s = scalar_text(ctx, node, path, what)?;
-            s.trim()
-                .strip_suffix('%')
-                .and_then(|n| n.trim().parse::<f64>().ok())
-                .map(|p| p / 100.0)
+            s.trim().strip_suffix('%').and_then(|n| n.trim().parse::<f64>().ok()).map(|p| p / 100.0)
         }
         Value::Int(0) => Some(0.0),
         _ => None,
@@ -247,12 +220,7 @@ pub(crate) fn percentage(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<f
 }
 
 /// A list of items; a single scalar is not silently promoted.
-pub(crate) fn list<'n>(
-    ctx: &mut Ctx<'_>,
-    node: &'n Node,
-    path: &str,
-    what: &str,
-) -> Option<&'n [Node]> {
+pub(crate) fn list<'n>(ctx: &mut Ctx<'_>, node: &'n Node, path: &str, what: &str) -> Option<&'n [Node]> {
     match &node.value {
         Value::Seq(items) => Some(items),
         _ => {
@@ -267,11 +235,7 @@ pub(crate) fn text_list(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Vec<Strin
     let Some(items) = list(ctx, node, path, "text values") else {
         return Vec::new();
     };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, item)| text(ctx, item, &format!("{path}[{i}]")))
-        .collect()
+    items.iter().enumerate().filter_map(|(i, item)| text(ctx, item, &format!("{path}[{i}]"))).collect()
 }
 
 pub const MIN_VIEWPORT: u32 = 16;
@@ -317,22 +281,12 @@ pub(crate) fn viewport(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vie
         .and_then(|(w, h)| Some((w.trim().parse::<u32>().ok()?, h.trim().parse::<u32>().ok()?)));
     match parsed {
         Some((w, h))
-            if (MIN_VIEWPORT..=MAX_VIEWPORT).contains(&w)
-                && (MIN_VIEWPORT..=MAX_VIEWPORT).contains(&h) =>
+            if (MIN_VIEWPORT..=MAX_VIEWPORT).contains(&w) && (MIN_VIEWPORT..=MAX_VIEWPORT).contains(&h) =>
         {
-            Some(Viewport {
-                width: w,
-                height: h,
-                scale: 1.0,
-                mobile: false,
-            })
+            Some(Viewport { width: w, height: h, scale: 1.0, mobile: false })
         }
         Some(_) => {
-            ctx.expected(
-                node,
-                path,
-                &format!("viewport sides from {MIN_VIEWPORT} to {MAX_VIEWPORT} pixels"),
-            );
+            ctx.expected(node, path, &format!("viewport sides from {MIN_VIEWPORT} to {MAX_VIEWPORT} pixels"));
             None
         }
         None => {
@@ -356,28 +310,16 @@ mod tests {
 
     #[test]
     fn interpolation_forms() {
-        assert_eq!(
-            interpolate("Bearer ${TOKEN}", &env).unwrap(),
-            "Bearer s3cret"
-        );
+        assert_eq!(interpolate("Bearer ${TOKEN}", &env).unwrap(), "Bearer s3cret");
         assert_eq!(interpolate("${NOPE:-fallback}", &env).unwrap(), "fallback");
         assert_eq!(interpolate("${EMPTY:-fallback}", &env).unwrap(), "fallback");
         assert_eq!(interpolate("${EMPTY}", &env).unwrap(), "");
-        assert_eq!(
-            interpolate("cost $5 $${TOKEN}", &env).unwrap(),
-            "cost $5 ${TOKEN}"
-        );
+        assert_eq!(interpolate("cost $5 $${TOKEN}", &env).unwrap(), "cost $5 ${TOKEN}");
         assert_eq!(
             interpolate("${A}-${B}", &env),
             Err(InterpolateError::Unset(vec!["A".into(), "B".into()]))
         );
-        assert_eq!(
-            interpolate("${1X}", &env),
-            Err(InterpolateError::BadName("1X".into()))
-        );
-        assert_eq!(
-            interpolate("${TOKEN", &env),
-            Err(InterpolateError::Unclosed)
-        );
+        assert_eq!(interpolate("${1X}", &env), Err(InterpolateError::BadName("1X".into())));
+        assert_eq!(interpolate("${TOKEN", &env), Err(InterpolateError::Unclosed));
     }
 }

@@ -14,6 +14,12 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("authentication required")]
     Unauthorized,
+    #[error("the link is invalid or has expired")]
+    Forbidden,
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    #[error("internal error")]
+    Internal,
     #[error("{message}")]
     Invalid { field: String, message: String },
     #[error("storage unavailable")]
@@ -25,6 +31,9 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -35,6 +44,9 @@ impl ApiError {
         match self {
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::Refused { code, .. } => code,
+            ApiError::Internal => "internal",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::Store(e) => e.code(),
         }
@@ -53,10 +65,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
-            );
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
         }
         response
     }

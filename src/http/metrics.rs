@@ -47,41 +47,18 @@ impl Metrics {
         let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0])
         });
-        registry.register(
-            "http_request_duration_seconds",
-            "HTTP request latency",
-            latency.clone(),
-        );
+        registry.register("http_request_duration_seconds", "HTTP request latency", latency.clone());
         let monitors = Gauge::default();
-        registry.register(
-            "monitors",
-            "Monitors in the loaded configuration",
-            monitors.clone(),
-        );
+        registry.register("monitors", "Monitors in the loaded configuration", monitors.clone());
         let build = Family::<Vec<(String, String)>, Gauge>::default();
-        build
-            .get_or_create(&vec![("version".into(), env!("CARGO_PKG_VERSION").into())])
-            .set(1);
+        build.get_or_create(&vec![("version".into(), env!("CARGO_PKG_VERSION").into())]).set(1);
         registry.register("build_info", "vigil version", build);
-        Arc::new(Self {
-            registry: Mutex::new(registry),
-            requests,
-            latency,
-            monitors,
-        })
+        Arc::new(Self { registry: Mutex::new(registry), requests, latency, monitors })
     }
 
     /// Lets feature modules add their metrics.
-    pub fn register(
-        &self,
-        name: &str,
-        help: &str,
-        metric: impl prometheus_client::registry::Metric,
-    ) {
-        self.registry
-            .lock()
-            .expect("metrics registry poisoned")
-            .register(name, help, metric);
+    pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+        self.registry.lock().expect("metrics registry poisoned").register(name, help, metric);
     }
 
     pub fn encode(&self) -> String {
@@ -100,10 +77,7 @@ pub fn router() -> Router<AppState> {
 async fn metrics(State(state): State<AppState>) -> Response {
     (
         StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.encode(),
     )
         .into_response()
@@ -120,17 +94,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let start = Instant::now();
     let response = next.run(req).await;
     let m = &state.metrics;
-    m.latency
-        .get_or_create(&RouteLabels {
-            route: route.clone(),
-        })
-        .observe(start.elapsed().as_secs_f64());
-    m.requests
-        .get_or_create(&RequestLabels {
-            method,
-            route,
-            status: response.status().as_u16(),
-        })
-        .inc();
+    m.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
+    m.requests.get_or_create(&RequestLabels { method, route, status: response.status().as_u16() }).inc();
     response
 }

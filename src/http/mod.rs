@@ -1,6 +1,7 @@
 //! HTTP plumbing: the shared state, the merge of the feature routers, and the layers every route
 //! gets. Features own their routes; this module only assembles them.
 
+pub mod auth;
 pub mod error;
 mod health;
 pub mod metrics;
@@ -24,15 +25,14 @@ pub struct AppState {
     pub blobs: BlobStore,
     pub baselines: BaselineFiles,
     pub metrics: Arc<Metrics>,
+    pub capture: Arc<crate::capture::CaptureService>,
 }
 
 pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(metrics::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
+        .merge(crate::capture::router())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

@@ -33,10 +33,7 @@ impl BlobError {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
-    move |source| BlobError::Io {
-        path: path.to_owned(),
-        source,
-    }
+    move |source| BlobError::Io { path: path.to_owned(), source }
 }
 
 /// SHA-256 of `bytes` as lowercase hex.
@@ -45,9 +42,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn valid_digest(d: &str) -> bool {
-    d.len() == 64
-        && d.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// A viewport key (`1280x800`, `390x844@3x-mobile`) as produced by `Viewport::key`.
@@ -55,8 +50,7 @@ fn valid_viewport(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 40
         && v.as_bytes()[0].is_ascii_digit()
-        && v.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"@.-".contains(&b))
+        && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"@.-".contains(&b))
         && !v.contains("..")
 }
 
@@ -64,20 +58,12 @@ fn valid_viewport(v: &str) -> bool {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io(dir))?;
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io(dir))?;
     tmp.write_all(bytes).map_err(io(path))?;
     tmp.as_file().sync_all().map_err(io(path))?;
-    tmp.persist(path).map_err(|e| BlobError::Io {
-        path: path.to_owned(),
-        source: e.error,
-    })?;
+    tmp.persist(path).map_err(|e| BlobError::Io { path: path.to_owned(), source: e.error })?;
     // The rename is durable only once the directory entry is.
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
     Ok(())
 }
 
@@ -89,20 +75,14 @@ pub struct BlobStore {
 
 impl BlobStore {
     pub fn new(data_dir: &Path) -> Self {
-        Self {
-            root: data_dir.join("blobs").join("sha256"),
-        }
+        Self { root: data_dir.join("blobs").join("sha256") }
     }
 
     pub fn path(&self, digest: &str) -> Result<PathBuf, BlobError> {
         if !valid_digest(digest) {
             return Err(BlobError::InvalidDigest);
         }
-        Ok(self
-            .root
-            .join(&digest[0..2])
-            .join(&digest[2..4])
-            .join(digest))
+        Ok(self.root.join(&digest[0..2]).join(&digest[2..4]).join(digest))
     }
 
     /// Stores `bytes` (once: an existing blob is not rewritten) and returns its digest.
@@ -136,38 +116,24 @@ pub struct BaselineFiles {
 
 impl BaselineFiles {
     pub fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_owned(),
-        }
+        Self { dir: dir.to_owned() }
     }
 
     pub fn path(&self, monitor: &MonitorName, viewport: &str) -> Result<PathBuf, BlobError> {
         if !valid_viewport(viewport) {
             return Err(BlobError::InvalidViewport);
         }
-        Ok(self
-            .dir
-            .join(monitor.as_str())
-            .join(format!("{viewport}.png")))
+        Ok(self.dir.join(monitor.as_str()).join(format!("{viewport}.png")))
     }
 
-    pub fn write(
-        &self,
-        monitor: &MonitorName,
-        viewport: &str,
-        png: &[u8],
-    ) -> Result<PathBuf, BlobError> {
+    pub fn write(&self, monitor: &MonitorName, viewport: &str, png: &[u8]) -> Result<PathBuf, BlobError> {
         let path = self.path(monitor, viewport)?;
         write_atomic(&path, png)?;
         Ok(path)
     }
 
     /// `None` when there is no baseline file yet.
-    pub fn read(
-        &self,
-        monitor: &MonitorName,
-        viewport: &str,
-    ) -> Result<Option<Vec<u8>>, BlobError> {
+    pub fn read(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Vec<u8>>, BlobError> {
         let path = self.path(monitor, viewport)?;
         match std::fs::read(&path) {
             Ok(b) => Ok(Some(b)),
@@ -186,10 +152,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::new(dir.path());
         let d = store.put(b"hello").unwrap();
-        assert_eq!(
-            d,
-            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
-        );
+        assert_eq!(d, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         let p = store.path(&d).unwrap();
         assert!(p.ends_with(
             "blobs/sha256/2c/f2/2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
@@ -206,25 +169,13 @@ mod tests {
     fn bad_names_never_become_paths() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::new(dir.path());
-        assert!(matches!(
-            store.get("../../etc/passwd"),
-            Err(BlobError::InvalidDigest)
-        ));
-        assert!(matches!(
-            store.get(&"A".repeat(64)),
-            Err(BlobError::InvalidDigest)
-        ));
-        assert!(matches!(
-            store.get(&"a".repeat(64)),
-            Err(BlobError::NotFound(_))
-        ));
+        assert!(matches!(store.get("../../etc/passwd"), Err(BlobError::InvalidDigest)));
+        assert!(matches!(store.get(&"A".repeat(64)), Err(BlobError::InvalidDigest)));
+        assert!(matches!(store.get(&"a".repeat(64)), Err(BlobError::NotFound(_))));
         let files = BaselineFiles::new(dir.path());
         let m: MonitorName = "home".parse().unwrap();
         for bad in ["../x", "1280x800/../../a", "", "x1280"] {
-            assert!(
-                matches!(files.path(&m, bad), Err(BlobError::InvalidViewport)),
-                "{bad}"
-            );
+            assert!(matches!(files.path(&m, bad), Err(BlobError::InvalidViewport)), "{bad}");
         }
     }
 

@@ -43,10 +43,8 @@ impl StoreError {
                     // SQLite: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED; PostgreSQL: serialization,
                     // deadlock, admin shutdown and connection classes.
                     let code = db.code().unwrap_or_default();
-                    matches!(
-                        code.as_ref(),
-                        "5" | "6" | "40001" | "40P01" | "57P01" | "57P03"
-                    ) || code.starts_with("08")
+                    matches!(code.as_ref(), "5" | "6" | "40001" | "40P01" | "57P01" | "57P03")
+                        || code.starts_with("08")
                 }
                 _ => false,
             },
@@ -74,13 +72,9 @@ pub enum Backend {
 /// Connects to `url` (`sqlite://path`, `postgres://…`) and runs pending migrations.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(Arc::new(
-            sqlite::SqliteStore::connect(url, max_connections).await?,
-        ))
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, max_connections).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(
-            postgres::PgStore::connect(url, max_connections).await?,
-        ))
+        Ok(Arc::new(postgres::PgStore::connect(url, max_connections).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
@@ -98,11 +92,7 @@ pub trait Store: Send + Sync + 'static {
     // Monitors.
     /// Makes the table match the config: inserts new monitors, updates changed ones, marks the
     /// missing ones removed (their history stays).
-    async fn sync_monitors(
-        &self,
-        monitors: &[MonitorUpsert],
-        now: Timestamp,
-    ) -> Result<SyncSummary>;
+    async fn sync_monitors(&self, monitors: &[MonitorUpsert], now: Timestamp) -> Result<SyncSummary>;
     /// Monitors currently in the config, by name.
     async fn list_monitors(&self) -> Result<Vec<MonitorRecord>>;
     async fn get_monitor(&self, name: &MonitorName) -> Result<Option<MonitorRecord>>;
@@ -118,13 +108,7 @@ pub trait Store: Send + Sync + 'static {
     /// Records the verdict of a pending run; `false` if it was not pending (already processed).
     async fn complete_run(&self, id: &RunId, outcome: &RunOutcome, now: Timestamp) -> Result<bool>;
     /// A person's decision on a finished run (`approved` / `rejected`).
-    async fn review_run(
-        &self,
-        id: &RunId,
-        verdict: Verdict,
-        by: &str,
-        now: Timestamp,
-    ) -> Result<bool>;
+    async fn review_run(&self, id: &RunId, verdict: Verdict, by: &str, now: Timestamp) -> Result<bool>;
     async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool>;
     /// Pending runs not touched since `before`, oldest first (for the reconciler).
     async fn stale_pending_runs(&self, before: Timestamp, limit: i64) -> Result<Vec<Run>>;
@@ -143,28 +127,28 @@ pub trait Store: Send + Sync + 'static {
     async fn get_job(&self, id: &JobId) -> Result<Option<CaptureJob>>;
     /// Takes the next ready job (queued and due, or running with an expired lease and attempts
     /// left) and leases it to `worker` until `now + lease`.
-    async fn claim_job(
-        &self,
-        worker: &str,
-        now: Timestamp,
-        lease: Duration,
-    ) -> Result<Option<CaptureJob>>;
+    async fn claim_job(&self, worker: &str, now: Timestamp, lease: Duration) -> Result<Option<CaptureJob>>;
     async fn extend_job_lease(&self, id: &JobId, worker: &str, until: Timestamp) -> Result<bool>;
+    /// Marks the job completed and, in the same transaction, queues its webhook (if any), so a
+    /// crash cannot leave a finished job whose webhook is never sent.
     async fn complete_job(
         &self,
         id: &JobId,
         worker: &str,
         result: &str,
         asset: Option<&AssetId>,
+        delivery: Option<&NewDelivery>,
         now: Timestamp,
     ) -> Result<bool>;
-    /// With `retry_at`, the job is queued again for then; without, it fails for good.
+    /// With `retry_at`, the job is queued again for then; without, it fails for good and its
+    /// webhook (if any) is queued in the same transaction.
     async fn fail_job(
         &self,
         id: &JobId,
         worker: &str,
         error: &str,
         retry_at: Option<Timestamp>,
+        delivery: Option<&NewDelivery>,
         now: Timestamp,
     ) -> Result<bool>;
     /// Running jobs whose lease expired with no attempts left: marked failed and returned.
@@ -178,12 +162,7 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue_delivery(&self, delivery: &NewDelivery) -> Result<()>;
     /// Leases the next due pending delivery until `now + lease`.
     async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>>;
-    async fn record_delivery_attempt(
-        &self,
-        id: &MessageId,
-        attempt: &Attempt,
-        now: Timestamp,
-    ) -> Result<()>;
+    async fn record_delivery_attempt(&self, id: &MessageId, attempt: &Attempt, now: Timestamp) -> Result<()>;
     async fn get_delivery(&self, id: &MessageId) -> Result<Option<Delivery>>;
     async fn list_deliveries(&self, status: OutboxStatus, limit: i64) -> Result<Vec<Delivery>>;
     /// Puts a dead delivery back in the queue, due now.
@@ -202,11 +181,7 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()>;
 
     // Baselines.
-    async fn current_baseline(
-        &self,
-        monitor: &MonitorName,
-        viewport: &str,
-    ) -> Result<Option<Baseline>>;
+    async fn current_baseline(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Baseline>>;
     /// Makes a new version the active baseline of (monitor, viewport).
     async fn set_baseline(&self, baseline: &NewBaseline) -> Result<Baseline>;
     /// Undo: the active version is marked reverted and the one before it becomes active again
@@ -219,21 +194,12 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Baseline>>;
     /// Every version, newest first.
-    async fn baseline_history(
-        &self,
-        monitor: &MonitorName,
-        viewport: &str,
-    ) -> Result<Vec<Baseline>>;
+    async fn baseline_history(&self, monitor: &MonitorName, viewport: &str) -> Result<Vec<Baseline>>;
 
     // Alerts.
     /// `false` when this run already has an alert of this kind (never alert twice).
     async fn enqueue_alert(&self, alert: &NewAlert) -> Result<bool>;
     async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>>;
-    async fn record_alert_attempt(
-        &self,
-        id: &AlertId,
-        attempt: &Attempt,
-        now: Timestamp,
-    ) -> Result<()>;
+    async fn record_alert_attempt(&self, id: &AlertId, attempt: &Attempt, now: Timestamp) -> Result<()>;
     async fn get_alert(&self, id: &AlertId) -> Result<Option<Alert>>;
 }

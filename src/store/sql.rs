@@ -207,15 +207,24 @@ macro_rules! impl_store {
                 worker: &str,
                 result: &str,
                 asset: Option<&AssetId>,
+                delivery: Option<&NewDelivery>,
                 now: Timestamp,
             ) -> Result<bool> {
+                let mut tx = self.pool.begin().await?;
                 let r = sqlx::query(
                     "UPDATE capture_jobs SET status = 'completed', result = $3, asset_id = $4, lease_expires_at = NULL,
                          updated_at = $5, completed_at = $5
                      WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                 )
-                .bind(id).bind(worker).bind(result).bind(asset).bind(now).execute(&self.pool).await?;
-                Ok(r.rows_affected() == 1)
+                .bind(id).bind(worker).bind(result).bind(asset).bind(now).execute(&mut *tx).await?;
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                if let Some(d) = delivery {
+                    insert_delivery(&mut tx, d).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn fail_job(
@@ -224,23 +233,32 @@ macro_rules! impl_store {
                 worker: &str,
                 error: &str,
                 retry_at: Option<Timestamp>,
+                delivery: Option<&NewDelivery>,
                 now: Timestamp,
             ) -> Result<bool> {
+                let mut tx = self.pool.begin().await?;
                 let r = match retry_at {
                     Some(at) => sqlx::query(
                         "UPDATE capture_jobs SET status = 'queued', error = $3, next_attempt_at = $4, lease_owner = NULL,
                              lease_expires_at = NULL, updated_at = $5
                          WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                     )
-                    .bind(id).bind(worker).bind(error).bind(at).bind(now).execute(&self.pool).await?,
+                    .bind(id).bind(worker).bind(error).bind(at).bind(now).execute(&mut *tx).await?,
                     None => sqlx::query(
                         "UPDATE capture_jobs SET status = 'failed', error = $3, lease_expires_at = NULL,
                              updated_at = $4, completed_at = $4
                          WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                     )
-                    .bind(id).bind(worker).bind(error).bind(now).execute(&self.pool).await?,
+                    .bind(id).bind(worker).bind(error).bind(now).execute(&mut *tx).await?,
                 };
-                Ok(r.rows_affected() == 1)
+                if r.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                if let (None, Some(d)) = (retry_at, delivery) {
+                    insert_delivery(&mut tx, d).await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
 
             async fn fail_abandoned_jobs(&self, now: Timestamp, error: &str) -> Result<Vec<CaptureJob>> {
@@ -269,13 +287,9 @@ macro_rules! impl_store {
             }
 
             async fn enqueue_delivery(&self, d: &NewDelivery) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO webhook_deliveries (id, job_id, url, payload, status, attempts, next_attempt_at,
-                         created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
-                )
-                .bind(&d.id).bind(&d.job_id).bind(&d.url).bind(&d.payload).bind(d.now)
-                .execute(&self.pool).await?;
+                let mut tx = self.pool.begin().await?;
+                insert_delivery(&mut tx, d).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -452,6 +466,20 @@ macro_rules! impl_store {
             }
         }
 
+        async fn insert_delivery(
+            tx: &mut sqlx::Transaction<'_, <$ty as $crate::store::sql::HasDb>::Db>,
+            d: &NewDelivery,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (id, job_id, url, payload, status, attempts, next_attempt_at,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+            )
+            .bind(&d.id).bind(&d.job_id).bind(&d.url).bind(&d.payload).bind(d.now)
+            .execute(&mut **tx).await?;
+            Ok(())
+        }
+
         async fn insert_baseline(
             tx: &mut sqlx::Transaction<'_, <$ty as $crate::store::sql::HasDb>::Db>,
             b: &NewBaseline,
@@ -483,24 +511,12 @@ pub(crate) trait HasDb {
 pub(crate) fn outbox_update(
     attempt: &Attempt,
     now: Timestamp,
-) -> (
-    OutboxStatus,
-    Timestamp,
-    Option<i32>,
-    Option<String>,
-    Option<Timestamp>,
-) {
+) -> (OutboxStatus, Timestamp, Option<i32>, Option<String>, Option<Timestamp>) {
     match attempt {
         Attempt::Sent { status, .. } => (OutboxStatus::Sent, now, *status, None, Some(now)),
-        Attempt::Retry { at, status, error } => (
-            OutboxStatus::Pending,
-            *at,
-            *status,
-            Some(error.clone()),
-            None,
-        ),
-        Attempt::Dead { status, error } => {
-            (OutboxStatus::Dead, now, *status, Some(error.clone()), None)
+        Attempt::Retry { at, status, error } => {
+            (OutboxStatus::Pending, *at, *status, Some(error.clone()), None)
         }
+        Attempt::Dead { status, error } => (OutboxStatus::Dead, now, *status, Some(error.clone()), None),
     }
 }

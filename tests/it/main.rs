@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod capture;
 mod cli;
 mod diff;
 mod server;

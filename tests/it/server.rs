@@ -24,12 +24,7 @@ async fn health_and_metrics(backend: Backend) {
     );
     assert!(text.contains("vigil_build_info"), "{text}");
 
-    let r = app
-        .client
-        .get(app.url("/no/such/page"))
-        .send()
-        .await
-        .unwrap();
+    let r = app.client.get(app.url("/no/such/page")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     // The database and directories exist where the config says.
     assert!(app.data_dir().is_dir());
@@ -57,10 +52,7 @@ async fn readyz_reports_an_unreachable_database() {
         sqlx::PgConnection::connect(&url).await.unwrap()
     };
     let name = app.db.url.rsplit('/').next().unwrap().to_owned();
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin).await.unwrap();
     let r = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
@@ -70,16 +62,9 @@ async fn readyz_reports_an_unreachable_database() {
 /// Runs the real binary on a config, returns the child and the address it listens on.
 fn start_binary(dir: &std::path::Path, database_url: &str) -> (std::process::Child, String) {
     let config = dir.join("monitors.yaml");
-    let example = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/monitors.example.yaml"
-    ))
-    .unwrap();
-    std::fs::write(
-        &config,
-        example.replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0"),
-    )
-    .unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/monitors.example.yaml")).unwrap();
+    std::fs::write(&config, example.replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:0")).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["--log-format", "json", "run", "--config"])
         .arg(&config)
@@ -100,9 +85,7 @@ fn start_binary(dir: &std::path::Path, database_url: &str) -> (std::process::Chi
             }
         }
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the daemon logged its address");
+    let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the daemon logged its address");
     (child, addr)
 }
 
@@ -110,38 +93,24 @@ async fn binary_starts_and_stops_on_sigterm(backend: Backend) {
     let db = TestDb::create(backend).await;
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = start_binary(dir.path(), &db.url);
+    vigil::init_tls();
     let client = reqwest::Client::new();
-    let ready = crate::helpers::wait_for("readyz 200", Duration::from_secs(20), || {
-        let (client, addr) = (client.clone(), addr.clone());
-        async move {
-            client
-                .get(format!("http://{addr}/readyz"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status() == 200)
-        }
-    })
-    .await;
+    let ready =
+        crate::helpers::wait_for("readyz 200", Duration::from_secs(20), || {
+            let (client, addr) = (client.clone(), addr.clone());
+            async move {
+                client.get(format!("http://{addr}/readyz")).send().await.ok().filter(|r| r.status() == 200)
+            }
+        })
+        .await;
     assert_eq!(ready.status(), 200);
-    assert_eq!(
-        client
-            .get(format!("http://{addr}/healthz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(client.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);
     if backend == Backend::Sqlite {
         assert!(dir.path().join("vigil.db").exists() || db.url.contains("vigil.db"));
     }
 
     let sent = Instant::now();
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
     let exit = crate::helpers::wait_for("the daemon to exit", Duration::from_secs(5), || {
         let r = child.try_wait().unwrap();
@@ -167,6 +136,7 @@ async fn binary_creates_the_default_sqlite_database() {
     // No database URL given: the example's default, sqlite://vigil.db in the working directory.
     let dir = tempfile::tempdir().unwrap();
     let (mut child, addr) = start_binary(dir.path(), "");
+    vigil::init_tls();
     let client = reqwest::Client::new();
     crate::helpers::wait_for("readyz 200", Duration::from_secs(20), || {
         let (client, addr) = (client.clone(), addr.clone());
@@ -182,10 +152,7 @@ async fn binary_creates_the_default_sqlite_database() {
     .await;
     assert!(dir.path().join("vigil.db").is_file());
     assert!(dir.path().join("baselines").is_dir());
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     let exit = crate::helpers::wait_for("the daemon to exit", Duration::from_secs(5), || {
         let r = child.try_wait().unwrap();
         async move { r }

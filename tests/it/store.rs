@@ -21,18 +21,11 @@ fn t(ms: i64) -> Timestamp {
 
 async fn story(backend: Backend) {
     let db = TestDb::create(backend).await;
-    let store = vigil::store::connect(&db.url, 5)
-        .await
-        .expect("connect and migrate");
-    assert_eq!(
-        store.backend() == vigil::store::Backend::Postgres,
-        backend == Backend::Postgres
-    );
+    let store = vigil::store::connect(&db.url, 5).await.expect("connect and migrate");
+    assert_eq!(store.backend() == vigil::store::Backend::Postgres, backend == Backend::Postgres);
     store.ping().await.unwrap();
     // Migrations are idempotent: connecting again is fine.
-    let again = vigil::store::connect(&db.url, 1)
-        .await
-        .expect("second connect");
+    let again = vigil::store::connect(&db.url, 1).await.expect("second connect");
     again.close().await;
 
     monitors(&*store).await;
@@ -53,69 +46,24 @@ async fn monitors(store: &dyn Store) {
         config: format!("{{\"url\":\"{url}\"}}"),
         enabled: true,
     };
-    let s = store
-        .sync_monitors(&[m("home", "https://a/"), m("docs", "https://b/")], t(0))
-        .await
-        .unwrap();
-    assert_eq!(
-        s,
-        SyncSummary {
-            added: 2,
-            updated: 0,
-            removed: 0
-        }
-    );
+    let s = store.sync_monitors(&[m("home", "https://a/"), m("docs", "https://b/")], t(0)).await.unwrap();
+    assert_eq!(s, SyncSummary { added: 2, updated: 0, removed: 0 });
     // Same config again: nothing changes.
-    let s = store
-        .sync_monitors(&[m("home", "https://a/"), m("docs", "https://b/")], t(1))
-        .await
-        .unwrap();
+    let s = store.sync_monitors(&[m("home", "https://a/"), m("docs", "https://b/")], t(1)).await.unwrap();
     assert_eq!(s, SyncSummary::default());
-    let s = store
-        .sync_monitors(&[m("home", "https://a2/")], t(2))
-        .await
-        .unwrap();
-    assert_eq!(
-        s,
-        SyncSummary {
-            added: 0,
-            updated: 1,
-            removed: 1
-        }
-    );
+    let s = store.sync_monitors(&[m("home", "https://a2/")], t(2)).await.unwrap();
+    assert_eq!(s, SyncSummary { added: 0, updated: 1, removed: 1 });
     let listed = store.list_monitors().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].url, "https://a2/");
     assert_eq!(listed[0].created_at, t(0));
     assert_eq!(listed[0].updated_at, t(2));
-    let docs = store
-        .get_monitor(&name("docs"))
-        .await
-        .unwrap()
-        .expect("removed monitors keep their row");
+    let docs = store.get_monitor(&name("docs")).await.unwrap().expect("removed monitors keep their row");
     assert_eq!(docs.removed_at, Some(t(2)));
     // Coming back clears removed_at.
-    let s = store
-        .sync_monitors(&[m("home", "https://a2/"), m("docs", "https://b/")], t(3))
-        .await
-        .unwrap();
-    assert_eq!(
-        s,
-        SyncSummary {
-            added: 0,
-            updated: 1,
-            removed: 0
-        }
-    );
-    assert_eq!(
-        store
-            .get_monitor(&name("docs"))
-            .await
-            .unwrap()
-            .unwrap()
-            .removed_at,
-        None
-    );
+    let s = store.sync_monitors(&[m("home", "https://a2/"), m("docs", "https://b/")], t(3)).await.unwrap();
+    assert_eq!(s, SyncSummary { added: 0, updated: 1, removed: 0 });
+    assert_eq!(store.get_monitor(&name("docs")).await.unwrap().unwrap().removed_at, None);
     assert!(store.get_monitor(&name("nope")).await.unwrap().is_none());
 }
 
@@ -130,36 +78,13 @@ async fn runs(store: &dyn Store) {
     };
     let first = new("1280x800", 1000);
     let run = store.insert_run(&first).await.unwrap().expect("inserted");
-    assert_eq!(
-        (run.status, run.verdict, run.attempt),
-        (RunStatus::Pending, None, 0)
-    );
+    assert_eq!((run.status, run.verdict, run.attempt), (RunStatus::Pending, None, 0));
     // The same tick again (another replica): a no-op.
-    assert!(
-        store
-            .insert_run(&new("1280x800", 1000))
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.insert_run(&new("1280x800", 1000)).await.unwrap().is_none());
     // Another viewport of the same tick is its own run.
-    let mobile = store
-        .insert_run(&new("390x844", 1000))
-        .await
-        .unwrap()
-        .expect("other viewport");
-    assert!(
-        store
-            .pending_run_exists(&name("home"), "1280x800")
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .pending_run_exists(&name("home"), "800x600")
-            .await
-            .unwrap()
-    );
+    let mobile = store.insert_run(&new("390x844", 1000)).await.unwrap().expect("other viewport");
+    assert!(store.pending_run_exists(&name("home"), "1280x800").await.unwrap());
+    assert!(!store.pending_run_exists(&name("home"), "800x600").await.unwrap());
 
     let job = JobId::new();
     assert!(store.set_run_job(&run.id, &job, t(1001)).await.unwrap());
@@ -171,10 +96,7 @@ async fn runs(store: &dyn Store) {
 
     // Stale pending runs, oldest first, for the reconciler.
     let stale = store.stale_pending_runs(t(1002), 10).await.unwrap();
-    assert_eq!(
-        stale.iter().map(|r| &r.id).collect::<Vec<_>>(),
-        [&mobile.id]
-    );
+    assert_eq!(stale.iter().map(|r| &r.id).collect::<Vec<_>>(), [&mobile.id]);
 
     let outcome = RunOutcome {
         verdict: Some(Verdict::Changed),
@@ -188,21 +110,13 @@ async fn runs(store: &dyn Store) {
         regions: Some(r#"[{"x":1,"y":2,"width":3,"height":4}]"#.into()),
         error: None,
     };
-    assert!(
-        store
-            .complete_run(&run.id, &outcome, t(2000))
-            .await
-            .unwrap()
-    );
+    assert!(store.complete_run(&run.id, &outcome, t(2000)).await.unwrap());
     // Processing the same webhook twice cannot record two verdicts.
     assert!(
         !store
             .complete_run(
                 &run.id,
-                &RunOutcome {
-                    verdict: Some(Verdict::Unchanged),
-                    ..Default::default()
-                },
+                &RunOutcome { verdict: Some(Verdict::Unchanged), ..Default::default() },
                 t(2001)
             )
             .await
@@ -216,65 +130,27 @@ async fn runs(store: &dyn Store) {
     assert_eq!(done.size_changed, Some(false));
     assert_eq!(done.regions.as_deref(), outcome.regions.as_deref());
     assert_eq!(done.completed_at, Some(t(2000)));
-    assert!(
-        !store
-            .pending_run_exists(&name("home"), "1280x800")
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .set_run_job(&run.id, &JobId::new(), t(2002))
-            .await
-            .unwrap(),
-        "done runs take no new job"
-    );
+    assert!(!store.pending_run_exists(&name("home"), "1280x800").await.unwrap());
+    assert!(!store.set_run_job(&run.id, &JobId::new(), t(2002)).await.unwrap(), "done runs take no new job");
 
-    assert!(
-        store
-            .review_run(&run.id, Verdict::Approved, "alice", t(3000))
-            .await
-            .unwrap()
-    );
+    assert!(store.review_run(&run.id, Verdict::Approved, "alice", t(3000)).await.unwrap());
     let reviewed = store.get_run(&run.id).await.unwrap().unwrap();
-    assert_eq!(
-        (reviewed.verdict, reviewed.reviewed_by.as_deref()),
-        (Some(Verdict::Approved), Some("alice"))
-    );
+    assert_eq!((reviewed.verdict, reviewed.reviewed_by.as_deref()), (Some(Verdict::Approved), Some("alice")));
     assert!(
-        !store
-            .review_run(&mobile.id, Verdict::Approved, "alice", t(3000))
-            .await
-            .unwrap(),
+        !store.review_run(&mobile.id, Verdict::Approved, "alice", t(3000)).await.unwrap(),
         "pending runs cannot be reviewed"
     );
 
     // Listing: newest first, paginated by creation time.
     for i in 0..3 {
-        store
-            .insert_run(&new("1280x800", 5000 + i))
-            .await
-            .unwrap()
-            .unwrap();
+        store.insert_run(&new("1280x800", 5000 + i)).await.unwrap().unwrap();
     }
     let page = store.list_runs(&name("home"), None, 2).await.unwrap();
-    assert_eq!(
-        page.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(),
-        [t(5002), t(5001)]
-    );
-    let next = store
-        .list_runs(&name("home"), Some(page[1].created_at), 10)
-        .await
-        .unwrap();
+    assert_eq!(page.iter().map(|r| r.scheduled_for).collect::<Vec<_>>(), [t(5002), t(5001)]);
+    let next = store.list_runs(&name("home"), Some(page[1].created_at), 10).await.unwrap();
     assert_eq!(next.len(), 3);
     assert_eq!(next[0].scheduled_for, t(5000));
-    assert!(
-        store
-            .list_runs(&name("docs"), None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.list_runs(&name("docs"), None, 10).await.unwrap().is_empty());
 }
 
 async fn jobs(store: &dyn Store) {
@@ -286,94 +162,39 @@ async fn jobs(store: &dyn Store) {
         max_attempts: 2,
         now: t(at),
     };
-    let JobInsert::Created(a) = store
-        .insert_job(&new(Some("key-1"), 0), t(-1))
-        .await
-        .unwrap()
-    else {
+    let JobInsert::Created(a) = store.insert_job(&new(Some("key-1"), 0), t(-1)).await.unwrap() else {
         panic!("created")
     };
     assert_eq!((a.status, a.attempts), (JobStatus::Queued, 0));
     // The same idempotency key within its window answers with the first job.
-    match store
-        .insert_job(&new(Some("key-1"), 10), t(-1))
-        .await
-        .unwrap()
-    {
+    match store.insert_job(&new(Some("key-1"), 10), t(-1)).await.unwrap() {
         JobInsert::Existing(e) => assert_eq!(e.id, a.id),
         other => panic!("expected the existing job, got {other:?}"),
     }
-    assert_eq!(
-        store.get_job(&a.id).await.unwrap().unwrap().request,
-        a.request
-    );
+    assert_eq!(store.get_job(&a.id).await.unwrap().unwrap().request, a.request);
 
     // Claim: leased to the worker, attempt counted; nothing else is ready.
-    let claimed = store
-        .claim_job("w1", t(100), lease)
-        .await
-        .unwrap()
-        .expect("a ready job");
+    let claimed = store.claim_job("w1", t(100), lease).await.unwrap().expect("a ready job");
     assert_eq!(claimed.id, a.id);
     assert_eq!((claimed.status, claimed.attempts), (JobStatus::Running, 1));
     assert_eq!(claimed.lease_owner.as_deref(), Some("w1"));
     assert_eq!(claimed.lease_expires_at, Some(t(100).plus(lease)));
-    assert!(
-        store
-            .claim_job("w2", t(101), lease)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .extend_job_lease(&a.id, "w1", t(120_000))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .extend_job_lease(&a.id, "w2", t(120_000))
-            .await
-            .unwrap(),
-        "only the owner extends"
-    );
+    assert!(store.claim_job("w2", t(101), lease).await.unwrap().is_none());
+    assert!(store.extend_job_lease(&a.id, "w1", t(120_000)).await.unwrap());
+    assert!(!store.extend_job_lease(&a.id, "w2", t(120_000)).await.unwrap(), "only the owner extends");
 
     // A retryable failure queues it again for later.
     assert!(
         store
-            .fail_job(
-                &a.id,
-                "w1",
-                r#"{"code":"navigation_timeout"}"#,
-                Some(t(5000)),
-                t(200)
-            )
+            .fail_job(&a.id, "w1", r#"{"code":"navigation_timeout"}"#, Some(t(5000)), None, t(200))
             .await
             .unwrap()
     );
+    assert!(store.claim_job("w1", t(4999), lease).await.unwrap().is_none(), "not due yet");
+    let again = store.claim_job("w2", t(5000), lease).await.unwrap().expect("due again");
+    assert_eq!((again.attempts, again.lease_owner.as_deref()), (2, Some("w2")));
     assert!(
-        store
-            .claim_job("w1", t(4999), lease)
-            .await
-            .unwrap()
-            .is_none(),
-        "not due yet"
-    );
-    let again = store
-        .claim_job("w2", t(5000), lease)
-        .await
-        .unwrap()
-        .expect("due again");
-    assert_eq!(
-        (again.attempts, again.lease_owner.as_deref()),
-        (2, Some("w2"))
-    );
-    assert!(
-        !store
-            .complete_job(&a.id, "w1", "{}", None, t(5001))
-            .await
-            .unwrap(),
+        !store.complete_job(&a.id, "w1", "{}", None, None, t(5001)).await.unwrap(),
         "a stale worker cannot complete"
     );
     let asset = AssetId::new();
@@ -390,87 +211,49 @@ async fn jobs(store: &dyn Store) {
         })
         .await
         .unwrap();
-    assert!(
-        store
-            .complete_job(
-                &a.id,
-                "w2",
-                r#"{"status":"completed"}"#,
-                Some(&asset),
-                t(5002)
-            )
-            .await
-            .unwrap()
-    );
+    // Completing queues the webhook in the same transaction.
+    let hook = NewDelivery {
+        id: MessageId::new(),
+        job_id: a.id.clone(),
+        url: "http://127.0.0.1:1/hook".into(),
+        payload: r#"{"status":"completed"}"#.into(),
+        now: t(5002),
+    };
+    let completed = store
+        .complete_job(&a.id, "w2", r#"{"status":"completed"}"#, Some(&asset), Some(&hook), t(5002))
+        .await
+        .unwrap();
+    assert!(completed);
+    let queued = store.get_delivery(&hook.id).await.unwrap().expect("webhook queued with the completion");
+    assert_eq!((queued.status, queued.job_id.clone()), (OutboxStatus::Pending, a.id.clone()));
+    let sent = Attempt::Sent { status: Some(200), reference: None };
+    store.record_delivery_attempt(&hook.id, &sent, t(5003)).await.unwrap();
     let done = store.get_job(&a.id).await.unwrap().unwrap();
     assert_eq!(
         (done.status, done.asset_id.as_ref(), done.completed_at),
         (JobStatus::Completed, Some(&asset), Some(t(5002)))
     );
     let stored = store.get_asset(&asset).await.unwrap().unwrap();
-    assert_eq!(
-        (stored.width, stored.height, stored.size),
-        (Some(1280), Some(5120), 12345)
-    );
+    assert_eq!((stored.width, stored.height, stored.size), (Some(1280), Some(5120), 12345));
     assert!(store.get_asset(&AssetId::new()).await.unwrap().is_none());
 
     // A dead worker's job is reclaimed when its lease expires...
-    let JobInsert::Created(b) = store.insert_job(&new(None, 6000), t(-1)).await.unwrap() else {
-        panic!()
-    };
-    let first = store
-        .claim_job("dies", t(6000), lease)
-        .await
-        .unwrap()
-        .unwrap();
+    let JobInsert::Created(b) = store.insert_job(&new(None, 6000), t(-1)).await.unwrap() else { panic!() };
+    let first = store.claim_job("dies", t(6000), lease).await.unwrap().unwrap();
     assert_eq!(first.id, b.id);
-    assert!(
-        store
-            .claim_job("w3", t(6000 + 59_999), lease)
-            .await
-            .unwrap()
-            .is_none(),
-        "lease still valid"
-    );
-    let reclaimed = store
-        .claim_job("w3", t(6000 + 60_000), lease)
-        .await
-        .unwrap()
-        .expect("lease expired");
-    assert_eq!(
-        (reclaimed.id.clone(), reclaimed.attempts),
-        (b.id.clone(), 2)
-    );
+    assert!(store.claim_job("w3", t(6000 + 59_999), lease).await.unwrap().is_none(), "lease still valid");
+    let reclaimed = store.claim_job("w3", t(6000 + 60_000), lease).await.unwrap().expect("lease expired");
+    assert_eq!((reclaimed.id.clone(), reclaimed.attempts), (b.id.clone(), 2));
     // ... and once out of attempts it is failed, not retried forever.
-    assert!(
-        store
-            .claim_job("w4", t(6000 + 120_000), lease)
-            .await
-            .unwrap()
-            .is_none()
-    );
-    let abandoned = store
-        .fail_abandoned_jobs(t(6000 + 120_000), r#"{"code":"worker_lost"}"#)
-        .await
-        .unwrap();
+    assert!(store.claim_job("w4", t(6000 + 120_000), lease).await.unwrap().is_none());
+    let abandoned = store.fail_abandoned_jobs(t(6000 + 120_000), r#"{"code":"worker_lost"}"#).await.unwrap();
     assert_eq!(abandoned.iter().map(|j| &j.id).collect::<Vec<_>>(), [&b.id]);
     assert_eq!(abandoned[0].status, JobStatus::Failed);
 
     // A permanent failure.
-    let JobInsert::Created(c) = store.insert_job(&new(None, 7000), t(-1)).await.unwrap() else {
-        panic!()
-    };
-    store
-        .claim_job("w1", t(500_000), lease)
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        store
-            .fail_job(&c.id, "w1", r#"{"code":"invalid_url"}"#, None, t(500_001))
-            .await
-            .unwrap()
-    );
+    let JobInsert::Created(c) = store.insert_job(&new(None, 7000), t(-1)).await.unwrap() else { panic!() };
+    store.claim_job("w1", t(500_000), lease).await.unwrap().unwrap();
+    assert!(store.fail_job(&c.id, "w1", r#"{"code":"invalid_url"}"#, None, None, t(500_001)).await.unwrap());
     let failed = store.get_job(&c.id).await.unwrap().unwrap();
     assert_eq!(
         (failed.status, failed.error.as_deref()),
@@ -478,11 +261,7 @@ async fn jobs(store: &dyn Store) {
     );
 
     // An expired idempotency key is released for a new request.
-    match store
-        .insert_job(&new(Some("key-1"), 90_000_000), t(80_000_000))
-        .await
-        .unwrap()
-    {
+    match store.insert_job(&new(Some("key-1"), 90_000_000), t(80_000_000)).await.unwrap() {
         JobInsert::Created(j) => assert_ne!(j.id, a.id),
         other => panic!("expected a new job, got {other:?}"),
     }
@@ -493,13 +272,8 @@ async fn concurrent_claims(store: Arc<dyn Store>) {
     let now = t(1_000_000);
     let mut ids = Vec::new();
     for _ in 0..20 {
-        let j = NewJob {
-            id: JobId::new(),
-            request: "{}".into(),
-            idempotency_key: None,
-            max_attempts: 3,
-            now,
-        };
+        let j =
+            NewJob { id: JobId::new(), request: "{}".into(), idempotency_key: None, max_attempts: 3, now };
         store.insert_job(&j, now).await.unwrap();
         ids.push(j.id);
     }
@@ -508,10 +282,7 @@ async fn concurrent_claims(store: Arc<dyn Store>) {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(j) = store
-                .claim_job(&format!("w{w}"), now, Duration::from_secs(60))
-                .await
-                .unwrap()
+            while let Some(j) = store.claim_job(&format!("w{w}"), now, Duration::from_secs(60)).await.unwrap()
             {
                 got.push(j.id);
             }
@@ -541,24 +312,13 @@ async fn deliveries(store: &dyn Store) {
         })
         .await
         .unwrap();
-    let d = store
-        .claim_delivery(t(0), lease)
-        .await
-        .unwrap()
-        .expect("due now");
+    let d = store.claim_delivery(t(0), lease).await.unwrap().expect("due now");
     assert_eq!(d.payload, payload, "payload is kept byte for byte");
-    assert!(
-        store.claim_delivery(t(1), lease).await.unwrap().is_none(),
-        "leased"
-    );
+    assert!(store.claim_delivery(t(1), lease).await.unwrap().is_none(), "leased");
     store
         .record_delivery_attempt(
             &id,
-            &Attempt::Retry {
-                at: t(5000),
-                status: Some(503),
-                error: "503 Service Unavailable".into(),
-            },
+            &Attempt::Retry { at: t(5000), status: Some(503), error: "503 Service Unavailable".into() },
             t(2),
         )
         .await
@@ -568,130 +328,53 @@ async fn deliveries(store: &dyn Store) {
         (d.status, d.attempts, d.last_status, d.next_attempt_at),
         (OutboxStatus::Pending, 1, Some(503), t(5000))
     );
-    assert!(
-        store
-            .claim_delivery(t(4999), lease)
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(store.claim_delivery(t(4999), lease).await.unwrap().is_none());
+    store.claim_delivery(t(5000), lease).await.unwrap().expect("due after the backoff");
     store
-        .claim_delivery(t(5000), lease)
-        .await
-        .unwrap()
-        .expect("due after the backoff");
-    store
-        .record_delivery_attempt(
-            &id,
-            &Attempt::Dead {
-                status: Some(410),
-                error: "gone".into(),
-            },
-            t(5001),
-        )
+        .record_delivery_attempt(&id, &Attempt::Dead { status: Some(410), error: "gone".into() }, t(5001))
         .await
         .unwrap();
     let dead = store.list_deliveries(OutboxStatus::Dead, 10).await.unwrap();
     assert_eq!(dead.iter().map(|d| &d.id).collect::<Vec<_>>(), [&id]);
     assert!(
-        store
-            .claim_delivery(t(9_999_999), lease)
-            .await
-            .unwrap()
-            .is_none(),
+        store.claim_delivery(t(9_999_999), lease).await.unwrap().is_none(),
         "dead letters are not retried"
     );
     assert!(store.replay_delivery(&id, t(6000)).await.unwrap());
-    assert!(
-        !store.replay_delivery(&id, t(6000)).await.unwrap(),
-        "only dead deliveries are replayed"
-    );
-    let d = store
-        .claim_delivery(t(6000), lease)
-        .await
-        .unwrap()
-        .expect("replayed");
+    assert!(!store.replay_delivery(&id, t(6000)).await.unwrap(), "only dead deliveries are replayed");
+    let d = store.claim_delivery(t(6000), lease).await.unwrap().expect("replayed");
     assert_eq!(d.attempts, 0);
     store
-        .record_delivery_attempt(
-            &id,
-            &Attempt::Sent {
-                status: Some(204),
-                reference: None,
-            },
-            t(6001),
-        )
+        .record_delivery_attempt(&id, &Attempt::Sent { status: Some(204), reference: None }, t(6001))
         .await
         .unwrap();
     let d = store.get_delivery(&id).await.unwrap().unwrap();
-    assert_eq!(
-        (d.status, d.delivered_at),
-        (OutboxStatus::Sent, Some(t(6001)))
-    );
-    assert!(
-        store
-            .list_deliveries(OutboxStatus::Dead, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_eq!((d.status, d.delivered_at), (OutboxStatus::Sent, Some(t(6001))));
+    assert!(store.list_deliveries(OutboxStatus::Dead, 10).await.unwrap().is_empty());
 }
 
 async fn received(store: &dyn Store) {
+    assert!(store.record_received_webhook("msg_1", "job_1", "{\"a\":1}", t(0)).await.unwrap());
     assert!(
-        store
-            .record_received_webhook("msg_1", "job_1", "{\"a\":1}", t(0))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .record_received_webhook("msg_1", "job_1", "{\"a\":1}", t(1))
-            .await
-            .unwrap(),
+        !store.record_received_webhook("msg_1", "job_1", "{\"a\":1}", t(1)).await.unwrap(),
         "same webhook-id"
     );
     assert!(
-        !store
-            .record_received_webhook("msg_2", "job_1", "{\"a\":1}", t(2))
-            .await
-            .unwrap(),
+        !store.record_received_webhook("msg_2", "job_1", "{\"a\":1}", t(2)).await.unwrap(),
         "same job, new id"
     );
-    assert!(
-        store
-            .record_received_webhook("msg_3", "job_3", "{}", t(3))
-            .await
-            .unwrap()
-    );
+    assert!(store.record_received_webhook("msg_3", "job_3", "{}", t(3)).await.unwrap());
     let todo = store.unprocessed_webhooks(10).await.unwrap();
-    assert_eq!(
-        todo.iter()
-            .map(|w| w.webhook_id.as_str())
-            .collect::<Vec<_>>(),
-        ["msg_1", "msg_3"]
-    );
+    assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_1", "msg_3"]);
     store.mark_webhook_processed("msg_1", t(4)).await.unwrap();
     let todo = store.unprocessed_webhooks(10).await.unwrap();
-    assert_eq!(
-        todo.iter()
-            .map(|w| w.webhook_id.as_str())
-            .collect::<Vec<_>>(),
-        ["msg_3"]
-    );
+    assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_3"]);
 }
 
 async fn baselines(store: &dyn Store) {
     let (m, vp) = (name("home"), "1280x800");
     assert!(store.current_baseline(&m, vp).await.unwrap().is_none());
-    assert!(
-        store
-            .revert_baseline(&m, vp, "bob", t(0))
-            .await
-            .unwrap()
-            .is_none(),
-        "nothing to revert"
-    );
+    assert!(store.revert_baseline(&m, vp, "bob", t(0)).await.unwrap().is_none(), "nothing to revert");
     let new = |sha: char, source, by: &str, at| NewBaseline {
         monitor: m.clone(),
         viewport: vp.into(),
@@ -701,83 +384,38 @@ async fn baselines(store: &dyn Store) {
         approved_by: by.into(),
         now: t(at),
     };
-    let first = store
-        .set_baseline(&new('1', BaselineSource::FirstCapture, "vigil", 10))
-        .await
-        .unwrap();
+    let first = store.set_baseline(&new('1', BaselineSource::FirstCapture, "vigil", 10)).await.unwrap();
     assert!(first.active);
-    assert!(
-        store
-            .revert_baseline(&m, vp, "bob", t(11))
-            .await
-            .unwrap()
-            .is_none(),
-        "no older version"
-    );
+    assert!(store.revert_baseline(&m, vp, "bob", t(11)).await.unwrap().is_none(), "no older version");
     assert_eq!(
         store.current_baseline(&m, vp).await.unwrap().unwrap().id,
         first.id,
         "a refused revert changes nothing"
     );
-    let second = store
-        .set_baseline(&new('2', BaselineSource::Ui, "alice", 20))
-        .await
-        .unwrap();
+    let second = store.set_baseline(&new('2', BaselineSource::Ui, "alice", 20)).await.unwrap();
     let current = store.current_baseline(&m, vp).await.unwrap().unwrap();
     assert_eq!(
-        (
-            current.id.clone(),
-            current.sha256.clone(),
-            current.approved_by.clone()
-        ),
+        (current.id.clone(), current.sha256.clone(), current.approved_by.clone()),
         (second.id.clone(), "2".repeat(64), "alice".into())
     );
     // Another viewport is independent.
     store
-        .set_baseline(&NewBaseline {
-            viewport: "390x844".into(),
-            ..new('9', BaselineSource::Api, "ci", 21)
-        })
+        .set_baseline(&NewBaseline { viewport: "390x844".into(), ..new('9', BaselineSource::Api, "ci", 21) })
         .await
         .unwrap();
 
-    let restored = store
-        .revert_baseline(&m, vp, "bob", t(30))
-        .await
-        .unwrap()
-        .expect("reverted");
+    let restored = store.revert_baseline(&m, vp, "bob", t(30)).await.unwrap().expect("reverted");
     assert_eq!(
-        (
-            restored.sha256.clone(),
-            restored.source,
-            restored.approved_by.clone()
-        ),
+        (restored.sha256.clone(), restored.source, restored.approved_by.clone()),
         ("1".repeat(64), BaselineSource::Revert, "bob".into())
     );
     assert_eq!(restored.run_id, first.run_id);
-    assert_eq!(
-        store.current_baseline(&m, vp).await.unwrap().unwrap().id,
-        restored.id
-    );
+    assert_eq!(store.current_baseline(&m, vp).await.unwrap().unwrap().id, restored.id);
     let history = store.baseline_history(&m, vp).await.unwrap();
-    assert_eq!(
-        history
-            .iter()
-            .map(|b| b.sha256.chars().next().unwrap())
-            .collect::<String>(),
-        "121"
-    );
+    assert_eq!(history.iter().map(|b| b.sha256.chars().next().unwrap()).collect::<String>(), "121");
     assert_eq!(history.iter().filter(|b| b.active).count(), 1);
     assert_eq!(history[1].reverted_at, Some(t(30)));
-    assert_eq!(
-        store
-            .current_baseline(&m, "390x844")
-            .await
-            .unwrap()
-            .unwrap()
-            .sha256,
-        "9".repeat(64)
-    );
+    assert_eq!(store.current_baseline(&m, "390x844").await.unwrap().unwrap().sha256, "9".repeat(64));
 }
 
 async fn alerts(store: &dyn Store) {
@@ -793,71 +431,37 @@ async fn alerts(store: &dyn Store) {
     };
     assert!(store.enqueue_alert(&a).await.unwrap());
     assert!(
-        !store
-            .enqueue_alert(&NewAlert {
-                id: AlertId::new(),
-                ..a.clone()
-            })
-            .await
-            .unwrap(),
+        !store.enqueue_alert(&NewAlert { id: AlertId::new(), ..a.clone() }).await.unwrap(),
         "one alert per run and kind"
     );
     let claimed = store.claim_alert(t(0), lease).await.unwrap().expect("due");
     assert_eq!(claimed.id, a.id);
-    assert!(
-        store.claim_alert(t(1), lease).await.unwrap().is_none(),
-        "leased"
-    );
+    assert!(store.claim_alert(t(1), lease).await.unwrap().is_none(), "leased");
     store
         .record_alert_attempt(
             &a.id,
-            &Attempt::Retry {
-                at: t(2000),
-                status: Some(429),
-                error: "rate limited".into(),
-            },
+            &Attempt::Retry { at: t(2000), status: Some(429), error: "rate limited".into() },
             t(2),
         )
         .await
         .unwrap();
     assert!(store.claim_alert(t(1999), lease).await.unwrap().is_none());
-    store
-        .claim_alert(t(2000), lease)
-        .await
-        .unwrap()
-        .expect("retry due");
+    store.claim_alert(t(2000), lease).await.unwrap().expect("retry due");
     store
         .record_alert_attempt(
             &a.id,
-            &Attempt::Sent {
-                status: Some(200),
-                reference: Some("1700000000.000100".into()),
-            },
+            &Attempt::Sent { status: Some(200), reference: Some("1700000000.000100".into()) },
             t(2001),
         )
         .await
         .unwrap();
     let sent = store.get_alert(&a.id).await.unwrap().unwrap();
     assert_eq!(
-        (
-            sent.status,
-            sent.attempts,
-            sent.slack_ts.as_deref(),
-            sent.sent_at
-        ),
-        (
-            OutboxStatus::Sent,
-            2,
-            Some("1700000000.000100"),
-            Some(t(2001))
-        )
+        (sent.status, sent.attempts, sent.slack_ts.as_deref(), sent.sent_at),
+        (OutboxStatus::Sent, 2, Some("1700000000.000100"), Some(t(2001)))
     );
     assert!(
-        store
-            .claim_alert(t(9_999_999), lease)
-            .await
-            .unwrap()
-            .is_none(),
+        store.claim_alert(t(9_999_999), lease).await.unwrap().is_none(),
         "sent alerts are never sent again"
     );
     assert!(store.get_alert(&AlertId::new()).await.unwrap().is_none());
@@ -875,9 +479,6 @@ async fn conformance_story_postgres() {
 
 #[tokio::test]
 async fn unsupported_database_url_is_refused() {
-    let err = vigil::store::connect("mysql://localhost/x", 1)
-        .await
-        .err()
-        .expect("refused");
+    let err = vigil::store::connect("mysql://localhost/x", 1).await.err().expect("refused");
     assert_eq!(err.code(), "unsupported_database_url");
 }

@@ -28,11 +28,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("vigil.db").display());
-                TestDb {
-                    url,
-                    _dir: Some(dir),
-                    pg_cleanup: None,
-                }
+                TestDb { url, _dir: Some(dir), pg_cleanup: None }
             }
             Backend::Postgres => {
                 let admin = admin_url();
@@ -42,10 +38,7 @@ impl TestDb {
                          .ci/run does, or point VIGIL_TEST_POSTGRES_URL at a server where the user may create databases"
                     )
                 });
-                let name = format!(
-                    "vigil_test_{}",
-                    ulid::Ulid::new().to_string().to_lowercase()
-                );
+                let name = format!("vigil_test_{}", ulid::Ulid::new().to_string().to_lowercase());
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut conn)
                     .await
@@ -53,11 +46,7 @@ impl TestDb {
                 conn.close().await.ok();
                 let mut url = url::Url::parse(&admin).expect("valid VIGIL_TEST_POSTGRES_URL");
                 url.set_path(&name);
-                TestDb {
-                    url: url.to_string(),
-                    _dir: None,
-                    pg_cleanup: Some((admin, name)),
-                }
+                TestDb { url: url.to_string(), _dir: None, pg_cleanup: Some((admin, name)) }
             }
         }
     }
@@ -70,10 +59,7 @@ impl Drop for TestDb {
         };
         // Drop runs outside async context: use a short-lived runtime on another thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let mut conn = sqlx::PgConnection::connect(&admin).await.ok()?;
                 sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

@@ -2,6 +2,7 @@
 //! backends, and waiting on conditions with a deadline (never fixed sleeps).
 
 pub mod db;
+pub mod site;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -11,6 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use db::{Backend, TestDb};
+pub use site::{TestReceiver, TestSite};
 
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
@@ -23,10 +25,7 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(
-            start.elapsed() < deadline,
-            "timed out after {deadline:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -45,6 +44,12 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the daemon with `extra_yaml` appended to a config that points at a fresh database.
     pub async fn spawn(backend: Backend, extra_yaml: &str) -> TestApp {
+        vigil::init_tls();
+        // RUST_LOG=vigil=debug cargo test … shows the daemon's log for a failing test.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let db = TestDb::create(backend).await;
         let dir = tempfile::tempdir().expect("temp dir");
         let yaml = format!(
@@ -53,11 +58,8 @@ impl TestApp {
             dir.path().join("data").display(),
             dir.path().join("baselines").display(),
         );
-        let config =
-            vigil::config::parse(&yaml, "test.yaml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let config = vigil::config::parse(&yaml, "test.yaml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(vigil::run(config, listener, async {
@@ -74,21 +76,10 @@ impl TestApp {
         // Ready once the database is open and migrated.
         let url = app.url("/readyz");
         let client = app.client.clone();
-        wait_for(
-            "the daemon to become ready",
-            Duration::from_secs(20),
-            || {
-                let (client, url) = (client.clone(), url.clone());
-                async move {
-                    client
-                        .get(&url)
-                        .send()
-                        .await
-                        .ok()
-                        .filter(|r| r.status() == 200)
-                }
-            },
-        )
+        wait_for("the daemon to become ready", Duration::from_secs(20), || {
+            let (client, url) = (client.clone(), url.clone());
+            async move { client.get(&url).send().await.ok().filter(|r| r.status() == 200) }
+        })
         .await;
         app
     }

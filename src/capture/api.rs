@@ -1,0 +1,128 @@
+//! The capture API: `POST /v1/capture` (validate, write the job row, answer 202),
+//! `GET /v1/capture/{id}` (the result document, polling fallback), and
+//! `GET /v1/assets/{id}?exp&sig` (signed, expiring links to the images).
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::Digest;
+
+use super::document::document;
+use super::request::{self, MAX_BODY_BYTES};
+use crate::http::auth::Authenticated;
+use crate::http::{ApiError, AppState};
+use crate::ids::{AssetId, JobId};
+use crate::store::{JobInsert, NewJob};
+use crate::time::Timestamp;
+
+/// How long an `Idempotency-Key` replays the first answer.
+const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/capture", post(create).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .route("/v1/capture/{id}", get(show))
+        .route("/v1/assets/{id}", get(asset))
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError::Invalid { field: field.into(), message: message.into() }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req = request::parse(&body).map_err(|e| invalid(e.field, e.message))?;
+    let spec = req.validate().map_err(|e| invalid(e.field, e.message))?;
+    let trusted = req.is_for_monitor(&state.config.monitors);
+    super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private)
+        .await
+        .map_err(|e| ApiError::Refused { code: e.code(), message: e.to_string() })?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| v.to_str().map_err(|_| invalid("Idempotency-Key", "must be visible ASCII")))
+        .transpose()?
+        .map(|k| {
+            // Scoped per token: two clients may use the same key.
+            let scope =
+                hex::encode(&sha2::Sha256::digest(state.config.auth.api_tokens[auth.index].expose())[..8]);
+            format!("{scope}:{k}")
+        });
+    let now = Timestamp::now();
+    let job = NewJob {
+        id: JobId::new(),
+        request: String::from_utf8(body.to_vec()).map_err(|_| invalid("", "the body must be UTF-8 JSON"))?,
+        idempotency_key: key,
+        max_attempts: state.config.capture.max_attempts as i32,
+        now,
+    };
+    let job = match state.store.insert_job(&job, now.minus(IDEMPOTENCY_WINDOW)).await? {
+        JobInsert::Created(job) => {
+            state.capture.jobs_ready.notify_one();
+            job
+        }
+        JobInsert::Existing(job) => job,
+    };
+    let location = format!("/v1/capture/{}", job.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(json!({ "job_id": job.id, "status": "queued" })),
+    )
+        .into_response())
+}
+
+async fn show(
+    State(state): State<AppState>,
+    _auth: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id: JobId = id.parse().map_err(|_| ApiError::NotFound("no such capture job"))?;
+    let job = state.store.get_job(&id).await?.ok_or(ApiError::NotFound("no such capture job"))?;
+    let doc = document(&job, &state.capture.asset_urls, Timestamp::now().millis() / 1000);
+    Ok(Json(doc).into_response())
+}
+
+#[derive(Deserialize)]
+struct AssetQuery {
+    exp: Option<i64>,
+    sig: Option<String>,
+}
+
+async fn asset(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<AssetQuery>,
+) -> Result<Response, ApiError> {
+    let (Some(exp), Some(sig)) = (q.exp, q.sig) else { return Err(ApiError::Forbidden) };
+    if !state.capture.asset_urls.verify(&id, exp, &sig, Timestamp::now().millis() / 1000) {
+        return Err(ApiError::Forbidden);
+    }
+    let id: AssetId = id.parse().map_err(|_| ApiError::NotFound("no such asset"))?;
+    let asset = state.store.get_asset(&id).await?.ok_or(ApiError::NotFound("no such asset"))?;
+    let blobs = state.blobs.clone();
+    let sha = asset.sha256.clone();
+    let bytes = tokio::task::spawn_blocking(move || blobs.get(&sha))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|e| {
+        tracing::error!(error = ?e, asset = %id, "asset blob unreadable");
+        ApiError::Internal
+    })?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, asset.content_type),
+            (header::CACHE_CONTROL, "private, max-age=3600".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
+}

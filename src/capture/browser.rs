@@ -1,0 +1,231 @@
+//! One Chromium process shared by the capture workers, launched on first use, relaunched when it
+//! dies and after `recycle_after` captures, and closed (and reaped) on shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use futures_util::StreamExt;
+use tokio::sync::Mutex;
+use tracing::Instrument;
+
+use super::error::CaptureError;
+
+#[derive(Debug, Clone)]
+pub struct BrowserSettings {
+    pub chromium_path: Option<PathBuf>,
+    /// Where each browser's throw-away profile directory is made.
+    pub profile_root: PathBuf,
+    pub recycle_after: u32,
+}
+
+/// A running browser. Dropped when the pool has replaced it and no capture uses it any more.
+pub struct LiveBrowser {
+    pub browser: Browser,
+    alive: Arc<AtomicBool>,
+    died: tokio::sync::watch::Receiver<bool>,
+    captures: AtomicU32,
+    _profile: tempfile::TempDir,
+}
+
+impl LiveBrowser {
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the browser's connection is lost (crash, kill).
+    pub async fn died(&self) {
+        let mut rx = self.died.clone();
+        let _ = rx.wait_for(|dead| *dead).await;
+    }
+}
+
+pub struct BrowserPool {
+    settings: BrowserSettings,
+    current: Mutex<Option<Arc<LiveBrowser>>>,
+    retired: std::sync::Mutex<Vec<Arc<LiveBrowser>>>,
+    pub launches: prometheus_client::metrics::counter::Counter,
+}
+
+/// Finds Chromium: the configured path, then `$CHROME_PATH`, then the usual names on PATH.
+pub fn find_chromium(configured: Option<&Path>) -> Result<PathBuf, CaptureError> {
+    let mut looked = Vec::new();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = configured {
+        candidates.push(p.to_owned());
+    } else {
+        if let Some(p) = std::env::var_os("CHROME_PATH") {
+            candidates.push(PathBuf::from(p));
+        }
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for name in ["chromium", "chromium-browser", "google-chrome-stable", "google-chrome"] {
+            for dir in std::env::split_paths(&path) {
+                candidates.push(dir.join(name));
+            }
+        }
+    }
+    for c in candidates {
+        if c.is_file() {
+            // Debian's /usr/bin/chromium is a shell wrapper that adds flags of its own and
+            // outlives a kill of the browser; use the real binary beside it.
+            if c == Path::new("/usr/bin/chromium") && Path::new("/usr/lib/chromium/chromium").is_file() {
+                return Ok(PathBuf::from("/usr/lib/chromium/chromium"));
+            }
+            return Ok(c);
+        }
+        looked.push(c.display().to_string());
+    }
+    looked.dedup();
+    Err(CaptureError::NoChromium { looked: looked.into_iter().take(6).collect::<Vec<_>>().join(", ") })
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+impl BrowserPool {
+    pub fn new(settings: BrowserSettings) -> Self {
+        Self {
+            settings,
+            current: Mutex::new(None),
+            retired: std::sync::Mutex::new(Vec::new()),
+            launches: Default::default(),
+        }
+    }
+
+    /// The browser to capture with: the running one, or a new one if it died or is due for
+    /// recycling.
+    pub async fn get(&self) -> Result<Arc<LiveBrowser>, CaptureError> {
+        self.reap_retired();
+        let mut current = self.current.lock().await;
+        if let Some(b) = current.as_ref() {
+            let fresh = b.captures.fetch_add(1, Ordering::AcqRel) < self.settings.recycle_after;
+            if b.is_alive() && fresh {
+                return Ok(b.clone());
+            }
+            tracing::info!(alive = b.is_alive(), "relaunching Chromium");
+            let old = current.take().expect("checked");
+            self.retired.lock().expect("not poisoned").push(old);
+        }
+        let b = Arc::new(self.launch().await?);
+        b.captures.store(1, Ordering::Release);
+        *current = Some(b.clone());
+        Ok(b)
+    }
+
+    async fn launch(&self) -> Result<LiveBrowser, CaptureError> {
+        let exe = find_chromium(self.settings.chromium_path.as_deref())?;
+        let profile = tempfile::Builder::new()
+            .prefix("chromium-")
+            .tempdir_in(&self.settings.profile_root)
+            .map_err(|e| CaptureError::Launch(chromiumoxide::error::CdpError::Io(e)))?;
+        let mut builder = BrowserConfig::builder()
+            .chrome_executable(&exe)
+            .new_headless_mode()
+            .user_data_dir(profile.path())
+            .viewport(None)
+            .launch_timeout(Duration::from_secs(30))
+            .request_timeout(Duration::from_secs(60));
+        for arg in [
+            "disable-gpu",
+            "disable-background-networking",
+            "disable-component-update",
+            "disable-sync",
+            "no-first-run",
+            "hide-scrollbars",
+            "mute-audio",
+            "disable-domain-reliability",
+            "disable-quic",
+        ] {
+            builder = builder.arg(arg);
+        }
+        if is_root() {
+            builder = builder.no_sandbox();
+        }
+        let config =
+            builder.build().map_err(|e| CaptureError::Launch(chromiumoxide::error::CdpError::msg(e)))?;
+        let (browser, mut handler) = Browser::launch(config).await.map_err(CaptureError::Launch)?;
+        let alive = Arc::new(AtomicBool::new(true));
+        let flag = alive.clone();
+        let (died_tx, died) = tokio::sync::watch::channel(false);
+        // The CDP event loop must keep running whatever happens to one message: errors on
+        // messages the crate does not know are logged at debug level and skipped. A lost
+        // connection, though, means the browser is gone.
+        tokio::spawn(
+            async move {
+                while let Some(event) = handler.next().await {
+                    match event {
+                        Err(chromiumoxide::error::CdpError::Ws(e)) => {
+                            tracing::warn!(error = %e, "lost the connection to Chromium");
+                            break;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "chromium event loop"),
+                        Ok(()) => {}
+                    }
+                }
+                flag.store(false, Ordering::Release);
+                let _ = died_tx.send(true);
+            }
+            .instrument(tracing::info_span!("chromium")),
+        );
+        self.launches.inc();
+        tracing::info!(executable = %exe.display(), "Chromium started");
+        Ok(LiveBrowser { browser, alive, died, captures: AtomicU32::new(0), _profile: profile })
+    }
+
+    /// Closes retired browsers that no capture uses any more.
+    fn reap_retired(&self) {
+        let mut retired = self.retired.lock().expect("not poisoned");
+        let mut keep = Vec::new();
+        for b in retired.drain(..) {
+            match Arc::try_unwrap(b) {
+                Ok(live) => {
+                    tokio::spawn(close(live));
+                }
+                Err(b) => keep.push(b),
+            }
+        }
+        *retired = keep;
+    }
+
+    /// Closes every browser and waits for the processes to exit (no zombies).
+    pub async fn shutdown(&self) {
+        let current = self.current.lock().await.take();
+        let retired: Vec<_> = self.retired.lock().expect("not poisoned").drain(..).collect();
+        for b in current.into_iter().chain(retired) {
+            match Arc::try_unwrap(b) {
+                Ok(live) => close(live).await,
+                Err(_) => {
+                    tracing::warn!("a capture still holds the browser at shutdown; it is killed on drop")
+                }
+            }
+        }
+    }
+
+    /// Kills the running browser's processes with SIGKILL, as a crash would (for fault tests).
+    /// Returns whether a browser was running.
+    pub async fn kill_current(&self) -> bool {
+        let current = self.current.lock().await;
+        let Some(b) = current.as_ref() else { return false };
+        let profile = b._profile.path().display().to_string();
+        std::process::Command::new("pkill")
+            .args(["-9", "-f", &format!("user-data-dir={profile}")])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+async fn close(mut live: LiveBrowser) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), live.browser.close()).await;
+    if tokio::time::timeout(Duration::from_secs(5), live.browser.wait()).await.is_err() {
+        let _ = live.browser.kill().await;
+        let _ = live.browser.wait().await;
+    }
+}

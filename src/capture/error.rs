@@ -1,0 +1,89 @@
+//! Why a capture failed, whether trying again may help, and the stable code clients see.
+
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error(
+        "no Chromium found (looked at {looked}); install it (Debian: apt-get install chromium) or set capture.chromium_path or $CHROME_PATH"
+    )]
+    NoChromium { looked: String },
+    #[error("cannot start Chromium")]
+    Launch(#[source] chromiumoxide::error::CdpError),
+    #[error("the browser crashed or closed during the capture")]
+    BrowserGone,
+    #[error("the page did not finish loading within {0:?}")]
+    NavigationTimeout(std::time::Duration),
+    #[error("navigation failed: {0}")]
+    Navigation(String),
+    #[error("selector {0:?} did not appear before the timeout")]
+    WaitForTimeout(String),
+    #[error("selector {0:?} matches no element")]
+    SelectorNotFound(String),
+    #[error("the capture took longer than {0:?}")]
+    JobTimeout(std::time::Duration),
+    #[error("browser protocol error")]
+    Cdp(#[source] chromiumoxide::error::CdpError),
+    #[error("the browser returned an unreadable image")]
+    BadImage(#[source] crate::diff::DiffError),
+    #[error(transparent)]
+    Policy(#[from] super::policy::PolicyError),
+    #[error("cannot store the capture: {0}")]
+    Storage(String),
+}
+
+impl CaptureError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            CaptureError::NoChromium { .. } => "browser_unavailable",
+            CaptureError::Launch(_) => "browser_launch_failed",
+            CaptureError::BrowserGone => "browser_crashed",
+            CaptureError::NavigationTimeout(_) => "navigation_timeout",
+            CaptureError::Navigation(_) => "navigation_failed",
+            CaptureError::WaitForTimeout(_) => "wait_for_timeout",
+            CaptureError::SelectorNotFound(_) => "selector_not_found",
+            CaptureError::JobTimeout(_) => "capture_timeout",
+            CaptureError::Cdp(_) => "browser_error",
+            CaptureError::BadImage(_) => "bad_image",
+            CaptureError::Policy(e) => e.code(),
+            CaptureError::Storage(_) => "storage_error",
+        }
+    }
+
+    /// Transient trouble worth another attempt.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            CaptureError::NoChromium { .. } | CaptureError::SelectorNotFound(_) | CaptureError::Policy(_)
+        )
+    }
+
+    /// The `error` object of a failed capture's result.
+    pub fn to_api(&self) -> ApiCaptureError {
+        ApiCaptureError {
+            code: self.code().to_owned(),
+            message: self.to_string(),
+            retryable: self.is_retryable(),
+        }
+    }
+}
+
+impl From<chromiumoxide::error::CdpError> for CaptureError {
+    fn from(e: chromiumoxide::error::CdpError) -> Self {
+        use chromiumoxide::error::CdpError;
+        match e {
+            CdpError::ChannelSendError(_) | CdpError::NoResponse | CdpError::Ws(_) => {
+                CaptureError::BrowserGone
+            }
+            CdpError::Timeout => CaptureError::Cdp(e),
+            other => CaptureError::Cdp(other),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ApiCaptureError {
+    pub code: String,
+    pub message: String,
+    pub retryable: bool,
+}

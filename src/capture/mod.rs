@@ -1,0 +1,65 @@
+//! The asynchronous capture pipeline: the API only writes job rows; a pool of workers claims
+//! them with a lease, captures in headless Chromium, stores the asset and queues the signed
+//! completion webhook in the same transaction as the job's completion.
+
+pub mod api;
+pub mod browser;
+pub mod document;
+pub mod engine;
+pub mod error;
+pub mod policy;
+pub mod request;
+pub mod worker;
+
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use tokio::sync::Notify;
+
+pub use api::router;
+pub use document::AssetUrls;
+
+/// What the API and the workers share.
+pub struct CaptureService {
+    pub asset_urls: AssetUrls,
+    /// Woken when a job is queued, so idle workers start at once instead of on their next poll.
+    pub jobs_ready: Notify,
+    pub pool: browser::BrowserPool,
+    pub metrics: CaptureMetrics,
+}
+
+type Labels = Vec<(String, String)>;
+
+#[derive(Clone)]
+pub struct CaptureMetrics {
+    /// Finished attempts by outcome: completed, retried, failed.
+    pub attempts: Family<Labels, Counter>,
+    pub duration: Family<Labels, Histogram, fn() -> Histogram>,
+}
+
+impl CaptureMetrics {
+    pub fn new(registry: &crate::http::Metrics, pool: &browser::BrowserPool) -> Self {
+        let m = CaptureMetrics {
+            attempts: Family::default(),
+            duration: Family::new_with_constructor(|| {
+                Histogram::new([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0])
+            }),
+        };
+        registry.register("capture_attempts", "Capture attempts by outcome", m.attempts.clone());
+        registry.register("capture_duration_seconds", "Duration of successful captures", m.duration.clone());
+        registry.register(
+            "browser_launches",
+            "Chromium launches (first start and relaunches)",
+            pool.launches.clone(),
+        );
+        m
+    }
+}
+
+impl CaptureService {
+    pub fn new(asset_urls: AssetUrls, pool: browser::BrowserPool, metrics: CaptureMetrics) -> Arc<Self> {
+        Arc::new(Self { asset_urls, jobs_ready: Notify::new(), pool, metrics })
+    }
+}

@@ -1,0 +1,210 @@
+//! Capture workers: claim a job (with a lease longer than the hard per-job timeout, so a live
+//! worker never loses its job and a dead worker's job is reclaimed), capture, store the asset,
+//! complete the job and queue its webhook in one transaction; retry retryable failures with
+//! backoff up to `capture.max_attempts`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use super::CaptureService;
+use super::document::{StoredResult, document};
+use super::error::CaptureError;
+use crate::ids::{AssetId, MessageId};
+use crate::store::blobs::BlobStore;
+use crate::store::{Asset, CaptureJob, NewDelivery, Store};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub job_timeout: Duration,
+    pub stability_timeout: Duration,
+    pub allow_private: Vec<ipnet::IpNet>,
+    pub monitors: Vec<crate::config::Monitor>,
+    /// How often an idle worker looks for due retries.
+    pub poll: Duration,
+    pub delivery_ready: Arc<tokio::sync::Notify>,
+}
+
+pub struct Worker {
+    pub id: String,
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub service: Arc<CaptureService>,
+    pub settings: Arc<WorkerSettings>,
+}
+
+/// Backoff before attempt `n + 1` after `n` failed attempts: 2 s, 4 s, 8 s … capped at 5 min.
+pub fn backoff(attempts: i32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(attempts.clamp(1, 16) as u32).min(300))
+}
+
+impl Worker {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let lease = self.settings.job_timeout + Duration::from_secs(30);
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.store.claim_job(&self.id, Timestamp::now(), lease).await {
+                Ok(Some(job)) => self.process(job).await,
+                Ok(None) => {
+                    self.expire_abandoned().await;
+                    tokio::select! {
+                        _ = self.service.jobs_ready.notified() => {}
+                        _ = tokio::time::sleep(self.settings.poll) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = ?e, worker = %self.id, "cannot claim capture jobs; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Jobs whose worker died on the last attempt: fail them and tell their clients.
+    async fn expire_abandoned(&self) {
+        let error = CaptureError::BrowserGone.to_api();
+        let error = serde_json::to_string(&error).expect("serialises");
+        if let Ok(jobs) = self.store.fail_abandoned_jobs(Timestamp::now(), &error).await {
+            for job in jobs {
+                tracing::warn!(job = %job.id, "capture job abandoned by its worker after the last attempt");
+                if let Some(d) = self.webhook_for(&job) {
+                    let _ = self.store.enqueue_delivery(&d).await;
+                    self.settings.delivery_ready.notify_one();
+                }
+            }
+        }
+    }
+
+    /// The completion webhook of a finished job, if the client asked for one.
+    fn webhook_for(&self, job: &CaptureJob) -> Option<NewDelivery> {
+        let req = super::request::parse(job.request.as_bytes()).ok()?;
+        let url = req.webhook_url?;
+        let doc = document(job, &self.service.asset_urls, Timestamp::now().millis() / 1000);
+        Some(NewDelivery {
+            id: MessageId::new(),
+            job_id: job.id.clone(),
+            url,
+            payload: serde_json::to_string(&doc).expect("serialises"),
+            now: Timestamp::now(),
+        })
+    }
+
+    async fn process(&self, job: CaptureJob) {
+        let span = tracing::info_span!("capture", job = %job.id, attempt = job.attempts);
+        self.process_in_span(job).instrument(span).await
+    }
+
+    async fn process_in_span(&self, job: CaptureJob) {
+        let started = Instant::now();
+        let outcome = tokio::time::timeout(self.settings.job_timeout, self.capture(&job))
+            .await
+            .unwrap_or(Err(CaptureError::JobTimeout(self.settings.job_timeout)));
+        let now = Timestamp::now();
+        let metrics = &self.service.metrics;
+        match outcome {
+            Ok((asset, result)) => {
+                metrics.attempts.get_or_create(&vec![("outcome".into(), "completed".into())]).inc();
+                metrics.duration.get_or_create(&vec![]).observe(started.elapsed().as_secs_f64());
+                let result_json = serde_json::to_string(&result).expect("serialises");
+                let mut done = job.clone();
+                done.status = crate::store::JobStatus::Completed;
+                done.asset_id = Some(asset.clone());
+                done.result = Some(result_json.clone());
+                let hook = self.webhook_for(&done);
+                match self
+                    .store
+                    .complete_job(&job.id, &self.id, &result_json, Some(&asset), hook.as_ref(), now)
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::info!(ms = result.duration_ms, width = ?result.width, height = ?result.height, stable = result.stable, "captured");
+                        self.settings.delivery_ready.notify_one();
+                    }
+                    Ok(false) => {
+                        tracing::warn!("job was taken over by another worker (lease expired); result dropped")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = ?e, "cannot record the capture result; the job will be retried")
+                    }
+                }
+            }
+            Err(e) => {
+                let retry = e.is_retryable() && job.attempts < job.max_attempts;
+                let api_error = serde_json::to_string(&e.to_api()).expect("serialises");
+                let (outcome, retry_at) =
+                    if retry { ("retried", Some(now.plus(backoff(job.attempts)))) } else { ("failed", None) };
+                metrics.attempts.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
+                tracing::warn!(error = %e, code = e.code(), retry, "capture failed");
+                let hook = if retry {
+                    None
+                } else {
+                    let mut failed = job.clone();
+                    failed.status = crate::store::JobStatus::Failed;
+                    failed.error = Some(api_error.clone());
+                    self.webhook_for(&failed)
+                };
+                if let Err(err) =
+                    self.store.fail_job(&job.id, &self.id, &api_error, retry_at, hook.as_ref(), now).await
+                {
+                    tracing::error!(error = ?err, "cannot record the capture failure; the job will be retried");
+                }
+                if hook.is_some() {
+                    self.settings.delivery_ready.notify_one();
+                }
+            }
+        }
+    }
+
+    async fn capture(&self, job: &CaptureJob) -> Result<(AssetId, StoredResult), CaptureError> {
+        let started = Instant::now();
+        let req = super::request::parse(job.request.as_bytes())
+            .map_err(|e| CaptureError::Navigation(format!("stored request unreadable: {e}")))?;
+        let spec = req.validate().map_err(|e| CaptureError::Navigation(e.to_string()))?;
+        // Checked again here: DNS may have changed since the request was accepted.
+        let trusted = req.is_for_monitor(&self.settings.monitors);
+        super::policy::check_url(&spec.url, trusted, &self.settings.allow_private).await?;
+        let live = self.service.pool.get().await?;
+        let out = super::engine::capture(&live, &spec, self.settings.stability_timeout).await?;
+        drop(live);
+        let blobs = self.blobs.clone();
+        let bytes = out.bytes;
+        let size = bytes.len() as i64;
+        let sha256 = tokio::task::spawn_blocking(move || blobs.put(&bytes))
+            .await
+            .map_err(|e| CaptureError::Storage(e.to_string()))?
+            .map_err(|e| CaptureError::Storage(e.to_string()))?;
+        let asset = Asset {
+            id: AssetId::new(),
+            job_id: job.id.clone(),
+            sha256: sha256.clone(),
+            content_type: out.content_type.to_owned(),
+            width: out.width.map(|w| w as i32),
+            height: out.height.map(|h| h as i32),
+            size,
+            created_at: Timestamp::now(),
+        };
+        self.store.insert_asset(&asset).await.map_err(|e| CaptureError::Storage(e.to_string()))?;
+        Ok((
+            asset.id,
+            StoredResult {
+                duration_ms: started.elapsed().as_millis() as u64,
+                width: out.width,
+                height: out.height,
+                sha256,
+                content_type: out.content_type.to_owned(),
+                masks: out.masks,
+                stable: out.stable,
+                clipped: out.clipped,
+            },
+        ))
+    }
+}

@@ -1,0 +1,54 @@
+//! Bearer-token authentication for `/v1` and `/api` (`auth.api_tokens`), compared in constant
+//! time.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+
+/// Proof that the request carried a configured token; `index` says which (to scope
+/// idempotency keys per client).
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated {
+    pub index: usize,
+}
+
+pub struct Unauthorized;
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        let mut r = (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(serde_json::json!({"error": {"code": "unauthorized", "message": "a valid bearer token is required"}})),
+        )
+            .into_response();
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        r
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(Unauthorized)?
+            .trim();
+        // Check every token so the time taken does not say which one matched.
+        let mut found = None;
+        for (i, t) in state.config.auth.api_tokens.iter().enumerate() {
+            let eq: bool = t.expose().as_bytes().ct_eq(given.as_bytes()).into();
+            if eq && found.is_none() {
+                found = Some(i);
+            }
+        }
+        found.map(|index| Authenticated { index }).ok_or(Unauthorized)
+    }
+}

@@ -1,0 +1,4 @@
+//! Webhooks: Standard Webhooks signing (pure) and the delivery outbox with retries.
+
+pub mod delivery;
+pub mod signing;

@@ -1,0 +1,361 @@
+//! The capture service end to end: real Chromium, real HTTP on loopback, pages from a local
+//! test site, webhooks to a local receiver verified with an independent Standard Webhooks
+//! implementation.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, TestApp, TestReceiver, TestSite, wait_for};
+
+const TOKEN: &str = "test-token-0123456789";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn config(extra_capture: &str) -> String {
+    format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 2\n  allow_private: [\"127.0.0.0/8\"]\n  stability_timeout: 3s\n  job_timeout: 60s\n{extra_capture}webhook:\n  secret: {SECRET}\n  retry_schedule: [0s, 100ms, 100ms, 100ms, 100ms]\n"
+    )
+}
+
+async fn spawn() -> TestApp {
+    TestApp::spawn(Backend::Sqlite, &config("")).await
+}
+
+const RED_BOX: &str = "<html><body style='margin:0;background:#ffffff'>\
+<div style='position:absolute;left:0;top:0;width:100px;height:50px;background:rgb(255,0,0)'></div></body></html>";
+
+async fn submit(app: &TestApp, body: Value) -> reqwest::Response {
+    app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap()
+}
+
+/// Waits for the receiver to have `n` requests.
+async fn received(r: &TestReceiver, n: usize) -> Vec<crate::helpers::site::Received> {
+    wait_for(&format!("{n} webhook(s)"), Duration::from_secs(60), || {
+        let all = r.all();
+        async move { (all.len() >= n).then_some(all) }
+    })
+    .await
+}
+
+fn pixel(png: &[u8], x: u32, y: u32) -> [u8; 4] {
+    let img = vigil::diff::decode_png(png, &Default::default()).unwrap();
+    let i = ((y * img.width() + x) * 4) as usize;
+    img.data()[i..i + 4].try_into().unwrap()
+}
+
+#[tokio::test]
+async fn capture_is_delivered_signed_and_the_asset_is_the_page() {
+    let site = TestSite::start().await;
+    site.set("red", RED_BOX);
+    let receiver = TestReceiver::start().await;
+    let app = spawn().await;
+
+    // Metadata is echoed byte for byte: odd spacing and key order included.
+    let body = format!(
+        r#"{{"url": "{}", "viewport": {{"width": 320, "height": 200}}, "webhook_url": "{}",
+            "metadata": {{"monitor":"home",  "b": [1, 2.50], "a": "x"}}}}"#,
+        site.url("red"),
+        receiver.url
+    );
+    let r = app
+        .client
+        .post(app.url("/v1/capture"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let accepted: Value = r.json().await.unwrap();
+    assert_eq!(accepted["status"], "queued");
+    let job_id = accepted["job_id"].as_str().unwrap().to_owned();
+    assert_eq!(location, format!("/v1/capture/{job_id}"));
+
+    let hooks = received(&receiver, 1).await;
+    let hook = &hooks[0];
+    standardwebhooks::Webhook::new(SECRET)
+        .unwrap()
+        .verify(&hook.body, &hook.headers)
+        .expect("signature verifies");
+    let text = std::str::from_utf8(&hook.body).unwrap();
+    assert!(text.contains(r#""metadata":{"monitor":"home",  "b": [1, 2.50], "a": "x"}"#), "{text}");
+    let doc: Value = serde_json::from_str(text).unwrap();
+    assert_eq!(doc["type"], "capture.completed");
+    assert_eq!(doc["status"], "completed");
+    assert_eq!(doc["job_id"], job_id.as_str());
+    assert_eq!((doc["width"].as_u64(), doc["height"].as_u64()), (Some(320), Some(200)));
+    assert_eq!(doc["stable"], true);
+    assert_eq!(hook.headers["webhook-id"].to_str().unwrap().len(), 30);
+
+    let png = app.client.get(doc["asset_url"].as_str().unwrap()).send().await.unwrap();
+    assert_eq!(png.status(), 200);
+    assert_eq!(png.headers()["content-type"], "image/png");
+    let png = png.bytes().await.unwrap();
+    assert_eq!(doc["sha256"].as_str().unwrap(), vigil::store::blobs::sha256_hex(&png));
+    assert_eq!(pixel(&png, 10, 10), [255, 0, 0, 255]);
+    assert_eq!(pixel(&png, 200, 150), [255, 255, 255, 255]);
+
+    // Polling gives the same document with a fresh asset link.
+    let polled: Value =
+        app.client.get(app.url(&location)).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+    assert_eq!(polled["status"], "completed");
+    assert_eq!(polled["sha256"], doc["sha256"]);
+
+    // A tampered or expired asset link is refused.
+    let url = doc["asset_url"].as_str().unwrap();
+    let tampered = url.replace("sig=", "sig=0");
+    assert_eq!(app.client.get(&tampered).send().await.unwrap().status(), 403);
+    let exp_swapped = regex_replace_exp(url);
+    assert_eq!(app.client.get(&exp_swapped).send().await.unwrap().status(), 403);
+    let no_sig = url.split('?').next().unwrap();
+    assert_eq!(app.client.get(no_sig).send().await.unwrap().status(), 403);
+}
+
+/// The same link with a later expiry: the signature no longer matches.
+fn regex_replace_exp(url: &str) -> String {
+    let (head, query) = url.split_once('?').unwrap();
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|p| match p.strip_prefix("exp=") {
+            Some(e) => format!("exp={}", e.parse::<i64>().unwrap() + 3600),
+            None => p.to_owned(),
+        })
+        .collect();
+    format!("{head}?{}", parts.join("&"))
+}
+
+#[tokio::test]
+async fn requests_are_authenticated_and_validated() {
+    let app = spawn().await;
+    let body = json!({"url": "http://127.0.0.1:1/"});
+    let r = app.client.post(app.url("/v1/capture")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = app
+        .client
+        .post(app.url("/v1/capture"))
+        .bearer_auth("wrong-token-0123456789")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    let r = submit(&app, json!({"url": "https://example.com/", "viewport": {"width": "wide", "height": 1}}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["field"], "viewport.width");
+
+    for url in ["file:///etc/passwd", "javascript:alert(1)", "chrome://settings", "data:text/html,hi"] {
+        let r = submit(&app, json!({"url": url})).await;
+        assert_eq!(r.status(), 422, "{url}");
+    }
+    let r = submit(&app, json!({"url": "http://169.254.169.254/latest/meta-data/"})).await;
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "url_not_allowed");
+    // Private ranges need allow_private (this app allows only 127.0.0.0/8).
+    let r = submit(&app, json!({"url": "http://10.0.0.1/"})).await;
+    assert_eq!(r.status(), 422);
+
+    let big = "x".repeat(300 * 1024);
+    let r = app
+        .client
+        .post(app.url("/v1/capture"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"url": "https://example.com/", "wait_for": "{big}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+
+    let r = app
+        .client
+        .get(app.url("/v1/capture/job_01JXXXXXXXXXXXXXXXXXXXXXXX"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test]
+async fn idempotency_key_replays_the_first_answer() {
+    let site = TestSite::start().await;
+    site.set("red", RED_BOX);
+    let app = spawn().await;
+    let send = || {
+        app.client
+            .post(app.url("/v1/capture"))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", "order-42")
+            .json(&json!({"url": site.url("red"), "viewport": {"width": 320, "height": 200}}))
+            .send()
+    };
+    let a: Value = send().await.unwrap().json().await.unwrap();
+    let b = send().await.unwrap();
+    assert_eq!(b.status(), 202);
+    let b: Value = b.json().await.unwrap();
+    assert_eq!(a, b);
+}
+
+#[tokio::test]
+async fn full_page_hide_mask_and_pdf() {
+    let site = TestSite::start().await;
+    site.set("tall", "<html><body style='margin:0'><div style='height:6000px;background:linear-gradient(#fff,#000)'></div></body></html>");
+    site.set(
+        "huge",
+        "<html><body style='margin:0'><div style='height:40000px;background:#eee'></div></body></html>",
+    );
+    site.set(
+        "parts",
+        "<html><body style='margin:0;background:#fff'>\
+         <div class='banner' style='position:absolute;left:0;top:0;width:100px;height:100px;background:rgb(255,0,0)'></div>\
+         <div id='clock' style='position:absolute;left:200px;top:20px;width:50px;height:30px;background:rgb(0,0,255)'></div></body></html>",
+    );
+    let receiver = TestReceiver::start().await;
+    let app = spawn().await;
+    let vp = json!({"width": 400, "height": 300});
+    for (page, extra) in [
+        ("tall", json!({"full_page": true})),
+        ("huge", json!({"full_page": true})),
+        (
+            "parts",
+            json!({"hide": [".banner"], "mask": ["#clock", {"x": 1, "y": 2, "width": 3, "height": 4}]}),
+        ),
+        ("parts", json!({"format": "pdf"})),
+    ] {
+        let mut body = json!({"url": site.url(page), "viewport": vp, "webhook_url": receiver.url, "metadata": {"page": page}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        assert_eq!(submit(&app, body).await.status(), 202);
+    }
+    let hooks = received(&receiver, 4).await;
+    let docs: Vec<Value> = hooks.iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
+    let find = |page: &str, pdf: bool| {
+        docs.iter()
+            .find(|d| d["metadata"]["page"] == page && (d["content_type"] == "application/pdf") == pdf)
+            .unwrap_or_else(|| panic!("no result for {page}: {docs:#?}"))
+            .clone()
+    };
+    let tall = find("tall", false);
+    assert_eq!(
+        (tall["width"].as_u64(), tall["height"].as_u64(), tall["clipped"].as_bool()),
+        (Some(400), Some(6000), Some(false))
+    );
+    let huge = find("huge", false);
+    assert_eq!((huge["height"].as_u64(), huge["clipped"].as_bool()), (Some(16384), Some(true)));
+
+    let parts = find("parts", false);
+    let png =
+        app.client.get(parts["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(pixel(&png, 50, 50), [255, 255, 255, 255], "the hidden banner is not painted");
+    assert_eq!(pixel(&png, 210, 30), [0, 0, 255, 255], "masked elements stay visible");
+    let masks = parts["masks"].as_array().unwrap();
+    assert!(masks.contains(&json!({"x": 1, "y": 2, "width": 3, "height": 4})), "{masks:?}");
+    assert!(masks.contains(&json!({"x": 200, "y": 20, "width": 50, "height": 30})), "{masks:?}");
+
+    let pdf = find("parts", true);
+    let bytes =
+        app.client.get(pdf["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert!(bytes.starts_with(b"%PDF"));
+}
+
+#[tokio::test]
+async fn animations_and_the_caret_do_not_change_the_picture() {
+    let site = TestSite::start().await;
+    site.set(
+        "anim",
+        "<html><head><style>@keyframes spin{from{transform:rotate(0)}to{transform:rotate(360deg)}}\
+         .s{width:80px;height:80px;background:#c00;animation:spin 1s linear infinite}\
+         .f{width:80px;height:20px;background:#0c0;transition:width 5s}</style></head>\
+         <body style='margin:10px'><div class='s'></div><div class='f' id='f'></div>\
+         <input id='i' value='typing here' autofocus>\
+         <script>document.getElementById('i').focus();setTimeout(()=>{document.getElementById('f').style.width='300px'},10)</script>\
+         </body></html>",
+    );
+    let receiver = TestReceiver::start().await;
+    let app = spawn().await;
+    for _ in 0..2 {
+        let body = json!({"url": site.url("anim"), "viewport": {"width": 400, "height": 200}, "webhook_url": receiver.url});
+        assert_eq!(submit(&app, body).await.status(), 202);
+    }
+    let hooks = received(&receiver, 2).await;
+    let docs: Vec<Value> = hooks.iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
+    assert_eq!(docs[0]["sha256"], docs[1]["sha256"], "two captures of an animated page are identical");
+    assert!(docs.iter().all(|d| d["stable"] == true));
+}
+
+#[tokio::test]
+async fn deliveries_retry_until_accepted_and_stop_on_410() {
+    let site = TestSite::start().await;
+    site.set("red", RED_BOX);
+    let app = spawn().await;
+
+    let flaky = TestReceiver::start().await;
+    flaky.script(&[500, 500, 500]);
+    let body =
+        json!({"url": site.url("red"), "viewport": {"width": 320, "height": 200}, "webhook_url": flaky.url});
+    assert_eq!(submit(&app, body).await.status(), 202);
+    let hooks = received(&flaky, 4).await;
+    assert_eq!(hooks.iter().map(|h| h.status).collect::<Vec<_>>(), [500, 500, 500, 200]);
+    let ids: Vec<_> = hooks.iter().map(|h| h.headers["webhook-id"].clone()).collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "the same webhook-id on every attempt");
+    for h in &hooks {
+        standardwebhooks::Webhook::new(SECRET).unwrap().verify(&h.body, &h.headers).unwrap();
+    }
+
+    let gone = TestReceiver::start().await;
+    gone.script(&[410]);
+    let body =
+        json!({"url": site.url("red"), "viewport": {"width": 320, "height": 200}, "webhook_url": gone.url});
+    assert_eq!(submit(&app, body).await.status(), 202);
+    received(&gone, 1).await;
+    // Dead-lettered after that one attempt, so nothing more can be sent.
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let dead = wait_for("the delivery to be dead-lettered", Duration::from_secs(10), || {
+        let store = store.clone();
+        async move {
+            store.list_deliveries(vigil::store::OutboxStatus::Dead, 10).await.ok().filter(|d| !d.is_empty())
+        }
+    })
+    .await;
+    assert_eq!((dead.len(), dead[0].attempts, dead[0].last_status), (1, 1, Some(410)));
+    assert_eq!(gone.all().len(), 1, "410 stops delivery");
+
+    // Redirects are not followed: the attempt is a failure and is retried.
+    let moved = TestReceiver::start().await;
+    moved.script(&[302]);
+    let body =
+        json!({"url": site.url("red"), "viewport": {"width": 320, "height": 200}, "webhook_url": moved.url});
+    assert_eq!(submit(&app, body).await.status(), 202);
+    let hooks = received(&moved, 2).await;
+    assert_eq!((hooks[0].status, hooks[1].status), (302, 200));
+}
+
+#[tokio::test]
+async fn a_browser_crash_mid_capture_is_retried() {
+    let site = TestSite::start().await;
+    let receiver = TestReceiver::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &config("  max_attempts: 3\n")).await;
+    let body = json!({"url": site.url("slow"), "viewport": {"width": 320, "height": 200}, "webhook_url": receiver.url});
+    assert_eq!(submit(&app, body).await.status(), 202);
+    // The page is being loaded (it answers after 1.5 s): kill Chromium now.
+    wait_for("the page request", Duration::from_secs(30), || {
+        let hits = site.hits("slow");
+        async move { (hits >= 1).then_some(()) }
+    })
+    .await;
+    // Only this daemon's browser: its profile lives in the app's data directory.
+    let profile = app.data_dir().join("chromium-");
+    let killed = std::process::Command::new("pkill").args(["-9", "-f"]).arg(&profile).status().unwrap();
+    assert!(killed.success(), "a Chromium process was running");
+    let hooks = received(&receiver, 1).await;
+    let doc: Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(doc["status"], "completed", "{doc}");
+    assert!(doc["attempts"].as_i64().unwrap() >= 2, "{doc}");
+    let png = app.client.get(doc["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(pixel(&png, 100, 100), [0, 0, 255, 255]);
+}
