@@ -5,6 +5,7 @@
 //! once so lazy images load); then shots are taken until two in a row are identical, up to
 //! `stability_timeout` (the result says `stable: false` when it gave up).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -13,7 +14,12 @@ use chromiumoxide::cdp::browser_protocol::emulation::{
     MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams, SetFocusEmulationEnabledParams,
     SetUserAgentOverrideParams,
 };
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    ContinueRequestParams, EnableParams as FetchEnableParams, EventRequestPaused, FailRequestParams,
+    RequestPattern, RequestStage,
+};
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
+use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
 use chromiumoxide::cdp::browser_protocol::network::{CookieParam, Headers, SetExtraHttpHeadersParams};
 use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent, NavigateParams, PrintToPdfParams,
@@ -48,10 +54,14 @@ const FREEZE_CSS: &str = "*,*::before,*::after{animation-delay:0s!important;anim
 animation-iteration-count:1!important;transition:none!important;caret-color:transparent!important;\
 scroll-behavior:auto!important}";
 
+/// `guard`: for untrusted (API-submitted) captures, the private ranges they may reach; every
+/// request the page makes, redirects included, is checked against the address policy before it
+/// leaves. `None` for monitors of the YAML file, which are trusted.
 pub async fn capture(
     live: &LiveBrowser,
     spec: &CaptureSpec,
     stability_timeout: Duration,
+    guard: Option<&[ipnet::IpNet]>,
 ) -> Result<CaptureOutput, CaptureError> {
     let ctx = live.browser.create_browser_context(CreateBrowserContextParams::default()).await?;
     let mut target = CreateTargetParams::new("about:blank");
@@ -59,12 +69,24 @@ pub async fn capture(
     let work = async {
         let page = live.browser.new_page(target).await?;
         let mut crashed = page.event_listener::<EventTargetCrashed>().await?;
+        let refused = Arc::new(std::sync::Mutex::new(None));
+        let guard_task = match guard {
+            Some(allow) => Some(start_guard(&page, allow.to_vec(), refused.clone()).await?),
+            None => None,
+        };
         let r = tokio::select! {
             r = in_page(&page, spec, stability_timeout) => r,
             Some(_) = crashed.next() => Err(CaptureError::BrowserGone),
         };
+        if let Some(t) = guard_task {
+            t.abort();
+        }
         let _ = page.close().await;
-        r
+        // A navigation that failed because the guard refused it says why.
+        match (r, refused.lock().expect("not poisoned").take()) {
+            (Err(_), Some(policy)) => Err(CaptureError::Policy(policy)),
+            (r, _) => r,
+        }
     };
     // A dead browser never answers: stop waiting for it at once.
     let result = tokio::select! {
@@ -78,6 +100,56 @@ pub async fn capture(
         return Err(CaptureError::BrowserGone);
     }
     result
+}
+
+/// Pauses every request of the page and lets it continue only if its URL passes the policy.
+async fn start_guard(
+    page: &Page,
+    allow: Vec<ipnet::IpNet>,
+    refused: Arc<std::sync::Mutex<Option<super::policy::PolicyError>>>,
+) -> Result<tokio::task::JoinHandle<()>, CaptureError> {
+    let mut paused = page.event_listener::<EventRequestPaused>().await?;
+    let pattern = RequestPattern {
+        url_pattern: Some("*".into()),
+        resource_type: None,
+        request_stage: Some(RequestStage::Request),
+    };
+    page.execute(FetchEnableParams { patterns: Some(vec![pattern]), handle_auth_requests: None }).await?;
+    let page = page.clone();
+    Ok(tokio::spawn(async move {
+        let mut verdicts: std::collections::HashMap<String, Result<(), super::policy::PolicyError>> =
+            Default::default();
+        while let Some(ev) = paused.next().await {
+            let verdict = match url::Url::parse(&ev.request.url) {
+                Ok(u) if matches!(u.scheme(), "data" | "blob" | "about") => Ok(()),
+                Ok(u) => {
+                    let key = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
+                    match verdicts.get(&key) {
+                        Some(v) => v.clone(),
+                        None => {
+                            let v = super::policy::check_url(&u, false, &allow).await;
+                            verdicts.insert(key, v.clone());
+                            v
+                        }
+                    }
+                }
+                Err(_) => Err(super::policy::PolicyError::Scheme),
+            };
+            let sent = match verdict {
+                Ok(()) => page.execute(ContinueRequestParams::new(ev.request_id.clone())).await.map(|_| ()),
+                Err(e) => {
+                    tracing::warn!(url = %ev.request.url, reason = %e, "capture request refused");
+                    refused.lock().expect("not poisoned").get_or_insert(e);
+                    page.execute(FailRequestParams::new(ev.request_id.clone(), ErrorReason::BlockedByClient))
+                        .await
+                        .map(|_| ())
+                }
+            };
+            if sent.is_err() {
+                break;
+            }
+        }
+    }))
 }
 
 async fn in_page(

@@ -173,7 +173,8 @@ impl Worker {
         let trusted = req.is_for_monitor(&self.settings.monitors);
         super::policy::check_url(&spec.url, trusted, &self.settings.allow_private).await?;
         let live = self.service.pool.get().await?;
-        let out = super::engine::capture(&live, &spec, self.settings.stability_timeout).await?;
+        let guard = (!trusted).then_some(self.settings.allow_private.as_slice());
+        let out = super::engine::capture(&live, &spec, self.settings.stability_timeout, guard).await?;
         drop(live);
         let blobs = self.blobs.clone();
         let bytes = out.bytes;

@@ -359,3 +359,39 @@ async fn a_browser_crash_mid_capture_is_retried() {
     let png = app.client.get(doc["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(pixel(&png, 100, 100), [0, 0, 255, 255]);
 }
+
+#[tokio::test]
+async fn redirects_and_subresources_are_checked_against_the_address_policy() {
+    let site = TestSite::start().await;
+    site.set("red", RED_BOX);
+    let port = site.base_url.rsplit(':').next().unwrap().to_owned();
+    // 127.0.0.2 is loopback too (so nothing leaves this machine even if the guard failed), but
+    // this app only allows 127.0.0.1.
+    let other = format!("http://127.0.0.2:{port}/page/red");
+    site.set(
+        "embeds",
+        &format!("<html><body style='margin:0'><img src='{other}' width=50 height=50></body></html>"),
+    );
+    let receiver = TestReceiver::start().await;
+    let app = TestApp::spawn(
+        Backend::Sqlite,
+        &config("").replace("allow_private: [\"127.0.0.0/8\"]", "allow_private: [\"127.0.0.1/32\"]"),
+    )
+    .await;
+    let redirect = format!("{}/go?to={}", site.base_url, other);
+    for url in [redirect.as_str(), &site.url("embeds")] {
+        let body =
+            json!({"url": url, "viewport": {"width": 320, "height": 200}, "webhook_url": receiver.url});
+        assert_eq!(submit(&app, body).await.status(), 202);
+    }
+    let hooks = received(&receiver, 2).await;
+    let docs: Vec<Value> = hooks.iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
+    let failed = docs.iter().find(|d| d["status"] == "failed").expect("the redirect is refused");
+    assert_eq!(failed["error"]["code"], "url_not_allowed", "{failed}");
+    assert_eq!(failed["error"]["retryable"], false);
+    let page = docs.iter().find(|d| d["status"] == "completed").expect("the page itself is captured");
+    let png =
+        app.client.get(page["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_ne!(pixel(&png, 10, 10), [255, 0, 0, 255], "the image from a refused address is not loaded");
+    assert_eq!(site.hits("red"), 0, "no request reached the refused address");
+}

@@ -30,13 +30,23 @@ async fn page(State(site): State<TestSite>, Path(name): Path<String>) -> Respons
     }
 }
 
+/// `/go?to=URL` answers 302 to URL.
+async fn redirect(
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, q.get("to").cloned().unwrap_or_default())]).into_response()
+}
+
 impl TestSite {
     pub async fn start() -> TestSite {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let site =
             TestSite { base_url: format!("http://{}", listener.local_addr().unwrap()), ..Default::default() };
         site.set("slow", "<html><body style='margin:0;background:#0000ff'>slow</body></html>");
-        let app = Router::new().route("/page/{name}", get(page)).with_state(site.clone());
+        let app = Router::new()
+            .route("/page/{name}", get(page))
+            .route("/go", get(redirect))
+            .with_state(site.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         site
     }
