@@ -36,6 +36,15 @@ enum Command {
     },
     /// Compare two PNGs (pixelmatch-compatible); exit 0 within the limits, 1 over, 2 on error.
     Diff(vigil::commands::diff::DiffArgs),
+    /// Capture one page to a file with the daemon's engine, and show the timing.
+    Capture(vigil::commands::capture::CaptureArgs),
+    /// Inspect and replay webhook deliveries.
+    Deliveries {
+        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: vigil::commands::deliveries::DeliveriesCommand,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +53,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => vigil::commands::check::run(&config),
         Command::Diff(args) => vigil::commands::diff::run(&args),
+        Command::Capture(args) => vigil::commands::capture::run(&args),
+        Command::Deliveries { config, command } => vigil::commands::deliveries::run(&config, &command),
         Command::Run { config } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -57,7 +68,9 @@ fn main() -> ExitCode {
 
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+        // chromiumoxide logs every CDP message it cannot parse (newer Chromium sends some) at
+        // WARN/ERROR: noise for users, so only its errors that matter reach the log via vigil.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,chromiumoxide=off"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

@@ -37,6 +37,8 @@ pub struct CaptureMetrics {
     /// Finished attempts by outcome: completed, retried, failed.
     pub attempts: Family<Labels, Counter>,
     pub duration: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Jobs by state, refreshed from the database when /metrics is scraped.
+    pub jobs: Family<Labels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl CaptureMetrics {
@@ -46,7 +48,9 @@ impl CaptureMetrics {
             duration: Family::new_with_constructor(|| {
                 Histogram::new([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0])
             }),
+            jobs: Family::default(),
         };
+        registry.register("capture_jobs", "Capture jobs by state", m.jobs.clone());
         registry.register("capture_attempts", "Capture attempts by outcome", m.attempts.clone());
         registry.register("capture_duration_seconds", "Duration of successful captures", m.duration.clone());
         registry.register(
@@ -59,6 +63,16 @@ impl CaptureMetrics {
 }
 
 impl CaptureService {
+    /// Updates the gauges that come from the database.
+    pub async fn refresh_gauges(&self, store: &dyn crate::store::Store) {
+        if let Ok(counts) = store.count_jobs().await {
+            for status in ["queued", "running", "completed", "failed"] {
+                let n = counts.iter().find(|(s, _)| s.as_str() == status).map_or(0, |(_, n)| *n);
+                self.metrics.jobs.get_or_create(&vec![("state".into(), status.into())]).set(n);
+            }
+        }
+    }
+
     pub fn new(asset_urls: AssetUrls, pool: browser::BrowserPool, metrics: CaptureMetrics) -> Arc<Self> {
         Arc::new(Self { asset_urls, jobs_ready: Notify::new(), pool, metrics })
     }

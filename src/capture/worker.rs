@@ -43,7 +43,9 @@ pub fn backoff(attempts: i32) -> Duration {
 
 impl Worker {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let lease = self.settings.job_timeout + Duration::from_secs(30);
+        // Longer than the hard timeout (a live worker never loses its job), short enough that a
+        // dead worker's job comes back soon.
+        let lease = self.settings.job_timeout + self.settings.job_timeout.min(Duration::from_secs(30));
         loop {
             if *stop.borrow() {
                 return;

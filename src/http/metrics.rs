@@ -75,6 +75,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    state.capture.refresh_gauges(&*state.store).await;
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

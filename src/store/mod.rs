@@ -151,6 +151,8 @@ pub trait Store: Send + Sync + 'static {
         delivery: Option<&NewDelivery>,
         now: Timestamp,
     ) -> Result<bool>;
+    /// How many jobs are in each state (for metrics).
+    async fn count_jobs(&self) -> Result<Vec<(JobStatus, i64)>>;
     /// Running jobs whose lease expired with no attempts left: marked failed and returned.
     async fn fail_abandoned_jobs(&self, now: Timestamp, error: &str) -> Result<Vec<CaptureJob>>;
 

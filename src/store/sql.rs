@@ -261,6 +261,12 @@ macro_rules! impl_store {
                 Ok(true)
             }
 
+            async fn count_jobs(&self) -> Result<Vec<(JobStatus, i64)>> {
+                Ok(sqlx::query_as("SELECT status, COUNT(*) FROM capture_jobs GROUP BY status ORDER BY status")
+                    .fetch_all(&self.pool)
+                    .await?)
+            }
+
             async fn fail_abandoned_jobs(&self, now: Timestamp, error: &str) -> Result<Vec<CaptureJob>> {
                 Ok(sqlx::query_as(
                     "UPDATE capture_jobs SET status = 'failed', error = $2, lease_expires_at = NULL,

@@ -11,9 +11,11 @@ use crate::helpers::{Backend, TestApp, TestReceiver, TestSite, wait_for};
 const TOKEN: &str = "test-token-0123456789";
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
+/// The test config; `extra_capture` adds keys to `capture:` (or replaces the job timeout).
 fn config(extra_capture: &str) -> String {
+    let timeout = if extra_capture.contains("job_timeout") { "" } else { "  job_timeout: 60s\n" };
     format!(
-        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 2\n  allow_private: [\"127.0.0.0/8\"]\n  stability_timeout: 3s\n  job_timeout: 60s\n{extra_capture}webhook:\n  secret: {SECRET}\n  retry_schedule: [0s, 100ms, 100ms, 100ms, 100ms]\n"
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 2\n  allow_private: [\"127.0.0.0/8\"]\n  stability_timeout: 3s\n{timeout}{extra_capture}webhook:\n  secret: {SECRET}\n  retry_schedule: [0s, 100ms, 100ms, 100ms, 100ms]\n"
     )
 }
 
@@ -96,6 +98,12 @@ async fn capture_is_delivered_signed_and_the_asset_is_the_page() {
     assert_eq!(doc["sha256"].as_str().unwrap(), vigil::store::blobs::sha256_hex(&png));
     assert_eq!(pixel(&png, 10, 10), [255, 0, 0, 255]);
     assert_eq!(pixel(&png, 200, 150), [255, 255, 255, 255]);
+
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"vigil_capture_jobs{state="completed"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"vigil_capture_attempts_total{outcome="completed"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"vigil_webhook_deliveries_total{outcome="delivered"} 1"#), "{metrics}");
+    assert!(metrics.contains("vigil_browser_launches_total 1"), "{metrics}");
 
     // Polling gives the same document with a fresh asset link.
     let polled: Value =
@@ -394,4 +402,44 @@ async fn redirects_and_subresources_are_checked_against_the_address_policy() {
         app.client.get(page["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     assert_ne!(pixel(&png, 10, 10), [255, 0, 0, 255], "the image from a refused address is not loaded");
     assert_eq!(site.hits("red"), 0, "no request reached the refused address");
+}
+
+#[tokio::test]
+async fn a_crash_with_jobs_in_flight_loses_none() {
+    let site = TestSite::start().await;
+    site.set("red", RED_BOX);
+    let receiver = TestReceiver::start().await;
+    let yaml = config("  job_timeout: 10s\n");
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        let body = json!({"url": site.url("red"), "viewport": {"width": 320, "height": 200 + i}, "webhook_url": receiver.url});
+        let r: Value = submit(&app, body).await.json().await.unwrap();
+        jobs.push(r["job_id"].as_str().unwrap().to_owned());
+    }
+    // Crash while the work is under way.
+    received(&receiver, 1).await;
+    let (db, dir) = app.kill().await;
+    let app = TestApp::spawn_on(db, dir, &yaml).await;
+
+    let all = wait_for("a webhook for every job", Duration::from_secs(90), || {
+        let all = receiver.all();
+        let docs: Vec<Value> = all.iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
+        let done =
+            jobs.iter().all(|j| docs.iter().any(|d| d["job_id"] == j.as_str() && d["status"] == "completed"));
+        async move { done.then_some(all) }
+    })
+    .await;
+    // Delivery is at least once: a crash between the receiver's 2xx and our record of it sends
+    // the same message (same webhook-id) again, which receivers dedupe. What must never happen is
+    // two different messages for one job.
+    for job in &jobs {
+        let ids: std::collections::BTreeSet<String> = all
+            .iter()
+            .filter(|h| serde_json::from_slice::<Value>(&h.body).unwrap()["job_id"] == job.as_str())
+            .map(|h| h.headers["webhook-id"].to_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(ids.len(), 1, "job {job} produced {ids:?}");
+    }
+    drop(app);
 }

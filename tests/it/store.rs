@@ -260,6 +260,9 @@ async fn jobs(store: &dyn Store) {
         (JobStatus::Failed, Some(r#"{"code":"invalid_url"}"#))
     );
 
+    let counts = store.count_jobs().await.unwrap();
+    assert_eq!(counts, [(JobStatus::Completed, 1), (JobStatus::Failed, 2)]);
+
     // An expired idempotency key is released for a new request.
     match store.insert_job(&new(Some("key-1"), 90_000_000), t(80_000_000)).await.unwrap() {
         JobInsert::Created(j) => assert_ne!(j.id, a.id),

@@ -52,6 +52,13 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Owns nothing; stands in after the real one was moved out.
+    pub fn placeholder() -> TestDb {
+        TestDb { url: String::new(), _dir: None, pg_cleanup: None }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some((admin, name)) = self.pg_cleanup.take() else {

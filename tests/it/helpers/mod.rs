@@ -44,14 +44,19 @@ pub struct TestApp {
 impl TestApp {
     /// Starts the daemon with `extra_yaml` appended to a config that points at a fresh database.
     pub async fn spawn(backend: Backend, extra_yaml: &str) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::spawn_on(db, dir, extra_yaml).await
+    }
+
+    /// Starts the daemon on an existing database and directory (a restart).
+    pub async fn spawn_on(db: TestDb, dir: tempfile::TempDir, extra_yaml: &str) -> TestApp {
         vigil::init_tls();
         // RUST_LOG=vigil=debug cargo test … shows the daemon's log for a failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let db = TestDb::create(backend).await;
-        let dir = tempfile::tempdir().expect("temp dir");
         let yaml = format!(
             "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\nstorage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n{extra_yaml}",
             db.url,
@@ -90,6 +95,18 @@ impl TestApp {
 
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// Stops the daemon abruptly, as a crash would: its task is aborted mid-work (its Chromium
+    /// is killed with it). Returns the database and directory for a restart.
+    pub async fn kill(mut self) -> (TestDb, tempfile::TempDir) {
+        self.shutdown.take();
+        let task = self.task.take().expect("running");
+        task.abort();
+        let _ = task.await;
+        let db = std::mem::replace(&mut self.db, TestDb::placeholder());
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("temp dir"));
+        (db, dir)
     }
 
     /// Signals shutdown and waits for `run` to return.
