@@ -1,6 +1,6 @@
 //! `vigil deliveries list|replay`: the webhook outbox, from the command line.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::ids::MessageId;
@@ -26,7 +26,7 @@ pub enum StatusArg {
     Dead,
 }
 
-pub fn run(config: &PathBuf, command: &DeliveriesCommand) -> ExitCode {
+pub fn run(config: &Path, command: &DeliveriesCommand) -> ExitCode {
     let config = match crate::config::load(config) {
         Ok(c) => c,
         Err(e) => {
