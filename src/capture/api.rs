@@ -28,6 +28,12 @@ pub fn router() -> Router<AppState> {
         .route("/v1/capture", post(create).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/v1/capture/{id}", get(show))
         .route("/v1/assets/{id}", get(asset))
+        .route("/openapi.json", get(openapi))
+}
+
+/// The OpenAPI 3.1 description of this API.
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
