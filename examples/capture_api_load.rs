@@ -12,10 +12,8 @@ use std::time::{Duration, Instant};
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = tempfile::tempdir().unwrap();
-    let db = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
+    let db =
+        args.get(1).cloned().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
     let rate: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
     let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
     vigil::init_tls();

@@ -25,7 +25,6 @@ use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent, NavigateParams, PrintToPdfParams,
     SetLifecycleEventsEnabledParams, Viewport,
 };
-use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -58,22 +57,22 @@ scroll-behavior:auto!important}";
 /// request the page makes, redirects included, is checked against the address policy before it
 /// leaves. `None` for monitors of the YAML file, which are trusted.
 pub async fn capture(
-    live: &LiveBrowser,
+    live: &Arc<LiveBrowser>,
     spec: &CaptureSpec,
     stability_timeout: Duration,
     guard: Option<&[ipnet::IpNet]>,
 ) -> Result<CaptureOutput, CaptureError> {
-    let ctx = live.browser.create_browser_context(CreateBrowserContextParams::default()).await?;
-    let mut target = CreateTargetParams::new("about:blank");
-    target.browser_context_id = Some(ctx.clone());
+    let t0 = Instant::now();
+    let (ctx, page) = live.open_page().await?;
+    let t_page = t0.elapsed();
     let work = async {
-        let page = live.browser.new_page(target).await?;
         let mut crashed = page.event_listener::<EventTargetCrashed>().await?;
         let refused = Arc::new(std::sync::Mutex::new(None));
         let guard_task = match guard {
             Some(allow) => Some(start_guard(&page, allow.to_vec(), refused.clone()).await?),
             None => None,
         };
+        tracing::debug!(?t_page, guarded = ?t0.elapsed(), "page opened");
         let r = tokio::select! {
             r = in_page(&page, spec, stability_timeout) => r,
             Some(_) = crashed.next() => Err(CaptureError::BrowserGone),
@@ -81,7 +80,6 @@ pub async fn capture(
         if let Some(t) = guard_task {
             t.abort();
         }
-        let _ = page.close().await;
         // A navigation that failed because the guard refused it says why.
         match (r, refused.lock().expect("not poisoned").take()) {
             (Err(_), Some(policy)) => Err(CaptureError::Policy(policy)),
@@ -93,8 +91,12 @@ pub async fn capture(
         r = work => r,
         () = live.died() => Err(CaptureError::BrowserGone),
     };
+    // Disposing the context closes its page; nobody waits for that.
     if live.is_alive() {
-        let _ = live.browser.dispose_browser_context(ctx).await;
+        let live = live.clone();
+        tokio::spawn(async move {
+            let _ = live.browser.dispose_browser_context(ctx).await;
+        });
     }
     if result.is_err() && !live.is_alive() {
         return Err(CaptureError::BrowserGone);
@@ -157,13 +159,17 @@ async fn in_page(
     spec: &CaptureSpec,
     stability_timeout: Duration,
 ) -> Result<CaptureOutput, CaptureError> {
-    let deadline = Instant::now() + spec.timeout;
+    let start = Instant::now();
+    let deadline = start + spec.timeout;
     emulate(page, spec).await?;
+    let emulated = start.elapsed();
     navigate(page, spec, deadline).await?;
+    let loaded = start.elapsed();
     if let Some(sel) = &spec.wait_for {
         wait_for_selector(page, sel, deadline).await?;
     }
     stabilise(page, spec).await?;
+    tracing::debug!(?emulated, ?loaded, stabilised = ?start.elapsed(), "page ready");
     if !spec.delay.is_zero() {
         tokio::time::sleep(spec.delay).await;
     }
@@ -404,6 +410,7 @@ async fn shoot_png(
     spec: &CaptureSpec,
     stability_timeout: Duration,
 ) -> Result<CaptureOutput, CaptureError> {
+    let shot_started = Instant::now();
     let (clip, clipped) = clip_rect(page, spec).await?;
     let masks = mask_rects(page, spec, &clip).await?;
     let params = CaptureScreenshotParams {
@@ -421,10 +428,12 @@ async fn shoot_png(
             .decode(data)
             .map_err(|e| CaptureError::Navigation(format!("bad screenshot data: {e}")))
     };
+    // Shoot until two consecutive shots are identical; a zero stability timeout takes one shot
+    // (and cannot claim it was stable).
     let until = Instant::now() + stability_timeout;
     let mut last = shoot().await?;
     let mut stable = false;
-    loop {
+    while !stability_timeout.is_zero() {
         let next = shoot().await?;
         if next == last {
             stable = true;
@@ -435,6 +444,7 @@ async fn shoot_png(
             break;
         }
     }
+    tracing::debug!(shot = ?shot_started.elapsed(), stable, "screenshot taken");
     let (width, height) = crate::diff::png_dimensions(&last, &crate::diff::Limits::default())
         .map_err(CaptureError::BadImage)?;
     Ok(CaptureOutput {

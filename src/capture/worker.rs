@@ -174,10 +174,12 @@ impl Worker {
         // Checked again here: DNS may have changed since the request was accepted.
         let trusted = req.is_for_monitor(&self.settings.monitors);
         super::policy::check_url(&spec.url, trusted, &self.settings.allow_private).await?;
+        let t = Instant::now();
         let live = self.service.pool.get().await?;
         let guard = (!trusted).then_some(self.settings.allow_private.as_slice());
         let out = super::engine::capture(&live, &spec, self.settings.stability_timeout, guard).await?;
         drop(live);
+        let captured = t.elapsed();
         let blobs = self.blobs.clone();
         let bytes = out.bytes;
         let size = bytes.len() as i64;
@@ -196,6 +198,7 @@ impl Worker {
             created_at: Timestamp::now(),
         };
         self.store.insert_asset(&asset).await.map_err(|e| CaptureError::Storage(e.to_string()))?;
+        tracing::debug!(?captured, stored = ?t.elapsed(), "capture stored");
         Ok((
             asset.id,
             StoredResult {

@@ -119,6 +119,12 @@ async fn capture_is_delivered_signed_and_the_asset_is_the_page() {
     assert_eq!(app.client.get(&exp_swapped).send().await.unwrap().status(), 403);
     let no_sig = url.split('?').next().unwrap();
     assert_eq!(app.client.get(no_sig).send().await.unwrap().status(), 403);
+
+    // A clean shutdown leaves no browser process behind.
+    let profile = app.data_dir().join("chromium-");
+    app.stop().await.expect("clean shutdown");
+    let left = std::process::Command::new("pgrep").arg("-f").arg(&profile).output().unwrap();
+    assert!(left.stdout.is_empty(), "Chromium still running: {}", String::from_utf8_lossy(&left.stdout));
 }
 
 /// The same link with a later expiry: the signature no longer matches.
