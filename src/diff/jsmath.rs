@@ -9,21 +9,13 @@
 /// `ToUint8` as done by a `Uint8Array` store: truncate towards zero, wrap modulo 256, NaN → 0.
 #[inline]
 pub(crate) fn to_uint8(x: f64) -> u8 {
-    if x.is_finite() {
-        (x.trunc().rem_euclid(256.0)) as u8
-    } else {
-        0
-    }
+    if x.is_finite() { (x.trunc().rem_euclid(256.0)) as u8 } else { 0 }
 }
 
 /// `ToInt32` as done by `x | 0` and `x >> n`: truncate, wrap modulo 2^32, reinterpret as signed.
 #[inline]
 pub(crate) fn to_int32(x: f64) -> i32 {
-    if x.is_finite() {
-        (x.trunc().rem_euclid(4_294_967_296.0) as u64 as u32) as i32
-    } else {
-        0
-    }
+    if x.is_finite() { (x.trunc().rem_euclid(4_294_967_296.0) as u64 as u32) as i32 } else { 0 }
 }
 
 /// Cube root, bit-identical to V8's `Math.cbrt` (FreeBSD `s_cbrt.c`, as ported in V8's ieee754.cc).

@@ -66,9 +66,7 @@ const PARALLEL_MIN_PIXELS: usize = 1 << 19;
 /// (it must be zeroed and `width * height * 4` long) and marking counted pixels in `grid`.
 pub(crate) fn run(c: &Canvas, p: &Params, out: Option<&mut [u8]>, grid: &mut CellGrid) -> Counts {
     let threads = if c.width * c.height >= PARALLEL_MIN_PIXELS {
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(4)
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
     } else {
         1
     };
@@ -144,8 +142,7 @@ fn band(
             Band::<V7, true>::new(c, p, V7(yiq_max_delta(p.threshold)), o, cells).rows(y0, y1)
         }
         (Metric::Yiq, None) => {
-            Band::<V7, false>::new(c, p, V7(yiq_max_delta(p.threshold)), &mut [], cells)
-                .rows(y0, y1)
+            Band::<V7, false>::new(c, p, V7(yiq_max_delta(p.threshold)), &mut [], cells).rows(y0, y1)
         }
     }
 }
@@ -262,11 +259,7 @@ impl<'a, 'o, A: Algo, const DRAW: bool> Band<'a, 'o, A, DRAW> {
     fn row_spans(&mut self, y: usize) {
         let c = self.c;
         let w = c.width;
-        let inside_x = if y >= c.inside_h {
-            0
-        } else {
-            c.inside_w.min(w)
-        };
+        let inside_x = if y >= c.inside_h { 0 } else { c.inside_w.min(w) };
         self.spans.clear();
         self.masks_in_row.clear();
         for m in c.masks {
@@ -381,11 +374,7 @@ impl<'a, 'o, A: Algo, const DRAW: bool> Band<'a, 'o, A, DRAW> {
             self.counts.diff += 1;
             self.cells.mark(x, y);
             if DRAW {
-                let color = if delta < 0 {
-                    self.p.diff_color_alt
-                } else {
-                    self.p.diff_color
-                };
+                let color = if delta < 0 { self.p.diff_color_alt } else { self.p.diff_color };
                 self.put(y, x, color);
             }
         }
@@ -396,8 +385,7 @@ impl<'a, 'o, A: Algo, const DRAW: bool> Band<'a, 'o, A, DRAW> {
 #[inline]
 fn gray_value(alpha: f64, p: [u8; 4]) -> u8 {
     let [r, g, b, a] = p.map(f64::from);
-    let val = 255.0
-        + (r * 0.298_895_31 + g * 0.586_622_47 + b * 0.114_482_23 - 255.0) * alpha * a / 255.0;
+    let val = 255.0 + (r * 0.298_895_31 + g * 0.586_622_47 + b * 0.114_482_23 - 255.0) * alpha * a / 255.0;
     to_uint8(val)
 }
 
@@ -446,8 +434,7 @@ fn antialiased<A: Algo>(
     if min == 0.0 || max == 0.0 {
         return false;
     }
-    (has_many_siblings(a, min_x, min_y, width, height)
-        && has_many_siblings(b, min_x, min_y, width, height))
+    (has_many_siblings(a, min_x, min_y, width, height) && has_many_siblings(b, min_x, min_y, width, height))
         || (has_many_siblings(a, max_x, max_y, width, height)
             && has_many_siblings(b, max_x, max_y, width, height))
 }

@@ -47,14 +47,8 @@ fn tables() -> &'static Tables {
             lms[7][i] = 0.107_396_956_6 * lr;
             lms[8][i] = 0.629_978_700_5 * lr;
         }
-        let cbrt_table = (0..=CBRT_N + 1)
-            .map(|i| cbrt(i as f64 / CBRT_N as f64))
-            .collect();
-        Tables {
-            lin,
-            lms,
-            cbrt: cbrt_table,
-        }
+        let cbrt_table = (0..=CBRT_N + 1).map(|i| cbrt(i as f64 / CBRT_N as f64)).collect();
+        Tables { lin, lms, cbrt: cbrt_table }
     })
 }
 
@@ -147,18 +141,12 @@ impl Oklab {
         let lg2 = self.lin_lut(blend(p2[1], p2[3], gb));
         let lb2 = self.lin_lut(blend(p2[2], p2[3], bb));
 
-        let l1 =
-            self.cbrt_lut(0.412_221_470_8 * lr1 + 0.536_332_536_3 * lg1 + 0.051_445_992_9 * lb1);
-        let m1 =
-            self.cbrt_lut(0.211_903_498_2 * lr1 + 0.680_699_545_1 * lg1 + 0.107_396_956_6 * lb1);
-        let s1 =
-            self.cbrt_lut(0.088_302_461_9 * lr1 + 0.281_718_837_6 * lg1 + 0.629_978_700_5 * lb1);
-        let l2 =
-            self.cbrt_lut(0.412_221_470_8 * lr2 + 0.536_332_536_3 * lg2 + 0.051_445_992_9 * lb2);
-        let m2 =
-            self.cbrt_lut(0.211_903_498_2 * lr2 + 0.680_699_545_1 * lg2 + 0.107_396_956_6 * lb2);
-        let s2 =
-            self.cbrt_lut(0.088_302_461_9 * lr2 + 0.281_718_837_6 * lg2 + 0.629_978_700_5 * lb2);
+        let l1 = self.cbrt_lut(0.412_221_470_8 * lr1 + 0.536_332_536_3 * lg1 + 0.051_445_992_9 * lb1);
+        let m1 = self.cbrt_lut(0.211_903_498_2 * lr1 + 0.680_699_545_1 * lg1 + 0.107_396_956_6 * lb1);
+        let s1 = self.cbrt_lut(0.088_302_461_9 * lr1 + 0.281_718_837_6 * lg1 + 0.629_978_700_5 * lb1);
+        let l2 = self.cbrt_lut(0.412_221_470_8 * lr2 + 0.536_332_536_3 * lg2 + 0.051_445_992_9 * lb2);
+        let m2 = self.cbrt_lut(0.211_903_498_2 * lr2 + 0.680_699_545_1 * lg2 + 0.107_396_956_6 * lb2);
+        let s2 = self.cbrt_lut(0.088_302_461_9 * lr2 + 0.281_718_837_6 * lg2 + 0.629_978_700_5 * lb2);
         let lr_1 = lightness(l1, m1, s1);
         let lr_2 = lightness(l2, m2, s2);
         hyab_delta(lr_1 - lr_2, l1 - l2, m1 - m2, s1 - s2, self.max_delta)
@@ -262,11 +250,7 @@ pub(crate) fn yiq_delta(p1: [u8; 4], p2: [u8; 4], k: usize, max_delta: f64) -> i
     let q = dr * 0.211_470_17 - dg * 0.522_617_11 + db * 0.311_146_94;
     let delta = 0.5053 * y * y + 0.299 * i * i + 0.1957 * q * q;
     let delta = if y > 0.0 { -delta } else { delta };
-    if delta.abs() > max_delta {
-        if delta < 0.0 { -1 } else { 1 }
-    } else {
-        0
-    }
+    if delta.abs() > max_delta { if delta < 0.0 { -1 } else { 1 } } else { 0 }
 }
 
 /// `maxDelta` of pixelmatch 7: 35215 is the largest possible YIQ distance.
@@ -281,16 +265,8 @@ mod tests {
     #[test]
     fn oklab_black_vs_white_is_distance_one() {
         let mut ok = Oklab::new(0.999);
-        assert_eq!(
-            ok.delta([0, 0, 0, 255], [255, 255, 255, 255], 0),
-            1,
-            "white is brighter: +1"
-        );
-        assert_eq!(
-            ok.delta([255, 255, 255, 255], [0, 0, 0, 255], 0),
-            -1,
-            "darker: -1"
-        );
+        assert_eq!(ok.delta([0, 0, 0, 255], [255, 255, 255, 255], 0), 1, "white is brighter: +1");
+        assert_eq!(ok.delta([255, 255, 255, 255], [0, 0, 0, 255], 0), -1, "darker: -1");
         let mut ok = Oklab::new(1.001);
         assert_eq!(ok.delta([0, 0, 0, 255], [255, 255, 255, 255], 0), 0);
     }
@@ -315,18 +291,9 @@ mod tests {
     #[test]
     fn yiq_threshold_scale() {
         // black vs white: 0.5053 * 255² ≈ 32857, i.e. threshold ≈ 0.966 on the 35215 scale.
-        assert_eq!(
-            yiq_delta([0, 0, 0, 255], [255, 255, 255, 255], 0, yiq_max_delta(0.96)),
-            1
-        );
-        assert_eq!(
-            yiq_delta([255, 255, 255, 255], [0, 0, 0, 255], 0, yiq_max_delta(0.96)),
-            -1
-        );
-        assert_eq!(
-            yiq_delta([0, 0, 0, 255], [255, 255, 255, 255], 0, yiq_max_delta(0.97)),
-            0
-        );
+        assert_eq!(yiq_delta([0, 0, 0, 255], [255, 255, 255, 255], 0, yiq_max_delta(0.96)), 1);
+        assert_eq!(yiq_delta([255, 255, 255, 255], [0, 0, 0, 255], 0, yiq_max_delta(0.96)), -1);
+        assert_eq!(yiq_delta([0, 0, 0, 255], [255, 255, 255, 255], 0, yiq_max_delta(0.97)), 0);
         assert_eq!(yiq_delta([10, 10, 10, 255], [10, 10, 10, 255], 0, 0.0), 0);
     }
 

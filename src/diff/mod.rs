@@ -49,22 +49,10 @@ pub struct Image {
 impl Image {
     /// Wraps an RGBA8 buffer; fails when `data.len() != width * height * 4`.
     pub fn new(width: u32, height: u32, data: Vec<u8>) -> Result<Self, DiffError> {
-        if (width as usize)
-            .checked_mul(height as usize)
-            .and_then(|n| n.checked_mul(4))
-            != Some(data.len())
-        {
-            return Err(DiffError::InvalidBuffer {
-                width,
-                height,
-                len: data.len(),
-            });
+        if (width as usize).checked_mul(height as usize).and_then(|n| n.checked_mul(4)) != Some(data.len()) {
+            return Err(DiffError::InvalidBuffer { width, height, len: data.len() });
         }
-        Ok(Image {
-            width,
-            height,
-            data,
-        })
+        Ok(Image { width, height, data })
     }
 
     pub fn width(&self) -> u32 {
@@ -76,10 +64,7 @@ impl Image {
     }
 
     pub fn size(&self) -> Size {
-        Size {
-            width: self.width,
-            height: self.height,
-        }
+        Size { width: self.width, height: self.height }
     }
 
     pub fn data(&self) -> &[u8] {
@@ -99,8 +84,7 @@ impl Image {
         if nw != ow {
             // Move rows back to front so no row overwrites one not yet moved.
             for y in (0..oh).rev() {
-                self.data
-                    .copy_within(y * ow * 4..(y + 1) * ow * 4, y * nw * 4);
+                self.data.copy_within(y * ow * 4..(y + 1) * ow * 4, y * nw * 4);
                 self.data[(y * nw + ow) * 4..(y + 1) * nw * 4].fill(0);
             }
         }
@@ -245,12 +229,7 @@ pub fn render_diff(a: &Image, b: &Image, opts: &DiffOptions) -> (DiffReport, Ima
     (report, image.expect("rendered"))
 }
 
-fn compare_padded(
-    a: &Image,
-    b: &Image,
-    opts: &DiffOptions,
-    draw: bool,
-) -> (DiffReport, Option<Image>) {
+fn compare_padded(a: &Image, b: &Image, opts: &DiffOptions, draw: bool) -> (DiffReport, Option<Image>) {
     if a.size() == b.size() {
         return compare_same_size(a, b, a.size(), b.size(), opts, draw);
     }
@@ -288,16 +267,9 @@ fn compare_same_size_with(
         .masks
         .iter()
         .filter_map(|m| {
-            let (x1, y1) = (
-                m.x.saturating_add(m.width).min(a.width),
-                m.y.saturating_add(m.height).min(a.height),
-            );
-            (m.x < x1 && m.y < y1).then(|| Region {
-                x: m.x,
-                y: m.y,
-                width: x1 - m.x,
-                height: y1 - m.y,
-            })
+            let (x1, y1) =
+                (m.x.saturating_add(m.width).min(a.width), m.y.saturating_add(m.height).min(a.height));
+            (m.x < x1 && m.y < y1).then(|| Region { x: m.x, y: m.y, width: x1 - m.x, height: y1 - m.y })
         })
         .collect();
     let canvas = kernel::Canvas {
@@ -320,11 +292,7 @@ fn compare_same_size_with(
         diff_mask: opts.diff_mask,
     };
     let mut grid = regions::CellGrid::new(w, h);
-    let mut out = if draw {
-        vec![0u8; w * h * 4]
-    } else {
-        Vec::new()
-    };
+    let mut out = if draw { vec![0u8; w * h * 4] } else { Vec::new() };
     let out_slice = draw.then_some(&mut out[..]);
     let counts = match threads {
         Some(n) => kernel::run_with_threads(&canvas, &params, out_slice, &mut grid, n),
@@ -334,11 +302,7 @@ fn compare_same_size_with(
     let report = DiffReport {
         diff_pixels: counts.diff,
         total_pixels: total,
-        diff_ratio: if total == 0 {
-            0.0
-        } else {
-            counts.diff as f64 / total as f64
-        },
+        diff_ratio: if total == 0 { 0.0 } else { counts.diff as f64 / total as f64 },
         width: a.width,
         height: a.height,
         size_changed: sa != sb,
@@ -347,11 +311,7 @@ fn compare_same_size_with(
         current_size: sb,
         antialiased_pixels: counts.antialiased,
     };
-    let image = draw.then_some(Image {
-        width: a.width,
-        height: a.height,
-        data: out,
-    });
+    let image = draw.then_some(Image { width: a.width, height: a.height, data: out });
     (report, image)
 }
 
@@ -376,10 +336,7 @@ pub fn compare_png(
             Ok::<_, DiffError>((ra?, rb?))
         })?
     } else {
-        (
-            decode_png_as(a, limits, ImageRole::Baseline)?,
-            decode_png_as(b, limits, ImageRole::Current)?,
-        )
+        (decode_png_as(a, limits, ImageRole::Baseline)?, decode_png_as(b, limits, ImageRole::Current)?)
     };
     let (sa, sb) = (ia.size(), ib.size());
     if sa == sb && ia.data == ib.data {
@@ -392,13 +349,28 @@ pub fn compare_png(
         ib.pad_to(w, h);
     }
     let (report, image) = compare_same_size(&ia, &ib, sa, sb, opts, want_diff_png);
-    drop((ia, ib));
     let png = match image {
-        Some(img) if report.diff_pixels > 0 => Some(encode_png(&img)?),
+        Some(img) if report.diff_pixels > 0 => {
+            if ia.data.len() >= BACKGROUND_FREE_MIN_BYTES {
+                // Returning the decoded images to the OS (unmapping their pages) overlaps
+                // with encoding.
+                std::thread::scope(|s| {
+                    s.spawn(move || drop((ia, ib)));
+                    encode_png(&img)
+                })
+            } else {
+                drop((ia, ib));
+                encode_png(&img)
+            }
+            .map(Some)?
+        }
         _ => None,
     };
     Ok((report, png))
 }
+
+/// From this size on, freeing the decoded images on a second thread pays for the thread.
+const BACKGROUND_FREE_MIN_BYTES: usize = 4 << 20;
 
 /// Below this much compressed input, a second decoder thread is not worth starting.
 const PARALLEL_DECODE_MIN_BYTES: usize = 64 * 1024;

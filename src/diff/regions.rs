@@ -27,12 +27,7 @@ pub(crate) struct Bbox {
 }
 
 impl Bbox {
-    const EMPTY: Bbox = Bbox {
-        x0: u32::MAX,
-        y0: u32::MAX,
-        x1: 0,
-        y1: 0,
-    };
+    const EMPTY: Bbox = Bbox { x0: u32::MAX, y0: u32::MAX, x1: 0, y1: 0 };
 
     fn is_empty(&self) -> bool {
         self.x0 > self.x1
@@ -67,12 +62,7 @@ impl CellGrid {
     pub(crate) fn new(width: usize, height: usize) -> Self {
         let cols = width.div_ceil(CELL as usize);
         let rows = height.div_ceil(CELL as usize);
-        CellGrid {
-            cell: CELL,
-            cols,
-            rows,
-            boxes: vec![Bbox::EMPTY; cols * rows],
-        }
+        CellGrid { cell: CELL, cols, rows, boxes: vec![Bbox::EMPTY; cols * rows] }
     }
 
     pub(crate) fn rows_mut(&mut self, r0: usize, r1: usize) -> CellRows<'_> {
@@ -97,12 +87,7 @@ impl CellGrid {
                 }
             }
         }
-        CellGrid {
-            cell: self.cell * 2,
-            cols,
-            rows,
-            boxes,
-        }
+        CellGrid { cell: self.cell * 2, cols, rows, boxes }
     }
 
     /// Bounding boxes of 8-connected groups of non-empty cells.
@@ -148,12 +133,7 @@ impl CellGrid {
         };
         let mut regions: Vec<Region> = comps
             .into_iter()
-            .map(|b| Region {
-                x: b.x0,
-                y: b.y0,
-                width: b.x1 - b.x0 + 1,
-                height: b.y1 - b.y0 + 1,
-            })
+            .map(|b| Region { x: b.x0, y: b.y0, width: b.x1 - b.x0 + 1, height: b.y1 - b.y0 + 1 })
             .collect();
         regions.sort_unstable_by_key(|r| (r.y, r.x, r.height, r.width));
         regions
@@ -165,18 +145,8 @@ impl<'a> CellRows<'a> {
     pub(crate) fn split_at(self, n: usize) -> (CellRows<'a>, CellRows<'a>) {
         let (head, tail) = self.boxes.split_at_mut(n * self.cols);
         (
-            CellRows {
-                cell: self.cell,
-                cols: self.cols,
-                row0: self.row0,
-                boxes: head,
-            },
-            CellRows {
-                cell: self.cell,
-                cols: self.cols,
-                row0: self.row0 + n,
-                boxes: tail,
-            },
+            CellRows { cell: self.cell, cols: self.cols, row0: self.row0, boxes: head },
+            CellRows { cell: self.cell, cols: self.cols, row0: self.row0 + n, boxes: tail },
         )
     }
 
@@ -218,12 +188,7 @@ mod tests {
     }
 
     fn r(x: u32, y: u32, width: u32, height: u32) -> Region {
-        Region {
-            x,
-            y,
-            width,
-            height,
-        }
+        Region { x, y, width, height }
     }
 
     #[test]
@@ -242,10 +207,7 @@ mod tests {
         // (15, 10) and (20, 25) are in diagonal neighbour cells; (70, 10) is cells away, and so
         // is (20, 50) from (20, 25) (cell rows 1 and 3).
         let g = grid_with(200, 100, &[(15, 10), (20, 25), (70, 10), (20, 50)]);
-        assert_eq!(
-            g.regions(),
-            vec![r(15, 10, 6, 16), r(70, 10, 1, 1), r(20, 50, 1, 1)]
-        );
+        assert_eq!(g.regions(), vec![r(15, 10, 6, 16), r(70, 10, 1, 1), r(20, 50, 1, 1)]);
     }
 
     #[test]
@@ -264,25 +226,15 @@ mod tests {
     #[test]
     fn many_scattered_changes_are_merged_down_to_the_cap() {
         // One changed pixel every 40 px on a 2000x2000 canvas: 2500 isolated clusters.
-        let points: Vec<_> = (0..50)
-            .flat_map(|i| (0..50).map(move |j| (i * 40 + 3, j * 40 + 3)))
-            .collect();
+        let points: Vec<_> = (0..50).flat_map(|i| (0..50).map(move |j| (i * 40 + 3, j * 40 + 3))).collect();
         let g = grid_with(2000, 2000, &points);
         assert_eq!(g.components().len(), 2500);
         let regions = g.regions();
-        assert!(
-            !regions.is_empty() && regions.len() <= MAX_REGIONS,
-            "{}",
-            regions.len()
-        );
+        assert!(!regions.is_empty() && regions.len() <= MAX_REGIONS, "{}", regions.len());
         // Every changed pixel is still inside some region.
         for &(x, y) in &points {
             let (x, y) = (x as u32, y as u32);
-            assert!(
-                regions
-                    .iter()
-                    .any(|r| x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height)
-            );
+            assert!(regions.iter().any(|r| x >= r.x && x < r.x + r.width && y >= r.y && y < r.y + r.height));
         }
     }
 

@@ -21,12 +21,7 @@ fn get(img: &Image, x: u32, y: u32) -> [u8; 4] {
 }
 
 fn rect(x: u32, y: u32, width: u32, height: u32) -> Region {
-    Region {
-        x,
-        y,
-        width,
-        height,
-    }
+    Region { x, y, width, height }
 }
 
 /// A white canvas with a black `side`×`side` square at (x, y): a change that is not AA.
@@ -73,21 +68,14 @@ fn a_changed_square_is_counted_drawn_and_boxed() {
     assert_eq!(get(&img, 11, 6), [255, 0, 0, 255]);
     assert_eq!(get(&img, 0, 0), [255, 255, 255, 255]);
     // asked for no image: none rendered
-    assert!(
-        compare_rgba(&a, &b, &DiffOptions::default(), false)
-            .1
-            .is_none()
-    );
+    assert!(compare_rgba(&a, &b, &DiffOptions::default(), false).1.is_none());
 }
 
 #[test]
 fn darker_pixels_use_the_alt_colour() {
     let a = solid(10, 10, WHITE);
     let b = with_square(10, 10, 3, 3, 3);
-    let opts = DiffOptions {
-        diff_color_alt: Some([0, 255, 0]),
-        ..DiffOptions::default()
-    };
+    let opts = DiffOptions { diff_color_alt: Some([0, 255, 0]), ..DiffOptions::default() };
     let (_, img) = render_diff(&a, &b, &opts);
     assert_eq!(get(&img, 4, 4), [0, 255, 0, 255]);
     let (_, img) = render_diff(&b, &a, &opts);
@@ -98,22 +86,10 @@ fn darker_pixels_use_the_alt_colour() {
 fn below_threshold_changes_are_not_counted() {
     let a = solid(10, 10, [100, 100, 100, 255]);
     let b = solid(10, 10, [101, 100, 100, 255]);
-    assert_eq!(
-        compare_rgba(&a, &b, &DiffOptions::default(), false)
-            .0
-            .diff_pixels,
-        0
-    );
-    let strict = DiffOptions {
-        threshold: 0.0,
-        ..DiffOptions::default()
-    };
+    assert_eq!(compare_rgba(&a, &b, &DiffOptions::default(), false).0.diff_pixels, 0);
+    let strict = DiffOptions { threshold: 0.0, ..DiffOptions::default() };
     assert_eq!(compare_rgba(&a, &b, &strict, false).0.diff_pixels, 100);
-    let yiq = DiffOptions {
-        threshold: 0.0,
-        metric: Metric::Yiq,
-        ..DiffOptions::default()
-    };
+    let yiq = DiffOptions { threshold: 0.0, metric: Metric::Yiq, ..DiffOptions::default() };
     assert_eq!(compare_rgba(&a, &b, &yiq, false).0.diff_pixels, 100);
 }
 
@@ -122,10 +98,7 @@ fn masked_changes_are_excluded_and_painted() {
     let a = solid(40, 30, WHITE);
     let mut b = with_square(40, 30, 10, 5, 4);
     set(&mut b, 30, 20, BLACK);
-    let opts = DiffOptions {
-        masks: vec![rect(8, 4, 10, 10)],
-        ..DiffOptions::default()
-    };
+    let opts = DiffOptions { masks: vec![rect(8, 4, 10, 10)], ..DiffOptions::default() };
     let (r, img) = compare_rgba(&a, &b, &opts, true);
     assert_eq!(r.diff_pixels, 1, "only the pixel outside the mask");
     assert_eq!(r.regions, vec![rect(30, 20, 1, 1)]);
@@ -158,10 +131,7 @@ fn masks_are_clipped_overlapping_and_also_drawn_in_diff_mask_mode() {
 fn a_fully_masked_difference_counts_as_no_change() {
     let a = solid(10, 10, WHITE);
     let b = with_square(10, 10, 2, 2, 2);
-    let opts = DiffOptions {
-        masks: vec![rect(0, 0, 10, 10)],
-        ..DiffOptions::default()
-    };
+    let opts = DiffOptions { masks: vec![rect(0, 0, 10, 10)], ..DiffOptions::default() };
     let (r, img) = compare_rgba(&a, &b, &opts, true);
     assert_eq!(r.diff_pixels, 0);
     assert!(img.is_none());
@@ -175,20 +145,8 @@ fn taller_capture_counts_the_extra_rows_and_says_why() {
     let (r, img) = compare_rgba(&a, &b, &DiffOptions::default(), true);
     assert!(r.size_changed);
     assert_eq!((r.width, r.height), (10, 14));
-    assert_eq!(
-        r.baseline_size,
-        Size {
-            width: 10,
-            height: 10
-        }
-    );
-    assert_eq!(
-        r.current_size,
-        Size {
-            width: 10,
-            height: 14
-        }
-    );
+    assert_eq!(r.baseline_size, Size { width: 10, height: 10 });
+    assert_eq!(r.current_size, Size { width: 10, height: 14 });
     assert_eq!(r.diff_pixels, 40);
     assert_eq!(r.total_pixels, 140);
     assert_eq!(r.regions, vec![rect(0, 10, 10, 4)]);
@@ -201,29 +159,15 @@ fn taller_capture_counts_the_extra_rows_and_says_why() {
 fn wider_and_shorter_uses_the_union_canvas() {
     let a = solid(10, 10, WHITE);
     let b = solid(12, 8, WHITE);
-    let opts = DiffOptions {
-        diff_mask: true,
-        ..DiffOptions::default()
-    };
+    let opts = DiffOptions { diff_mask: true, ..DiffOptions::default() };
     let (r, img) = render_diff(&a, &b, &opts);
     assert_eq!((r.width, r.height), (12, 10));
     assert_eq!(r.diff_pixels, 12 * 10 - 10 * 8);
-    assert_eq!(
-        get(&img, 11, 0),
-        [255, 0, 0, 255],
-        "outside is drawn even with diff_mask"
-    );
+    assert_eq!(get(&img, 11, 0), [255, 0, 0, 255], "outside is drawn even with diff_mask");
     assert_eq!(get(&img, 0, 9), [255, 0, 0, 255]);
-    assert_eq!(
-        get(&img, 0, 0),
-        [0, 0, 0, 0],
-        "diff_mask leaves equal pixels transparent"
-    );
+    assert_eq!(get(&img, 0, 0), [0, 0, 0, 0], "diff_mask leaves equal pixels transparent");
     // a mask over the extra area hides the size change from the count, not from the report
-    let opts = DiffOptions {
-        masks: vec![rect(10, 0, 2, 10), rect(0, 8, 12, 2)],
-        ..opts
-    };
+    let opts = DiffOptions { masks: vec![rect(10, 0, 2, 10), rect(0, 8, 12, 2)], ..opts };
     let (r, _) = render_diff(&a, &b, &opts);
     assert_eq!(r.diff_pixels, 0);
     assert!(r.size_changed);
@@ -253,21 +197,13 @@ fn image_new_checks_the_buffer_length() {
 fn bands_on_threads_give_the_same_result_as_one() {
     // Big enough for several bands; noisy so that AA detection crosses band boundaries.
     let (w, h) = (300, 200);
-    let a = Image::new(
-        w,
-        h,
-        (0..w * h * 4).map(|i| ((i * 7) % 251) as u8 | 3).collect(),
-    )
-    .unwrap();
+    let a = Image::new(w, h, (0..w * h * 4).map(|i| ((i * 7) % 251) as u8 | 3).collect()).unwrap();
     let mut b = a.clone();
     for i in (0..b.data.len()).step_by(37) {
         b.data[i] = b.data[i].wrapping_add(90);
     }
     for metric in [Metric::Oklab, Metric::Yiq] {
-        let opts = DiffOptions {
-            metric,
-            ..DiffOptions::default()
-        };
+        let opts = DiffOptions { metric, ..DiffOptions::default() };
         let one = compare_same_size_with(&a, &b, a.size(), b.size(), &opts, true, Some(1));
         let three = compare_same_size_with(&a, &b, a.size(), b.size(), &opts, true, Some(3));
         assert!(one.0.diff_pixels > 1000);
@@ -280,8 +216,7 @@ fn bands_on_threads_give_the_same_result_as_one() {
 fn report_serialises_with_the_contract_field_order() {
     let a = solid(4, 4, WHITE);
     let b = with_square(4, 4, 0, 0, 1);
-    let json =
-        serde_json::to_string(&compare_rgba(&a, &b, &DiffOptions::default(), false).0).unwrap();
+    let json = serde_json::to_string(&compare_rgba(&a, &b, &DiffOptions::default(), false).0).unwrap();
     assert!(
         json.starts_with(
             r#"{"diff_pixels":1,"total_pixels":16,"diff_ratio":0.0625,"width":4,"height":4,"size_changed":false,"regions":[{"x":0,"y":0,"width":1,"height":1}]"#
@@ -306,25 +241,13 @@ fn byte_identical_pngs_are_equal_without_decoding() {
     // Header only: decoding the pixels would fail, so success proves they were not decoded.
     let png = codec::tests::header_only_png(640, 480);
     assert!(decode_png(&png, &Limits::default()).is_err());
-    let (r, diff) = compare_png(
-        &png,
-        &png.clone(),
-        &DiffOptions::default(),
-        &Limits::default(),
-        true,
-    )
-    .unwrap();
+    let (r, diff) =
+        compare_png(&png, &png.clone(), &DiffOptions::default(), &Limits::default(), true).unwrap();
     assert_eq!((r.diff_pixels, r.width, r.height), (0, 640, 480));
     assert!(diff.is_none());
     // ...but the limits still apply.
     let huge = codec::tests::header_only_png(100_000, 100_000);
-    let err = compare_png(
-        &huge,
-        &huge,
-        &DiffOptions::default(),
-        &Limits::default(),
-        true,
-    );
+    let err = compare_png(&huge, &huge, &DiffOptions::default(), &Limits::default(), true);
     assert_eq!(err.unwrap_err().code(), "image_too_large");
 }
 
@@ -338,24 +261,13 @@ fn compare_png_decodes_diffs_and_encodes_only_when_changed() {
     let (want, want_img) = render_diff(&a, &b, &DiffOptions::default());
     assert_eq!(r, want);
     assert_eq!(decode_png(&png.unwrap(), &lim).unwrap(), want_img);
-    assert!(
-        compare_png(&pa, &pb, &DiffOptions::default(), &lim, false)
-            .unwrap()
-            .1
-            .is_none()
-    );
+    assert!(compare_png(&pa, &pb, &DiffOptions::default(), &lim, false).unwrap().1.is_none());
     // same pixels, different encoding: equal after decoding, no diff image
     let mut rgb = Vec::new();
     let mut enc = png::Encoder::new(&mut rgb, 30, 20);
     enc.set_color(png::ColorType::Rgb);
     let mut w = enc.write_header().unwrap();
-    w.write_image_data(
-        &a.data
-            .chunks(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect::<Vec<_>>(),
-    )
-    .unwrap();
+    w.write_image_data(&a.data.chunks(4).flat_map(|p| [p[0], p[1], p[2]]).collect::<Vec<_>>()).unwrap();
     w.finish().unwrap();
     let (r, png) = compare_png(&pa, &rgb, &DiffOptions::default(), &lim, true).unwrap();
     assert_eq!(r.diff_pixels, 0);
@@ -366,37 +278,15 @@ fn compare_png_decodes_diffs_and_encodes_only_when_changed() {
 fn compare_png_checks_the_union_canvas_against_the_pixel_limit() {
     let wide = encode_png(&solid(64, 1, WHITE)).unwrap();
     let tall = encode_png(&solid(1, 64, WHITE)).unwrap();
-    let lim = Limits {
-        max_pixels: 100,
-        ..Limits::default()
-    };
+    let lim = Limits { max_pixels: 100, ..Limits::default() };
     let err = compare_png(&wide, &tall, &DiffOptions::default(), &lim, false).unwrap_err();
-    assert!(matches!(
-        err,
-        DiffError::ImageTooLarge {
-            role: ImageRole::Canvas,
-            ..
-        }
-    ));
+    assert!(matches!(err, DiffError::ImageTooLarge { role: ImageRole::Canvas, .. }));
 }
 
 #[test]
 fn errors_name_the_failing_side() {
     let good = encode_png(&solid(2, 2, WHITE)).unwrap();
-    let err = compare_png(
-        &good,
-        b"nope",
-        &DiffOptions::default(),
-        &Limits::default(),
-        false,
-    )
-    .unwrap_err();
-    assert!(matches!(
-        err,
-        DiffError::InvalidPng {
-            role: ImageRole::Current,
-            ..
-        }
-    ));
+    let err = compare_png(&good, b"nope", &DiffOptions::default(), &Limits::default(), false).unwrap_err();
+    assert!(matches!(err, DiffError::InvalidPng { role: ImageRole::Current, .. }));
     assert_eq!(err.to_string(), "current image is not a valid PNG");
 }
