@@ -48,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    use_huge_pages();
     let cli = Cli::parse();
     init_tracing(cli.log_format);
     match cli.command {
@@ -63,6 +64,30 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Decoded screenshots are tens of megabytes, and on Linux each 4 KiB page of a fresh buffer
+/// costs a page fault: up to a third of a `vigil diff` run. glibc backs its large allocations with
+/// transparent huge pages when `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, but reads that only at
+/// start, so vigil sets it and re-executes itself once (measured in docs/benchmarks.md). A
+/// `GLIBC_TUNABLES` the user set is left alone; elsewhere this does nothing.
+fn use_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("GLIBC_TUNABLES").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else { return };
+        let mut args = std::env::args_os();
+        let arg0 = args.next().unwrap_or_else(|| exe.clone().into_os_string());
+        // `exec` only returns on failure; then run as we are.
+        let _ = std::process::Command::new(exe)
+            .arg0(arg0)
+            .args(args)
+            .env("GLIBC_TUNABLES", "glibc.malloc.hugetlb=1")
+            .exec();
     }
 }
 
