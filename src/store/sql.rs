@@ -300,17 +300,7 @@ macro_rules! impl_store {
             }
 
             async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>> {
-                let sql = format!(
-                    "UPDATE webhook_deliveries SET lease_expires_at = $2, updated_at = $1
-                     WHERE id = (
-                         SELECT id FROM webhook_deliveries
-                         WHERE status = 'pending' AND next_attempt_at <= $1
-                           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
-                         ORDER BY next_attempt_at, id LIMIT 1 {}
-                     )
-                     RETURNING *",
-                    $lock
-                );
+                let sql = $crate::store::sql::claim_outbox_sql("webhook_deliveries", $lock);
                 Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(&self.pool).await?)
             }
 
@@ -437,17 +427,7 @@ macro_rules! impl_store {
             }
 
             async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>> {
-                let sql = format!(
-                    "UPDATE alerts SET lease_expires_at = $2, updated_at = $1
-                     WHERE id = (
-                         SELECT id FROM alerts
-                         WHERE status = 'pending' AND next_attempt_at <= $1
-                           AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
-                         ORDER BY next_attempt_at, id LIMIT 1 {}
-                     )
-                     RETURNING *",
-                    $lock
-                );
+                let sql = $crate::store::sql::claim_outbox_sql("alerts", $lock);
                 Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(&self.pool).await?)
             }
 
@@ -510,6 +490,20 @@ use crate::time::Timestamp;
 /// Names the sqlx database type of a backend, for helper signatures inside the macro.
 pub(crate) trait HasDb {
     type Db: sqlx::Database;
+}
+
+/// Leases the next due row of an outbox table (`$1` = now, `$2` = lease end).
+pub(crate) fn claim_outbox_sql(table: &str, lock: &str) -> String {
+    format!(
+        "UPDATE {table} SET lease_expires_at = $2, updated_at = $1
+         WHERE id = (
+             SELECT id FROM {table}
+             WHERE status = 'pending' AND next_attempt_at <= $1
+               AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+             ORDER BY next_attempt_at, id LIMIT 1 {lock}
+         )
+         RETURNING *"
+    )
 }
 
 /// Column values for an outbox row after an attempt:
