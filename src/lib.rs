@@ -119,6 +119,12 @@ pub async fn run(
     let metrics = http::Metrics::new();
     metrics.monitors.set(config.monitors.len() as i64);
     let key = signing_key(&config)?;
+    let mut webhook_keys = vec![key.clone()];
+    for previous in &config.webhook.previous_secrets {
+        webhook_keys.push(
+            webhook::signing::SigningKey::from_secret(previous.expose()).expect("validated with the config"),
+        );
+    }
     let asset_urls = capture::AssetUrls {
         base: config.server.public_url.clone(),
         key: webhook::signing::SigningKey::from_secret(&{
@@ -178,6 +184,8 @@ pub async fn run(
         store: store.clone(),
         metrics,
         capture: service.clone(),
+        webhook_keys: Arc::new(webhook_keys),
+        webhook_received: Arc::new(tokio::sync::Notify::new()),
     };
     let grace = state.config.server.shutdown_timeout;
     let app = http::router(state);

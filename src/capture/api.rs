@@ -52,6 +52,12 @@ async fn create(
     super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private)
         .await
         .map_err(|e| ApiError::Refused { code: e.code(), message: e.to_string() })?;
+    // The webhook is a request we make on the client's behalf: the same policy applies to it.
+    if let Some(hook) = req.webhook_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
+        super::policy::check_url(&hook, trusted, &state.config.capture.allow_private)
+            .await
+            .map_err(|e| ApiError::Refused { code: e.code(), message: format!("webhook_url: {e}") })?;
+    }
     let key = headers
         .get("idempotency-key")
         .map(|v| v.to_str().map_err(|_| invalid("Idempotency-Key", "must be visible ASCII")))

@@ -287,7 +287,8 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
 fn webhook_secret(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Secret> {
     let s = text(ctx, n, p)?;
     let body = s.strip_prefix("whsec_").unwrap_or("");
-    if body.len() < 24 || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)) {
+    let decodes = crate::webhook::signing::SigningKey::from_secret(&s).is_ok();
+    if body.len() < 24 || !decodes {
         // Never echo the value: it is a secret.
         ctx.error(n.pos, p, "expected a secret like \"whsec_\" followed by base64 of 32 random bytes (generate one with `openssl rand -base64 32`)");
         return None;

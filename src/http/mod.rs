@@ -26,6 +26,10 @@ pub struct AppState {
     pub baselines: BaselineFiles,
     pub metrics: Arc<Metrics>,
     pub capture: Arc<crate::capture::CaptureService>,
+    /// Keys that verify incoming capture webhooks: the current secret first, then previous ones.
+    pub webhook_keys: Arc<Vec<crate::webhook::signing::SigningKey>>,
+    /// Woken when a new capture webhook is stored, for the processor.
+    pub webhook_received: Arc<tokio::sync::Notify>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -33,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(metrics::router())
         .merge(crate::capture::router())
+        .merge(crate::webhook::receiver::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

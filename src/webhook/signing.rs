@@ -85,6 +85,11 @@ impl SigningKey {
         format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
     }
 
+    /// The key bytes (for the plain hex HMAC of external providers).
+    pub fn raw(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Raw HMAC-SHA256 of arbitrary data (used to sign asset URLs).
     pub fn hmac(&self, data: &[u8]) -> [u8; 32] {
         let mut mac = self.mac();

@@ -173,6 +173,12 @@ async fn requests_are_authenticated_and_validated() {
     // Private ranges need allow_private (this app allows only 127.0.0.0/8).
     let r = submit(&app, json!({"url": "http://10.0.0.1/"})).await;
     assert_eq!(r.status(), 422);
+    // So does the webhook, which vigil calls on the client's behalf.
+    let r = submit(&app, json!({"url": "http://127.0.0.1:1/", "webhook_url": "http://169.254.169.254/hook"}))
+        .await;
+    assert_eq!(r.status(), 422);
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"]["message"].as_str().unwrap().starts_with("webhook_url:"), "{e}");
 
     let big = "x".repeat(300 * 1024);
     let r = app

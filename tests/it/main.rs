@@ -5,5 +5,6 @@ mod helpers;
 mod capture;
 mod cli;
 mod diff;
+mod receiver;
 mod server;
 mod store;

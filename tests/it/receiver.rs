@@ -1,0 +1,153 @@
+//! `POST /hooks/capture`: signed, deduplicated, stored before the 2xx.
+
+use std::time::Duration;
+
+use serde_json::json;
+use vigil::store::Store;
+
+use crate::helpers::{Backend, TestApp, TestSite, wait_for};
+
+const TOKEN: &str = "test-token-0123456789";
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn config(extra_webhook: &str) -> String {
+    format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\n  allow_private: [\"127.0.0.0/8\"]\n  stability_timeout: 1s\nwebhook:\n  secret: {SECRET}\n  retry_schedule: [0s, 100ms, 100ms]\n{extra_webhook}"
+    )
+}
+
+async fn store(app: &TestApp) -> std::sync::Arc<dyn Store> {
+    vigil::store::connect(&app.db.url, 1).await.unwrap()
+}
+
+fn now() -> i64 {
+    vigil::time::Timestamp::now().millis() / 1000
+}
+
+/// Posts `body` signed (by the independent standardwebhooks crate) as message `id` at `ts`.
+async fn post_signed(app: &TestApp, id: &str, ts: i64, body: &str) -> reqwest::Response {
+    let sig = standardwebhooks::Webhook::new(SECRET).unwrap().sign(id, ts, body.as_bytes()).unwrap();
+    app.client
+        .post(app.url("/hooks/capture"))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn our_own_captures_arrive_through_the_signed_receiver() {
+    let site = TestSite::start().await;
+    site.set("p", "<html><body style='background:#0f0'></body></html>");
+    let app = TestApp::spawn(Backend::Sqlite, &config("")).await;
+    let body = json!({"url": site.url("p"), "viewport": {"width": 200, "height": 100},
+                      "webhook_url": app.url("/hooks/capture"), "metadata": {"monitor": "x"}});
+    let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    let job: serde_json::Value = r.json().await.unwrap();
+    let store = store(&app).await;
+    let stored = wait_for("the webhook to be stored", Duration::from_secs(60), || {
+        let store = store.clone();
+        async move { store.unprocessed_webhooks(10).await.ok().filter(|w| !w.is_empty()) }
+    })
+    .await;
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].job_id, job["job_id"].as_str().unwrap());
+    assert!(stored[0].webhook_id.starts_with("msg_"));
+    let doc: serde_json::Value = serde_json::from_str(&stored[0].payload).unwrap();
+    assert_eq!(doc["status"], "completed");
+    assert_eq!(doc["metadata"], json!({"monitor": "x"}));
+}
+
+#[tokio::test]
+async fn forged_stale_and_malformed_webhooks_are_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn(Backend::Sqlite, &config("")).await;
+    let body =
+        r#"{"type":"capture.completed","job_id":"job_01JAAAAAAAAAAAAAAAAAAAAAAA","status":"completed"}"#;
+    let ts = now();
+
+    // No signature at all.
+    let r = app.client.post(app.url("/hooks/capture")).body(body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    // Signed with another secret.
+    let other = standardwebhooks::Webhook::new("whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldCB5b3Ugd2FudA==").unwrap();
+    let forged = other.sign("msg_forged", ts, body.as_bytes()).unwrap();
+    let r = app
+        .client
+        .post(app.url("/hooks/capture"))
+        .header("webhook-id", "msg_forged")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", forged)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A valid signature, ten minutes old.
+    assert_eq!(post_signed(&app, "msg_stale", ts - 600, body).await.status(), 401);
+    // A valid signature over a different body.
+    let sig = standardwebhooks::Webhook::new(SECRET).unwrap().sign("msg_mut", ts, body.as_bytes()).unwrap();
+    let r = app
+        .client
+        .post(app.url("/hooks/capture"))
+        .header("webhook-id", "msg_mut")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .body(body.replace("completed\"}", "failed\"}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // Signed, but not a capture document.
+    assert_eq!(post_signed(&app, "msg_bad", ts, "{not json").await.status(), 400);
+    // Too large to be one.
+    let big = format!(r#"{{"job_id":"job_x","pad":"{}"}}"#, "x".repeat(1024 * 1024));
+    assert_eq!(post_signed(&app, "msg_big", ts, &big).await.status(), 413);
+
+    assert!(store(&app).await.unprocessed_webhooks(10).await.unwrap().is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn retries_and_replays_are_stored_once() {
+    let app = TestApp::spawn(Backend::Postgres, &config("")).await;
+    let body =
+        r#"{"type":"capture.completed","job_id":"job_01JBBBBBBBBBBBBBBBBBBBBBBB","status":"completed"}"#;
+    let ts = now();
+    // The same message three times at once, as a sender retrying concurrently would.
+    let (a, b, c) = tokio::join!(
+        post_signed(&app, "msg_1", ts, body),
+        post_signed(&app, "msg_1", ts, body),
+        post_signed(&app, "msg_1", ts + 1, body)
+    );
+    for r in [a, b, c] {
+        assert_eq!(r.status(), 204, "duplicates are acknowledged");
+    }
+    // A different message id about the same job is a duplicate too.
+    assert_eq!(post_signed(&app, "msg_2", ts, body).await.status(), 204);
+    let stored = store(&app).await.unprocessed_webhooks(10).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].webhook_id, "msg_1");
+}
+
+#[tokio::test]
+async fn external_providers_can_sign_with_a_hex_hmac_header() {
+    let app = TestApp::spawn(Backend::Sqlite, &config("  hex_signature_header: X-Signature\n")).await;
+    let body = r#"{"job_id":"ext-123","status":"completed"}"#;
+    let key = vigil::webhook::signing::SigningKey::from_secret(SECRET).unwrap();
+    let good = hex::encode(hmac_sha256(key.raw(), body.as_bytes()));
+    let send =
+        |sig: String| app.client.post(app.url("/hooks/capture")).header("X-Signature", sig).body(body).send();
+    assert_eq!(send("00".repeat(32)).await.unwrap().status(), 401);
+    assert_eq!(send(good).await.unwrap().status(), 204);
+    let stored = store(&app).await.unprocessed_webhooks(10).await.unwrap();
+    assert_eq!((stored[0].webhook_id.as_str(), stored[0].job_id.as_str()), ("job:ext-123", "ext-123"));
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
