@@ -11,6 +11,7 @@ pub mod config;
 pub mod diff;
 pub mod http;
 pub mod ids;
+pub mod pipeline;
 pub mod store;
 pub mod time;
 pub mod webhook;
@@ -177,15 +178,26 @@ pub async fn run(
         outcomes,
     };
     background.spawn(deliverer.run(stop_rx.clone()));
+    let config = Arc::new(config);
+    let webhook_received = Arc::new(tokio::sync::Notify::new());
+    let processor = pipeline::Processor {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        baselines: BaselineFiles::new(&config.storage.baselines_dir),
+        config: config.clone(),
+        client: webhook::delivery::client(std::time::Duration::from_secs(30)),
+        ready: webhook_received.clone(),
+    };
+    background.spawn(processor.run(stop_rx.clone()));
     let state = http::AppState {
         blobs,
         baselines: BaselineFiles::new(&config.storage.baselines_dir),
-        config: Arc::new(config),
+        config,
         store: store.clone(),
         metrics,
         capture: service.clone(),
         webhook_keys: Arc::new(webhook_keys),
-        webhook_received: Arc::new(tokio::sync::Notify::new()),
+        webhook_received,
     };
     let grace = state.config.server.shutdown_timeout;
     let app = http::router(state);

@@ -352,12 +352,15 @@ struct Rect {
 async fn clip_rect(page: &Page, spec: &CaptureSpec) -> Result<(Rect, bool), CaptureError> {
     if let Some(sel) = &spec.selector {
         let js = format!(
-            "(() => {{ const e = document.querySelector({}); if (!e) return null; const r = e.getBoundingClientRect();\
-             return {{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}}; }})()",
+            "(() => {{ const e = document.querySelector({}); if (!e) return []; const r = e.getBoundingClientRect();\
+             return [{{x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height}}]; }})()",
             js_string(sel)
         );
-        let rect: Option<Rect> = eval(page, &js).await?;
-        let r = rect
+        // An array: a `null` result does not come back as a value.
+        let rects: Vec<Rect> = eval(page, &js).await?;
+        let r = rects
+            .into_iter()
+            .next()
             .filter(|r| r.width >= 1.0 && r.height >= 1.0)
             .ok_or_else(|| CaptureError::SelectorNotFound(sel.clone()))?;
         let clipped = r.height > f64::from(spec.max_height);

@@ -180,6 +180,7 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<bool>;
     async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>>;
+    async fn get_received_webhook(&self, webhook_id: &str) -> Result<Option<ReceivedWebhook>>;
     async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()>;
 
     // Baselines.

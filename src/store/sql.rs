@@ -353,6 +353,13 @@ macro_rules! impl_store {
                 .bind(limit).fetch_all(&self.pool).await?)
             }
 
+            async fn get_received_webhook(&self, webhook_id: &str) -> Result<Option<ReceivedWebhook>> {
+                Ok(sqlx::query_as("SELECT * FROM received_webhooks WHERE webhook_id = $1")
+                    .bind(webhook_id)
+                    .fetch_optional(&self.pool)
+                    .await?)
+            }
+
             async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()> {
                 sqlx::query("UPDATE received_webhooks SET processed_at = $2 WHERE webhook_id = $1")
                     .bind(webhook_id).bind(now).execute(&self.pool).await?;

@@ -455,3 +455,22 @@ async fn a_crash_with_jobs_in_flight_loses_none() {
     }
     drop(app);
 }
+
+#[tokio::test]
+async fn a_selector_captures_one_element() {
+    let site = TestSite::start().await;
+    site.set(
+        "el",
+        "<html><body style='margin:0;background:#fff'><div style='height:30px'></div>\
+         <div id='box' style='margin-left:20px;width:100px;height:50px;background:rgb(0,128,0)'></div></body></html>",
+    );
+    let receiver = TestReceiver::start().await;
+    let app = spawn().await;
+    let body = json!({"url": site.url("el"), "viewport": {"width": 320, "height": 200}, "selector": "#box", "webhook_url": receiver.url});
+    assert_eq!(submit(&app, body).await.status(), 202);
+    let doc: Value = serde_json::from_slice(&received(&receiver, 1).await[0].body).unwrap();
+    assert_eq!((doc["width"].as_u64(), doc["height"].as_u64()), (Some(100), Some(50)), "{doc}");
+    let png = app.client.get(doc["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(pixel(&png, 0, 0), [0, 128, 0, 255]);
+    assert_eq!(pixel(&png, 99, 49), [0, 128, 0, 255]);
+}

@@ -48,15 +48,17 @@ async fn our_own_captures_arrive_through_the_signed_receiver() {
     let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
     let job: serde_json::Value = r.json().await.unwrap();
     let store = store(&app).await;
-    let stored = wait_for("the webhook to be stored", Duration::from_secs(60), || {
+    let sent = wait_for("the webhook to be delivered", Duration::from_secs(60), || {
         let store = store.clone();
-        async move { store.unprocessed_webhooks(10).await.ok().filter(|w| !w.is_empty()) }
+        async move {
+            store.list_deliveries(vigil::store::OutboxStatus::Sent, 10).await.ok().filter(|d| !d.is_empty())
+        }
     })
     .await;
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].job_id, job["job_id"].as_str().unwrap());
-    assert!(stored[0].webhook_id.starts_with("msg_"));
-    let doc: serde_json::Value = serde_json::from_str(&stored[0].payload).unwrap();
+    let stored =
+        store.get_received_webhook(sent[0].id.as_str()).await.unwrap().expect("stored under its webhook-id");
+    assert_eq!(stored.job_id, job["job_id"].as_str().unwrap());
+    let doc: serde_json::Value = serde_json::from_str(&stored.payload).unwrap();
     assert_eq!(doc["status"], "completed");
     assert_eq!(doc["metadata"], json!({"monitor": "x"}));
 }
@@ -106,7 +108,15 @@ async fn forged_stale_and_malformed_webhooks_are_refused_and_nothing_is_stored()
     let big = format!(r#"{{"job_id":"job_x","pad":"{}"}}"#, "x".repeat(1024 * 1024));
     assert_eq!(post_signed(&app, "msg_big", ts, &big).await.status(), 413);
 
-    assert!(store(&app).await.unprocessed_webhooks(10).await.unwrap().is_empty(), "nothing was stored");
+    let store = store(&app).await;
+    for id in
+        ["msg_forged", "msg_stale", "msg_mut", "msg_bad", "msg_big", "job:job_01JAAAAAAAAAAAAAAAAAAAAAAA"]
+    {
+        assert!(store.get_received_webhook(id).await.unwrap().is_none(), "{id} was not stored");
+    }
+    // The same body, correctly signed, is accepted: the refusals were about the signatures.
+    assert_eq!(post_signed(&app, "msg_ok", ts, body).await.status(), 204);
+    assert!(store.get_received_webhook("msg_ok").await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -126,9 +136,9 @@ async fn retries_and_replays_are_stored_once() {
     }
     // A different message id about the same job is a duplicate too.
     assert_eq!(post_signed(&app, "msg_2", ts, body).await.status(), 204);
-    let stored = store(&app).await.unprocessed_webhooks(10).await.unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].webhook_id, "msg_1");
+    let store = store(&app).await;
+    assert!(store.get_received_webhook("msg_1").await.unwrap().is_some());
+    assert!(store.get_received_webhook("msg_2").await.unwrap().is_none(), "one row per job");
 }
 
 #[tokio::test]
@@ -141,8 +151,8 @@ async fn external_providers_can_sign_with_a_hex_hmac_header() {
         |sig: String| app.client.post(app.url("/hooks/capture")).header("X-Signature", sig).body(body).send();
     assert_eq!(send("00".repeat(32)).await.unwrap().status(), 401);
     assert_eq!(send(good).await.unwrap().status(), 204);
-    let stored = store(&app).await.unprocessed_webhooks(10).await.unwrap();
-    assert_eq!((stored[0].webhook_id.as_str(), stored[0].job_id.as_str()), ("job:ext-123", "ext-123"));
+    let stored = store(&app).await.get_received_webhook("job:ext-123").await.unwrap().expect("stored");
+    assert_eq!(stored.job_id, "ext-123");
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {

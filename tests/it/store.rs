@@ -370,6 +370,12 @@ async fn received(store: &dyn Store) {
     let todo = store.unprocessed_webhooks(10).await.unwrap();
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_1", "msg_3"]);
     store.mark_webhook_processed("msg_1", t(4)).await.unwrap();
+    let done = store.get_received_webhook("msg_1").await.unwrap().unwrap();
+    assert_eq!(
+        (done.job_id.as_str(), done.payload.as_str(), done.processed_at),
+        ("job_1", "{\"a\":1}", Some(t(4)))
+    );
+    assert!(store.get_received_webhook("msg_2").await.unwrap().is_none());
     let todo = store.unprocessed_webhooks(10).await.unwrap();
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_3"]);
 }

@@ -1,0 +1,256 @@
+//! The processor: takes stored capture webhooks, fetches the capture, stores it as a blob, diffs
+//! it against the approved baseline of (monitor, viewport) and records the run's verdict.
+//!
+//! Every step is idempotent: a webhook is marked processed only after the run has its verdict,
+//! and `complete_run` only changes a pending run, so a crash in between processes it again
+//! without a second verdict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::{Notify, watch};
+
+use crate::config::{Config, Mask, Monitor};
+use crate::diff::{DiffOptions, Limits, Region, compare_png};
+use crate::ids::RunId;
+use crate::store::blobs::{BaselineFiles, BlobStore};
+use crate::store::{
+    BaselineSource, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store, Verdict,
+};
+use crate::time::Timestamp;
+
+/// Largest capture we download.
+const MAX_ASSET_BYTES: usize = 64 * 1024 * 1024;
+
+pub struct Processor {
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub baselines: BaselineFiles,
+    pub config: Arc<Config>,
+    pub client: reqwest::Client,
+    pub ready: Arc<Notify>,
+}
+
+/// The parts of the capture result the processor reads.
+#[derive(Deserialize)]
+struct Result_ {
+    job_id: String,
+    status: String,
+    asset_url: Option<String>,
+    #[serde(default)]
+    masks: Vec<Region>,
+    error: Option<serde_json::Value>,
+    metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    run_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ProcessError {
+    #[error("storage")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot fetch the capture: {0}")]
+    Fetch(String),
+    #[error("blob store")]
+    Blob(#[from] crate::store::blobs::BlobError),
+}
+
+impl Processor {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            let batch = match self.store.unprocessed_webhooks(20).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "cannot read received webhooks; retrying");
+                    Vec::new()
+                }
+            };
+            let idle = batch.is_empty();
+            for hook in batch {
+                match self.process(&hook).await {
+                    Ok(()) => {
+                        if let Err(e) =
+                            self.store.mark_webhook_processed(&hook.webhook_id, Timestamp::now()).await
+                        {
+                            tracing::warn!(error = ?e, "cannot mark the webhook processed; it will be seen again");
+                        }
+                    }
+                    // Transient (database, network): left unprocessed and tried again.
+                    Err(e) => {
+                        tracing::warn!(error = %e, webhook = %hook.webhook_id, "processing failed; will retry")
+                    }
+                }
+            }
+            if idle {
+                tokio::select! {
+                    _ = self.ready.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
+    }
+
+    async fn process(&self, hook: &ReceivedWebhook) -> Result<(), ProcessError> {
+        let Ok(result) = serde_json::from_str::<Result_>(&hook.payload) else {
+            tracing::warn!(webhook = %hook.webhook_id, "unreadable capture result; dropped");
+            return Ok(());
+        };
+        let run_id =
+            result.metadata.as_ref().and_then(|m| m.run_id.as_deref()).and_then(|r| r.parse::<RunId>().ok());
+        let run = match run_id {
+            Some(id) => self.store.get_run(&id).await?,
+            None => match result.job_id.parse() {
+                Ok(job) => self.store.run_for_job(&job).await?,
+                Err(_) => None,
+            },
+        };
+        let Some(run) = run else {
+            tracing::info!(job = %result.job_id, "capture result for no run of ours; ignored");
+            return Ok(());
+        };
+        if run.status != RunStatus::Pending {
+            return Ok(());
+        }
+        let outcome = match (result.status.as_str(), result.asset_url.as_deref()) {
+            ("completed", Some(url)) => self.judge(&run, url, &result.masks).await?,
+            _ => RunOutcome {
+                verdict: Some(Verdict::Failed),
+                error: Some(
+                    result.error.map_or_else(|| "{\"code\":\"capture_failed\"}".into(), |e| e.to_string()),
+                ),
+                ..Default::default()
+            },
+        };
+        let verdict = outcome.verdict;
+        if self.store.complete_run(&run.id, &outcome, Timestamp::now()).await? {
+            tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, ?verdict, diff_pixels = ?outcome.diff_pixels, "run judged");
+        }
+        Ok(())
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, ProcessError> {
+        let r = self.client.get(url).send().await.map_err(|e| ProcessError::Fetch(e.to_string()))?;
+        if !r.status().is_success() {
+            return Err(ProcessError::Fetch(format!("HTTP {}", r.status())));
+        }
+        if r.content_length().is_some_and(|n| n as usize > MAX_ASSET_BYTES) {
+            return Err(ProcessError::Fetch("larger than 64 MiB".into()));
+        }
+        let bytes = r.bytes().await.map_err(|e| ProcessError::Fetch(e.to_string()))?;
+        if bytes.len() > MAX_ASSET_BYTES {
+            return Err(ProcessError::Fetch("larger than 64 MiB".into()));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Stores the capture and compares it with the baseline.
+    async fn judge(
+        &self,
+        run: &Run,
+        url: &str,
+        reported_masks: &[Region],
+    ) -> Result<RunOutcome, ProcessError> {
+        let png = self.fetch(url).await?;
+        let blobs = self.blobs.clone();
+        let (sha, png) = tokio::task::spawn_blocking(move || blobs.put(&png).map(|sha| (sha, png)))
+            .await
+            .expect("blob writer does not panic")?;
+        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        let Some(baseline) = self.store.current_baseline(&run.monitor, &run.viewport).await? else {
+            // The first capture becomes the baseline.
+            let files = self.baselines.clone();
+            let (m, vp, bytes) = (run.monitor.clone(), run.viewport.clone(), png.clone());
+            tokio::task::spawn_blocking(move || files.write(&m, &vp, &bytes)).await.expect("no panic")?;
+            self.store
+                .set_baseline(&NewBaseline {
+                    monitor: run.monitor.clone(),
+                    viewport: run.viewport.clone(),
+                    sha256: sha.clone(),
+                    run_id: Some(run.id.clone()),
+                    source: BaselineSource::FirstCapture,
+                    approved_by: "vigil".into(),
+                    now: Timestamp::now(),
+                })
+                .await?;
+            return Ok(RunOutcome {
+                verdict: Some(Verdict::BaselineCreated),
+                current_sha256: Some(sha.clone()),
+                baseline_sha256: Some(sha),
+                ..Default::default()
+            });
+        };
+        let base_png = {
+            let blobs = self.blobs.clone();
+            let sha = baseline.sha256.clone();
+            tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("no panic")?
+        };
+        let options = diff_options(monitor, reported_masks);
+        let compared = tokio::task::spawn_blocking(move || {
+            compare_png(&base_png, &png, &options, &Limits::default(), true)
+        })
+        .await
+        .expect("the diff does not panic");
+        let (report, diff_png) = match compared {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(RunOutcome {
+                    verdict: Some(Verdict::Failed),
+                    current_sha256: Some(sha),
+                    baseline_sha256: Some(baseline.sha256),
+                    error: Some(
+                        serde_json::json!({"code": e.code(), "message": e.to_string(), "retryable": false})
+                            .to_string(),
+                    ),
+                    ..Default::default()
+                });
+            }
+        };
+        let diff_sha = match diff_png {
+            Some(d) => {
+                let blobs = self.blobs.clone();
+                Some(tokio::task::spawn_blocking(move || blobs.put(&d)).await.expect("no panic")?)
+            }
+            None => None,
+        };
+        let threshold = monitor
+            .map(|m| m.threshold)
+            .unwrap_or(crate::config::Threshold { ratio: Some(0.001), max_diff_pixels: None });
+        let changed = report.size_changed || threshold.is_exceeded(report.diff_pixels, report.total_pixels);
+        Ok(RunOutcome {
+            verdict: Some(if changed { Verdict::Changed } else { Verdict::Unchanged }),
+            current_sha256: Some(sha),
+            baseline_sha256: Some(baseline.sha256),
+            diff_sha256: diff_sha,
+            diff_pixels: Some(report.diff_pixels as i64),
+            total_pixels: Some(report.total_pixels as i64),
+            diff_ratio: Some(report.diff_ratio),
+            size_changed: Some(report.size_changed),
+            regions: Some(serde_json::to_string(&report.regions).expect("serialises")),
+            error: None,
+        })
+    }
+}
+
+/// The monitor's comparison options, with its rectangle masks and the ones the capture reported
+/// (its selector masks, resolved in the page).
+fn diff_options(monitor: Option<&Monitor>, reported: &[Region]) -> DiffOptions {
+    let mut masks: Vec<Region> = reported.to_vec();
+    if let Some(m) = monitor {
+        for mask in &m.mask {
+            if let Mask::Rect { x, y, width, height } = mask
+                && !masks.iter().any(|r| (r.x, r.y, r.width, r.height) == (*x, *y, *width, *height))
+            {
+                masks.push(Region { x: *x, y: *y, width: *width, height: *height });
+            }
+        }
+    }
+    DiffOptions { threshold: monitor.map_or(0.1, |m| m.pixel_threshold), masks, ..DiffOptions::default() }
+}

@@ -1,0 +1,82 @@
+//! The capture request vigil sends for one monitor and viewport (to its own capture API or an
+//! external provider): the monitor's settings in the API's request shape.
+
+use serde_json::{Value, json};
+
+use crate::config::{Format, Mask, Monitor, Viewport, WaitUntil};
+use crate::ids::RunId;
+
+pub fn capture_request(monitor: &Monitor, viewport: &Viewport, run: &RunId, webhook_url: &str) -> Value {
+    let masks: Vec<Value> = monitor
+        .mask
+        .iter()
+        .map(|m| match m {
+            Mask::Selector(s) => json!(s),
+            Mask::Rect { x, y, width, height } => json!({"x": x, "y": y, "width": width, "height": height}),
+        })
+        .collect();
+    let mut req = json!({
+        "url": monitor.url.as_str(),
+        "format": match monitor.format { Format::Png => "png", Format::Pdf => "pdf" },
+        "full_page": monitor.full_page,
+        "viewport": {"width": viewport.width, "height": viewport.height, "scale": viewport.scale, "mobile": viewport.mobile},
+        "wait_until": match monitor.wait_until {
+            WaitUntil::Load => "load",
+            WaitUntil::Domcontentloaded => "domcontentloaded",
+            WaitUntil::Networkidle => "networkidle",
+        },
+        "delay": format!("{}ms", monitor.delay.as_millis()),
+        "timeout": format!("{}ms", monitor.timeout.as_millis()),
+        "hide": monitor.hide,
+        "mask": masks,
+        "headers": monitor.headers.iter().map(|(k, v)| (k.clone(), json!(v.expose()))).collect::<serde_json::Map<_, _>>(),
+        "cookies": monitor.cookies.iter().map(|c| json!({"name": c.name, "value": c.value.expose(), "domain": c.domain, "path": c.path})).collect::<Vec<_>>(),
+        "dark_mode": monitor.dark_mode,
+        "reduced_motion": monitor.reduced_motion,
+        "max_height": monitor.max_height,
+        "webhook_url": webhook_url,
+        "metadata": {"monitor": monitor.name.as_str(), "viewport": viewport.key(), "run_id": run.as_str()},
+    });
+    let obj = req.as_object_mut().expect("an object");
+    if let Some(w) = &monitor.wait_for {
+        obj.insert("wait_for".into(), json!(w));
+    }
+    if let Some(s) = &monitor.selector {
+        obj.insert("selector".into(), json!(s));
+    }
+    if let Some(ua) = &monitor.user_agent {
+        obj.insert("user_agent".into(), json!(ua));
+    }
+    if let Some(b) = &monitor.basic_auth {
+        obj.insert("basic_auth".into(), json!({"username": b.username, "password": b.password.expose()}));
+    }
+    // Cookies without a domain are left for the capture service to bind to the URL.
+    if let Some(cookies) = obj.get_mut("cookies").and_then(Value::as_array_mut) {
+        for c in cookies.iter_mut().filter_map(Value::as_object_mut) {
+            c.retain(|_, v| !v.is_null());
+        }
+    }
+    req
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_monitor_becomes_a_valid_capture_request() {
+        let yaml = "monitors:\n  - name: home\n    url: https://example.com/\n    mask: [\"#clock\", {x: 1, y: 2, width: 3, height: 4}]\n    wait_for: \"#main\"\n    delay: 250ms\n    cookies: [{name: s, value: v}]\n";
+        let config = crate::config::parse(yaml, "m.yaml", &|_| None).unwrap();
+        let m = &config.monitors[0];
+        let run = RunId::new();
+        let req = capture_request(m, &m.viewports[0], &run, "http://127.0.0.1:8080/hooks/capture");
+        let parsed = crate::capture::request::parse(req.to_string().as_bytes()).expect("the API accepts it");
+        let spec = parsed.validate().expect("valid");
+        assert_eq!((spec.width, spec.height, spec.full_page), (1280, 800, true));
+        assert_eq!(spec.delay, std::time::Duration::from_millis(250));
+        assert_eq!(spec.mask_selectors, ["#clock"]);
+        assert_eq!(spec.wait_for.as_deref(), Some("#main"));
+        assert!(parsed.is_for_monitor(&config.monitors), "trusted as the monitor's own capture");
+        assert_eq!(req["metadata"]["run_id"], run.as_str());
+    }
+}

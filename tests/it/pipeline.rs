@@ -1,0 +1,104 @@
+//! From capture to verdict: a monitor's capture comes back through vigil's own signed webhook,
+//! is stored and compared with the approved baseline.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use vigil::ids::{JobId, RunId};
+use vigil::store::{NewRun, Run, Store, Trigger, Verdict};
+use vigil::time::Timestamp;
+
+use crate::helpers::{Backend, TestApp, TestSite, wait_for};
+
+const TOKEN: &str = "test-token-0123456789";
+const RED: &str = "<html><body style='margin:0;background:#fff'><div style='width:100px;height:50px;background:rgb(255,0,0)'></div></body></html>";
+const BLUE: &str = "<html><body style='margin:0;background:#fff'><div style='width:100px;height:50px;background:rgb(0,0,255)'></div></body></html>";
+
+/// Starts a run of `monitor` now, the way the scheduler will: run row first, then the capture
+/// request over HTTP to the capture API, with vigil's own receiver as the webhook.
+async fn start_run(app: &TestApp, store: &dyn Store, monitor: &vigil::config::Monitor, at: i64) -> RunId {
+    let viewport = &monitor.viewports[0];
+    let run = NewRun {
+        id: RunId::new(),
+        monitor: monitor.name.clone(),
+        viewport: viewport.key(),
+        scheduled_for: Timestamp::from_millis(at),
+        trigger: Trigger::Manual,
+        now: Timestamp::now(),
+    };
+    store.insert_run(&run).await.unwrap().expect("a new run");
+    let body = vigil::pipeline::capture_request(monitor, viewport, &run.id, &app.url("/hooks/capture"));
+    let r: Value = app
+        .client
+        .post(app.url("/v1/capture"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let job: JobId = r["job_id"].as_str().unwrap().parse().unwrap();
+    assert!(store.set_run_job(&run.id, &job, Timestamp::now()).await.unwrap());
+    run.id
+}
+
+async fn verdict(store: &dyn Store, id: &RunId) -> Run {
+    wait_for("the run's verdict", Duration::from_secs(60), || async {
+        store.get_run(id).await.ok().flatten().filter(|r| r.verdict.is_some())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn captures_are_judged_against_the_baseline() {
+    let site = TestSite::start().await;
+    site.set("home", RED);
+    let yaml = format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n\
+         monitors:\n  - name: home\n    url: {}\n    viewports: [320x200]\n    full_page: false\n    wait_until: load\n    threshold: 1%\n\
+         \x20 - name: broken\n    url: {}\n    viewports: [320x200]\n    selector: \"#nope\"\n",
+        site.url("home"),
+        site.url("home")
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let config = vigil::config::parse(&yaml, "t.yaml", &|_| None).unwrap();
+    let (home, broken) = (&config.monitors[0], &config.monitors[1]);
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let baseline_file = app.dir.path().join("baselines/home/320x200.png");
+
+    // First capture: it becomes the baseline, as a plain file too.
+    let first = verdict(&*store, &start_run(&app, &*store, home, 1).await).await;
+    assert_eq!(first.verdict, Some(Verdict::BaselineCreated));
+    let file = std::fs::read(&baseline_file).expect("baseline file written");
+    assert_eq!(vigil::store::blobs::sha256_hex(&file), first.current_sha256.clone().unwrap());
+
+    // The page changes: over the 1 % threshold, with the diff stored and regions reported.
+    site.set("home", BLUE);
+    let changed = verdict(&*store, &start_run(&app, &*store, home, 2).await).await;
+    assert_eq!(changed.verdict, Some(Verdict::Changed), "{changed:?}");
+    assert_eq!(changed.diff_pixels, Some(5000), "the 100x50 box changed colour");
+    assert_eq!(changed.total_pixels, Some(64_000));
+    let regions: Value = serde_json::from_str(changed.regions.as_deref().unwrap()).unwrap();
+    assert_eq!(regions, serde_json::json!([{"x": 0, "y": 0, "width": 100, "height": 50}]));
+    let blobs = vigil::store::blobs::BlobStore::new(&app.data_dir());
+    let diff = blobs.get(changed.diff_sha256.as_deref().unwrap()).expect("diff image stored");
+    assert!(diff.starts_with(b"\x89PNG"));
+    assert_eq!(std::fs::read(&baseline_file).unwrap(), file, "a change does not touch the baseline");
+
+    // Back to the approved look: unchanged.
+    site.set("home", RED);
+    let same = verdict(&*store, &start_run(&app, &*store, home, 3).await).await;
+    assert_eq!((same.verdict, same.diff_pixels), (Some(Verdict::Unchanged), Some(0)));
+
+    // A capture that fails gives a failed verdict with the reason.
+    let failed = verdict(&*store, &start_run(&app, &*store, broken, 4).await).await;
+    assert_eq!(failed.verdict, Some(Verdict::Failed));
+    assert!(failed.error.as_deref().unwrap().contains("selector_not_found"), "{failed:?}");
+    // Every received webhook was processed.
+    wait_for("all webhooks processed", Duration::from_secs(10), || async {
+        store.unprocessed_webhooks(10).await.ok().filter(|w| w.is_empty())
+    })
+    .await;
+}
