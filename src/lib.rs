@@ -12,6 +12,7 @@ pub mod diff;
 pub mod http;
 pub mod ids;
 pub mod pipeline;
+pub mod scheduler;
 pub mod store;
 pub mod time;
 pub mod webhook;
@@ -36,6 +37,8 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot start the scheduler")]
+    Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
     #[error("HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -178,6 +181,9 @@ pub async fn run(
         outcomes,
     };
     background.spawn(deliverer.run(stop_rx.clone()));
+    // The scheduler calls the capture API like any client; it gets a token of its own.
+    let internal_token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
+    config.auth.api_tokens.push(config::Secret::new(internal_token.clone()));
     let config = Arc::new(config);
     let webhook_received = Arc::new(tokio::sync::Notify::new());
     let processor = pipeline::Processor {
@@ -199,6 +205,20 @@ pub async fn run(
         webhook_keys: Arc::new(webhook_keys),
         webhook_received,
     };
+    let submitter = Arc::new(scheduler::Submitter {
+        store: store.clone(),
+        client: webhook::delivery::client(std::time::Duration::from_secs(15)),
+        capture_url: match &state.config.capture.provider {
+            Some(p) => p.url.join("v1/capture").expect("valid URL").to_string(),
+            None => state.config.server.public_url.join("v1/capture").expect("valid URL").to_string(),
+        },
+        token: match &state.config.capture.provider {
+            Some(p) => p.api_key.expose().to_owned(),
+            None => internal_token,
+        },
+        webhook_url: state.config.server.public_url.join("hooks/capture").expect("valid URL").to_string(),
+    });
+    let mut cron = scheduler::start(&state.config, submitter).await?;
     let grace = state.config.server.shutdown_timeout;
     let app = http::router(state);
 
@@ -223,6 +243,7 @@ pub async fn run(
             }
         }
     };
+    let _ = cron.shutdown().await;
     let _ = stop_tx.send(true);
     // Workers finish the capture in hand (bounded by the grace period); a job cut short is
     // picked up again after its lease once the daemon is back.

@@ -102,3 +102,35 @@ async fn captures_are_judged_against_the_baseline() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn monitors_run_on_their_schedule() {
+    let site = TestSite::start().await;
+    site.set("home", RED);
+    let yaml = format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n\
+         monitors:\n  - name: home\n    url: {url}\n    schedule: \"*/2 * * * * *\"\n    viewports: [320x200]\n    full_page: false\n    wait_until: load\n\
+         \x20 - name: off\n    url: {url}\n    schedule: \"* * * * * *\"\n    enabled: false\n",
+        url = site.url("home")
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let home: vigil::config::MonitorName = "home".parse().unwrap();
+    let runs = wait_for("two judged scheduled runs", Duration::from_secs(60), || async {
+        let runs = store.list_runs(&home, None, 20).await.ok()?;
+        let judged: Vec<Run> = runs.into_iter().filter(|r| r.verdict.is_some()).collect();
+        (judged.len() >= 2).then_some(judged)
+    })
+    .await;
+    // Newest first: the oldest became the baseline, a later one matched it.
+    let oldest = runs.last().unwrap();
+    assert_eq!(oldest.verdict, Some(Verdict::BaselineCreated));
+    assert!(runs.iter().rev().skip(1).any(|r| r.verdict == Some(Verdict::Unchanged)), "{runs:#?}");
+    assert!(runs.iter().all(|r| r.trigger == Trigger::Schedule && r.viewport == "320x200"));
+    let mut ticks: Vec<_> = runs.iter().map(|r| r.scheduled_for).collect();
+    ticks.dedup();
+    assert_eq!(ticks.len(), runs.len(), "one run per tick");
+    assert!(ticks.iter().all(|t| t.millis() % 2000 == 0), "on the even seconds: {ticks:?}");
+    let off: vigil::config::MonitorName = "off".parse().unwrap();
+    assert!(store.list_runs(&off, None, 10).await.unwrap().is_empty(), "disabled monitors do not run");
+}

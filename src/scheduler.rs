@@ -1,0 +1,122 @@
+//! Cron → runs. Each monitor fires on its schedule (tokio-cron-scheduler); a fire inserts one run
+//! per viewport with the unique key (monitor, viewport, scheduled_for) — a second insert of the
+//! same tick, say by another replica, is a no-op — and then submits the capture over HTTP to the
+//! capture API, with vigil's own receiver as the webhook. A viewport whose previous run is still
+//! pending is skipped.
+
+use std::sync::Arc;
+
+use chrono::{DurationRound, TimeDelta, Utc};
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use crate::config::{Config, Monitor};
+use crate::ids::{JobId, RunId};
+use crate::store::{NewRun, RunOutcome, Store, Trigger, Verdict};
+use crate::time::Timestamp;
+
+/// What a fire needs, shared by every monitor's job.
+pub struct Submitter {
+    pub store: Arc<dyn Store>,
+    pub client: reqwest::Client,
+    /// `…/v1/capture` of the capture API.
+    pub capture_url: String,
+    pub token: String,
+    /// `server.public_url` + `hooks/capture`.
+    pub webhook_url: String,
+}
+
+impl Submitter {
+    /// One tick of one monitor: a run per viewport, each submitted for capture.
+    pub async fn fire(&self, monitor: &Monitor, scheduled_for: Timestamp, trigger: Trigger) -> Vec<RunId> {
+        let mut started = Vec::new();
+        for viewport in &monitor.viewports {
+            let key = viewport.key();
+            match self.store.pending_run_exists(&monitor.name, &key).await {
+                Ok(true) => {
+                    tracing::info!(monitor = %monitor.name, viewport = %key, "previous run still pending; tick skipped");
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = ?e, monitor = %monitor.name, "cannot check pending runs; tick skipped");
+                    continue;
+                }
+            }
+            let run = NewRun {
+                id: RunId::new(),
+                monitor: monitor.name.clone(),
+                viewport: key.clone(),
+                scheduled_for,
+                trigger,
+                now: Timestamp::now(),
+            };
+            match self.store.insert_run(&run).await {
+                Ok(Some(_)) => {}
+                Ok(None) => continue, // this tick was taken already (another replica)
+                Err(e) => {
+                    tracing::warn!(error = ?e, monitor = %monitor.name, "cannot record the run; tick skipped");
+                    continue;
+                }
+            }
+            let request = crate::pipeline::capture_request(monitor, viewport, &run.id, &self.webhook_url);
+            match self.submit(&request).await {
+                Ok(job) => {
+                    let _ = self.store.set_run_job(&run.id, &job, Timestamp::now()).await;
+                    tracing::info!(monitor = %monitor.name, viewport = %key, run = %run.id, job = %job, "capture submitted");
+                }
+                Err(message) => {
+                    // Nothing will come back for it: close the run now rather than leave it pending.
+                    tracing::warn!(monitor = %monitor.name, viewport = %key, %message, "capture submission failed");
+                    let error =
+                        serde_json::json!({"code": "submit_failed", "message": message, "retryable": true});
+                    let outcome = RunOutcome {
+                        verdict: Some(Verdict::Failed),
+                        error: Some(error.to_string()),
+                        ..Default::default()
+                    };
+                    let _ = self.store.complete_run(&run.id, &outcome, Timestamp::now()).await;
+                }
+            }
+            started.push(run.id);
+        }
+        started
+    }
+
+    async fn submit(&self, request: &serde_json::Value) -> Result<JobId, String> {
+        let r = self
+            .client
+            .post(&self.capture_url)
+            .bearer_auth(&self.token)
+            .json(request)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        body["job_id"].as_str().and_then(|j| j.parse().ok()).ok_or_else(|| format!("no job_id in {body}"))
+    }
+}
+
+/// Schedules every enabled monitor; returns the running scheduler (shut it down on exit).
+pub async fn start(config: &Config, submitter: Arc<Submitter>) -> Result<JobScheduler, JobSchedulerError> {
+    let scheduler = JobScheduler::new().await?;
+    for monitor in config.monitors.iter().filter(|m| m.enabled) {
+        let monitor = Arc::new(monitor.clone());
+        let submitter = submitter.clone();
+        let schedule = monitor.schedule.six_fields.clone();
+        let job = Job::new_async(schedule.as_str(), move |_, _| {
+            let (monitor, submitter) = (monitor.clone(), submitter.clone());
+            Box::pin(async move {
+                // The tick this fire belongs to, to the second: the same on every replica.
+                let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());
+                submitter.fire(&monitor, Timestamp::from_datetime(tick), Trigger::Schedule).await;
+            })
+        })?;
+        scheduler.add(job).await?;
+    }
+    scheduler.start().await?;
+    Ok(scheduler)
+}
