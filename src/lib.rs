@@ -131,11 +131,7 @@ pub async fn run(
     }
     let asset_urls = capture::AssetUrls {
         base: config.server.public_url.clone(),
-        key: webhook::signing::SigningKey::from_secret(&{
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(key.hmac(b"vigil asset urls"))
-        })
-        .expect("valid base64"),
+        key: key.derive("vigil asset urls"),
         ttl: config.capture.asset_ttl,
     };
     let pool = capture::browser::BrowserPool::new(capture::browser::BrowserSettings {
@@ -146,14 +142,16 @@ pub async fn run(
     let capture_metrics = capture::CaptureMetrics::new(&metrics, &pool);
     let service = capture::CaptureService::new(asset_urls, pool, capture_metrics);
     let blobs = BlobStore::new(&config.storage.data_dir);
+    let baselines = BaselineFiles::new(&config.storage.baselines_dir);
+    // The scheduler calls the capture API like any client; it gets a token of its own.
+    let internal_token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
+    config.auth.api_tokens.push(config::Secret::new(internal_token.clone()));
+    let config = Arc::new(config);
     let delivery_ready = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
     let worker_settings = Arc::new(capture::worker::WorkerSettings {
-        job_timeout: config.capture.job_timeout,
-        stability_timeout: config.capture.stability_timeout,
-        allow_private: config.capture.allow_private.clone(),
-        monitors: config.monitors.clone(),
+        config: config.clone(),
         poll: std::time::Duration::from_millis(500),
         delivery_ready: delivery_ready.clone(),
     });
@@ -181,15 +179,11 @@ pub async fn run(
         outcomes,
     };
     background.spawn(deliverer.run(stop_rx.clone()));
-    // The scheduler calls the capture API like any client; it gets a token of its own.
-    let internal_token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
-    config.auth.api_tokens.push(config::Secret::new(internal_token.clone()));
-    let config = Arc::new(config);
     let webhook_received = Arc::new(tokio::sync::Notify::new());
     let processor = pipeline::Processor {
         store: store.clone(),
         blobs: blobs.clone(),
-        baselines: BaselineFiles::new(&config.storage.baselines_dir),
+        baselines: baselines.clone(),
         config: config.clone(),
         client: webhook::delivery::client(std::time::Duration::from_secs(30)),
         ready: webhook_received.clone(),
@@ -197,7 +191,7 @@ pub async fn run(
     background.spawn(processor.run(stop_rx.clone()));
     let state = http::AppState {
         blobs,
-        baselines: BaselineFiles::new(&config.storage.baselines_dir),
+        baselines,
         config,
         store: store.clone(),
         metrics,

@@ -75,7 +75,6 @@ impl From<chromiumoxide::error::CdpError> for CaptureError {
             CdpError::ChannelSendError(_) | CdpError::NoResponse | CdpError::Ws(_) => {
                 CaptureError::BrowserGone
             }
-            CdpError::Timeout => CaptureError::Cdp(e),
             other => CaptureError::Cdp(other),
         }
     }

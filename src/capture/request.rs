@@ -14,7 +14,7 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_VIEWPORT_SIDE: u32 = 8192;
 pub const MAX_CAPTURE_HEIGHT: u32 = 65_536;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CaptureRequest {
     pub url: String,

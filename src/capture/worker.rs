@@ -19,10 +19,8 @@ use crate::time::Timestamp;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    pub job_timeout: Duration,
-    pub stability_timeout: Duration,
-    pub allow_private: Vec<ipnet::IpNet>,
-    pub monitors: Vec<crate::config::Monitor>,
+    /// Timeouts, the address policy and the monitors (which are trusted) come from here.
+    pub config: Arc<crate::config::Config>,
     /// How often an idle worker looks for due retries.
     pub poll: Duration,
     pub delivery_ready: Arc<tokio::sync::Notify>,
@@ -45,7 +43,8 @@ impl Worker {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         // Longer than the hard timeout (a live worker never loses its job), short enough that a
         // dead worker's job comes back soon.
-        let lease = self.settings.job_timeout + self.settings.job_timeout.min(Duration::from_secs(30));
+        let job_timeout = self.settings.config.capture.job_timeout;
+        let lease = job_timeout + job_timeout.min(Duration::from_secs(30));
         loop {
             if *stop.borrow() {
                 return;
@@ -107,9 +106,10 @@ impl Worker {
 
     async fn process_in_span(&self, job: CaptureJob) {
         let started = Instant::now();
-        let outcome = tokio::time::timeout(self.settings.job_timeout, self.capture(&job))
+        let job_timeout = self.settings.config.capture.job_timeout;
+        let outcome = tokio::time::timeout(job_timeout, self.capture(&job))
             .await
-            .unwrap_or(Err(CaptureError::JobTimeout(self.settings.job_timeout)));
+            .unwrap_or(Err(CaptureError::JobTimeout(job_timeout)));
         let now = Timestamp::now();
         let metrics = &self.service.metrics;
         match outcome {
@@ -172,12 +172,13 @@ impl Worker {
             .map_err(|e| CaptureError::Navigation(format!("stored request unreadable: {e}")))?;
         let spec = req.validate().map_err(|e| CaptureError::Navigation(e.to_string()))?;
         // Checked again here: DNS may have changed since the request was accepted.
-        let trusted = req.is_for_monitor(&self.settings.monitors);
-        super::policy::check_url(&spec.url, trusted, &self.settings.allow_private).await?;
+        let capture = &self.settings.config.capture;
+        let trusted = req.is_for_monitor(&self.settings.config.monitors);
+        super::policy::check_url(&spec.url, trusted, &capture.allow_private).await?;
         let t = Instant::now();
         let live = self.service.pool.get().await?;
-        let guard = (!trusted).then_some(self.settings.allow_private.as_slice());
-        let out = super::engine::capture(&live, &spec, self.settings.stability_timeout, guard).await?;
+        let guard = (!trusted).then_some(capture.allow_private.as_slice());
+        let out = super::engine::capture(&live, &spec, capture.stability_timeout, guard).await?;
         drop(live);
         let captured = t.elapsed();
         let blobs = self.blobs.clone();

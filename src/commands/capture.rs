@@ -87,20 +87,8 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
             WaitArg::Networkidle => WaitUntilReq::Networkidle,
         }),
         wait_for: args.wait_for.clone(),
-        delay: None,
-        timeout: None,
-        hide: Vec::new(),
-        mask: Vec::new(),
-        selector: None,
-        headers: Default::default(),
-        cookies: Vec::new(),
-        basic_auth: None,
-        user_agent: None,
-        dark_mode: None,
-        reduced_motion: None,
         max_height: Some(args.max_height),
-        webhook_url: None,
-        metadata: None,
+        ..CaptureRequest::default()
     };
     let spec = req.validate().map_err(|e| e.to_string())?;
     let profiles = tempfile::tempdir().map_err(|e| format!("cannot create a temporary directory: {e}"))?;

@@ -20,6 +20,7 @@ use url::Url;
 
 pub use ctx::{ConfigError, ConfigErrors, EnvLookup};
 pub use model::*;
+pub use monitor::DEFAULT_THRESHOLD_RATIO;
 pub use values::{InterpolateError, interpolate};
 
 use ctx::{Ctx, Fields};

@@ -220,9 +220,10 @@ impl Processor {
             }
             None => None,
         };
-        let threshold = monitor
-            .map(|m| m.threshold)
-            .unwrap_or(crate::config::Threshold { ratio: Some(0.001), max_diff_pixels: None });
+        let threshold = monitor.map(|m| m.threshold).unwrap_or(crate::config::Threshold {
+            ratio: Some(crate::config::DEFAULT_THRESHOLD_RATIO),
+            max_diff_pixels: None,
+        });
         let changed = report.size_changed || threshold.is_exceeded(report.diff_pixels, report.total_pixels);
         Ok(RunOutcome {
             verdict: Some(if changed { Verdict::Changed } else { Verdict::Unchanged }),

@@ -85,6 +85,11 @@ impl SigningKey {
         format!("v1,{}", B64.encode(mac.finalize().into_bytes()))
     }
 
+    /// A separate key for another purpose (e.g. signing asset URLs), derived from this one.
+    pub fn derive(&self, purpose: &str) -> SigningKey {
+        SigningKey(self.hmac(purpose.as_bytes()).to_vec())
+    }
+
     /// The key bytes (for the plain hex HMAC of external providers).
     pub fn raw(&self) -> &[u8] {
         &self.0
