@@ -474,3 +474,24 @@ async fn a_selector_captures_one_element() {
     assert_eq!(pixel(&png, 0, 0), [0, 128, 0, 255]);
     assert_eq!(pixel(&png, 99, 49), [0, 128, 0, 255]);
 }
+
+#[tokio::test]
+async fn the_openapi_document_matches_the_request_type() {
+    let app = spawn().await;
+    let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    for path in ["/v1/capture", "/v1/capture/{job_id}", "/v1/assets/{asset_id}"] {
+        assert!(spec["paths"][path].is_object(), "{path} documented");
+    }
+    // Every request field the server accepts is documented, and nothing else.
+    let documented: std::collections::BTreeSet<String> =
+        spec["components"]["schemas"]["CaptureRequest"]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+    let fields = serde_json::to_value(vigil::capture::request::CaptureRequest::default()).unwrap();
+    let accepted: std::collections::BTreeSet<String> = fields.as_object().unwrap().keys().cloned().collect();
+    assert_eq!(documented, accepted);
+}
