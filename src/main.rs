@@ -95,8 +95,15 @@ fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // chromiumoxide logs every CDP message it cannot parse (newer Chromium sends some) at
         // WARN/ERROR: noise for users, so only its errors that matter reach the log via vigil.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,chromiumoxide=off"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        // tokio-cron-scheduler narrates its own start-up at INFO.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("info,sqlx=warn,chromiumoxide=off,tokio_cron_scheduler=warn")
+        });
+    // Colours only on a terminal: a log file or journald gets plain text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
