@@ -114,26 +114,34 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
     let config = vigil::config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_url, "vigil listening");
-        vigil::run(config, listener, shutdown_signal()).await.map_err(anyhow::Error::from)
+        vigil::run(config, listener, shutdown).await.map_err(anyhow::Error::from)
     })
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
+/// Installs the SIGTERM and SIGINT handlers now, and returns a future that resolves on either.
+/// Installing them before the server answers its first request matters: a signal that arrives
+/// before the handlers exist kills the process instead of shutting it down cleanly.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
         tokio::select! {
-            _ = ctrl_c => {}
             _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
