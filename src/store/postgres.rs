@@ -31,4 +31,4 @@ impl PgStore {
     }
 }
 
-impl_store!(PgStore, Backend::Postgres, "FOR UPDATE SKIP LOCKED");
+impl_store!(PgStore, Backend::Postgres, "FOR UPDATE SKIP LOCKED", "BEGIN");

@@ -1,10 +1,13 @@
 //! The SQL both backends share. SQLite and PostgreSQL accept the same statements here (`$n`
 //! parameters, `ON CONFLICT`, `RETURNING`, partial indexes); the one difference — row locking
 //! when claiming queue work — comes in as `$lock` (`FOR UPDATE SKIP LOCKED` on PostgreSQL,
-//! nothing on SQLite, whose single writer already makes the claim atomic).
+//! nothing on SQLite, whose single writer already makes the claim atomic) — and how a write
+//! transaction begins: SQLite's must be `BEGIN IMMEDIATE`, because a deferred transaction that
+//! reads and then writes fails at once with `SQLITE_BUSY` (no busy wait) when another connection
+//! committed in between; taking the write lock up front makes it wait on the busy timeout instead.
 
 macro_rules! impl_store {
-    ($ty:ty, $backend:expr, $lock:expr) => {
+    ($ty:ty, $backend:expr, $lock:expr, $begin:expr) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $ty {
             fn backend(&self) -> $crate::store::Backend {
@@ -21,7 +24,7 @@ macro_rules! impl_store {
             }
 
             async fn sync_monitors(&self, monitors: &[MonitorUpsert], now: Timestamp) -> Result<SyncSummary> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let mut summary = SyncSummary::default();
                 let names: Vec<&str> = monitors.iter().map(|m| m.name.as_str()).collect();
                 let existing: Vec<MonitorRecord> = sqlx::query_as("SELECT * FROM monitors").fetch_all(&mut *tx).await?;
@@ -145,7 +148,7 @@ macro_rules! impl_store {
             }
 
             async fn insert_job(&self, job: &NewJob, key_since: Timestamp) -> Result<JobInsert> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 if let Some(key) = &job.idempotency_key {
                     let earlier: Option<CaptureJob> = sqlx::query_as("SELECT * FROM capture_jobs WHERE idempotency_key = $1")
                         .bind(key).fetch_optional(&mut *tx).await?;
@@ -210,7 +213,7 @@ macro_rules! impl_store {
                 delivery: Option<&NewDelivery>,
                 now: Timestamp,
             ) -> Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let r = sqlx::query(
                     "UPDATE capture_jobs SET status = 'completed', result = $3, asset_id = $4, lease_expires_at = NULL,
                          updated_at = $5, completed_at = $5
@@ -236,7 +239,7 @@ macro_rules! impl_store {
                 delivery: Option<&NewDelivery>,
                 now: Timestamp,
             ) -> Result<bool> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let r = match retry_at {
                     Some(at) => sqlx::query(
                         "UPDATE capture_jobs SET status = 'queued', error = $3, next_attempt_at = $4, lease_owner = NULL,
@@ -293,7 +296,7 @@ macro_rules! impl_store {
             }
 
             async fn enqueue_delivery(&self, d: &NewDelivery) -> Result<()> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 insert_delivery(&mut tx, d).await?;
                 tx.commit().await?;
                 Ok(())
@@ -372,7 +375,7 @@ macro_rules! impl_store {
             }
 
             async fn set_baseline(&self, b: &NewBaseline) -> Result<Baseline> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 sqlx::query("UPDATE baselines SET active = FALSE WHERE monitor = $1 AND viewport = $2 AND active")
                     .bind(&b.monitor).bind(&b.viewport).execute(&mut *tx).await?;
                 let row = insert_baseline(&mut tx, b).await?;
@@ -381,7 +384,7 @@ macro_rules! impl_store {
             }
 
             async fn revert_baseline(&self, monitor: &MonitorName, viewport: &str, by: &str, now: Timestamp) -> Result<Option<Baseline>> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin).await?;
                 let current: Option<Baseline> = sqlx::query_as(
                     "UPDATE baselines SET active = FALSE, reverted_at = $3
                      WHERE monitor = $1 AND viewport = $2 AND active RETURNING *",

@@ -39,4 +39,4 @@ impl SqliteStore {
     }
 }
 
-impl_store!(SqliteStore, Backend::Sqlite, "");
+impl_store!(SqliteStore, Backend::Sqlite, "", "BEGIN IMMEDIATE");

@@ -270,30 +270,59 @@ async fn jobs(store: &dyn Store) {
     }
 }
 
-/// Several workers claiming at once never get the same job.
+/// Several workers claiming while clients insert (with idempotency keys, which read before they
+/// write) never get the same job, and no call fails with a lock error: on SQLite a deferred
+/// transaction that reads and then writes would fail at once with `database is locked`.
 async fn concurrent_claims(store: Arc<dyn Store>) {
+    const INSERTERS: usize = 4;
+    const PER_INSERTER: usize = 15;
     let now = t(1_000_000);
-    let mut ids = Vec::new();
-    for _ in 0..20 {
-        let j =
-            NewJob { id: JobId::new(), request: "{}".into(), idempotency_key: None, max_attempts: 3, now };
-        store.insert_job(&j, now).await.unwrap();
-        ids.push(j.id);
+    let claimed_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut inserters = Vec::new();
+    for i in 0..INSERTERS {
+        let store = store.clone();
+        inserters.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..PER_INSERTER {
+                let j = NewJob {
+                    id: JobId::new(),
+                    request: "{}".into(),
+                    idempotency_key: Some(format!("client-{i}-{n}")),
+                    max_attempts: 3,
+                    now,
+                };
+                store.insert_job(&j, now).await.unwrap();
+                ids.push(j.id);
+            }
+            ids
+        }));
     }
-    let mut tasks = Vec::new();
+    let mut claimers = Vec::new();
     for w in 0..4 {
         let store = store.clone();
-        tasks.push(tokio::spawn(async move {
+        let claimed_count = claimed_count.clone();
+        claimers.push(tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Some(j) = store.claim_job(&format!("w{w}"), now, Duration::from_secs(60)).await.unwrap()
-            {
-                got.push(j.id);
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while claimed_count.load(std::sync::atomic::Ordering::SeqCst) < INSERTERS * PER_INSERTER {
+                assert!(std::time::Instant::now() < deadline, "claims did not drain the queue");
+                match store.claim_job(&format!("w{w}"), now, Duration::from_secs(60)).await.unwrap() {
+                    Some(j) => {
+                        claimed_count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        got.push(j.id);
+                    }
+                    None => tokio::task::yield_now().await,
+                }
             }
             got
         }));
     }
+    let mut ids = Vec::new();
+    for task in inserters {
+        ids.extend(task.await.unwrap());
+    }
     let mut claimed = Vec::new();
-    for task in tasks {
+    for task in claimers {
         claimed.extend(task.await.unwrap());
     }
     claimed.sort();
