@@ -1,0 +1,258 @@
+//! What an alert says: the payload frozen when the alert is queued, and the Slack Block Kit
+//! message built from it. Pure: no I/O, so the wording is unit-tested.
+
+use serde::{Deserialize, Serialize};
+use slack_morphism::prelude::*;
+
+use crate::diff::Region;
+use crate::store::AlertKind;
+
+/// Action id of the *Approve as baseline* button (`POST /hooks/slack` reads it).
+pub const APPROVE_ACTION: &str = "vigil_approve";
+/// Regions listed in the message; the rest are summarised as "and N more".
+const MAX_REGIONS: usize = 5;
+
+/// Everything the alert needs, captured when the verdict is recorded, so a config reload or a
+/// later approval does not change an alert waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertPayload {
+    pub kind: AlertKind,
+    pub monitor: String,
+    pub url: String,
+    pub viewport: String,
+    pub run_id: String,
+    /// The monitor's `slack_channel`; `None` means `slack.channel`.
+    pub channel: Option<String>,
+    pub diff_pixels: Option<i64>,
+    pub total_pixels: Option<i64>,
+    pub diff_ratio: Option<f64>,
+    pub size_changed: bool,
+    #[serde(default)]
+    pub regions: Vec<Region>,
+    /// The capture's error, for `failed`.
+    pub error: Option<String>,
+    /// `server.public_url` + `runs/{id}`.
+    pub review_url: String,
+    /// Uploaded into the message's thread, in this order.
+    #[serde(default)]
+    pub images: Vec<AlertImage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertImage {
+    pub title: String,
+    pub filename: String,
+    pub sha256: String,
+}
+
+impl AlertPayload {
+    /// One line for logs, notifications and Slack's `text` fallback.
+    pub fn summary(&self) -> String {
+        match self.kind {
+            AlertKind::Changed => format!(
+                "{} changed ({}): {} of pixels differ{}",
+                self.monitor,
+                self.viewport,
+                percent(self.diff_ratio.unwrap_or(0.0)),
+                if self.size_changed { ", page size changed" } else { "" }
+            ),
+            AlertKind::Failed => {
+                format!("{} ({}) cannot be captured: {}", self.monitor, self.viewport, self.error_message())
+            }
+            AlertKind::Recovered => format!("{} ({}) is captured again", self.monitor, self.viewport),
+        }
+    }
+
+    /// The `message` of the capture's `{code, message}` error, or the raw text.
+    fn error_message(&self) -> String {
+        let Some(raw) = &self.error else { return "unknown error".into() };
+        match serde_json::from_str::<serde_json::Value>(raw) {
+            Ok(v) => match (v["code"].as_str(), v["message"].as_str()) {
+                (Some(code), Some(message)) => format!("{message} ({code})"),
+                (Some(code), None) => code.to_owned(),
+                _ => raw.clone(),
+            },
+            Err(_) => raw.clone(),
+        }
+    }
+
+    /// The Block Kit message: header, facts, changed regions, and the two buttons.
+    pub fn blocks(&self) -> Vec<SlackBlock> {
+        let header = match self.kind {
+            AlertKind::Changed => format!("Visual change: {}", self.monitor),
+            AlertKind::Failed => format!("Capture failing: {}", self.monitor),
+            AlertKind::Recovered => format!("Capture recovered: {}", self.monitor),
+        };
+        let mut fields = vec![
+            md(format!("*Monitor*\n{}", self.monitor)),
+            md(format!("*Viewport*\n{}", self.viewport)),
+            md(format!("*URL*\n<{}|{}>", self.url, escape(&self.url))),
+        ];
+        if self.kind == AlertKind::Changed {
+            fields.push(md(format!(
+                "*Changed*\n{} ({} of {} px)",
+                percent(self.diff_ratio.unwrap_or(0.0)),
+                self.diff_pixels.unwrap_or(0),
+                self.total_pixels.unwrap_or(0)
+            )));
+        }
+        let mut blocks: Vec<SlackBlock> = vec![
+            SlackHeaderBlock::new(truncate(&header, 150).into()).into(),
+            SlackSectionBlock::new().with_fields(fields).into(),
+        ];
+        match self.kind {
+            AlertKind::Changed => {
+                let mut text = String::new();
+                if self.size_changed {
+                    text.push_str("The page size changed.\n");
+                }
+                if !self.regions.is_empty() {
+                    text.push_str("*Changed regions* (x, y, width × height):\n");
+                    for r in self.regions.iter().take(MAX_REGIONS) {
+                        text.push_str(&format!("• {}, {} — {} × {}\n", r.x, r.y, r.width, r.height));
+                    }
+                    if self.regions.len() > MAX_REGIONS {
+                        text.push_str(&format!("• and {} more\n", self.regions.len() - MAX_REGIONS));
+                    }
+                }
+                if !text.is_empty() {
+                    blocks.push(SlackSectionBlock::new().with_text(md(text)).into());
+                }
+            }
+            AlertKind::Failed => {
+                blocks.push(
+                    SlackSectionBlock::new()
+                        .with_text(md(format!("*Error*\n{}", escape(&self.error_message()))))
+                        .into(),
+                );
+            }
+            AlertKind::Recovered => {}
+        }
+        let open = SlackBlockButtonElement::new(pt!("Open review"))
+            .with_action_id("vigil_open".into())
+            .with_url(self.review_url.parse().expect("review URLs are built from a valid base"));
+        let mut buttons = Vec::new();
+        if self.kind == AlertKind::Changed {
+            buttons.push(SlackActionBlockElement::Button(
+                SlackBlockButtonElement::new(pt!("Approve as baseline"))
+                    .with_action_id(APPROVE_ACTION.into())
+                    .with_value(self.run_id.clone())
+                    .with_style(SlackBlockButtonStyle::Primary),
+            ));
+        }
+        buttons.push(SlackActionBlockElement::Button(open));
+        blocks.push(SlackActionsBlock::new(buttons).into());
+        blocks.push(
+            SlackContextBlock::new(vec![SlackContextBlockElement::MarkDown(SlackBlockMarkDownText::new(
+                format!("run `{}`", self.run_id),
+            ))])
+            .into(),
+        );
+        blocks
+    }
+}
+
+fn md(text: String) -> SlackBlockText {
+    SlackBlockText::MarkDown(SlackBlockMarkDownText::new(text))
+}
+
+/// `0.0345` → `3.45%`; small changes keep their digits (`0.004%`), so a real change never reads 0%.
+pub fn percent(ratio: f64) -> String {
+    let p = ratio * 100.0;
+    if p == 0.0 {
+        "0%".into()
+    } else if p < 0.01 {
+        format!("{p:.4}%")
+    } else {
+        format!("{p:.2}%")
+    }
+}
+
+/// Slack's mrkdwn needs `&`, `<` and `>` escaped.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    if s.chars().count() <= max_chars {
+        s.to_owned()
+    } else {
+        s.chars().take(max_chars - 1).chain(std::iter::once('…')).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn changed() -> AlertPayload {
+        AlertPayload {
+            kind: AlertKind::Changed,
+            monitor: "pricing".into(),
+            url: "https://example.com/pricing?a=1&b=2".into(),
+            viewport: "1280x800".into(),
+            run_id: "run_01J0000000000000000000000".into(),
+            channel: None,
+            diff_pixels: Some(4096),
+            total_pixels: Some(1_024_000),
+            diff_ratio: Some(0.004),
+            size_changed: false,
+            regions: (0..7).map(|i| Region { x: i * 10, y: 20, width: 30, height: 40 }).collect(),
+            error: None,
+            review_url: "http://vigil.local:8080/runs/run_01J0000000000000000000000".into(),
+            images: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn changed_alert_has_facts_regions_and_both_buttons() {
+        let json = serde_json::to_value(changed().blocks()).unwrap();
+        let blocks = json.as_array().unwrap();
+        assert_eq!(blocks[0]["type"], "header");
+        assert_eq!(blocks[0]["text"]["text"], "Visual change: pricing");
+        let fields: Vec<&str> =
+            blocks[1]["fields"].as_array().unwrap().iter().map(|f| f["text"].as_str().unwrap()).collect();
+        assert!(fields.contains(&"*Viewport*\n1280x800"), "{fields:?}");
+        assert!(fields.contains(&"*Changed*\n0.40% (4096 of 1024000 px)"), "{fields:?}");
+        assert!(fields.iter().any(|f| f.contains("a=1&amp;b=2")), "URL text escaped: {fields:?}");
+        let regions = blocks[2]["text"]["text"].as_str().unwrap();
+        assert!(regions.contains("• 0, 20 — 30 × 40"), "{regions}");
+        assert!(regions.contains("and 2 more"), "{regions}");
+        let actions = blocks.iter().find(|b| b["type"] == "actions").unwrap();
+        let buttons = actions["elements"].as_array().unwrap();
+        assert_eq!(buttons[0]["action_id"], APPROVE_ACTION);
+        assert_eq!(buttons[0]["value"], "run_01J0000000000000000000000");
+        assert_eq!(buttons[0]["style"], "primary");
+        assert_eq!(buttons[1]["url"], "http://vigil.local:8080/runs/run_01J0000000000000000000000");
+    }
+
+    #[test]
+    fn failed_alert_explains_the_error_and_offers_no_approval() {
+        let mut p = changed();
+        p.kind = AlertKind::Failed;
+        p.error = Some(r#"{"code":"navigation_timeout","message":"page did not load in 30s"}"#.into());
+        assert_eq!(
+            p.summary(),
+            "pricing (1280x800) cannot be captured: page did not load in 30s (navigation_timeout)"
+        );
+        let json = serde_json::to_string(&p.blocks()).unwrap();
+        assert!(json.contains("page did not load in 30s"));
+        assert!(!json.contains(APPROVE_ACTION));
+    }
+
+    #[test]
+    fn percentages_never_round_a_change_to_zero() {
+        assert_eq!(percent(0.0), "0%");
+        assert_eq!(percent(0.0000123), "0.0012%");
+        assert_eq!(percent(0.0345), "3.45%");
+        assert_eq!(percent(1.0), "100.00%");
+    }
+
+    #[test]
+    fn payload_round_trips_through_the_outbox() {
+        let p = changed();
+        let back: AlertPayload = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        assert!(p.summary().starts_with("pricing changed (1280x800): 0.40%"));
+    }
+}
