@@ -110,6 +110,14 @@ pub trait Store: Send + Sync + 'static {
     /// A person's decision on a finished run (`approved` / `rejected`).
     async fn review_run(&self, id: &RunId, verdict: Verdict, by: &str, now: Timestamp) -> Result<bool>;
     async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool>;
+    /// The verdict of the latest finished run of (monitor, viewport) created before `before`
+    /// (failure streaks: alert when one starts and when it ends).
+    async fn previous_verdict(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+        before: Timestamp,
+    ) -> Result<Option<Verdict>>;
     /// Pending runs not touched since `before`, oldest first (for the reconciler).
     async fn stale_pending_runs(&self, before: Timestamp, limit: i64) -> Result<Vec<Run>>;
     /// A monitor's runs, newest first, optionally only those created before `before`.
@@ -205,4 +213,9 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>>;
     async fn record_alert_attempt(&self, id: &AlertId, attempt: &Attempt, now: Timestamp) -> Result<()>;
     async fn get_alert(&self, id: &AlertId) -> Result<Option<Alert>>;
+    /// Records that the alert's message is posted (`channel`, `ts`), before its images go into
+    /// the thread, so a retry does not post the message again.
+    async fn mark_alert_posted(&self, id: &AlertId, channel: &str, ts: &str, now: Timestamp) -> Result<()>;
+    /// Alerts of a run, oldest first.
+    async fn alerts_for_run(&self, run: &RunId) -> Result<Vec<Alert>>;
 }

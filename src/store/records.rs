@@ -289,6 +289,8 @@ pub struct Alert {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub sent_at: Option<Timestamp>,
+    /// Set once the message is posted (with `slack_ts`): a retry then only uploads the images.
+    pub slack_channel: Option<String>,
 }
 
 #[derive(Debug, Clone)]

@@ -124,6 +124,20 @@ macro_rules! impl_store {
                 Ok(r.rows_affected() == 1)
             }
 
+            async fn previous_verdict(
+                &self,
+                monitor: &MonitorName,
+                viewport: &str,
+                before: Timestamp,
+            ) -> Result<Option<Verdict>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT verdict FROM runs
+                     WHERE monitor = $1 AND viewport = $2 AND created_at < $3 AND verdict IS NOT NULL
+                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                )
+                .bind(monitor).bind(viewport).bind(before).fetch_optional(&self.pool).await?)
+            }
+
             async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool> {
                 let row: Option<(i32,)> = sqlx::query_as(
                     "SELECT 1 FROM runs WHERE monitor = $1 AND viewport = $2 AND status = 'pending' LIMIT 1",
@@ -459,6 +473,17 @@ macro_rules! impl_store {
 
             async fn get_alert(&self, id: &AlertId) -> Result<Option<Alert>> {
                 Ok(sqlx::query_as("SELECT * FROM alerts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?)
+            }
+
+            async fn mark_alert_posted(&self, id: &AlertId, channel: &str, ts: &str, now: Timestamp) -> Result<()> {
+                sqlx::query("UPDATE alerts SET slack_channel = $2, slack_ts = $3, updated_at = $4 WHERE id = $1")
+                    .bind(id).bind(channel).bind(ts).bind(now).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn alerts_for_run(&self, run: &RunId) -> Result<Vec<Alert>> {
+                Ok(sqlx::query_as("SELECT * FROM alerts WHERE run_id = $1 ORDER BY created_at, id")
+                    .bind(run).fetch_all(&self.pool).await?)
             }
         }
 
