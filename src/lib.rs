@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alert;
 pub mod capture;
 pub mod commands;
 pub mod config;
@@ -179,7 +180,21 @@ pub async fn run(
         outcomes,
     };
     background.spawn(deliverer.run(stop_rx.clone()));
+    let submitter = Arc::new(scheduler::Submitter {
+        store: store.clone(),
+        client: webhook::delivery::client(std::time::Duration::from_secs(15)),
+        capture_url: match &config.capture.provider {
+            Some(p) => p.url.join("v1/capture").expect("valid URL").to_string(),
+            None => config.server.public_url.join("v1/capture").expect("valid URL").to_string(),
+        },
+        token: match &config.capture.provider {
+            Some(p) => p.api_key.expose().to_owned(),
+            None => internal_token,
+        },
+        webhook_url: config.server.public_url.join("hooks/capture").expect("valid URL").to_string(),
+    });
     let webhook_received = Arc::new(tokio::sync::Notify::new());
+    let alert_ready = Arc::new(tokio::sync::Notify::new());
     let processor = pipeline::Processor {
         store: store.clone(),
         blobs: blobs.clone(),
@@ -187,8 +202,29 @@ pub async fn run(
         config: config.clone(),
         client: webhook::delivery::client(std::time::Duration::from_secs(30)),
         ready: webhook_received.clone(),
+        submitter: submitter.clone(),
+        alert_ready: alert_ready.clone(),
     };
     background.spawn(processor.run(stop_rx.clone()));
+    let reconciler = pipeline::Reconciler {
+        store: store.clone(),
+        submitter: submitter.clone(),
+        config: config.clone(),
+        webhook_received: webhook_received.clone(),
+    };
+    background.spawn(reconciler.run(stop_rx.clone()));
+    let alert_outcomes = prometheus_client::metrics::family::Family::default();
+    metrics.register("alerts", "Alert send attempts by outcome", alert_outcomes.clone());
+    let alerter = alert::Alerter {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        slack: config.slack.as_ref().map(|s| {
+            alert::SlackSender::new(s, webhook::delivery::client(std::time::Duration::from_secs(30)))
+        }),
+        ready: alert_ready,
+        outcomes: alert_outcomes,
+    };
+    background.spawn(alerter.run(stop_rx.clone()));
     let state = http::AppState {
         blobs,
         baselines,
@@ -198,20 +234,8 @@ pub async fn run(
         capture: service.clone(),
         webhook_keys: Arc::new(webhook_keys),
         webhook_received,
+        submitter: submitter.clone(),
     };
-    let submitter = Arc::new(scheduler::Submitter {
-        store: store.clone(),
-        client: webhook::delivery::client(std::time::Duration::from_secs(15)),
-        capture_url: match &state.config.capture.provider {
-            Some(p) => p.url.join("v1/capture").expect("valid URL").to_string(),
-            None => state.config.server.public_url.join("v1/capture").expect("valid URL").to_string(),
-        },
-        token: match &state.config.capture.provider {
-            Some(p) => p.api_key.expose().to_owned(),
-            None => internal_token,
-        },
-        webhook_url: state.config.server.public_url.join("hooks/capture").expect("valid URL").to_string(),
-    });
     let mut cron = scheduler::start(&state.config, submitter).await?;
     let grace = state.config.server.shutdown_timeout;
     let app = http::router(state);

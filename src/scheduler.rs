@@ -9,9 +9,9 @@ use std::sync::Arc;
 use chrono::{DurationRound, TimeDelta, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::config::{Config, Monitor};
+use crate::config::{Config, Monitor, Viewport};
 use crate::ids::{JobId, RunId};
-use crate::store::{NewRun, RunOutcome, Store, Trigger, Verdict};
+use crate::store::{NewRun, Run, RunOutcome, Store, Trigger, Verdict};
 use crate::time::Timestamp;
 
 /// What a fire needs, shared by every monitor's job.
@@ -59,7 +59,8 @@ impl Submitter {
                 }
             }
             let request = crate::pipeline::capture_request(monitor, viewport, &run.id, &self.webhook_url);
-            match self.submit(&request).await {
+            // Keyed by the run: a retried submission cannot create a second job.
+            match self.submit(&request, Some(run.id.as_str())).await {
                 Ok(job) => {
                     let _ = self.store.set_run_job(&run.id, &job, Timestamp::now()).await;
                     tracing::info!(monitor = %monitor.name, viewport = %key, run = %run.id, job = %job, "capture submitted");
@@ -82,15 +83,51 @@ impl Submitter {
         started
     }
 
-    async fn submit(&self, request: &serde_json::Value) -> Result<JobId, String> {
-        let r = self
-            .client
-            .post(&self.capture_url)
-            .bearer_auth(&self.token)
-            .json(request)
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
+    /// `retries_on_diff`: captures the run's page again; the run stays pending with the new job
+    /// and one more attempt.
+    pub async fn recapture(
+        &self,
+        monitor: &Monitor,
+        viewport: &Viewport,
+        run: &Run,
+    ) -> Result<JobId, String> {
+        let request = crate::pipeline::capture_request(monitor, viewport, &run.id, &self.webhook_url);
+        let key = format!("{}/{}", run.id, run.attempt + 1);
+        let job = self.submit(&request, Some(&key)).await?;
+        self.store.recapture_run(&run.id, &job, Timestamp::now()).await.map_err(|e| e.to_string())?;
+        Ok(job)
+    }
+
+    /// The reconciler: a pending run whose job never existed (or was lost) gets a new one.
+    pub async fn resubmit(&self, monitor: &Monitor, viewport: &Viewport, run: &Run) -> Result<JobId, String> {
+        let request = crate::pipeline::capture_request(monitor, viewport, &run.id, &self.webhook_url);
+        let job = self.submit(&request, None).await?;
+        self.store.set_run_job(&run.id, &job, Timestamp::now()).await.map_err(|e| e.to_string())?;
+        Ok(job)
+    }
+
+    /// `GET /v1/capture/{id}` of the capture API: the job's result document, `None` if the API
+    /// does not know the job.
+    pub async fn lookup(&self, job: &JobId) -> Result<Option<serde_json::Value>, String> {
+        let url = format!("{}/{job}", self.capture_url.trim_end_matches('/'));
+        let r = self.client.get(url).bearer_auth(&self.token).send().await.map_err(|e| e.to_string())?;
+        match r.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => r.json().await.map(Some).map_err(|e| e.to_string()),
+            s => Err(format!("HTTP {s}")),
+        }
+    }
+
+    async fn submit(
+        &self,
+        request: &serde_json::Value,
+        idempotency_key: Option<&str>,
+    ) -> Result<JobId, String> {
+        let mut r = self.client.post(&self.capture_url).bearer_auth(&self.token).json(request);
+        if let Some(key) = idempotency_key {
+            r = r.header("idempotency-key", key);
+        }
+        let r = r.send().await.map_err(|e| e.to_string())?;
         let status = r.status();
         let body: serde_json::Value = r.json().await.map_err(|e| e.to_string())?;
         if status != reqwest::StatusCode::ACCEPTED {

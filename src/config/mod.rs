@@ -258,6 +258,9 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
         }
         Some(out)
     });
+    let reconcile_after = or_default(ctx, f, "reconcile_after", Duration::from_secs(120), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_secs(1), Duration::from_secs(24 * 3600))
+    });
     f.finish(
         ctx,
         &[
@@ -270,6 +273,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
             "recycle_after",
             "asset_ttl",
             "allow_private",
+            "reconcile_after",
         ],
     );
     Some(CaptureConfig {
@@ -282,6 +286,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
         recycle_after: recycle_after?,
         asset_ttl: asset_ttl?,
         allow_private: allow_private?,
+        reconcile_after: reconcile_after?,
     })
 }
 

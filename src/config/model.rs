@@ -51,6 +51,8 @@ pub struct CaptureConfig {
     pub recycle_after: u32,
     pub asset_ttl: Duration,
     pub allow_private: Vec<ipnet::IpNet>,
+    /// A pending run untouched this long is looked up in the capture API (the reconciler).
+    pub reconcile_after: Duration,
 }
 
 #[derive(Debug, Clone)]

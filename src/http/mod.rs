@@ -30,6 +30,8 @@ pub struct AppState {
     pub webhook_keys: Arc<Vec<crate::webhook::signing::SigningKey>>,
     /// Woken when a new capture webhook is stored, for the processor.
     pub webhook_received: Arc<tokio::sync::Notify>,
+    /// Submits captures for runs ("run now").
+    pub submitter: Arc<crate::scheduler::Submitter>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -38,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(metrics::router())
         .merge(crate::capture::router())
         .merge(crate::webhook::receiver::router())
+        .merge(crate::pipeline::api::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

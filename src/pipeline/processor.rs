@@ -11,12 +11,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
+use crate::alert::{AlertImage, AlertPayload};
 use crate::config::{Config, Mask, Monitor};
 use crate::diff::{DiffOptions, Limits, Region, compare_png};
-use crate::ids::RunId;
+use crate::ids::{AlertId, RunId};
+use crate::scheduler::Submitter;
 use crate::store::blobs::{BaselineFiles, BlobStore};
 use crate::store::{
-    BaselineSource, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store, Verdict,
+    AlertKind, BaselineSource, NewAlert, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store,
+    Verdict,
 };
 use crate::time::Timestamp;
 
@@ -30,6 +33,10 @@ pub struct Processor {
     pub config: Arc<Config>,
     pub client: reqwest::Client,
     pub ready: Arc<Notify>,
+    /// Re-captures for `retries_on_diff`.
+    pub submitter: Arc<Submitter>,
+    /// Wakes the alerter when an alert is queued.
+    pub alert_ready: Arc<Notify>,
 }
 
 /// The parts of the capture result the processor reads.
@@ -117,6 +124,12 @@ impl Processor {
             return Ok(());
         };
         if run.status != RunStatus::Pending {
+            // Judged already; a crash may have come between the verdict and its alert.
+            return self.queue_alerts(&run).await;
+        }
+        if run.job_id.as_ref().is_some_and(|j| j.as_str() != result.job_id) {
+            // The result of a capture this run has replaced (a re-capture, a resubmission).
+            tracing::info!(run = %run.id, job = %result.job_id, "result of a superseded capture; ignored");
             return Ok(());
         }
         let outcome = match (result.status.as_str(), result.asset_url.as_deref()) {
@@ -130,10 +143,112 @@ impl Processor {
             },
         };
         let verdict = outcome.verdict;
+        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        if verdict == Some(Verdict::Changed)
+            && let Some(monitor) = monitor
+            && run.attempt < monitor.retries_on_diff as i32
+            && let Some(viewport) = monitor.viewports.iter().find(|v| v.key() == run.viewport)
+        {
+            // `retries_on_diff`: look again before alerting; only a change that persists counts.
+            match self.submitter.recapture(monitor, viewport, &run).await {
+                Ok(job) => {
+                    tracing::info!(run = %run.id, monitor = %run.monitor, %job, attempt = run.attempt + 1, diff_pixels = ?outcome.diff_pixels, "change seen; capturing again before alerting");
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::warn!(run = %run.id, error = %e, "re-capture failed; judging this capture")
+                }
+            }
+        }
         if self.store.complete_run(&run.id, &outcome, Timestamp::now()).await? {
             tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, ?verdict, diff_pixels = ?outcome.diff_pixels, "run judged");
         }
+        match self.store.get_run(&run.id).await? {
+            Some(done) => self.queue_alerts(&done).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Queues the alerts a finished run calls for; queuing twice is a no-op (one per run and
+    /// kind). A change alerts every time; failures alert when a streak starts and when it ends.
+    async fn queue_alerts(&self, run: &Run) -> Result<(), ProcessError> {
+        let Some(verdict) = run.verdict else { return Ok(()) };
+        let kind = match verdict {
+            Verdict::Changed => Some(AlertKind::Changed),
+            Verdict::Failed | Verdict::Unchanged | Verdict::BaselineCreated => {
+                let previous =
+                    self.store.previous_verdict(&run.monitor, &run.viewport, run.created_at).await?;
+                let was_failing = previous == Some(Verdict::Failed);
+                match verdict {
+                    Verdict::Failed if !was_failing => Some(AlertKind::Failed),
+                    Verdict::Unchanged | Verdict::BaselineCreated if was_failing => {
+                        Some(AlertKind::Recovered)
+                    }
+                    _ => None,
+                }
+            }
+            Verdict::Approved | Verdict::Rejected => None,
+        };
+        let Some(kind) = kind else { return Ok(()) };
+        let payload = self.alert_payload(run, kind);
+        let queued = self
+            .store
+            .enqueue_alert(&NewAlert {
+                id: AlertId::new(),
+                run_id: run.id.clone(),
+                monitor: run.monitor.clone(),
+                kind,
+                payload: serde_json::to_string(&payload).expect("serialises"),
+                now: Timestamp::now(),
+            })
+            .await?;
+        if queued {
+            tracing::info!(run = %run.id, monitor = %run.monitor, %kind, "alert queued");
+            self.alert_ready.notify_one();
+        }
         Ok(())
+    }
+
+    fn alert_payload(&self, run: &Run, kind: AlertKind) -> AlertPayload {
+        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        let mut images = Vec::new();
+        if kind == AlertKind::Changed {
+            for (title, sha) in [
+                ("baseline", &run.baseline_sha256),
+                ("current", &run.current_sha256),
+                ("diff", &run.diff_sha256),
+            ] {
+                if let Some(sha) = sha {
+                    images.push(AlertImage {
+                        title: format!("{} {} — {title}", run.monitor, run.viewport),
+                        filename: format!("{}-{}-{title}.png", run.monitor, run.viewport),
+                        sha256: sha.clone(),
+                    });
+                }
+            }
+        }
+        AlertPayload {
+            kind,
+            monitor: run.monitor.to_string(),
+            url: monitor.map(|m| m.url.to_string()).unwrap_or_default(),
+            viewport: run.viewport.clone(),
+            run_id: run.id.to_string(),
+            channel: monitor.and_then(|m| m.slack_channel.clone()),
+            diff_pixels: run.diff_pixels,
+            total_pixels: run.total_pixels,
+            diff_ratio: run.diff_ratio,
+            size_changed: run.size_changed.unwrap_or(false),
+            regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
+            error: run.error.clone(),
+            review_url: self
+                .config
+                .server
+                .public_url
+                .join(&format!("runs/{}", run.id))
+                .expect("valid")
+                .to_string(),
+            images,
+        }
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, ProcessError> {

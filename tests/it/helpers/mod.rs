@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod site;
+pub mod slack;
 
 use std::future::Future;
 use std::path::PathBuf;

@@ -1,0 +1,208 @@
+//! The monitors and runs API (DESIGN §8): list monitors with their latest verdicts, a monitor's
+//! recent runs, "run now", one run with its verdict, and the run's three images.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::Monitor;
+use crate::http::auth::Authenticated;
+use crate::http::{ApiError, AppState};
+use crate::ids::RunId;
+use crate::store::{Run, Trigger};
+use crate::time::Timestamp;
+
+/// Runs shown per page of a monitor's history.
+const DEFAULT_RUNS: i64 = 20;
+const MAX_RUNS: i64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/monitors", get(list_monitors))
+        .route("/api/monitors/{name}", get(show_monitor))
+        .route("/api/monitors/{name}/runs", post(run_now))
+        .route("/api/runs/{id}", get(show_run))
+        .route("/api/runs/{id}/{image}", get(run_image))
+}
+
+/// One run as the API shows it: `verdict` is `null` while the run is pending.
+#[derive(Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub monitor: String,
+    pub viewport: String,
+    pub status: String,
+    pub verdict: Option<String>,
+    pub trigger: String,
+    pub diff_pixels: Option<i64>,
+    pub total_pixels: Option<i64>,
+    pub diff_ratio: Option<f64>,
+    pub size_changed: Option<bool>,
+    pub regions: Value,
+    pub error: Option<Value>,
+    pub attempt: i32,
+    pub reviewed_by: Option<String>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    pub images: Images,
+}
+
+#[derive(Serialize)]
+pub struct Images {
+    pub baseline: Option<String>,
+    pub current: Option<String>,
+    pub diff: Option<String>,
+}
+
+impl RunView {
+    pub fn new(run: &Run) -> Self {
+        let link = |name: &str, present: bool| present.then(|| format!("/api/runs/{}/{name}.png", run.id));
+        RunView {
+            id: run.id.to_string(),
+            monitor: run.monitor.to_string(),
+            viewport: run.viewport.clone(),
+            status: run.status.to_string(),
+            verdict: run.verdict.map(|v| v.to_string()),
+            trigger: run.trigger.to_string(),
+            diff_pixels: run.diff_pixels,
+            total_pixels: run.total_pixels,
+            diff_ratio: run.diff_ratio,
+            size_changed: run.size_changed,
+            regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(json!([])),
+            error: run.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e))),
+            attempt: run.attempt,
+            reviewed_by: run.reviewed_by.clone(),
+            created_at: run.created_at.to_string(),
+            completed_at: run.completed_at.map(|t| t.to_string()),
+            images: Images {
+                baseline: link("baseline", run.baseline_sha256.is_some()),
+                current: link("current", run.current_sha256.is_some()),
+                diff: link("diff", run.diff_sha256.is_some()),
+            },
+        }
+    }
+}
+
+fn monitor_view(m: &Monitor) -> Value {
+    json!({
+        "name": m.name,
+        "url": m.url,
+        "enabled": m.enabled,
+        "schedule": m.schedule.source,
+        "viewports": m.viewports.iter().map(|v| v.key()).collect::<Vec<_>>(),
+        "threshold": m.threshold,
+    })
+}
+
+fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a Monitor, ApiError> {
+    state
+        .config
+        .monitors
+        .iter()
+        .find(|m| m.name.as_str() == name)
+        .ok_or(ApiError::NotFound("no such monitor"))
+}
+
+async fn list_monitors(_: Authenticated, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut out = Vec::with_capacity(state.config.monitors.len());
+    for m in state.config.monitors.iter() {
+        let mut view = monitor_view(m);
+        let latest = state.store.list_runs(&m.name, None, m.viewports.len() as i64).await?;
+        view["latest"] = json!(latest.iter().map(RunView::new).collect::<Vec<_>>());
+        out.push(view);
+    }
+    Ok(Json(json!({ "monitors": out })))
+}
+
+#[derive(Deserialize)]
+struct Page {
+    /// Runs created before this run's creation (the cursor is the last id of the previous page).
+    before: Option<RunId>,
+    limit: Option<i64>,
+}
+
+async fn show_monitor(
+    _: Authenticated,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<Value>, ApiError> {
+    let m = find(&state, &name)?;
+    let before = match &page.before {
+        Some(id) => Some(state.store.get_run(id).await?.ok_or(ApiError::NotFound("no such run"))?.created_at),
+        None => None,
+    };
+    let limit = page.limit.unwrap_or(DEFAULT_RUNS).clamp(1, MAX_RUNS);
+    let runs = state.store.list_runs(&m.name, before, limit).await?;
+    let mut view = monitor_view(m);
+    view["runs"] = json!(runs.iter().map(RunView::new).collect::<Vec<_>>());
+    Ok(Json(view))
+}
+
+/// Run now: one run per viewport, submitted at once. Viewports with a run still pending are
+/// skipped; if all are, 409.
+async fn run_now(
+    _: Authenticated,
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let m = find(&state, &name)?;
+    let run_ids = state.submitter.fire(m, Timestamp::now(), Trigger::Manual).await;
+    if run_ids.is_empty() {
+        return Err(ApiError::Conflict {
+            code: "run_pending",
+            message: format!("{name} has a run pending for every viewport; wait for it to finish"),
+        });
+    }
+    Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "run_ids": run_ids }))).into_response())
+}
+
+async fn show_run(
+    _: Authenticated,
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunView>, ApiError> {
+    let run = load_run(&state, &id).await?;
+    Ok(Json(RunView::new(&run)))
+}
+
+async fn load_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
+    let id: RunId = id.parse().map_err(|_| ApiError::NotFound("no such run"))?;
+    state.store.get_run(&id).await?.ok_or(ApiError::NotFound("no such run"))
+}
+
+/// `baseline.png`, `current.png` or `diff.png` of a run: the images as they were when it was
+/// judged (the baseline it was compared with, not today's).
+async fn run_image(
+    _: Authenticated,
+    State(state): State<AppState>,
+    Path((id, image)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let run = load_run(&state, &id).await?;
+    let sha = match image.as_str() {
+        "baseline.png" => run.baseline_sha256,
+        "current.png" => run.current_sha256,
+        "diff.png" => run.diff_sha256,
+        _ => return Err(ApiError::NotFound("no such image (baseline.png, current.png, diff.png)")),
+    }
+    .ok_or(ApiError::NotFound("this run has no such image"))?;
+    let blobs = state.blobs.clone();
+    let bytes = tokio::task::spawn_blocking(move || blobs.get(&sha))
+        .await
+        .map_err(|_| ApiError::Internal)?
+        .map_err(|_| ApiError::NotFound("the image has been pruned"))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            // Content-addressed: a run's image never changes.
+            (header::CACHE_CONTROL, "private, max-age=86400, immutable"),
+        ],
+        bytes,
+    )
+        .into_response())
+}

@@ -1,0 +1,122 @@
+//! The reconciler: nothing stays pending forever. A run untouched for `capture.reconcile_after`
+//! is looked up in the capture API with `GET /v1/capture/{job_id}`:
+//! - finished (completed or failed): the result document is stored as if its webhook had come
+//!   (keyed `job:<id>`, so the real webhook, should it still arrive, is a duplicate) and the
+//!   processor judges it;
+//! - queued or running: left alone (touched, so it is looked at again later);
+//! - unknown to the API, or never submitted (a crash between recording and submitting): the
+//!   capture is submitted again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::Config;
+use crate::scheduler::Submitter;
+use crate::store::{Run, RunOutcome, Store, Verdict};
+use crate::time::Timestamp;
+
+pub struct Reconciler {
+    pub store: Arc<dyn Store>,
+    pub submitter: Arc<Submitter>,
+    pub config: Arc<Config>,
+    /// Wakes the processor.
+    pub webhook_received: Arc<Notify>,
+}
+
+impl Reconciler {
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        // Often enough to act soon after `reconcile_after`, rarely enough to cost nothing.
+        let every = (self.config.capture.reconcile_after / 4)
+            .clamp(Duration::from_millis(250), Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => return,
+            }
+            if *stop.borrow() {
+                return;
+            }
+            let before = Timestamp::now().minus(self.config.capture.reconcile_after);
+            let runs = match self.store.stale_pending_runs(before, 50).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = ?e, "reconciler cannot read pending runs");
+                    continue;
+                }
+            };
+            for run in runs {
+                if let Err(e) = self.reconcile(&run).await {
+                    tracing::warn!(run = %run.id, error = %e, "cannot reconcile the run; will try again");
+                }
+            }
+        }
+    }
+
+    async fn reconcile(&self, run: &Run) -> Result<(), String> {
+        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        let viewport = monitor.and_then(|m| m.viewports.iter().find(|v| v.key() == run.viewport));
+        let (Some(monitor), Some(viewport)) = (monitor, viewport) else {
+            // Removed from the config while in flight: close it instead of capturing it again.
+            return self
+                .fail(run, "monitor_removed", "the monitor or viewport is no longer configured")
+                .await;
+        };
+        let Some(job) = &run.job_id else {
+            let job = self.submitter.resubmit(monitor, viewport, run).await?;
+            tracing::info!(run = %run.id, %job, "run was never submitted; submitted now");
+            return Ok(());
+        };
+        match self.submitter.lookup(job).await? {
+            None => {
+                let new = self.submitter.resubmit(monitor, viewport, run).await?;
+                tracing::info!(run = %run.id, old = %job, job = %new, "capture API does not know the job; submitted again");
+            }
+            Some(doc) => match doc["status"].as_str() {
+                Some("completed" | "failed") => {
+                    let payload = doc.to_string();
+                    let fresh = self
+                        .store
+                        .record_received_webhook(
+                            &format!("job:{job}"),
+                            job.as_str(),
+                            &payload,
+                            Timestamp::now(),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    tracing::info!(run = %run.id, %job, fresh, "finished job had no webhook processed; processing it now");
+                    if !fresh {
+                        // Its webhook is stored and waiting: look again after another period.
+                        self.store
+                            .set_run_job(&run.id, job, Timestamp::now())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    self.webhook_received.notify_one();
+                }
+                _ => {
+                    // Still queued or running: look again after another `reconcile_after`.
+                    self.store
+                        .set_run_job(&run.id, job, Timestamp::now())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+            },
+        }
+        Ok(())
+    }
+
+    async fn fail(&self, run: &Run, code: &str, message: &str) -> Result<(), String> {
+        let outcome = RunOutcome {
+            verdict: Some(Verdict::Failed),
+            error: Some(
+                serde_json::json!({"code": code, "message": message, "retryable": false}).to_string(),
+            ),
+            ..Default::default()
+        };
+        self.store.complete_run(&run.id, &outcome, Timestamp::now()).await.map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

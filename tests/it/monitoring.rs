@@ -1,0 +1,306 @@
+//! The product as a user meets it: monitors from YAML, "run now" over the API, real Chromium,
+//! every capture back through the signed webhook, a verdict per run, and the Slack alert (against
+//! a fake Slack API on loopback) with the three images in its thread.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use vigil::ids::{JobId, RunId};
+use vigil::store::{NewRun, Trigger};
+use vigil::time::Timestamp;
+
+use crate::helpers::slack::{BOT_TOKEN, CHANNEL_ID, FakeSlack};
+use crate::helpers::{Backend, TestApp, TestSite, wait_for};
+
+const TOKEN: &str = "test-token-0123456789";
+const PAGE: &str = "<html><body style='margin:0;background:#fff'><h1 style='margin:0;font:20px sans-serif'>{}</h1>\
+                    <div style='width:100px;height:50px;background:{}'></div></body></html>";
+
+fn page(title: &str, colour: &str) -> String {
+    PAGE.replacen("{}", title, 1).replacen("{}", colour, 1)
+}
+
+fn config(site: &TestSite, slack: &FakeSlack, extra_capture: &str) -> String {
+    let mut yaml = format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
+         capture:\n  workers: 2\n  stability_timeout: 1s\n{extra_capture}\
+         slack:\n  bot_token: {BOT_TOKEN}\n  channel: \"#visual\"\n  api_url: {}/\n\
+         defaults:\n  schedule: \"0 0 1 1 *\"\n  viewports: [320x200]\n  full_page: false\n  wait_until: load\n  threshold: 1%\n\
+         monitors:\n",
+        slack.api_url
+    );
+    for name in ["home", "pricing", "about"] {
+        yaml.push_str(&format!("  - name: {name}\n    url: {}\n", site.url(name)));
+    }
+    yaml
+}
+
+async fn api(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Value) {
+    let r = app.client.request(method, app.url(path)).bearer_auth(TOKEN).send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Run now → the run ids (one viewport each here).
+async fn run_now(app: &TestApp, monitor: &str) -> String {
+    let (status, body) = api(app, reqwest::Method::POST, &format!("/api/monitors/{monitor}/runs")).await;
+    assert_eq!(status, 202, "{body}");
+    body["run_ids"][0].as_str().unwrap().to_owned()
+}
+
+async fn verdict_of(app: &TestApp, run: &str) -> Value {
+    wait_for(&format!("a verdict for {run}"), Duration::from_secs(90), || async {
+        let (_, body) = api(app, reqwest::Method::GET, &format!("/api/runs/{run}")).await;
+        (!body["verdict"].is_null()).then_some(body)
+    })
+    .await
+}
+
+async fn image(app: &TestApp, url: &str) -> Vec<u8> {
+    let r = app.client.get(app.url(url)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    assert_eq!(r.headers()["content-type"], "image/png");
+    r.bytes().await.unwrap().to_vec()
+}
+
+async fn story(backend: Backend) {
+    let site = TestSite::start().await;
+    for name in ["home", "pricing", "about"] {
+        site.set(name, &page(name, "rgb(255,0,0)"));
+    }
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(backend, &config(&site, &slack, "")).await;
+    let cycle = Instant::now();
+
+    // Run now: three baselines, written as files, and no alert.
+    let mut first = Vec::new();
+    for name in ["home", "pricing", "about"] {
+        first.push((name, run_now(&app, name).await));
+    }
+    for (name, run) in &first {
+        let v = verdict_of(&app, run).await;
+        assert_eq!(v["verdict"], "baseline_created", "{v}");
+        assert_eq!(v["monitor"], *name);
+        let file = app.dir.path().join(format!("baselines/{name}/320x200.png"));
+        assert_eq!(
+            std::fs::read(&file).expect("baseline file"),
+            image(&app, v["images"]["current"].as_str().unwrap()).await
+        );
+    }
+    let first_cycle = cycle.elapsed();
+
+    // One page changes: exactly that monitor changes, with one Slack message and three uploads.
+    site.set("pricing", &page("pricing", "rgb(0,0,255)"));
+    let cycle = Instant::now();
+    let mut second = Vec::new();
+    for name in ["home", "pricing", "about"] {
+        second.push((name, run_now(&app, name).await));
+    }
+    let mut changed = Value::Null;
+    for (name, run) in &second {
+        let v = verdict_of(&app, run).await;
+        if *name == "pricing" {
+            assert_eq!(v["verdict"], "changed", "{v}");
+            assert_eq!(v["diff_pixels"], 5000, "the 100x50 box changed colour: {v}");
+            assert_eq!(v["diff_ratio"], json!(5000.0 / 64000.0));
+            let regions = v["regions"].as_array().unwrap();
+            assert_eq!(regions.len(), 1, "one changed region: {v}");
+            assert_eq!((&regions[0]["width"], &regions[0]["height"]), (&json!(100), &json!(50)));
+            changed = v;
+        } else {
+            assert_eq!(v["verdict"], "unchanged", "{v}");
+        }
+    }
+    let second_cycle = cycle.elapsed();
+    let shared = wait_for("three images in the alert's thread", Duration::from_secs(30), || async {
+        let s = slack.shared();
+        (s.len() >= 3).then_some(s)
+    })
+    .await;
+    let posted = slack.posted();
+    assert_eq!(posted.len(), 1, "one message: {posted:#?}");
+    let message = &posted[0];
+    assert_eq!(message.channel, "#visual");
+    assert!(message.text.starts_with("pricing changed (320x200): 7.81%"), "{}", message.text);
+    let blocks = message.blocks.to_string();
+    assert!(blocks.contains(&site.url("pricing")), "{blocks}");
+    assert!(blocks.contains(&format!("/runs/{}", changed["id"].as_str().unwrap())), "review link: {blocks}");
+    let approve = message.blocks.as_array().unwrap().iter().find(|b| b["type"] == "actions").unwrap();
+    assert_eq!(approve["elements"][0]["value"], changed["id"]);
+    assert_eq!(shared.len(), 3);
+    for (file, kind) in shared.iter().zip(["baseline", "current", "diff"]) {
+        assert_eq!((file.channel_id.as_str(), file.thread_ts.as_str()), (CHANNEL_ID, message.ts.as_str()));
+        assert_eq!(file.filename, format!("pricing-320x200-{kind}.png"));
+        assert_eq!(file.title, format!("pricing 320x200 — {kind}"));
+        assert_eq!(
+            file.bytes.to_vec(),
+            image(&app, changed["images"][kind].as_str().unwrap()).await,
+            "{kind}"
+        );
+    }
+
+    // Slack rate-limits the next alert: it is sent once, after Retry-After.
+    slack.script(&[(429, Some(1))]);
+    site.set("pricing", &page("pricing", "rgb(0,160,0)"));
+    let run = run_now(&app, "pricing").await;
+    assert_eq!(verdict_of(&app, &run).await["verdict"], "changed");
+    wait_for("the rate-limited alert", Duration::from_secs(30), || async {
+        (slack.posted().len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(slack.failed_calls("chat.postMessage"), 1, "429 answered once");
+    wait_for("its images", Duration::from_secs(30), || async { (slack.shared().len() == 6).then_some(()) })
+        .await;
+
+    // Nothing more: no alert for the unchanged runs, none twice.
+    let (_, monitors) = api(&app, reqwest::Method::GET, "/api/monitors").await;
+    let latest: Vec<(String, String)> = monitors["monitors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (m["name"].as_str().unwrap().to_owned(), m["latest"][0]["verdict"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert_eq!(
+        latest,
+        [
+            ("home".into(), "unchanged".into()),
+            ("pricing".into(), "changed".into()),
+            ("about".into(), "unchanged".into())
+        ]
+    );
+    let (_, pricing) = api(&app, reqwest::Method::GET, "/api/monitors/pricing").await;
+    assert_eq!(pricing["runs"].as_array().unwrap().len(), 3, "{pricing}");
+    assert_eq!(slack.posted().len(), 2);
+    assert!(slack.refused().is_empty(), "requests Slack would refuse: {:?}", slack.refused());
+    eprintln!(
+        "{backend:?}: first cycle (3 baselines) {first_cycle:?}, second cycle (3 diffs + alert) {second_cycle:?}"
+    );
+}
+
+#[tokio::test]
+async fn monitoring_story_sqlite() {
+    story(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn monitoring_story_postgres() {
+    story(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn run_now_answers_404_for_unknown_monitors_and_needs_a_token() {
+    let site = TestSite::start().await;
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &config(&site, &slack, "")).await;
+    let (status, body) = api(&app, reqwest::Method::POST, "/api/monitors/nope/runs").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (404, Some("not_found")));
+    let r = app.client.post(app.url("/api/monitors/home/runs")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, _) = api(&app, reqwest::Method::GET, "/api/runs/run_01JXXXXXXXXXXXXXXXXXXXXXXX").await;
+    assert_eq!(status, 404);
+}
+
+/// A change must persist through `retries_on_diff` re-captures before it alerts.
+#[tokio::test]
+async fn retries_on_diff_captures_again_before_alerting() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let yaml =
+        config(&site, &slack, "").replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 2\n");
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "baseline_created");
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let hits_before = site.hits("home");
+    let v = verdict_of(&app, &run_now(&app, "home").await).await;
+    assert_eq!(v["verdict"], "changed");
+    assert_eq!(v["attempt"], 2, "captured twice more before judging: {v}");
+    assert!(site.hits("home") >= hits_before + 3, "three captures of the page");
+    wait_for("the alert", Duration::from_secs(30), || async { (slack.posted().len() == 1).then_some(()) })
+        .await;
+}
+
+/// Nothing stays pending: a run whose webhook never comes, one whose job the capture API does not
+/// know, and one never submitted are all completed by the reconciler.
+#[tokio::test]
+async fn reconciler_completes_runs_whose_webhook_never_arrives() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    site.set("pricing", &page("pricing", "rgb(255,0,0)"));
+    site.set("about", &page("about", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &config(&site, &slack, "  reconcile_after: 1s\n")).await;
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let cfg = vigil::config::parse(&config(&site, &slack, ""), "t.yaml", &|_| None).unwrap();
+    let new_run = |m: &vigil::config::Monitor| NewRun {
+        id: RunId::new(),
+        monitor: m.name.clone(),
+        viewport: m.viewports[0].key(),
+        scheduled_for: Timestamp::now(),
+        trigger: Trigger::Manual,
+        now: Timestamp::now(),
+    };
+
+    // 1. Captured without a webhook: only GET /v1/capture/{id} can tell the result.
+    let home = &cfg.monitors[0];
+    let run = new_run(home);
+    store.insert_run(&run).await.unwrap().unwrap();
+    let mut body =
+        vigil::pipeline::capture_request(home, &home.viewports[0], &run.id, &app.url("/hooks/capture"));
+    body.as_object_mut().unwrap().remove("webhook_url");
+    let (status, job) = {
+        let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 202, "{job}");
+    let job: JobId = job["job_id"].as_str().unwrap().parse().unwrap();
+    store.set_run_job(&run.id, &job, Timestamp::now()).await.unwrap();
+
+    // 2. A job the capture API never heard of.
+    let pricing = &cfg.monitors[1];
+    let lost = new_run(pricing);
+    store.insert_run(&lost).await.unwrap().unwrap();
+    store.set_run_job(&lost.id, &JobId::new(), Timestamp::now()).await.unwrap();
+
+    // 3. Recorded but never submitted (a crash in between).
+    let unsent = new_run(&cfg.monitors[2]);
+    store.insert_run(&unsent).await.unwrap().unwrap();
+
+    for id in [&run.id, &lost.id, &unsent.id] {
+        assert_eq!(verdict_of(&app, id.as_str()).await["verdict"], "baseline_created", "{id}");
+    }
+    assert!(store.stale_pending_runs(Timestamp::now(), 10).await.unwrap().is_empty());
+}
+
+/// Failures alert once when a streak starts and once when it ends, not on every tick.
+#[tokio::test]
+async fn a_failure_streak_alerts_once_and_its_recovery_once() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let yaml = config(&site, &slack, "  max_attempts: 1\n")
+        .replace("  threshold: 1%\n", "  threshold: 1%\n  selector: div\n");
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "baseline_created");
+    // The element to capture disappears: the capture fails, three ticks in a row.
+    site.set("home", "<html><body>gone</body></html>");
+    for _ in 0..3 {
+        let v = verdict_of(&app, &run_now(&app, "home").await).await;
+        assert_eq!(v["verdict"], "failed", "{v}");
+    }
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "unchanged");
+    let posted = wait_for("two alerts", Duration::from_secs(30), || async {
+        let p = slack.posted();
+        (p.len() >= 2).then_some(p)
+    })
+    .await;
+    assert!(posted[0].text.starts_with("home (320x200) cannot be captured"), "{}", posted[0].text);
+    assert_eq!(posted[1].text, "home (320x200) is captured again");
+    // The store agrees: nothing else is queued.
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    assert!(store.claim_alert(Timestamp::now(), Duration::from_secs(1)).await.unwrap().is_none());
+    assert_eq!(slack.posted().len(), 2);
+}
