@@ -109,6 +109,29 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with(config, listener, shutdown, RunOptions::default()).await
+}
+
+/// How [`run_with`] differs from the daemon.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Fire monitors on their cron (off for `vigil run --once`, which starts the runs itself).
+    pub schedule: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self { schedule: true }
+    }
+}
+
+/// [`run`], with options.
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: RunOptions,
+) -> Result<(), RunError> {
     let mut config = config;
     // Listening on port 0 (tests): the default public URL names the port actually bound.
     if config.server.public_url.port() == Some(0)
@@ -236,7 +259,10 @@ pub async fn run(
         webhook_received,
         submitter: submitter.clone(),
     };
-    let mut cron = scheduler::start(&state.config, submitter).await?;
+    let mut cron = match options.schedule {
+        true => Some(scheduler::start(&state.config, submitter).await?),
+        false => None,
+    };
     let grace = state.config.server.shutdown_timeout;
     let app = http::router(state);
 
@@ -261,7 +287,9 @@ pub async fn run(
             }
         }
     };
-    let _ = cron.shutdown().await;
+    if let Some(cron) = &mut cron {
+        let _ = cron.shutdown().await;
+    }
     let _ = stop_tx.send(true);
     // Workers finish the capture in hand (bounded by the grace period); a job cut short is
     // picked up again after its lease once the daemon is back.

@@ -28,6 +28,10 @@ enum Command {
     Run {
         #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
         config: PathBuf,
+        /// Run every enabled monitor once, wait for the verdicts and alerts, print a table and
+        /// exit: 0 when nothing changed or failed, 1 when something did, 2 on error (for CI).
+        #[arg(long)]
+        once: bool,
     },
     /// Validate a config file and show each monitor with its next three fire times.
     Check {
@@ -50,13 +54,16 @@ enum Command {
 fn main() -> ExitCode {
     use_huge_pages();
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // A one-off pass prints its own progress; the log keeps to warnings unless asked.
+    let quiet = matches!(cli.command, Command::Run { once: true, .. });
+    init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Check { config } => vigil::commands::check::run(&config),
         Command::Diff(args) => vigil::commands::diff::run(&args),
         Command::Capture(args) => vigil::commands::capture::run(&args),
         Command::Deliveries { config, command } => vigil::commands::deliveries::run(&config, &command),
-        Command::Run { config } => match run(&config) {
+        Command::Run { config, once: true } => vigil::commands::once::run(&config),
+        Command::Run { config, once: false } => match run(&config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e:#}");
@@ -91,13 +98,15 @@ fn use_huge_pages() {
     }
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         // chromiumoxide logs every CDP message it cannot parse (newer Chromium sends some) at
         // WARN/ERROR: noise for users, so only its errors that matter reach the log via vigil.
         // tokio-cron-scheduler narrates its own start-up at INFO.
         .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("info,sqlx=warn,chromiumoxide=off,tokio_cron_scheduler=warn")
+            tracing_subscriber::EnvFilter::new(format!(
+                "{level},sqlx=warn,chromiumoxide=off,tokio_cron_scheduler=warn"
+            ))
         });
     // Colours only on a terminal: a log file or journald gets plain text.
     let builder = tracing_subscriber::fmt()

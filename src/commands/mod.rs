@@ -5,3 +5,4 @@ pub mod capture;
 pub mod check;
 pub mod deliveries;
 pub mod diff;
+pub mod once;

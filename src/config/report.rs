@@ -8,7 +8,7 @@ use super::Config;
 
 pub fn table(config: &Config, now: DateTime<Utc>) -> String {
     let header = ["NAME", "URL", "VIEWPORTS", "SCHEDULE", "THRESHOLD", "NEXT RUNS (UTC)"];
-    let rows: Vec<[String; 6]> = config
+    let rows: Vec<Vec<String>> = config
         .monitors
         .iter()
         .map(|m| {
@@ -30,29 +30,10 @@ pub fn table(config: &Config, now: DateTime<Utc>) -> String {
                 m.threshold.to_string(),
                 next,
             ]
+            .into()
         })
         .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    let mut line = |cells: &[&str]| {
-        let last = cells.len() - 1;
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i == last {
-                let _ = writeln!(out, "{cell}");
-            } else {
-                let _ = write!(out, "{cell:<w$}  ");
-            }
-        }
-    };
-    line(&header);
-    for row in &rows {
-        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
-    }
+    let mut out = render(&header, &rows);
     let enabled = config.monitors.iter().filter(|m| m.enabled).count();
     let _ = writeln!(
         out,
@@ -61,5 +42,31 @@ pub fn table(config: &Config, now: DateTime<Utc>) -> String {
         if config.monitors.len() == 1 { "" } else { "s" },
         enabled
     );
+    out
+}
+
+/// Left-aligned columns two spaces apart, the last one unpadded.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let last = cells.len() - 1;
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i == last {
+                let _ = writeln!(out, "{cell}");
+            } else {
+                let _ = write!(out, "{cell:<w$}  ");
+            }
+        }
+    };
+    line(header);
+    for row in rows {
+        line(&row.iter().map(String::as_str).collect::<Vec<_>>());
+    }
     out
 }

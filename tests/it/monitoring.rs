@@ -304,3 +304,56 @@ async fn a_failure_streak_alerts_once_and_its_recovery_once() {
     assert!(store.claim_alert(Timestamp::now(), Duration::from_secs(1)).await.unwrap().is_none());
     assert_eq!(slack.posted().len(), 2);
 }
+
+/// `vigil run --once`, the binary as a CI job runs it: exit 0 on a new baseline, 1 after the
+/// page changed (with the alert sent before it exits), 0 again once nothing changed.
+#[tokio::test]
+async fn run_once_exits_non_zero_on_a_change() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    site.set("pricing", &page("pricing", "rgb(255,0,0)"));
+    site.set("about", &page("about", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}",
+        db = dir.path().join("vigil.db").display(),
+        data = dir.path().join("data").display(),
+        baselines = dir.path().join("baselines").display(),
+        rest = config(&site, &slack, "")
+    );
+    let file = dir.path().join("monitors.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let once = || {
+        let file = file.clone();
+        async move {
+            let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+                .args(["run", "--once", "--config"])
+                .arg(&file)
+                .output()
+                .await
+                .unwrap();
+            let (stdout, stderr) =
+                (String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap());
+            (out.status.code(), stdout, stderr)
+        }
+    };
+    let (code, out, err) = once().await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.starts_with("MONITOR"), "{out}");
+    assert!(out.contains("3 runs in") && out.contains("3 new baselines"), "{out}");
+    assert!(err.contains("[3/3]"), "progress shown: {err}");
+
+    site.set("about", &page("about", "rgb(0,0,255)"));
+    let (code, out, err) = once().await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let about = out.lines().find(|l| l.starts_with("about")).unwrap();
+    assert!(about.contains("changed") && about.contains("7.81%"), "{out}");
+    assert!(out.contains("2 unchanged, 0 new baselines, 1 changed, 0 failed"), "{out}");
+    assert_eq!(slack.posted().len(), 1, "the alert went out before the command exited");
+
+    site.set("about", &page("about", "rgb(255,0,0)"));
+    let (code, out, err) = once().await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("3 unchanged"), "{out}");
+}
