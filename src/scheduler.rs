@@ -138,17 +138,23 @@ impl Submitter {
 }
 
 /// Schedules every enabled monitor; returns the running scheduler (shut it down on exit).
+/// A monitor that has run before and whose latest tick passed while vigil was down runs once
+/// now (one catch-up, however many ticks were missed).
 pub async fn start(config: &Config, submitter: Arc<Submitter>) -> Result<JobScheduler, JobSchedulerError> {
     let scheduler = JobScheduler::new().await?;
     for monitor in config.monitors.iter().filter(|m| m.enabled) {
         let monitor = Arc::new(monitor.clone());
         let submitter = submitter.clone();
         let schedule = monitor.schedule.six_fields.clone();
+        tokio::spawn(catch_up(monitor.clone(), submitter.clone()));
         let job = Job::new_async(schedule.as_str(), move |_, _| {
             let (monitor, submitter) = (monitor.clone(), submitter.clone());
             Box::pin(async move {
                 // The tick this fire belongs to, to the second: the same on every replica.
                 let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());
+                if !monitor.jitter.is_zero() {
+                    tokio::time::sleep(monitor.jitter.mul_f64(rand::random::<f64>())).await;
+                }
                 submitter.fire(&monitor, Timestamp::from_datetime(tick), Trigger::Schedule).await;
             })
         })?;
@@ -156,4 +162,23 @@ pub async fn start(config: &Config, submitter: Arc<Submitter>) -> Result<JobSche
     }
     scheduler.start().await?;
     Ok(scheduler)
+}
+
+async fn catch_up(monitor: Arc<Monitor>, submitter: Arc<Submitter>) {
+    let Some(tick) = monitor.schedule.previous_fire(Utc::now()) else { return };
+    let tick = Timestamp::from_datetime(tick);
+    let last = match submitter.store.list_runs(&monitor.name, None, 1).await {
+        Ok(runs) => runs.into_iter().next(),
+        Err(e) => {
+            tracing::warn!(monitor = %monitor.name, error = ?e, "cannot read the last run; no catch-up");
+            return;
+        }
+    };
+    // Never run before: it starts with its next tick. Ran at or after the latest tick: nothing missed.
+    let Some(last) = last else { return };
+    if last.scheduled_for >= tick || last.created_at >= tick {
+        return;
+    }
+    tracing::info!(monitor = %monitor.name, missed = %tick, "a tick passed while vigil was down; running it now");
+    submitter.fire(&monitor, tick, Trigger::Schedule).await;
 }

@@ -121,6 +121,10 @@ pub struct Monitor {
     pub retries_on_diff: u32,
     pub slack_channel: Option<String>,
     pub enabled: bool,
+    /// A random delay of up to this much before each scheduled capture, so monitors sharing a
+    /// schedule do not all hit the capture pool (or one site) in the same second.
+    #[serde(with = "humantime_serde_compat")]
+    pub jitter: Duration,
 }
 
 /// When a change is big enough to alert: either limit crossed fires.
@@ -245,6 +249,11 @@ impl Schedule {
     }
 
     /// The next `n` fire times strictly after `after` (UTC).
+    /// The latest fire time at or before `at`.
+    pub fn previous_fire(&self, at: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.cron.find_previous_occurrence(&at, true).ok()
+    }
+
     pub fn next_fires(
         &self,
         after: chrono::DateTime<chrono::Utc>,

@@ -36,6 +36,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "retries_on_diff",
     "slack_channel",
     "enabled",
+    "jitter",
 ];
 
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
@@ -70,6 +71,7 @@ pub(crate) struct Settings {
     retries_on_diff: Option<u32>,
     slack_channel: Option<String>,
     enabled: Option<bool>,
+    jitter: Option<Duration>,
 }
 
 /// Reads every setting key present in `f`.
@@ -137,6 +139,7 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(retries_on_diff, |n, p| integer(ctx, n, p, 0, 10).map(|v| v as u32));
     read!(slack_channel, |n, p| text(ctx, n, p));
     read!(enabled, |n, p| boolean(ctx, n, p));
+    read!(jitter, |n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(3600)));
     s
 }
 
@@ -185,6 +188,7 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
         retries_on_diff: s.retries_on_diff.unwrap_or(1),
         slack_channel: s.slack_channel,
         enabled: s.enabled.unwrap_or(true),
+        jitter: s.jitter.unwrap_or(Duration::ZERO),
     })
 }
 
@@ -223,6 +227,7 @@ impl Settings {
             retries_on_diff: self.retries_on_diff.or(d.retries_on_diff),
             slack_channel: self.slack_channel.or_else(|| d.slack_channel.clone()),
             enabled: self.enabled.or(d.enabled),
+            jitter: self.jitter.or(d.jitter),
         }
     }
 }

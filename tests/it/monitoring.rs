@@ -357,3 +357,53 @@ async fn run_once_exits_non_zero_on_a_change() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(out.contains("3 unchanged"), "{out}");
 }
+
+/// A tick that passed while the daemon was down runs once at start — once, however many
+/// restarts follow.
+#[tokio::test]
+async fn a_tick_missed_while_down_runs_once_at_start() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    // Only `home`, on a yearly schedule: its latest tick is 1 January, 00:00 UTC.
+    let yaml = config(&site, &slack, "");
+    let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
+    let app = TestApp::spawn(Backend::Sqlite, yaml).await;
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let home: vigil::config::MonitorName = "home".parse().unwrap();
+    let cfg = vigil::config::parse(yaml, "t.yaml", &|_| None).unwrap();
+    let tick = cfg.monitors[0].schedule.previous_fire(chrono::Utc::now()).unwrap();
+    // The last run was before that tick (the daemon was down since).
+    let long_ago = Timestamp::from_datetime(tick - chrono::TimeDelta::days(30));
+    let old = store
+        .insert_run(&NewRun {
+            id: RunId::new(),
+            monitor: home.clone(),
+            viewport: "320x200".into(),
+            scheduled_for: long_ago,
+            trigger: Trigger::Schedule,
+            now: long_ago,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome =
+        vigil::store::RunOutcome { verdict: Some(vigil::store::Verdict::Unchanged), ..Default::default() };
+    assert!(store.complete_run(&old.id, &outcome, long_ago).await.unwrap());
+    let (db, dir) = app.kill().await;
+    let app = TestApp::spawn_on(db, dir, yaml).await;
+    let caught_up = wait_for("the missed tick's run", Duration::from_secs(60), || async {
+        let runs = store.list_runs(&home, None, 10).await.ok()?;
+        runs.into_iter().find(|r| r.scheduled_for == Timestamp::from_datetime(tick) && r.verdict.is_some())
+    })
+    .await;
+    assert_eq!(caught_up.trigger, Trigger::Schedule);
+    // Another restart: the tick has its run, so only the run started by hand is added.
+    let (db, dir) = app.kill().await;
+    let app = TestApp::spawn_on(db, dir, yaml).await;
+    verdict_of(&app, &run_now(&app, "home").await).await;
+    let (_, body) = api(&app, reqwest::Method::GET, "/api/monitors/home").await;
+    let triggers: Vec<&str> =
+        body["runs"].as_array().unwrap().iter().map(|r| r["trigger"].as_str().unwrap()).collect();
+    assert_eq!(triggers, ["manual", "schedule", "schedule"], "{body}");
+}
