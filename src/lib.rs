@@ -218,6 +218,8 @@ pub async fn run_with(
     });
     let webhook_received = Arc::new(tokio::sync::Notify::new());
     let alert_ready = Arc::new(tokio::sync::Notify::new());
+    let verdicts = prometheus_client::metrics::family::Family::default();
+    metrics.register("runs_judged", "Runs judged, by verdict", verdicts.clone());
     let processor = pipeline::Processor {
         store: store.clone(),
         blobs: blobs.clone(),
@@ -227,6 +229,7 @@ pub async fn run_with(
         ready: webhook_received.clone(),
         submitter: submitter.clone(),
         alert_ready: alert_ready.clone(),
+        verdicts,
     };
     background.spawn(processor.run(stop_rx.clone()));
     let reconciler = pipeline::Reconciler {

@@ -37,6 +37,8 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
     pub monitors: Gauge,
+    /// Capture webhooks refused by the receiver, by reason (bad signature, stale, …).
+    pub webhooks_refused: Family<Vec<(String, String)>, Counter>,
 }
 
 impl Metrics {
@@ -53,7 +55,13 @@ impl Metrics {
         let build = Family::<Vec<(String, String)>, Gauge>::default();
         build.get_or_create(&vec![("version".into(), env!("CARGO_PKG_VERSION").into())]).set(1);
         registry.register("build_info", "vigil version", build);
-        Arc::new(Self { registry: Mutex::new(registry), requests, latency, monitors })
+        let webhooks_refused = Family::default();
+        registry.register(
+            "webhooks_refused",
+            "Capture webhooks refused by the receiver, by reason",
+            webhooks_refused.clone(),
+        );
+        Arc::new(Self { registry: Mutex::new(registry), requests, latency, monitors, webhooks_refused })
     }
 
     /// Lets feature modules add their metrics.

@@ -37,6 +37,11 @@ pub struct Processor {
     pub submitter: Arc<Submitter>,
     /// Wakes the alerter when an alert is queued.
     pub alert_ready: Arc<Notify>,
+    /// Runs judged, by verdict.
+    pub verdicts: prometheus_client::metrics::family::Family<
+        Vec<(String, String)>,
+        prometheus_client::metrics::counter::Counter,
+    >,
 }
 
 /// The parts of the capture result the processor reads.
@@ -161,6 +166,9 @@ impl Processor {
             }
         }
         if self.store.complete_run(&run.id, &outcome, Timestamp::now()).await? {
+            if let Some(v) = verdict {
+                self.verdicts.get_or_create(&vec![("verdict".into(), v.as_str().into())]).inc();
+            }
             tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, ?verdict, diff_pixels = ?outcome.diff_pixels, "run judged");
         }
         match self.store.get_run(&run.id).await? {

@@ -62,6 +62,7 @@ async fn receive(
     };
     if let Err(e) = verified {
         tracing::warn!(reason = %e, "capture webhook refused");
+        state.metrics.webhooks_refused.get_or_create(&vec![("reason".into(), e.code().into())]).inc();
         return Ok(refuse(StatusCode::UNAUTHORIZED, e.code(), &e.to_string()));
     }
     let Ok(envelope) = serde_json::from_slice::<Envelope>(&body) else {

@@ -174,6 +174,16 @@ async fn story(backend: Backend) {
     assert_eq!(pricing["runs"].as_array().unwrap().len(), 3, "{pricing}");
     assert_eq!(slack.posted().len(), 2);
     assert!(slack.refused().is_empty(), "requests Slack would refuse: {:?}", slack.refused());
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "vigil_runs_judged_total{verdict=\"baseline_created\"} 3",
+        "vigil_runs_judged_total{verdict=\"changed\"} 2",
+        "vigil_runs_judged_total{verdict=\"unchanged\"} 2",
+        "vigil_alerts_total{outcome=\"sent\"} 2",
+        "vigil_alerts_total{outcome=\"retry\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
     eprintln!(
         "{backend:?}: first cycle (3 baselines) {first_cycle:?}, second cycle (3 diffs + alert) {second_cycle:?}"
     );
