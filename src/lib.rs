@@ -13,6 +13,7 @@ pub mod diff;
 pub mod http;
 pub mod ids;
 pub mod pipeline;
+pub mod reload;
 pub mod scheduler;
 pub mod store;
 pub mod time;
@@ -65,7 +66,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
     Ok(store)
 }
 
-fn monitor_rows(config: &Config) -> Vec<MonitorUpsert> {
+pub(crate) fn monitor_rows(config: &Config) -> Vec<MonitorUpsert> {
     config
         .monitors
         .iter()
@@ -113,15 +114,17 @@ pub async fn run(
 }
 
 /// How [`run_with`] differs from the daemon.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// Fire monitors on their cron (off for `vigil run --once`, which starts the runs itself).
     pub schedule: bool,
+    /// The file the config came from: reloaded on SIGHUP and when its content changes.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
     fn default() -> Self {
-        Self { schedule: true }
+        Self { schedule: true, config_path: None }
     }
 }
 
@@ -132,6 +135,9 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: RunOptions,
 ) -> Result<(), RunError> {
+    #[cfg(unix)]
+    let hangup = options.config_path.as_ref().and_then(|_| reload::hangup_signal());
+    let at_start = config.clone();
     let mut config = config;
     // Listening on port 0 (tests): the default public URL names the port actually bound.
     if config.server.public_url.port() == Some(0)
@@ -171,11 +177,13 @@ pub async fn run_with(
     let internal_token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
     config.auth.api_tokens.push(config::Secret::new(internal_token.clone()));
     let config = Arc::new(config);
+    let monitors = config::LiveMonitors::new(config.monitors.clone());
     let delivery_ready = Arc::new(tokio::sync::Notify::new());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut background = tokio::task::JoinSet::new();
     let worker_settings = Arc::new(capture::worker::WorkerSettings {
         config: config.clone(),
+        monitors: monitors.clone(),
         poll: std::time::Duration::from_millis(500),
         delivery_ready: delivery_ready.clone(),
     });
@@ -225,6 +233,7 @@ pub async fn run_with(
         blobs: blobs.clone(),
         baselines: baselines.clone(),
         config: config.clone(),
+        monitors: monitors.clone(),
         client: webhook::delivery::client(std::time::Duration::from_secs(30)),
         ready: webhook_received.clone(),
         submitter: submitter.clone(),
@@ -236,6 +245,7 @@ pub async fn run_with(
         store: store.clone(),
         submitter: submitter.clone(),
         config: config.clone(),
+        monitors: monitors.clone(),
         webhook_received: webhook_received.clone(),
     };
     background.spawn(reconciler.run(stop_rx.clone()));
@@ -260,12 +270,29 @@ pub async fn run_with(
         capture: service.clone(),
         webhook_keys: Arc::new(webhook_keys),
         webhook_received,
+        monitors: monitors.clone(),
         submitter: submitter.clone(),
     };
-    let mut cron = match options.schedule {
-        true => Some(scheduler::start(&state.config, submitter).await?),
+    let cron = match options.schedule {
+        true => Some(Arc::new(scheduler::Scheduler::start(monitors.clone(), submitter).await?)),
         false => None,
     };
+    if let Some(path) = options.config_path.clone() {
+        let outcomes = prometheus_client::metrics::family::Family::default();
+        state.metrics.register("config_reloads", "Configuration reloads by outcome", outcomes.clone());
+        let reloader = reload::Reloader {
+            outcomes,
+            path,
+            at_start,
+            monitors,
+            scheduler: cron.clone(),
+            store: store.clone(),
+            metrics: state.metrics.clone(),
+            #[cfg(unix)]
+            hangup,
+        };
+        background.spawn(reloader.run(stop_rx.clone()));
+    }
     let grace = state.config.server.shutdown_timeout;
     let app = http::router(state);
 
@@ -290,8 +317,8 @@ pub async fn run_with(
             }
         }
     };
-    if let Some(cron) = &mut cron {
-        let _ = cron.shutdown().await;
+    if let Some(cron) = &cron {
+        cron.shutdown().await;
     }
     let _ = stop_tx.send(true);
     // Workers finish the capture in hand (bounded by the grace period); a job cut short is

@@ -128,7 +128,8 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_url, "vigil listening");
-        vigil::run(config, listener, shutdown).await.map_err(anyhow::Error::from)
+        let options = vigil::RunOptions { config_path: Some(path.to_owned()), ..Default::default() };
+        vigil::run_with(config, listener, shutdown, options).await.map_err(anyhow::Error::from)
     })
 }
 

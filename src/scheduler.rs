@@ -4,12 +4,15 @@
 //! capture API, with vigil's own receiver as the webhook. A viewport whose previous run is still
 //! pending is skipped.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
-use crate::config::{Config, Monitor, Viewport};
+use uuid::Uuid;
+
+use crate::config::{LiveMonitors, Monitor, MonitorName, Viewport};
 use crate::ids::{JobId, RunId};
 use crate::store::{NewRun, Run, RunOutcome, Store, Trigger, Verdict};
 use crate::time::Timestamp;
@@ -137,31 +140,101 @@ impl Submitter {
     }
 }
 
-/// Schedules every enabled monitor; returns the running scheduler (shut it down on exit).
-/// A monitor that has run before and whose latest tick passed while vigil was down runs once
-/// now (one catch-up, however many ticks were missed).
-pub async fn start(config: &Config, submitter: Arc<Submitter>) -> Result<JobScheduler, JobSchedulerError> {
-    let scheduler = JobScheduler::new().await?;
-    for monitor in config.monitors.iter().filter(|m| m.enabled) {
-        let monitor = Arc::new(monitor.clone());
-        let submitter = submitter.clone();
-        let schedule = monitor.schedule.six_fields.clone();
-        tokio::spawn(catch_up(monitor.clone(), submitter.clone()));
-        let job = Job::new_async(schedule.as_str(), move |_, _| {
-            let (monitor, submitter) = (monitor.clone(), submitter.clone());
+/// The cron side: one tokio-cron-scheduler job per enabled monitor. A job looks its monitor up
+/// by name when it fires, so reloaded settings apply at the next tick; [`Scheduler::apply`]
+/// adds, removes and re-times jobs when monitors are added, removed, disabled or rescheduled.
+pub struct Scheduler {
+    cron: JobScheduler,
+    submitter: Arc<Submitter>,
+    monitors: LiveMonitors,
+    /// Monitor → (its job, the schedule the job was made with).
+    jobs: tokio::sync::Mutex<HashMap<MonitorName, (Uuid, String)>>,
+}
+
+/// What [`Scheduler::apply`] changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Rescheduled {
+    pub added: usize,
+    pub removed: usize,
+    pub retimed: usize,
+}
+
+impl Scheduler {
+    /// Schedules every enabled monitor and starts the clock. A monitor that has run before and
+    /// whose latest tick passed while vigil was down runs once now (one catch-up, however many
+    /// ticks were missed).
+    pub async fn start(monitors: LiveMonitors, submitter: Arc<Submitter>) -> Result<Self, JobSchedulerError> {
+        let scheduler = Scheduler {
+            cron: JobScheduler::new().await?,
+            submitter,
+            monitors: monitors.clone(),
+            jobs: Default::default(),
+        };
+        scheduler.apply().await?;
+        for monitor in monitors.current().iter().filter(|m| m.enabled) {
+            tokio::spawn(catch_up(Arc::new(monitor.clone()), scheduler.submitter.clone()));
+        }
+        scheduler.cron.start().await?;
+        Ok(scheduler)
+    }
+
+    /// Makes the jobs match the monitors in force.
+    pub async fn apply(&self) -> Result<Rescheduled, JobSchedulerError> {
+        let monitors = self.monitors.current();
+        let mut jobs = self.jobs.lock().await;
+        let mut summary = Rescheduled::default();
+        let wanted: HashMap<&MonitorName, &Monitor> =
+            monitors.iter().filter(|m| m.enabled).map(|m| (&m.name, m)).collect();
+        let stale: Vec<MonitorName> = jobs
+            .iter()
+            .filter(|(name, (_, schedule))| wanted.get(name).is_none_or(|m| &m.schedule.source != schedule))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let mut retimed = Vec::new();
+        for name in stale {
+            let (id, _) = jobs.remove(&name).expect("listed above");
+            self.cron.remove(&id).await?;
+            if wanted.contains_key(&name) {
+                summary.retimed += 1;
+                retimed.push(name);
+            } else {
+                summary.removed += 1;
+            }
+        }
+        for (name, monitor) in wanted {
+            if jobs.contains_key(name) {
+                continue;
+            }
+            let id = self.cron.add(self.job(monitor)?).await?;
+            jobs.insert(name.clone(), (id, monitor.schedule.source.clone()));
+            if !retimed.contains(name) {
+                summary.added += 1;
+            }
+        }
+        Ok(summary)
+    }
+
+    fn job(&self, monitor: &Monitor) -> Result<Job, JobSchedulerError> {
+        let (name, monitors, submitter) =
+            (monitor.name.clone(), self.monitors.clone(), self.submitter.clone());
+        Job::new_async(monitor.schedule.six_fields.as_str(), move |_, _| {
+            let (name, monitors, submitter) = (name.clone(), monitors.clone(), submitter.clone());
             Box::pin(async move {
                 // The tick this fire belongs to, to the second: the same on every replica.
                 let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());
+                // The monitor as it is now (a reload may have changed its settings).
+                let Some(monitor) = monitors.find(&name).filter(|m| m.enabled) else { return };
                 if !monitor.jitter.is_zero() {
                     tokio::time::sleep(monitor.jitter.mul_f64(rand::random::<f64>())).await;
                 }
                 submitter.fire(&monitor, Timestamp::from_datetime(tick), Trigger::Schedule).await;
             })
-        })?;
-        scheduler.add(job).await?;
+        })
     }
-    scheduler.start().await?;
-    Ok(scheduler)
+
+    pub async fn shutdown(&self) {
+        let _ = self.cron.clone().shutdown().await;
+    }
 }
 
 async fn catch_up(monitor: Arc<Monitor>, submitter: Arc<Submitter>) {

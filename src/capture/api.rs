@@ -48,7 +48,7 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let req = request::parse(&body).map_err(|e| invalid(e.field, e.message))?;
     let spec = req.validate().map_err(|e| invalid(e.field, e.message))?;
-    let trusted = req.is_for_monitor(&state.config.monitors);
+    let trusted = req.is_for_monitor(&state.monitors.current());
     super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private)
         .await
         .map_err(|e| ApiError::Refused { code: e.code(), message: e.to_string() })?;

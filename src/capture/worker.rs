@@ -21,6 +21,8 @@ use crate::time::Timestamp;
 pub struct WorkerSettings {
     /// Timeouts, the address policy and the monitors (which are trusted) come from here.
     pub config: Arc<crate::config::Config>,
+    /// The monitors in force (their captures are trusted); replaced on reload.
+    pub monitors: crate::config::LiveMonitors,
     /// How often an idle worker looks for due retries.
     pub poll: Duration,
     pub delivery_ready: Arc<tokio::sync::Notify>,
@@ -173,7 +175,7 @@ impl Worker {
         let spec = req.validate().map_err(|e| CaptureError::Navigation(e.to_string()))?;
         // Checked again here: DNS may have changed since the request was accepted.
         let capture = &self.settings.config.capture;
-        let trusted = req.is_for_monitor(&self.settings.config.monitors);
+        let trusted = req.is_for_monitor(&self.settings.monitors.current());
         super::policy::check_url(&spec.url, trusted, &capture.allow_private).await?;
         let t = Instant::now();
         let live = self.service.pool.get().await?;

@@ -64,7 +64,7 @@ async fn pass(mut config: Config) -> anyhow::Result<bool> {
         async {
             let _ = stop_rx.await;
         },
-        crate::RunOptions { schedule: false },
+        crate::RunOptions { schedule: false, config_path: None },
     ));
     crate::init_tls();
     let client = reqwest::Client::new();

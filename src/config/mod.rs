@@ -5,6 +5,7 @@
 //! `FILE:LINE:COL: monitors[2].threshold: expected a percentage like "2%" (got "two")`.
 
 mod ctx;
+mod live;
 mod model;
 mod monitor;
 mod node;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use url::Url;
 
 pub use ctx::{ConfigError, ConfigErrors, EnvLookup};
+pub use live::LiveMonitors;
 pub use model::*;
 pub use monitor::DEFAULT_THRESHOLD_RATIO;
 pub use values::{InterpolateError, interpolate};

@@ -30,6 +30,8 @@ pub struct AppState {
     pub webhook_keys: Arc<Vec<crate::webhook::signing::SigningKey>>,
     /// Woken when a new capture webhook is stored, for the processor.
     pub webhook_received: Arc<tokio::sync::Notify>,
+    /// The monitors in force; replaced on reload (`config.monitors` is the list at start).
+    pub monitors: crate::config::LiveMonitors,
     /// Submits captures for runs ("run now").
     pub submitter: Arc<crate::scheduler::Submitter>,
 }

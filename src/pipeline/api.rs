@@ -99,18 +99,14 @@ fn monitor_view(m: &Monitor) -> Value {
     })
 }
 
-fn find<'a>(state: &'a AppState, name: &str) -> Result<&'a Monitor, ApiError> {
-    state
-        .config
-        .monitors
-        .iter()
-        .find(|m| m.name.as_str() == name)
-        .ok_or(ApiError::NotFound("no such monitor"))
+fn find(state: &AppState, name: &str) -> Result<Monitor, ApiError> {
+    state.monitors.find_str(name).ok_or(ApiError::NotFound("no such monitor"))
 }
 
 async fn list_monitors(_: Authenticated, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let mut out = Vec::with_capacity(state.config.monitors.len());
-    for m in state.config.monitors.iter() {
+    let monitors = state.monitors.current();
+    let mut out = Vec::with_capacity(monitors.len());
+    for m in monitors.iter() {
         let mut view = monitor_view(m);
         let latest = state.store.list_runs(&m.name, None, m.viewports.len() as i64).await?;
         view["latest"] = json!(latest.iter().map(RunView::new).collect::<Vec<_>>());
@@ -139,7 +135,7 @@ async fn show_monitor(
     };
     let limit = page.limit.unwrap_or(DEFAULT_RUNS).clamp(1, MAX_RUNS);
     let runs = state.store.list_runs(&m.name, before, limit).await?;
-    let mut view = monitor_view(m);
+    let mut view = monitor_view(&m);
     view["runs"] = json!(runs.iter().map(RunView::new).collect::<Vec<_>>());
     Ok(Json(view))
 }
@@ -152,7 +148,7 @@ async fn run_now(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = find(&state, &name)?;
-    let run_ids = state.submitter.fire(m, Timestamp::now(), Trigger::Manual).await;
+    let run_ids = state.submitter.fire(&m, Timestamp::now(), Trigger::Manual).await;
     if run_ids.is_empty() {
         return Err(ApiError::Conflict {
             code: "run_pending",

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
 use crate::alert::{AlertImage, AlertPayload};
-use crate::config::{Config, Mask, Monitor};
+use crate::config::{Config, LiveMonitors, Mask, Monitor};
 use crate::diff::{DiffOptions, Limits, Region, compare_png};
 use crate::ids::{AlertId, RunId};
 use crate::scheduler::Submitter;
@@ -31,6 +31,8 @@ pub struct Processor {
     pub blobs: BlobStore,
     pub baselines: BaselineFiles,
     pub config: Arc<Config>,
+    /// The monitors in force; replaced on reload.
+    pub monitors: LiveMonitors,
     pub client: reqwest::Client,
     pub ready: Arc<Notify>,
     /// Re-captures for `retries_on_diff`.
@@ -148,7 +150,8 @@ impl Processor {
             },
         };
         let verdict = outcome.verdict;
-        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        let monitor = self.monitors.find(&run.monitor);
+        let monitor = monitor.as_ref();
         if verdict == Some(Verdict::Changed)
             && let Some(monitor) = monitor
             && run.attempt < monitor.retries_on_diff as i32
@@ -218,7 +221,8 @@ impl Processor {
     }
 
     fn alert_payload(&self, run: &Run, kind: AlertKind) -> AlertPayload {
-        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        let monitor = self.monitors.find(&run.monitor);
+        let monitor = monitor.as_ref();
         let mut images = Vec::new();
         if kind == AlertKind::Changed {
             for (title, sha) in [
@@ -286,7 +290,8 @@ impl Processor {
         let (sha, png) = tokio::task::spawn_blocking(move || blobs.put(&png).map(|sha| (sha, png)))
             .await
             .expect("blob writer does not panic")?;
-        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        let monitor = self.monitors.find(&run.monitor);
+        let monitor = monitor.as_ref();
         let Some(baseline) = self.store.current_baseline(&run.monitor, &run.viewport).await? else {
             // The first capture becomes the baseline.
             let files = self.baselines.clone();

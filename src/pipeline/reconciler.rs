@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::config::Config;
+use crate::config::{Config, LiveMonitors};
 use crate::scheduler::Submitter;
 use crate::store::{Run, RunOutcome, Store, Verdict};
 use crate::time::Timestamp;
@@ -21,6 +21,8 @@ pub struct Reconciler {
     pub store: Arc<dyn Store>,
     pub submitter: Arc<Submitter>,
     pub config: Arc<Config>,
+    /// The monitors in force; replaced on reload.
+    pub monitors: LiveMonitors,
     /// Wakes the processor.
     pub webhook_received: Arc<Notify>,
 }
@@ -55,7 +57,8 @@ impl Reconciler {
     }
 
     async fn reconcile(&self, run: &Run) -> Result<(), String> {
-        let monitor = self.config.monitors.iter().find(|m| m.name == run.monitor);
+        let monitor = self.monitors.find(&run.monitor);
+        let monitor = monitor.as_ref();
         let viewport = monitor.and_then(|m| m.viewports.iter().find(|v| v.key() == run.viewport));
         let (Some(monitor), Some(viewport)) = (monitor, viewport) else {
             // Removed from the config while in flight: close it instead of capturing it again.

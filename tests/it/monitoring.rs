@@ -417,3 +417,84 @@ async fn a_tick_missed_while_down_runs_once_at_start() {
         body["runs"].as_array().unwrap().iter().map(|r| r["trigger"].as_str().unwrap()).collect();
     assert_eq!(triggers, ["manual", "schedule", "schedule"], "{body}");
 }
+
+/// Editing the config file takes effect without a restart: a monitor added is scheduled, an
+/// invalid file changes nothing, a monitor removed stops.
+#[tokio::test]
+async fn config_changes_apply_without_a_restart() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    site.set("pricing", &page("pricing", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let full = config(&site, &slack, "");
+    let only_home = &full[..full.find("  - name: pricing").unwrap()];
+    let app = TestApp::spawn_watching(Backend::Sqlite, only_home).await;
+    let names = |app: &TestApp| {
+        let app_url = app.url("/api/monitors");
+        let client = app.client.clone();
+        async move {
+            let body: Value = client.get(app_url).bearer_auth(TOKEN).send().await.ok()?.json().await.ok()?;
+            Some(
+                body["monitors"]
+                    .as_array()?
+                    .iter()
+                    .map(|m| m["name"].as_str().unwrap().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(names(&app).await.unwrap(), ["home"]);
+
+    // Added, on a 1-second schedule: listed, and captured by the scheduler.
+    app.rewrite_config(&format!(
+        "{only_home}  - name: pricing\n    url: {}\n    schedule: \"* * * * * *\"\n",
+        site.url("pricing")
+    ));
+    wait_for("pricing in force", Duration::from_secs(20), || async {
+        names(&app).await.filter(|n| n == &["home", "pricing"])
+    })
+    .await;
+    let scheduled = wait_for("a scheduled run of pricing", Duration::from_secs(30), || async {
+        let (_, body) = api(&app, reqwest::Method::GET, "/api/monitors/pricing").await;
+        body["runs"]
+            .as_array()?
+            .iter()
+            .find(|r| r["trigger"] == "schedule" && !r["verdict"].is_null())
+            .cloned()
+    })
+    .await;
+    assert_eq!(scheduled["verdict"], "baseline_created");
+
+    // An invalid file: rejected, the running monitors stay.
+    app.rewrite_config(&format!(
+        "{only_home}  - name: pricing\n    url: {}\n    threshold: two\n",
+        site.url("pricing")
+    ));
+    wait_for("the invalid file rejected", Duration::from_secs(20), || async {
+        let metrics = app.client.get(app.url("/metrics")).send().await.ok()?.text().await.ok()?;
+        metrics.contains("vigil_config_reloads_total{outcome=\"rejected\"} 1").then_some(())
+    })
+    .await;
+    assert_eq!(names(&app).await.unwrap(), ["home", "pricing"]);
+
+    // Removed: gone from the API, and its schedule stops.
+    app.rewrite_config(only_home);
+    wait_for("pricing removed", Duration::from_secs(20), || async {
+        names(&app).await.filter(|n| n == &["home"])
+    })
+    .await;
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let pricing: vigil::config::MonitorName = "pricing".parse().unwrap();
+    // A fire already under way when the file changed may still finish; after that, nothing.
+    let settled = wait_for("in-flight pricing runs to finish", Duration::from_secs(30), || async {
+        let runs = store.list_runs(&pricing, None, 1000).await.ok()?;
+        runs.iter().all(|r| r.verdict.is_some()).then_some(runs.len())
+    })
+    .await;
+    // Two seconds of a once-a-second schedule, measured by the home monitor's own run.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        verdict_of(&app, &run_now(&app, "home").await).await;
+    }
+    assert_eq!(store.list_runs(&pricing, None, 1000).await.unwrap().len(), settled, "no runs after removal");
+}

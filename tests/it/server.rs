@@ -109,6 +109,19 @@ async fn binary_starts_and_stops_on_sigterm(backend: Backend) {
         assert!(dir.path().join("vigil.db").exists() || db.url.contains("vigil.db"));
     }
 
+    // SIGHUP reloads the config (an unchanged file still counts as a reload) and does not stop it.
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    crate::helpers::wait_for("the SIGHUP reload", Duration::from_secs(20), || {
+        let (client, addr) = (client.clone(), addr.clone());
+        async move {
+            let metrics =
+                client.get(format!("http://{addr}/metrics")).send().await.ok()?.text().await.ok()?;
+            metrics.contains("vigil_config_reloads_total{outcome=\"applied\"} 1").then_some(())
+        }
+    })
+    .await;
+    assert!(child.try_wait().unwrap().is_none(), "still running after SIGHUP");
+
     let sent = Instant::now();
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

@@ -38,6 +38,10 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
     pub db: TestDb,
+    /// The config file the daemon watches (see [`TestApp::spawn_watching`]).
+    pub config_file: Option<PathBuf>,
+    /// The generated part of the config (server and storage), before the test's own YAML.
+    header: String,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), vigil::RunError>>>,
 }
@@ -50,32 +54,66 @@ impl TestApp {
         Self::spawn_on(db, dir, extra_yaml).await
     }
 
+    /// Starts the daemon from a config file it watches for changes (hot reload).
+    pub async fn spawn_watching(backend: Backend, extra_yaml: &str) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start(db, dir, extra_yaml, true).await
+    }
+
+    /// Replaces the watched config file with the generated header and `extra_yaml`, atomically
+    /// (as editors and config-map updates do).
+    pub fn rewrite_config(&self, extra_yaml: &str) {
+        let path = self.config_file.as_ref().expect("started with spawn_watching");
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{}{extra_yaml}", self.header)).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
     /// Starts the daemon on an existing database and directory (a restart).
     pub async fn spawn_on(db: TestDb, dir: tempfile::TempDir, extra_yaml: &str) -> TestApp {
+        Self::start(db, dir, extra_yaml, false).await
+    }
+
+    async fn start(db: TestDb, dir: tempfile::TempDir, extra_yaml: &str, watch: bool) -> TestApp {
         vigil::init_tls();
         // RUST_LOG=vigil=debug cargo test … shows the daemon's log for a failing test.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_test_writer()
             .try_init();
-        let yaml = format!(
-            "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\nstorage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n{extra_yaml}",
+        let header = format!(
+            "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\nstorage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n",
             db.url,
             dir.path().join("data").display(),
             dir.path().join("baselines").display(),
         );
+        let yaml = format!("{header}{extra_yaml}");
+        let config_file = watch.then(|| {
+            let path = dir.path().join("monitors.yaml");
+            std::fs::write(&path, &yaml).unwrap();
+            path
+        });
         let config = vigil::config::parse(&yaml, "test.yaml", &|_| None).unwrap_or_else(|e| panic!("{e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(vigil::run(config, listener, async {
-            let _ = rx.await;
-        }));
+        let options = vigil::RunOptions { config_path: config_file.clone(), ..Default::default() };
+        let task = tokio::spawn(vigil::run_with(
+            config,
+            listener,
+            async {
+                let _ = rx.await;
+            },
+            options,
+        ));
         let app = TestApp {
             base_url,
             client: reqwest::Client::new(),
             dir,
             db,
+            config_file,
+            header,
             shutdown: Some(tx),
             task: Some(task),
         };
