@@ -249,6 +249,12 @@ pub async fn run_with(
         webhook_received: webhook_received.clone(),
     };
     background.spawn(reconciler.run(stop_rx.clone()));
+    let pruner = store::retention::Pruner {
+        store: store.clone(),
+        blobs: blobs.clone(),
+        retention: config.storage.retention,
+    };
+    background.spawn(pruner.run(stop_rx.clone()));
     let alert_outcomes = prometheus_client::metrics::family::Family::default();
     metrics.register("alerts", "Alert send attempts by outcome", alert_outcomes.clone());
     let alerter = alert::Alerter {

@@ -196,12 +196,16 @@ fn storage(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<StorageConfig> {
     });
     let max_connections =
         or_default(ctx, f, "max_connections", 10, |ctx, n, p| integer(ctx, n, p, 1, 1000).map(|v| v as u32));
-    f.finish(ctx, &["database_url", "data_dir", "baselines_dir", "max_connections"]);
+    let retention = or_default(ctx, f, "retention", Duration::from_secs(30 * 24 * 3600), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_secs(3600), Duration::from_secs(10 * 365 * 24 * 3600))
+    });
+    f.finish(ctx, &["database_url", "data_dir", "baselines_dir", "max_connections", "retention"]);
     Some(StorageConfig {
         database_url: Secret::new(database_url?),
         data_dir: data_dir?,
         baselines_dir: baselines_dir?,
         max_connections: max_connections?,
+        retention: retention?,
     })
 }
 

@@ -37,6 +37,8 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     pub baselines_dir: PathBuf,
     pub max_connections: u32,
+    /// Captures and diff images older than this are deleted; baselines never are.
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -106,6 +106,16 @@ impl BlobStore {
     pub fn contains(&self, digest: &str) -> bool {
         self.path(digest).is_ok_and(|p| p.exists())
     }
+
+    /// Deletes a blob; `false` if it was not there.
+    pub fn remove(&self, digest: &str) -> Result<bool, BlobError> {
+        let path = self.path(digest)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(BlobError::Io { path, source: e }),
+        }
+    }
 }
 
 /// The approved baselines as plain files, easy to browse, back up or commit.

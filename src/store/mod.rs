@@ -7,6 +7,7 @@
 pub mod blobs;
 mod postgres;
 mod records;
+pub mod retention;
 mod sql;
 mod sqlite;
 
@@ -206,6 +207,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Baseline>>;
     /// Every version, newest first.
     async fn baseline_history(&self, monitor: &MonitorName, viewport: &str) -> Result<Vec<Baseline>>;
+
+    // Retention.
+    /// Blobs referenced only by runs and assets created before `cutoff` — never by a baseline
+    /// version, a newer run or a newer asset — at most `limit` of them.
+    async fn expired_blobs(&self, cutoff: Timestamp, limit: i64) -> Result<Vec<String>>;
+    /// Removes every reference to an expired blob (the runs keep their verdict and figures, the
+    /// old asset rows go), in one transaction; the caller deletes the file afterwards.
+    async fn forget_blob(&self, sha256: &str) -> Result<()>;
 
     // Alerts.
     /// `false` when this run already has an alert of this kind (never alert twice).

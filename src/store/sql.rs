@@ -438,6 +438,34 @@ macro_rules! impl_store {
                 .bind(monitor).bind(viewport).fetch_all(&self.pool).await?)
             }
 
+            async fn expired_blobs(&self, cutoff: Timestamp, limit: i64) -> Result<Vec<String>> {
+                Ok(sqlx::query_scalar(
+                    "SELECT sha FROM (
+                         SELECT current_sha256 AS sha FROM runs WHERE created_at < $1 AND current_sha256 IS NOT NULL
+                         UNION SELECT diff_sha256 FROM runs WHERE created_at < $1 AND diff_sha256 IS NOT NULL
+                         UNION SELECT sha256 FROM assets WHERE created_at < $1
+                     ) old
+                     WHERE sha NOT IN (SELECT sha256 FROM baselines)
+                       AND sha NOT IN (SELECT current_sha256 FROM runs WHERE created_at >= $1 AND current_sha256 IS NOT NULL)
+                       AND sha NOT IN (SELECT diff_sha256 FROM runs WHERE created_at >= $1 AND diff_sha256 IS NOT NULL)
+                       AND sha NOT IN (SELECT baseline_sha256 FROM runs WHERE baseline_sha256 IS NOT NULL)
+                       AND sha NOT IN (SELECT sha256 FROM assets WHERE created_at >= $1)
+                     LIMIT $2",
+                )
+                .bind(cutoff).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn forget_blob(&self, sha: &str) -> Result<()> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query("UPDATE runs SET current_sha256 = NULL WHERE current_sha256 = $1")
+                    .bind(sha).execute(&mut *tx).await?;
+                sqlx::query("UPDATE runs SET diff_sha256 = NULL WHERE diff_sha256 = $1")
+                    .bind(sha).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM assets WHERE sha256 = $1").bind(sha).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn enqueue_alert(&self, a: &NewAlert) -> Result<bool> {
                 let r = sqlx::query(
                     "INSERT INTO alerts (id, run_id, monitor, kind, payload, status, attempts, next_attempt_at,
