@@ -572,3 +572,40 @@ async fn pruning(backend: Backend) {
     let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{same_as_baseline}")).await;
     assert!(!run["images"]["current"].is_null(), "still the baseline's blob: {run}");
 }
+
+/// `capture.provider`: the monitors of one vigil are captured by another vigil's capture API,
+/// which signs its webhooks with the shared `webhook.secret`.
+#[tokio::test]
+async fn an_external_capture_provider_captures_the_monitors() {
+    const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const PROVIDER_KEY: &str = "provider-key-0123456789";
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    // The provider: a capture API with workers, no monitors; the pages and the callback are on
+    // loopback, which it must be allowed to reach.
+    let provider = TestApp::spawn(
+        Backend::Sqlite,
+        &format!(
+            "auth:\n  api_tokens: [\"{PROVIDER_KEY}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [127.0.0.0/8]\n\
+             webhook:\n  secret: \"{SECRET}\"\n"
+        ),
+    )
+    .await;
+    let yaml = config(
+        &site,
+        &slack,
+        &format!("  provider: {{url: \"{}/\", api_key: \"{PROVIDER_KEY}\"}}\n", provider.base_url),
+    );
+    let yaml = yaml.replacen("slack:", &format!("webhook:\n  secret: \"{SECRET}\"\nslack:"), 1);
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let run = run_now(&app, "home").await;
+    assert_eq!(verdict_of(&app, &run).await["verdict"], "baseline_created");
+    // The capture happened at the provider: its job, its asset.
+    let store = vigil::store::connect(&provider.db.url, 1).await.unwrap();
+    let jobs = store.count_jobs().await.unwrap();
+    assert_eq!(jobs, [(vigil::store::JobStatus::Completed, 1)], "{jobs:?}");
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let run = run_now(&app, "home").await;
+    assert_eq!(verdict_of(&app, &run).await["verdict"], "changed");
+}
