@@ -176,6 +176,7 @@ pub async fn run_with(
     // The scheduler calls the capture API like any client; it gets a token of its own.
     let internal_token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
     config.auth.api_tokens.push(config::Secret::new(internal_token.clone()));
+    let webhook_rate_limit = config.webhook.rate_limit;
     let config = Arc::new(config);
     let monitors = config::LiveMonitors::new(config.monitors.clone());
     let delivery_ready = Arc::new(tokio::sync::Notify::new());
@@ -278,6 +279,7 @@ pub async fn run_with(
         webhook_received,
         monitors: monitors.clone(),
         submitter: submitter.clone(),
+        webhook_limiter: http::rate_limit::RateLimiter::new(webhook_rate_limit).map(Arc::new),
     };
     let cron = match options.schedule {
         true => Some(Arc::new(scheduler::Scheduler::start(monitors.clone(), submitter).await?)),
@@ -303,6 +305,8 @@ pub async fn run_with(
     let app = http::router(state);
 
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // The peer address, for the receiver's per-address rate limit.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async {
         let _ = server_stop_rx.await;
     });

@@ -348,11 +348,22 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
         Some(n) => text(ctx, n, &f.path("hex_signature_header")).map(Some),
         None => Some(None),
     };
+    let rate_limit =
+        or_default(ctx, f, "rate_limit", 100, |ctx, n, p| integer(ctx, n, p, 0, 1_000_000).map(|v| v as u32));
     f.finish(
         ctx,
-        &["secret", "previous_secrets", "tolerance", "timeout", "retry_schedule", "hex_signature_header"],
+        &[
+            "secret",
+            "previous_secrets",
+            "tolerance",
+            "timeout",
+            "retry_schedule",
+            "hex_signature_header",
+            "rate_limit",
+        ],
     );
     Some(WebhookConfig {
+        rate_limit: rate_limit?,
         secret: secret?,
         previous_secrets: previous_secrets?,
         tolerance: tolerance?,

@@ -74,6 +74,9 @@ pub struct WebhookConfig {
     pub retry_schedule: Vec<Duration>,
     /// For external providers that sign with a plain hex HMAC of the body in this header.
     pub hex_signature_header: Option<String>,
+    /// Requests per second each client address may make to `POST /hooks/capture` (bursts of
+    /// twice that); 0 turns the limit off.
+    pub rate_limit: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod error;
 mod health;
 pub mod metrics;
+pub mod rate_limit;
 
 use std::sync::Arc;
 
@@ -32,6 +33,8 @@ pub struct AppState {
     pub webhook_received: Arc<tokio::sync::Notify>,
     /// The monitors in force; replaced on reload (`config.monitors` is the list at start).
     pub monitors: crate::config::LiveMonitors,
+    /// `webhook.rate_limit` for `POST /hooks/capture`; `None` when off.
+    pub webhook_limiter: Option<Arc<rate_limit::RateLimiter>>,
     /// Submits captures for runs ("run now").
     pub submitter: Arc<crate::scheduler::Submitter>,
 }

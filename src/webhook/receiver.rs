@@ -9,8 +9,11 @@
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
@@ -27,6 +30,37 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/capture", post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
 }
 
+/// `webhook.rate_limit` per client address, checked before the body is read (and before any
+/// HMAC is computed): over it, 429 with `Retry-After`, which a well-behaved sender honours.
+pub struct WithinRateLimit;
+
+impl FromRequestParts<AppState> for WithinRateLimit {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (Some(limiter), Some(ConnectInfo(addr))) =
+            (&state.webhook_limiter, parts.extensions.get::<ConnectInfo<SocketAddr>>())
+        else {
+            return Ok(WithinRateLimit);
+        };
+        match limiter.check(addr.ip(), std::time::Instant::now()) {
+            Ok(()) => Ok(WithinRateLimit),
+            Err(wait) => {
+                state
+                    .metrics
+                    .webhooks_refused
+                    .get_or_create(&vec![("reason".into(), "rate_limited".into())])
+                    .inc();
+                let mut r =
+                    refuse(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests; retry later");
+                let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+                r.headers_mut().insert(header::RETRY_AFTER, secs.into());
+                Err(r)
+            }
+        }
+    }
+}
+
 /// The fields the receiver needs before storing; the rest is read by the processor.
 #[derive(Deserialize)]
 struct Envelope {
@@ -38,6 +72,7 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 }
 
 async fn receive(
+    _: WithinRateLimit,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,

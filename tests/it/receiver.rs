@@ -161,3 +161,39 @@ fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
     mac.update(data);
     mac.finalize().into_bytes().to_vec()
 }
+
+/// A flood from one address is cut off with 429 before any signature work; a signed webhook
+/// sent after the wait is accepted.
+#[tokio::test]
+async fn a_flood_is_rate_limited_per_address() {
+    let app = TestApp::spawn(Backend::Sqlite, &config("  rate_limit: 2\n")).await;
+    let body =
+        r#"{"type":"capture.completed","job_id":"job_01JBBBBBBBBBBBBBBBBBBBBBBB","status":"completed"}"#;
+    let mut statuses = Vec::new();
+    let mut retry_after = None;
+    for _ in 0..12 {
+        let r = app.client.post(app.url("/hooks/capture")).body(body).send().await.unwrap();
+        if r.status() == 429 {
+            retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        }
+        statuses.push(r.status().as_u16());
+    }
+    // A burst of 2 × 2: the first four are judged (unsigned: 401), the rest refused unread.
+    let judged = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!((4..=5).contains(&judged) && judged + limited == 12, "{statuses:?}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.contains(&format!("vigil_webhooks_refused_total{{reason=\"rate_limited\"}} {limited}")),
+        "{metrics}"
+    );
+    // Within the rate again, a properly signed webhook is taken.
+    let r = wait_for("a token to come back", Duration::from_secs(5), || async {
+        let r = post_signed(&app, "msg_after_flood", now(), body).await;
+        (r.status() != 429).then_some(r)
+    })
+    .await;
+    assert_eq!(r.status(), 204);
+    assert!(store(&app).await.get_received_webhook("msg_after_flood").await.unwrap().is_some());
+}

@@ -1,0 +1,82 @@
+//! A token bucket per client address: `rate` requests a second, bursts of `2 × rate`. Pure
+//! bookkeeping (the caller passes the time), so it is unit-tested without waiting.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Addresses tracked before idle ones are forgotten.
+const MAX_TRACKED: usize = 10_000;
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// `None` when `per_second` is 0 (no limit).
+    pub fn new(per_second: u32) -> Option<Self> {
+        (per_second > 0).then(|| Self {
+            rate: f64::from(per_second),
+            burst: 2.0 * f64::from(per_second),
+            buckets: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Takes one token for `addr`; `Err(wait)` says how long until one is available.
+    pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&addr) {
+            // A full bucket refills in burst / rate seconds; older entries are full again anyway.
+            let full_after = Duration::from_secs_f64(self.burst / self.rate);
+            buckets.retain(|_, (_, at)| now.duration_since(*at) < full_after);
+        }
+        let (tokens, at) = buckets.entry(addr).or_insert((self.burst, now));
+        *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
+        *at = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allows_a_burst_then_the_rate() {
+        let limiter = RateLimiter::new(10).unwrap();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            assert!(limiter.check(a, t0).is_ok());
+        }
+        let wait = limiter.check(a, t0).unwrap_err();
+        assert!(wait <= Duration::from_millis(100) && wait > Duration::ZERO, "{wait:?}");
+        // A tenth of a second later, one more.
+        assert!(limiter.check(a, t0 + Duration::from_millis(100)).is_ok());
+        assert!(limiter.check(a, t0 + Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn one_address_does_not_use_up_another() {
+        let limiter = RateLimiter::new(1).unwrap();
+        let t0 = Instant::now();
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        assert!(limiter.check(a, t0).is_ok() && limiter.check(a, t0).is_ok());
+        assert!(limiter.check(a, t0).is_err());
+        assert!(limiter.check(b, t0).is_ok());
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        assert!(RateLimiter::new(0).is_none());
+    }
+}
