@@ -609,3 +609,64 @@ async fn an_external_capture_provider_captures_the_monitors() {
     let run = run_now(&app, "home").await;
     assert_eq!(verdict_of(&app, &run).await["verdict"], "changed");
 }
+
+/// The daemon dies (`kill -9` as far as it can tell: its task is aborted) after submitting a
+/// capture; the capture completes while it is down. After the restart the run is judged once
+/// and alerted once.
+#[tokio::test]
+async fn a_capture_that_completes_while_the_daemon_is_down_is_judged_once_after_restart() {
+    const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    const PROVIDER_KEY: &str = "provider-key-0123456789";
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let provider = TestApp::spawn(
+        Backend::Sqlite,
+        &format!(
+            "auth:\n  api_tokens: [\"{PROVIDER_KEY}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [127.0.0.0/8]\n\
+             webhook:\n  secret: \"{SECRET}\"\n  retry_schedule: [0s, 1s]\n"
+        ),
+    )
+    .await;
+    let yaml = config(
+        &site,
+        &slack,
+        &format!(
+            "  provider: {{url: \"{}/\", api_key: \"{PROVIDER_KEY}\"}}\n  reconcile_after: 1s\n",
+            provider.base_url
+        ),
+    )
+    .replacen("slack:", &format!("webhook:\n  secret: \"{SECRET}\"\nslack:"), 1)
+    .replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 0\n");
+    let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
+    let app = TestApp::spawn(Backend::Sqlite, yaml).await;
+    assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "baseline_created");
+
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let run = run_now(&app, "home").await;
+    let (db, dir) = app.kill().await;
+    let provider_store = vigil::store::connect(&provider.db.url, 1).await.unwrap();
+    wait_for("the capture to complete at the provider", Duration::from_secs(60), || async {
+        let jobs = provider_store.count_jobs().await.ok()?;
+        jobs.contains(&(vigil::store::JobStatus::Completed, 2)).then_some(())
+    })
+    .await;
+
+    // Back up (on another port: the webhook the provider keeps sending goes nowhere, so the
+    // reconciler has to find the result).
+    let app = TestApp::spawn_on(db, dir, yaml).await;
+    let v = verdict_of(&app, &run).await;
+    assert_eq!(v["verdict"], "changed", "{v}");
+    wait_for("the alert", Duration::from_secs(30), || async { (slack.posted().len() == 1).then_some(()) })
+        .await;
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let alerts = store.alerts_for_run(&run.parse().unwrap()).await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    // Judged once: the run's verdict is final, and its webhook (stored by the reconciler) is
+    // processed exactly once.
+    wait_for("everything processed", Duration::from_secs(10), || async {
+        store.unprocessed_webhooks(10).await.ok().filter(|w| w.is_empty())
+    })
+    .await;
+    assert_eq!(slack.posted().len(), 1);
+}
