@@ -39,6 +39,8 @@ pub struct Metrics {
     pub monitors: Gauge,
     /// Capture webhooks refused by the receiver, by reason (bad signature, stale, …).
     pub webhooks_refused: Family<Vec<(String, String)>, Counter>,
+    /// Work waiting, by queue (read from the database at each scrape).
+    queues: Family<Vec<(String, String)>, Gauge>,
 }
 
 impl Metrics {
@@ -61,7 +63,16 @@ impl Metrics {
             "Capture webhooks refused by the receiver, by reason",
             webhooks_refused.clone(),
         );
-        Arc::new(Self { registry: Mutex::new(registry), requests, latency, monitors, webhooks_refused })
+        let queues = Family::default();
+        registry.register("queue_depth", "Work waiting, by queue", queues.clone());
+        Arc::new(Self {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            monitors,
+            webhooks_refused,
+            queues,
+        })
     }
 
     /// Lets feature modules add their metrics.
@@ -84,6 +95,11 @@ pub fn router() -> Router<AppState> {
 
 async fn metrics(State(state): State<AppState>) -> Response {
     state.capture.refresh_gauges(&*state.store).await;
+    if let Ok(depths) = state.store.queue_depths().await {
+        for (queue, n) in depths {
+            state.metrics.queues.get_or_create(&vec![("queue".into(), queue.into())]).set(n);
+        }
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],

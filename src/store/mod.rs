@@ -208,6 +208,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every version, newest first.
     async fn baseline_history(&self, monitor: &MonitorName, viewport: &str) -> Result<Vec<Baseline>>;
 
+    /// Work waiting in each queue (for metrics): pending runs, unprocessed received webhooks,
+    /// pending and dead webhook deliveries, pending and dead alerts.
+    async fn queue_depths(&self) -> Result<Vec<(&'static str, i64)>>;
+
     // Retention.
     /// Blobs referenced only by runs and assets created before `cutoff` — never by a baseline
     /// version, a newer run or a newer asset — at most `limit` of them.

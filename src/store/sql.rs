@@ -438,6 +438,27 @@ macro_rules! impl_store {
                 .bind(monitor).bind(viewport).fetch_all(&self.pool).await?)
             }
 
+            async fn queue_depths(&self) -> Result<Vec<(&'static str, i64)>> {
+                let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+                    "SELECT
+                         (SELECT COUNT(*) FROM runs WHERE status = 'pending'),
+                         (SELECT COUNT(*) FROM received_webhooks WHERE processed_at IS NULL),
+                         (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'),
+                         (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'dead'),
+                         (SELECT COUNT(*) FROM alerts WHERE status = 'pending'),
+                         (SELECT COUNT(*) FROM alerts WHERE status = 'dead')",
+                )
+                .fetch_one(&self.pool).await?;
+                Ok(vec![
+                    ("runs_pending", row.0),
+                    ("webhooks_unprocessed", row.1),
+                    ("deliveries_pending", row.2),
+                    ("deliveries_dead", row.3),
+                    ("alerts_pending", row.4),
+                    ("alerts_dead", row.5),
+                ])
+            }
+
             async fn expired_blobs(&self, cutoff: Timestamp, limit: i64) -> Result<Vec<String>> {
                 Ok(sqlx::query_scalar(
                     "SELECT sha FROM (

@@ -181,6 +181,9 @@ async fn story(backend: Backend) {
         "vigil_runs_judged_total{verdict=\"unchanged\"} 2",
         "vigil_alerts_total{outcome=\"sent\"} 2",
         "vigil_alerts_total{outcome=\"retry\"} 1",
+        "vigil_queue_depth{queue=\"alerts_pending\"} 0",
+        "vigil_queue_depth{queue=\"runs_pending\"} 0",
+        "vigil_queue_depth{queue=\"webhooks_unprocessed\"} 0",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
     }
