@@ -530,7 +530,7 @@ async fn pruning(backend: Backend) {
     let old_diff = blobs.put(b"an old diff").unwrap();
     let shared = blobs.put(b"a capture an old and a new run share").unwrap();
     let forty_days_ago = Timestamp::now().minus(Duration::from_secs(40 * 24 * 3600));
-    let mut add_run = async |created: Timestamp, current: &str, diff: Option<&str>| {
+    let add_run = async |created: Timestamp, current: &str, diff: Option<&str>| {
         let run = store
             .insert_run(&NewRun {
                 id: RunId::new(),
