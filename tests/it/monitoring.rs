@@ -139,6 +139,49 @@ async fn story(backend: Backend) {
         );
     }
 
+    // The changed run's webhook delivered again, three times at once: processed once. A forged
+    // and a six-minute-old signature: 401. None of it changes anything.
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let changed_run =
+        store.get_run(&changed["id"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
+    let delivery = store
+        .list_deliveries(vigil::store::OutboxStatus::Sent, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| Some(&d.job_id) == changed_run.job_id.as_ref())
+        .expect("the changed run's webhook was delivered");
+    let secret = std::fs::read_to_string(app.data_dir().join("webhook-secret")).unwrap();
+    let signer = standardwebhooks::Webhook::new(secret.trim()).unwrap();
+    let post = |id: String, ts: i64, signature: String| {
+        app.client
+            .post(app.url("/hooks/capture"))
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", signature)
+            .body(delivery.payload.clone())
+            .send()
+    };
+    let now = Timestamp::now().millis() / 1000;
+    let id = delivery.id.to_string();
+    let signature = signer.sign(&id, now, delivery.payload.as_bytes()).unwrap();
+    let replays =
+        futures_util::future::join_all((0..3).map(|_| post(id.clone(), now, signature.clone()))).await;
+    assert!(replays.iter().all(|r| r.as_ref().unwrap().status() == 204), "{replays:?}");
+    let forged = post("msg_forged".into(), now, "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=".into())
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let old = now - 6 * 60;
+    let stale =
+        post("msg_stale".into(), old, signer.sign("msg_stale", old, delivery.payload.as_bytes()).unwrap());
+    assert_eq!(stale.await.unwrap().status(), 401);
+    assert!(store.get_received_webhook("msg_forged").await.unwrap().is_none());
+    assert!(store.get_received_webhook("msg_stale").await.unwrap().is_none());
+    let again = store.get_run(&changed_run.id).await.unwrap().unwrap();
+    assert_eq!((again.verdict, again.completed_at), (changed_run.verdict, changed_run.completed_at));
+    assert_eq!(store.alerts_for_run(&changed_run.id).await.unwrap().len(), 1);
+
     // Slack rate-limits the next alert: it is sent once, after Retry-After.
     slack.script(&[(429, Some(1))]);
     site.set("pricing", &page("pricing", "rgb(0,160,0)"));
