@@ -14,6 +14,7 @@ pub mod http;
 pub mod ids;
 pub mod pipeline;
 pub mod reload;
+pub mod review;
 pub mod scheduler;
 pub mod store;
 pub mod time;
@@ -173,6 +174,13 @@ pub async fn run_with(
     let service = capture::CaptureService::new(asset_urls, pool, capture_metrics);
     let blobs = BlobStore::new(&config.storage.data_dir);
     let baselines = BaselineFiles::new(&config.storage.baselines_dir);
+    let reviewer =
+        review::Reviewer { store: store.clone(), blobs: blobs.clone(), baselines: baselines.clone() };
+    match review::sync_files(&reviewer, &config.monitors).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(files = n, "baseline files repaired from the database"),
+        Err(e) => tracing::error!(error = %e, "cannot check the baseline files"),
+    }
     // The scheduler calls the capture API like any client; it gets a token of its own.
     let internal_token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
     config.auth.api_tokens.push(config::Secret::new(internal_token.clone()));
@@ -258,12 +266,18 @@ pub async fn run_with(
     background.spawn(pruner.run(stop_rx.clone()));
     let alert_outcomes = prometheus_client::metrics::family::Family::default();
     metrics.register("alerts", "Alert send attempts by outcome", alert_outcomes.clone());
+    let slack_sender = config.slack.as_ref().map(|s| {
+        Arc::new(alert::SlackSender::new(s, webhook::delivery::client(std::time::Duration::from_secs(30))))
+    });
+    let slack_hooks = config
+        .slack
+        .as_ref()
+        .and_then(|s| review::slack::SlackHooks::new(s, slack_sender.clone()))
+        .map(Arc::new);
     let alerter = alert::Alerter {
         store: store.clone(),
         blobs: blobs.clone(),
-        slack: config.slack.as_ref().map(|s| {
-            alert::SlackSender::new(s, webhook::delivery::client(std::time::Duration::from_secs(30)))
-        }),
+        slack: slack_sender,
         ready: alert_ready,
         outcomes: alert_outcomes,
     };
@@ -280,6 +294,7 @@ pub async fn run_with(
         monitors: monitors.clone(),
         submitter: submitter.clone(),
         webhook_limiter: http::rate_limit::RateLimiter::new(webhook_rate_limit).map(Arc::new),
+        slack_hooks,
     };
     let cron = match options.schedule {
         true => Some(Arc::new(scheduler::Scheduler::start(monitors.clone(), submitter).await?)),

@@ -48,7 +48,7 @@ pub struct Alerter {
     pub store: Arc<dyn Store>,
     pub blobs: BlobStore,
     /// `None`: alerts are written to the log.
-    pub slack: Option<SlackSender>,
+    pub slack: Option<Arc<SlackSender>>,
     pub ready: Arc<Notify>,
     pub outcomes: Family<Vec<(String, String)>, Counter>,
 }

@@ -35,6 +35,8 @@ pub struct AppState {
     pub monitors: crate::config::LiveMonitors,
     /// `webhook.rate_limit` for `POST /hooks/capture`; `None` when off.
     pub webhook_limiter: Option<Arc<rate_limit::RateLimiter>>,
+    /// `POST /hooks/slack` (needs `slack.signing_secret`).
+    pub slack_hooks: Option<Arc<crate::review::slack::SlackHooks>>,
     /// Submits captures for runs ("run now").
     pub submitter: Arc<crate::scheduler::Submitter>,
 }
@@ -46,6 +48,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::capture::router())
         .merge(crate::webhook::receiver::router())
         .merge(crate::pipeline::api::router())
+        .merge(crate::review::api::router())
+        .merge(crate::review::slack::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

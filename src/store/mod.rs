@@ -205,6 +205,19 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         now: Timestamp,
     ) -> Result<Option<Baseline>>;
+    /// Approval: the run's capture becomes the active baseline (a new history row) and the run
+    /// is marked `approved` by `baseline.approved_by`, in one transaction.
+    async fn approve_run(&self, run: &RunId, baseline: &NewBaseline) -> Result<Baseline>;
+    /// Runs judged `changed` and not reviewed yet, newest first; optionally of one monitor, and
+    /// created before `before` (pagination).
+    async fn list_changes(
+        &self,
+        monitor: Option<&MonitorName>,
+        before: Option<Timestamp>,
+        limit: i64,
+    ) -> Result<Vec<Run>>;
+    /// The newest finished run of (monitor, viewport) that has a capture.
+    async fn latest_captured_run(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Run>>;
     /// Every version, newest first.
     async fn baseline_history(&self, monitor: &MonitorName, viewport: &str) -> Result<Vec<Baseline>>;
 

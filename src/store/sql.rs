@@ -397,6 +397,42 @@ macro_rules! impl_store {
                 Ok(row)
             }
 
+            async fn approve_run(&self, run: &RunId, b: &NewBaseline) -> Result<Baseline> {
+                let mut tx = self.pool.begin_with($begin).await?;
+                sqlx::query("UPDATE baselines SET active = FALSE WHERE monitor = $1 AND viewport = $2 AND active")
+                    .bind(&b.monitor).bind(&b.viewport).execute(&mut *tx).await?;
+                let row = insert_baseline(&mut tx, b).await?;
+                sqlx::query(
+                    "UPDATE runs SET verdict = 'approved', reviewed_by = $2, updated_at = $3 WHERE id = $1 AND status = 'done'",
+                )
+                .bind(run).bind(&b.approved_by).bind(b.now).execute(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn list_changes(
+                &self,
+                monitor: Option<&MonitorName>,
+                before: Option<Timestamp>,
+                limit: i64,
+            ) -> Result<Vec<Run>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM runs WHERE verdict = 'changed'
+                       AND ($1 IS NULL OR monitor = $1) AND ($2 IS NULL OR created_at < $2)
+                     ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(monitor).bind(before).bind(limit).fetch_all(&self.pool).await?)
+            }
+
+            async fn latest_captured_run(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Run>> {
+                Ok(sqlx::query_as(
+                    "SELECT * FROM runs WHERE monitor = $1 AND viewport = $2 AND status = 'done'
+                       AND current_sha256 IS NOT NULL
+                     ORDER BY created_at DESC, id DESC LIMIT 1",
+                )
+                .bind(monitor).bind(viewport).fetch_optional(&self.pool).await?)
+            }
+
             async fn revert_baseline(&self, monitor: &MonitorName, viewport: &str, by: &str, now: Timestamp) -> Result<Option<Baseline>> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 let current: Option<Baseline> = sqlx::query_as(

@@ -8,5 +8,6 @@ mod diff;
 mod monitoring;
 mod pipeline;
 mod receiver;
+mod review;
 mod server;
 mod store;

@@ -12,15 +12,15 @@ use vigil::time::Timestamp;
 use crate::helpers::slack::{BOT_TOKEN, CHANNEL_ID, FakeSlack};
 use crate::helpers::{Backend, TestApp, TestSite, wait_for};
 
-const TOKEN: &str = "test-token-0123456789";
+pub(crate) const TOKEN: &str = "test-token-0123456789";
 const PAGE: &str = "<html><body style='margin:0;background:#fff'><h1 style='margin:0;font:20px sans-serif'>{}</h1>\
                     <div style='width:100px;height:50px;background:{}'></div></body></html>";
 
-fn page(title: &str, colour: &str) -> String {
+pub(crate) fn page(title: &str, colour: &str) -> String {
     PAGE.replacen("{}", title, 1).replacen("{}", colour, 1)
 }
 
-fn config(site: &TestSite, slack: &FakeSlack, extra_capture: &str) -> String {
+pub(crate) fn config(site: &TestSite, slack: &FakeSlack, extra_capture: &str) -> String {
     let mut yaml = format!(
         "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
          capture:\n  workers: 2\n  stability_timeout: 1s\n{extra_capture}\
@@ -35,20 +35,20 @@ fn config(site: &TestSite, slack: &FakeSlack, extra_capture: &str) -> String {
     yaml
 }
 
-async fn api(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Value) {
+pub(crate) async fn api(app: &TestApp, method: reqwest::Method, path: &str) -> (u16, Value) {
     let r = app.client.request(method, app.url(path)).bearer_auth(TOKEN).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 /// Run now → the run ids (one viewport each here).
-async fn run_now(app: &TestApp, monitor: &str) -> String {
+pub(crate) async fn run_now(app: &TestApp, monitor: &str) -> String {
     let (status, body) = api(app, reqwest::Method::POST, &format!("/api/monitors/{monitor}/runs")).await;
     assert_eq!(status, 202, "{body}");
     body["run_ids"][0].as_str().unwrap().to_owned()
 }
 
-async fn verdict_of(app: &TestApp, run: &str) -> Value {
+pub(crate) async fn verdict_of(app: &TestApp, run: &str) -> Value {
     wait_for(&format!("a verdict for {run}"), Duration::from_secs(90), || async {
         let (_, body) = api(app, reqwest::Method::GET, &format!("/api/runs/{run}")).await;
         (!body["verdict"].is_null()).then_some(body)
@@ -56,7 +56,7 @@ async fn verdict_of(app: &TestApp, run: &str) -> Value {
     .await
 }
 
-async fn image(app: &TestApp, url: &str) -> Vec<u8> {
+pub(crate) async fn image(app: &TestApp, url: &str) -> Vec<u8> {
     let r = app.client.get(app.url(url)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 200, "{url}");
     assert_eq!(r.headers()["content-type"], "image/png");

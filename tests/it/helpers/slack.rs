@@ -45,6 +45,10 @@ struct Inner {
     /// file id → (filename, declared length, uploaded bytes)
     files: Vec<(String, String, usize, Option<Bytes>)>,
     shared: Vec<Shared>,
+    /// `chat.update` calls: (channel, ts, text, blocks).
+    updates: Vec<(String, String, String, Value)>,
+    /// Bodies posted to the interaction `response_url`.
+    replies: Vec<Value>,
     /// Requests refused for a bad token or shape (the test fails on any).
     refused: Vec<String>,
 }
@@ -71,6 +75,8 @@ impl FakeSlack {
             .route("/api/files.getUploadURLExternal", get(upload_url))
             .route("/upload/{id}", post(upload))
             .route("/api/files.completeUploadExternal", post(complete))
+            .route("/api/chat.update", post(update))
+            .route("/response", post(response_url))
             .with_state(slack.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         slack
@@ -92,6 +98,20 @@ impl FakeSlack {
     /// Calls of `method` answered with an error status.
     pub fn failed_calls(&self, method: &str) -> usize {
         self.inner.lock().unwrap().calls.iter().filter(|(m, ok)| m == method && !ok).count()
+    }
+
+    /// `chat.update` calls: (channel, ts, text, blocks).
+    pub fn updates(&self) -> Vec<(String, String, String, Value)> {
+        self.inner.lock().unwrap().updates.clone()
+    }
+
+    pub fn replies(&self) -> Vec<Value> {
+        self.inner.lock().unwrap().replies.clone()
+    }
+
+    /// Where interaction payloads say to answer.
+    pub fn response_url(&self) -> String {
+        format!("{}/response", self.api_url.trim_end_matches("/api"))
     }
 
     pub fn refused(&self) -> Vec<String> {
@@ -210,4 +230,31 @@ async fn complete(State(s): State<FakeSlack>, headers: HeaderMap, body: Bytes) -
     }
     inner.calls.push(("files.completeUploadExternal".into(), true));
     axum::Json(json!({"ok": true, "files": out})).into_response()
+}
+
+async fn update(State(s): State<FakeSlack>, headers: HeaderMap, body: Bytes) -> Response {
+    if !authorized(&headers) {
+        return s.refuse("invalid_auth".into());
+    }
+    let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        return s.refuse("invalid_json".into());
+    };
+    let (Some(channel), Some(ts)) = (v["channel"].as_str(), v["ts"].as_str()) else {
+        return s.refuse(format!("chat.update needs channel and ts: {v}"));
+    };
+    let mut inner = s.inner.lock().unwrap();
+    inner.updates.push((
+        channel.to_owned(),
+        ts.to_owned(),
+        v["text"].as_str().unwrap_or("").to_owned(),
+        v["blocks"].clone(),
+    ));
+    inner.calls.push(("chat.update".into(), true));
+    axum::Json(json!({"ok": true, "channel": channel, "ts": ts})).into_response()
+}
+
+async fn response_url(State(s): State<FakeSlack>, body: Bytes) -> Response {
+    let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
+    s.inner.lock().unwrap().replies.push(v);
+    (StatusCode::OK, "ok").into_response()
 }

@@ -1,0 +1,222 @@
+//! `POST /hooks/slack`: the alert's *Approve as baseline* button. Slack's signature
+//! (`v0=` HMAC-SHA256 of `v0:{timestamp}:{raw body}` with `slack.signing_secret`) and its
+//! 5-minute window are checked before anything is parsed (slack-morphism's verifier, constant
+//! time); a request seen before is refused as a replay. The approval is recorded with the Slack
+//! user, Slack gets its acknowledgement at once, and the alert message is then updated to say
+//! who approved it (`chat.update`), or why it could not be (a reply through `response_url`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use slack_morphism::prelude::*;
+use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
+
+use super::Reviewer;
+use crate::alert::{APPROVE_ACTION, SlackSender};
+use crate::http::AppState;
+use crate::store::BaselineSource;
+
+/// Interaction payloads are a few kilobytes.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Signatures remembered against replays: the verifier's window, plus a margin.
+const REPLAY_WINDOW: Duration = Duration::from_secs(6 * 60);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/hooks/slack", post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+}
+
+/// What `/hooks/slack` needs besides the app state.
+pub struct SlackHooks {
+    verifier: SlackEventSignatureVerifier,
+    seen: Mutex<HashMap<String, Instant>>,
+    sender: Option<Arc<SlackSender>>,
+    http: reqwest::Client,
+}
+
+impl SlackHooks {
+    /// `None` without `slack.signing_secret`: the endpoint then refuses every request.
+    pub fn new(config: &crate::config::SlackConfig, sender: Option<Arc<SlackSender>>) -> Option<Self> {
+        let secret = config.signing_secret.as_ref()?;
+        Some(Self {
+            verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(secret.expose().to_owned())),
+            seen: Mutex::new(HashMap::new()),
+            sender,
+            http: crate::webhook::delivery::client(Duration::from_secs(10)),
+        })
+    }
+
+    /// `true` the first time a signature is seen within the window.
+    fn first_time(&self, signature: &str, now: Instant) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| now.duration_since(*at) < REPLAY_WINDOW);
+        seen.insert(signature.to_owned(), now).is_none()
+    }
+}
+
+#[derive(Deserialize)]
+struct Interaction {
+    #[serde(rename = "type")]
+    kind: String,
+    user: Option<User>,
+    #[serde(default)]
+    actions: Vec<Action>,
+    container: Option<Container>,
+    message: Option<serde_json::Value>,
+    response_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct User {
+    id: String,
+    username: Option<String>,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Action {
+    action_id: String,
+    value: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Container {
+    channel_id: Option<String>,
+    message_ts: Option<String>,
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (status, message.to_owned()).into_response()
+}
+
+async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(hooks) = state.slack_hooks.clone() else {
+        return refuse(StatusCode::UNAUTHORIZED, "slack.signing_secret is not configured");
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(signature), Some(timestamp)) = (
+        header(SlackEventSignatureVerifier::SLACK_SIGNED_HASH_HEADER),
+        header(SlackEventSignatureVerifier::SLACK_SIGNED_TIMESTAMP),
+    ) else {
+        return refuse(StatusCode::UNAUTHORIZED, "missing Slack signature");
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return refuse(StatusCode::UNAUTHORIZED, "invalid body");
+    };
+    if let Err(e) = hooks.verifier.verify(signature, text, timestamp) {
+        tracing::warn!(error = %e, "Slack request refused");
+        state
+            .metrics
+            .webhooks_refused
+            .get_or_create(&vec![("reason".into(), "slack_signature".into())])
+            .inc();
+        return refuse(StatusCode::UNAUTHORIZED, "invalid or stale Slack signature");
+    }
+    if !hooks.first_time(signature, Instant::now()) {
+        tracing::warn!("Slack request replayed; refused");
+        state.metrics.webhooks_refused.get_or_create(&vec![("reason".into(), "slack_replay".into())]).inc();
+        return refuse(StatusCode::UNAUTHORIZED, "replayed request");
+    }
+    let interaction =
+        serde_urlencoded_payload(text).and_then(|p| serde_json::from_str::<Interaction>(&p).ok());
+    let Some(interaction) = interaction else {
+        return refuse(StatusCode::BAD_REQUEST, "expected an interaction payload");
+    };
+    let Some(action) = interaction.actions.iter().find(|a| a.action_id == APPROVE_ACTION) else {
+        // Other buttons (Open review is a link) need nothing from us.
+        return StatusCode::OK.into_response();
+    };
+    if interaction.kind != "block_actions" {
+        return StatusCode::OK.into_response();
+    }
+    let Some(run) = action.value.as_deref().and_then(|v| v.parse().ok()) else {
+        return refuse(StatusCode::BAD_REQUEST, "the button carries no run id");
+    };
+    let user = interaction.user.as_ref();
+    let handle =
+        user.and_then(|u| u.username.clone().or_else(|| u.name.clone())).unwrap_or_else(|| "someone".into());
+    let by = format!("slack:@{handle}");
+    let reviewer = Reviewer {
+        store: state.store.clone(),
+        blobs: state.blobs.clone(),
+        baselines: state.baselines.clone(),
+    };
+    // Approving is quick (a transaction and one file); the message update runs after the ack.
+    let result = reviewer.approve(&run, &by, BaselineSource::Slack).await;
+    let user_id = user.map(|u| u.id.clone());
+    tokio::spawn(async move {
+        match result {
+            Ok(a) => {
+                let text = match a.already {
+                    true => format!(
+                        "Already the baseline — confirmed by {}",
+                        mention(user_id.as_deref(), &handle)
+                    ),
+                    false => format!("Approved as baseline by {}", mention(user_id.as_deref(), &handle)),
+                };
+                update_message(&hooks, &interaction, &text).await;
+            }
+            Err(e) => {
+                tracing::warn!(%run, error = %e, "approval from Slack failed");
+                reply(&hooks, &interaction, &format!("Could not approve: {e}")).await;
+            }
+        }
+    });
+    StatusCode::OK.into_response()
+}
+
+fn serde_urlencoded_payload(body: &str) -> Option<String> {
+    url::form_urlencoded::parse(body.as_bytes()).find(|(k, _)| k == "payload").map(|(_, v)| v.into_owned())
+}
+
+fn mention(user_id: Option<&str>, handle: &str) -> String {
+    match user_id {
+        Some(id) => format!("<@{id}>"),
+        None => format!("@{handle}"),
+    }
+}
+
+/// Rewrites the alert: its blocks without the buttons, plus a line saying who approved.
+async fn update_message(hooks: &SlackHooks, interaction: &Interaction, text: &str) {
+    let (Some(sender), Some(container)) = (&hooks.sender, &interaction.container) else { return };
+    let (Some(channel), Some(ts)) = (&container.channel_id, &container.message_ts) else { return };
+    let mut blocks: Vec<SlackBlock> = interaction
+        .message
+        .as_ref()
+        .and_then(|m| serde_json::from_value(m["blocks"].clone()).ok())
+        .unwrap_or_default();
+    blocks.retain(|b| !matches!(b, SlackBlock::Actions(_)));
+    blocks.push(
+        SlackSectionBlock::new()
+            .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
+                ":white_check_mark: {text}"
+            ))))
+            .into(),
+    );
+    let fallback = interaction.message.as_ref().and_then(|m| m["text"].as_str()).unwrap_or("vigil alert");
+    let request = SlackApiChatUpdateRequest::new(
+        SlackChannelId(channel.clone()),
+        SlackMessageContent::new().with_text(format!("{fallback} — {text}")).with_blocks(blocks),
+        SlackTs(ts.clone()),
+    );
+    if let Err(e) = sender.session().chat_update(&request).await {
+        tracing::warn!(error = %e, "cannot update the Slack message; replying instead");
+        reply(hooks, interaction, text).await;
+    }
+}
+
+/// A message only the clicking user sees, through the interaction's `response_url`.
+async fn reply(hooks: &SlackHooks, interaction: &Interaction, text: &str) {
+    let Some(url) = &interaction.response_url else { return };
+    let body = serde_json::json!({"response_type": "ephemeral", "replace_original": false, "text": text});
+    if let Err(e) = hooks.http.post(url).json(&body).send().await {
+        tracing::warn!(error = %e, "cannot answer through Slack's response_url");
+    }
+}
