@@ -42,6 +42,18 @@ enum Command {
     Diff(vigil::commands::diff::DiffArgs),
     /// Capture one page to a file with the daemon's engine, and show the timing.
     Capture(vigil::commands::capture::CaptureArgs),
+    /// Approve a run's capture as the baseline: RUN_ID, or MONITOR[/VIEWPORT] for its latest change.
+    Approve {
+        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
+        config: PathBuf,
+        /// run_… or monitor or monitor/viewport (e.g. home/1280x800).
+        target: String,
+    },
+    /// Every monitor with its latest verdict and the changes awaiting review.
+    Status {
+        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
+        config: PathBuf,
+    },
     /// Inspect and replay webhook deliveries.
     Deliveries {
         #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
@@ -59,6 +71,8 @@ fn main() -> ExitCode {
     init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Check { config } => vigil::commands::check::run(&config),
+        Command::Approve { config, target } => vigil::commands::review::approve(&config, &target),
+        Command::Status { config } => vigil::commands::review::status(&config),
         Command::Diff(args) => vigil::commands::diff::run(&args),
         Command::Capture(args) => vigil::commands::capture::run(&args),
         Command::Deliveries { config, command } => vigil::commands::deliveries::run(&config, &command),

@@ -6,3 +6,4 @@ pub mod check;
 pub mod deliveries;
 pub mod diff;
 pub mod once;
+pub mod review;

@@ -240,3 +240,55 @@ async fn bulk_approval_of_100_changes() {
     assert_eq!(file, b"capture 99");
     eprintln!("bulk approval of 100 changes: {took:?}");
 }
+
+/// `vigil status` and `vigil approve MONITOR`, the binary run next to the daemon.
+#[tokio::test]
+async fn approve_and_status_from_the_command_line() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn_watching(Backend::Sqlite, &only_home(&site, &slack)).await;
+    verdict_of(&app, &run_now(&app, "home").await).await;
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let change = verdict_of(&app, &run_now(&app, "home").await).await;
+    let file = app.config_file.clone().unwrap();
+    let vigil = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(args)
+            .arg("--config")
+            .arg(&file)
+            .env("USER", "carol")
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (code, out, err) = vigil(&["status"]);
+    assert_eq!(code, Some(0), "{err}");
+    let row = out.lines().find(|l| l.starts_with("home")).unwrap();
+    assert!(
+        row.contains("320x200") && row.contains("changed") && row.contains("7.81%") && row.ends_with('1'),
+        "{out}"
+    );
+    assert!(out.contains("1 change awaiting review"), "{out}");
+
+    let (code, out, err) = vigil(&["approve", "home"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!("home 320x200 approved as baseline from {}", change["id"].as_str().unwrap())),
+        "{out}"
+    );
+    let baseline = std::fs::read(app.dir.path().join("baselines/home/320x200.png")).unwrap();
+    assert_eq!(baseline, image(&app, change["images"]["current"].as_str().unwrap()).await);
+    let (_, run) =
+        api(&app, reqwest::Method::GET, &format!("/api/runs/{}", change["id"].as_str().unwrap())).await;
+    assert_eq!(run["reviewed_by"], "cli:carol");
+
+    let (_, out, _) = vigil(&["status"]);
+    assert!(out.contains("0 changes awaiting review"), "{out}");
+    let (code, _, err) = vigil(&["approve", "home"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no change awaiting review"), "{err}");
+    let (code, _, err) = vigil(&["approve", "run_01JXXXXXXXXXXXXXXXXXXXXXXX"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("no such run"), "{err}");
+}

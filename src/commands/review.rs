@@ -1,0 +1,139 @@
+//! `vigil approve` and `vigil status`: the review step from a shell on the daemon's machine
+//! (same database and directories as the daemon, read from the same config).
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::config::{Config, MonitorName};
+use crate::review::Reviewer;
+use crate::store::blobs::{BaselineFiles, BlobStore};
+use crate::store::{BaselineSource, Store};
+
+fn with_store<F, Fut>(path: &Path, f: F) -> ExitCode
+where
+    F: FnOnce(Config, std::sync::Arc<dyn Store>) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let config = match crate::config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("async runtime");
+    let result = runtime.block_on(async {
+        let store = crate::store::connect(config.storage.database_url.expose(), 1)
+            .await
+            .map_err(|e| format!("cannot open the database: {e}"))?;
+        f(config, store).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Who approves from the command line.
+fn actor() -> String {
+    let user =
+        std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// `vigil approve RUN_ID` or `vigil approve MONITOR[/VIEWPORT]` (the latest change of each of
+/// the monitor's viewports, or of that one).
+pub fn approve(path: &Path, target: &str) -> ExitCode {
+    let target = target.to_owned();
+    with_store(path, |config, store| async move {
+        let reviewer = Reviewer {
+            store: store.clone(),
+            blobs: BlobStore::new(&config.storage.data_dir),
+            baselines: BaselineFiles::new(&config.storage.baselines_dir),
+        };
+        let runs = if target.starts_with("run_") {
+            vec![target.parse().map_err(|e| format!("{target}: {e}"))?]
+        } else {
+            let (monitor, viewport) = match target.split_once('/') {
+                Some((m, v)) => (m, Some(v)),
+                None => (target.as_str(), None),
+            };
+            let name: MonitorName = monitor.parse().map_err(|e| format!("{monitor}: {e}"))?;
+            let changes = store.list_changes(Some(&name), None, 500).await.map_err(|e| e.to_string())?;
+            let mut latest = Vec::new();
+            for run in changes {
+                // Newest first: the first change seen for a viewport is its latest.
+                if viewport.is_none_or(|v| v == run.viewport)
+                    && !latest.iter().any(|(vp, _)| vp == &run.viewport)
+                {
+                    latest.push((run.viewport.clone(), run.id));
+                }
+            }
+            if latest.is_empty() {
+                return Err(format!("{target} has no change awaiting review"));
+            }
+            latest.into_iter().map(|(_, id)| id).collect()
+        };
+        let by = actor();
+        for id in runs {
+            let a =
+                reviewer.approve(&id, &by, BaselineSource::Cli).await.map_err(|e| format!("{id}: {e}"))?;
+            let note = match (a.already, a.older_than_latest) {
+                (true, _) => " (it was the baseline already)",
+                (false, true) => " (note: a newer run exists)",
+                _ => "",
+            };
+            println!(
+                "{} {} approved as baseline from {}{note}; file: {}",
+                a.run.monitor,
+                a.run.viewport,
+                a.run.id,
+                reviewer
+                    .baselines
+                    .path(&a.run.monitor, &a.run.viewport)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default()
+            );
+        }
+        Ok(())
+    })
+}
+
+/// `vigil status`: every monitor and viewport with its latest verdict and changes awaiting review.
+pub fn status(path: &Path) -> ExitCode {
+    with_store(path, |config, store| async move {
+        let mut rows = Vec::new();
+        let mut pending_total = 0;
+        for m in &config.monitors {
+            let changes = store.list_changes(Some(&m.name), None, 500).await.map_err(|e| e.to_string())?;
+            let runs = store.list_runs(&m.name, None, 50).await.map_err(|e| e.to_string())?;
+            for vp in &m.viewports {
+                let key = vp.key();
+                let latest = runs.iter().find(|r| r.viewport == key);
+                let waiting = changes.iter().filter(|r| r.viewport == key).count();
+                pending_total += waiting;
+                rows.push(vec![
+                    m.name.to_string(),
+                    key,
+                    if m.enabled { String::new() } else { "disabled".into() },
+                    latest.map_or("never".into(), |r| r.created_at.to_string()),
+                    latest.map_or("-".into(), |r| r.verdict.map_or("pending".into(), |v| v.to_string())),
+                    latest.and_then(|r| r.diff_ratio).map(crate::alert::message::percent).unwrap_or_default(),
+                    waiting.to_string(),
+                ]);
+            }
+        }
+        print!(
+            "{}",
+            crate::config::report::render(
+                &["MONITOR", "VIEWPORT", "", "LAST RUN (UTC)", "VERDICT", "DIFF", "TO REVIEW"],
+                &rows
+            )
+        );
+        println!("{} change{} awaiting review", pending_total, if pending_total == 1 { "" } else { "s" });
+        Ok(())
+    })
+}
