@@ -18,6 +18,7 @@ pub mod review;
 pub mod scheduler;
 pub mod store;
 pub mod time;
+pub mod ui;
 pub mod webhook;
 
 use std::future::Future;
@@ -154,6 +155,7 @@ pub async fn run_with(
     let metrics = http::Metrics::new();
     metrics.monitors.set(config.monitors.len() as i64);
     let key = signing_key(&config)?;
+    let ui_key = key.derive("vigil ui sessions");
     let mut webhook_keys = vec![key.clone()];
     for previous in &config.webhook.previous_secrets {
         webhook_keys.push(
@@ -295,6 +297,7 @@ pub async fn run_with(
         submitter: submitter.clone(),
         webhook_limiter: http::rate_limit::RateLimiter::new(webhook_rate_limit).map(Arc::new),
         slack_hooks,
+        ui_key,
     };
     let cron = match options.schedule {
         true => Some(Arc::new(scheduler::Scheduler::start(monitors.clone(), submitter).await?)),

@@ -37,6 +37,8 @@ pub struct AppState {
     pub webhook_limiter: Option<Arc<rate_limit::RateLimiter>>,
     /// `POST /hooks/slack` (needs `slack.signing_secret`).
     pub slack_hooks: Option<Arc<crate::review::slack::SlackHooks>>,
+    /// Signs web UI session cookies and CSRF tokens.
+    pub ui_key: crate::webhook::signing::SigningKey,
     /// Submits captures for runs ("run now").
     pub submitter: Arc<crate::scheduler::Submitter>,
 }
@@ -50,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::pipeline::api::router())
         .merge(crate::review::api::router())
         .merge(crate::review::slack::router())
+        .merge(crate::ui::router())
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .with_state(state)
 }

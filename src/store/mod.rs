@@ -216,6 +216,10 @@ pub trait Store: Send + Sync + 'static {
         before: Option<Timestamp>,
         limit: i64,
     ) -> Result<Vec<Run>>;
+    /// The newest run of every monitor (one query, for the dashboard).
+    async fn latest_runs(&self) -> Result<Vec<Run>>;
+    /// How many changes await review, per monitor.
+    async fn changes_by_monitor(&self) -> Result<Vec<(MonitorName, i64)>>;
     /// The newest finished run of (monitor, viewport) that has a capture.
     async fn latest_captured_run(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Run>>;
     /// Every version, newest first.

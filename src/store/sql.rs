@@ -424,6 +424,21 @@ macro_rules! impl_store {
                 .bind(monitor).bind(before).bind(limit).fetch_all(&self.pool).await?)
             }
 
+            async fn latest_runs(&self) -> Result<Vec<Run>> {
+                Ok(sqlx::query_as(
+                    "SELECT r.* FROM runs r
+                     JOIN (SELECT monitor, MAX(created_at) AS newest FROM runs GROUP BY monitor) l
+                       ON r.monitor = l.monitor AND r.created_at = l.newest
+                     ORDER BY r.monitor, r.id DESC",
+                )
+                .fetch_all(&self.pool).await?)
+            }
+
+            async fn changes_by_monitor(&self) -> Result<Vec<(MonitorName, i64)>> {
+                Ok(sqlx::query_as("SELECT monitor, COUNT(*) FROM runs WHERE verdict = 'changed' GROUP BY monitor")
+                    .fetch_all(&self.pool).await?)
+            }
+
             async fn latest_captured_run(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Run>> {
                 Ok(sqlx::query_as(
                     "SELECT * FROM runs WHERE monitor = $1 AND viewport = $2 AND status = 'done'

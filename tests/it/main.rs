@@ -11,3 +11,4 @@ mod receiver;
 mod review;
 mod server;
 mod store;
+mod ui;

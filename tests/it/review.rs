@@ -192,6 +192,26 @@ async fn the_slack_button_approves_and_the_message_says_who() {
     // The same request again: a replay.
     assert_eq!(send(now, slack_signature(now, &body)).await.unwrap().status(), 401);
     assert_eq!(slack.updates().len(), 1);
+    // A button whose run is gone: the user is told, in a reply only they see.
+    let mut gone = payload.clone();
+    gone["actions"][0]["value"] = json!("run_01JXXXXXXXXXXXXXXXXXXXXXXX");
+    let gone_body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &gone.to_string())
+        .finish();
+    let r = app
+        .client
+        .post(app.url("/hooks/slack"))
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", slack_signature(now, &gone_body))
+        .body(gone_body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reply =
+        wait_for("the reply", Duration::from_secs(10), || async { slack.replies().into_iter().next() }).await;
+    assert_eq!(reply["text"], "Could not approve: no such run");
+    assert_eq!(reply["response_type"], "ephemeral");
     eprintln!("Slack approval acknowledged in {acked_in:?}");
 }
 

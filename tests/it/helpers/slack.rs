@@ -250,7 +250,10 @@ async fn update(State(s): State<FakeSlack>, headers: HeaderMap, body: Bytes) -> 
         v["blocks"].clone(),
     ));
     inner.calls.push(("chat.update".into(), true));
-    axum::Json(json!({"ok": true, "channel": channel, "ts": ts})).into_response()
+    // As Slack answers: the updated message comes back.
+    axum::Json(json!({"ok": true, "channel": channel, "ts": ts, "text": v["text"],
+                      "message": {"text": v["text"], "blocks": v["blocks"]}}))
+    .into_response()
 }
 
 async fn response_url(State(s): State<FakeSlack>, body: Bytes) -> Response {

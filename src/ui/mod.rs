@@ -1,0 +1,415 @@
+//! The web UI (DESIGN §8), server-rendered with askama: sign in with an API token, the
+//! dashboard, a monitor's history, and the review page (side by side, swipe, overlay, diff only,
+//! zoom to a region, approve / reject, keyboard `a` `r` `j` `k`). Every form carries the
+//! session's CSRF token; the only script is `/ui/review.js`, and the review still works without it
+//! (plain forms and links).
+
+pub mod session;
+mod views;
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::config::MonitorName;
+use crate::http::AppState;
+use crate::ids::RunId;
+use crate::review::{ReviewError, Reviewer};
+use crate::store::{BaselineSource, Verdict};
+use crate::time::Timestamp;
+use views::*;
+
+/// Monitors per dashboard page.
+const PAGE_SIZE: usize = 50;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/monitors/{name}", get(monitor_page))
+        .route("/monitors/{name}/approve-all", post(approve_all))
+        .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/approve", post(approve))
+        .route("/runs/{id}/reject", post(reject))
+        .route("/baselines/{monitor}/{viewport}/revert", post(revert))
+        .route("/ui/review.js", get(script))
+}
+
+/// The token index of a valid session cookie in `parts`.
+pub fn signed_in(parts: &Parts, state: &AppState) -> Option<usize> {
+    let cookie = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+    let value = session::from_cookie_header(cookie)?;
+    session::verify(&state.ui_key, value, &state.config.auth.api_tokens, Timestamp::now().millis() / 1000)
+}
+
+/// A signed-in browser. Pages without one redirect to the sign-in form.
+pub struct Session {
+    index: usize,
+    csrf: String,
+    cookie: String,
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let cookie = parts
+            .headers
+            .get(header::COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(session::from_cookie_header)
+            .map(str::to_owned);
+        let index = signed_in(parts, state);
+        match (cookie, index) {
+            (Some(cookie), Some(index)) => {
+                Ok(Session { index, csrf: session::csrf(&state.ui_key, &cookie), cookie })
+            }
+            _ => {
+                let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                let to = format!(
+                    "/login?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
+                Err(Redirect::to(&to).into_response())
+            }
+        }
+    }
+}
+
+impl Session {
+    /// Who is acting, for the baseline history.
+    fn actor(&self, state: &AppState) -> String {
+        format!("ui token {}", &session::fingerprint(state.config.auth.api_tokens[self.index].expose())[..8])
+    }
+
+    /// Whether a form carries this session's CSRF token.
+    fn csrf_ok(&self, state: &AppState, given: &str) -> bool {
+        session::csrf_ok(&state.ui_key, &self.cookie, given)
+    }
+}
+
+fn csrf_refused() -> Response {
+    (StatusCode::FORBIDDEN, "missing or invalid CSRF token; reload the page and try again").into_response()
+}
+
+/// An HTML page with the headers every UI page gets.
+fn html(page: impl Template) -> Response {
+    match page.render() {
+        Ok(body) => {
+            let mut r = (StatusCode::OK, axum::response::Html(body)).into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(
+                    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; form-action 'self'; frame-ancestors 'none'",
+                ),
+            );
+            h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "template rendering failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response()
+        }
+    }
+}
+
+fn failure(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "UI request failed");
+    (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; try again").into_response()
+}
+
+async fn layout(state: &AppState, session: &Session) -> Layout {
+    let pending = state.store.changes_by_monitor().await.map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
+    Layout { csrf: session.csrf.clone(), pending }
+}
+
+#[derive(Deserialize)]
+struct Next {
+    next: Option<String>,
+}
+
+/// Only paths of this site: no `//host`, no scheme.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+async fn login_page(Query(q): Query<Next>) -> Response {
+    html(LoginPage { error: None, next: safe_next(q.next.as_deref()) })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+    next: Option<String>,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    let given = form.token.trim();
+    let mut found = None;
+    for (i, t) in state.config.auth.api_tokens.iter().enumerate() {
+        if bool::from(t.expose().as_bytes().ct_eq(given.as_bytes())) && found.is_none() {
+            found = Some(i);
+        }
+    }
+    let Some(index) = found else {
+        let mut r = html(LoginPage {
+            error: Some("That token is not valid.".into()),
+            next: safe_next(form.next.as_deref()),
+        });
+        *r.status_mut() = StatusCode::UNAUTHORIZED;
+        return r;
+    };
+    let ttl = state.config.auth.session_ttl.as_secs() as i64;
+    let token = state.config.auth.api_tokens[index].expose();
+    let value = session::issue(&state.ui_key, token, Timestamp::now().millis() / 1000 + ttl);
+    let secure = if state.config.server.public_url.scheme() == "https" { "; Secure" } else { "" };
+    let cookie =
+        format!("{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", session::COOKIE);
+    let mut r = Redirect::to(&safe_next(form.next.as_deref())).into_response();
+    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ASCII"));
+    r
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn logout(State(state): State<AppState>, session: Session, Form(form): Form<CsrfForm>) -> Response {
+    if !session.csrf_ok(&state, &form.csrf) {
+        return csrf_refused();
+    }
+    let mut r = Redirect::to("/login").into_response();
+    let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", session::COOKIE);
+    r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ASCII"));
+    r
+}
+
+#[derive(Deserialize)]
+struct DashboardQuery {
+    status: Option<String>,
+    page: Option<usize>,
+}
+
+async fn dashboard(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<DashboardQuery>,
+) -> Response {
+    let monitors = state.monitors.current();
+    let (latest, changes) = match (state.store.latest_runs().await, state.store.changes_by_monitor().await) {
+        (Ok(l), Ok(c)) => (l, c),
+        (Err(e), _) | (_, Err(e)) => return failure(e),
+    };
+    let filter = q.status.clone().filter(|s| !s.is_empty());
+    let rows: Vec<MonitorRow> = monitors
+        .iter()
+        .map(|m| {
+            MonitorRow::new(
+                m,
+                latest.iter().find(|r| r.monitor == m.name),
+                changes.iter().find(|(n, _)| n == &m.name).map_or(0, |(_, c)| *c),
+            )
+        })
+        .filter(|row| filter.as_deref().is_none_or(|f| row.status == f))
+        .collect();
+    let pages = rows.len().div_ceil(PAGE_SIZE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let shown = rows.len();
+    let rows: Vec<MonitorRow> = rows.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
+    let layout = layout(&state, &session).await;
+    html(Dashboard {
+        layout,
+        rows,
+        filter: filter.unwrap_or_default(),
+        filters: FILTERS,
+        page,
+        pages,
+        shown,
+        total: monitors.len(),
+    })
+}
+
+#[derive(Deserialize)]
+struct MonitorQuery {
+    before: Option<RunId>,
+}
+
+async fn monitor_page(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Query(q): Query<MonitorQuery>,
+) -> Response {
+    let Some(monitor) = state.monitors.find_str(&name) else {
+        return (StatusCode::NOT_FOUND, "no such monitor").into_response();
+    };
+    let before = match &q.before {
+        Some(id) => state.store.get_run(id).await.ok().flatten().map(|r| r.created_at),
+        None => None,
+    };
+    let runs = match state.store.list_runs(&monitor.name, before, 50).await {
+        Ok(r) => r,
+        Err(e) => return failure(e),
+    };
+    let mut histories = Vec::new();
+    for vp in &monitor.viewports {
+        let key = vp.key();
+        match state.store.baseline_history(&monitor.name, &key).await {
+            Ok(h) => histories.push(HistoryView::new(&monitor.name, &key, &h)),
+            Err(e) => return failure(e),
+        }
+    }
+    let changes = runs.iter().filter(|r| r.verdict == Some(Verdict::Changed)).count();
+    let older = (runs.len() == 50).then(|| runs.last().map(|r| r.id.to_string())).flatten();
+    let layout = layout(&state, &session).await;
+    html(MonitorPage {
+        layout,
+        name: monitor.name.to_string(),
+        url: monitor.url.to_string(),
+        schedule: monitor.schedule.source.clone(),
+        runs: runs.iter().map(RunRow::new).collect(),
+        histories,
+        changes,
+        older,
+    })
+}
+
+async fn run_page(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<RunId>() else {
+        return (StatusCode::NOT_FOUND, "no such run").into_response();
+    };
+    let run = match state.store.get_run(&id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return (StatusCode::NOT_FOUND, "no such run").into_response(),
+        Err(e) => return failure(e),
+    };
+    let changes = match state.store.list_changes(None, None, 500).await {
+        Ok(c) => c,
+        Err(e) => return failure(e),
+    };
+    let position = changes.iter().position(|c| c.id == run.id);
+    let (previous, next) = match position {
+        Some(i) => (
+            i.checked_sub(1).map(|p| changes[p].id.to_string()),
+            changes.get(i + 1).map(|c| c.id.to_string()),
+        ),
+        None => (None, changes.first().map(|c| c.id.to_string())),
+    };
+    let url = state.monitors.find(&run.monitor).map(|m| m.url.to_string()).unwrap_or_default();
+    let monitor_changes = changes.iter().filter(|c| c.monitor == run.monitor).count();
+    let layout = layout(&state, &session).await;
+    html(ReviewPage { layout, run: RunDetail::new(&run, url), previous, next, monitor_changes })
+}
+
+fn review_failure(e: ReviewError) -> Response {
+    match e {
+        ReviewError::NoSuchRun => (StatusCode::NOT_FOUND, "no such run").into_response(),
+        ReviewError::Store(e) => failure(e),
+        ReviewError::File(e) => failure(e),
+        other => (StatusCode::CONFLICT, other.to_string()).into_response(),
+    }
+}
+
+fn reviewer(state: &AppState) -> Reviewer {
+    Reviewer { store: state.store.clone(), blobs: state.blobs.clone(), baselines: state.baselines.clone() }
+}
+
+async fn approve(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !session.csrf_ok(&state, &form.csrf) {
+        return csrf_refused();
+    }
+    let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
+    match reviewer(&state).approve(&run, &session.actor(&state), BaselineSource::Ui).await {
+        Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
+        Err(e) => review_failure(e),
+    }
+}
+
+async fn reject(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !session.csrf_ok(&state, &form.csrf) {
+        return csrf_refused();
+    }
+    let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
+    match reviewer(&state).reject(&run, &session.actor(&state)).await {
+        Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
+        Err(e) => review_failure(e),
+    }
+}
+
+/// Approves every change of the monitor, oldest first, so the newest capture of each viewport
+/// ends up as its baseline.
+async fn approve_all(
+    State(state): State<AppState>,
+    session: Session,
+    Path(name): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !session.csrf_ok(&state, &form.csrf) {
+        return csrf_refused();
+    }
+    let Ok(monitor) = name.parse::<MonitorName>() else {
+        return (StatusCode::NOT_FOUND, "no such monitor").into_response();
+    };
+    let changes = match state.store.list_changes(Some(&monitor), None, 1000).await {
+        Ok(c) => c,
+        Err(e) => return failure(e),
+    };
+    let reviewer = reviewer(&state);
+    for run in changes.iter().rev() {
+        if let Err(e) = reviewer.approve(&run.id, &session.actor(&state), BaselineSource::Ui).await {
+            return review_failure(e);
+        }
+    }
+    Redirect::to(&format!("/monitors/{monitor}")).into_response()
+}
+
+async fn revert(
+    State(state): State<AppState>,
+    session: Session,
+    Path((monitor, viewport)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if !session.csrf_ok(&state, &form.csrf) {
+        return csrf_refused();
+    }
+    let Ok(name) = monitor.parse::<MonitorName>() else {
+        return (StatusCode::NOT_FOUND, "no such monitor").into_response();
+    };
+    match reviewer(&state).revert(&name, &viewport, &session.actor(&state)).await {
+        Ok(_) => Redirect::to(&format!("/monitors/{name}")).into_response(),
+        Err(e) => review_failure(e),
+    }
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        include_str!("review.js"),
+    )
+        .into_response()
+}

@@ -1,0 +1,94 @@
+//! Browser sessions for the web UI: sign in once with an API token, then a signed cookie.
+//! Stateless: the cookie carries its expiry and the token's fingerprint (never the token), signed
+//! with a key derived from the daemon's secret. A session ends when it expires or when its token
+//! is removed from `auth.api_tokens`. The CSRF token of a session is a second HMAC of the cookie,
+//! so every form can be checked without server-side state. Pure: no I/O, time passed in.
+
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::webhook::signing::SigningKey;
+
+pub const COOKIE: &str = "vigil_session";
+
+/// First 8 bytes of SHA-256 of a token, in hex: names a token without revealing it.
+pub fn fingerprint(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(token.as_bytes())[..8])
+}
+
+/// A new session cookie value for the token at `index`, valid until `expires` (Unix seconds).
+pub fn issue(key: &SigningKey, token: &str, expires: i64) -> String {
+    let nonce = hex::encode(rand::random::<[u8; 12]>());
+    let body = format!("{expires}.{}.{nonce}", fingerprint(token));
+    let sig = hex::encode(key.hmac(format!("session:{body}").as_bytes()));
+    format!("{body}.{sig}")
+}
+
+/// The index of the token a valid, unexpired cookie belongs to.
+pub fn verify(key: &SigningKey, value: &str, tokens: &[Secret], now: i64) -> Option<usize> {
+    let (body, sig) = value.rsplit_once('.')?;
+    let expected = hex::encode(key.hmac(format!("session:{body}").as_bytes()));
+    if !bool::from(expected.as_bytes().ct_eq(sig.as_bytes())) {
+        return None;
+    }
+    let mut parts = body.split('.');
+    let expires: i64 = parts.next()?.parse().ok()?;
+    let fp = parts.next()?;
+    if expires <= now {
+        return None;
+    }
+    tokens.iter().position(|t| fingerprint(t.expose()) == fp)
+}
+
+/// The CSRF token forms of this session must carry.
+pub fn csrf(key: &SigningKey, cookie: &str) -> String {
+    hex::encode(&key.hmac(format!("csrf:{cookie}").as_bytes())[..16])
+}
+
+pub fn csrf_ok(key: &SigningKey, cookie: &str, given: &str) -> bool {
+    csrf(key, cookie).as_bytes().ct_eq(given.as_bytes()).into()
+}
+
+/// The cookie's value in a `Cookie` header, if present.
+pub fn from_cookie_header(header: &str) -> Option<&str> {
+    header.split(';').map(str::trim).find_map(|c| c.strip_prefix(COOKIE)?.strip_prefix('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SigningKey {
+        SigningKey::from_secret("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap().derive("ui")
+    }
+
+    #[test]
+    fn a_cookie_is_valid_until_it_expires_or_its_token_goes() {
+        let tokens = vec![Secret::new("first-token-0123456789"), Secret::new("second-token-0123456789")];
+        let cookie = issue(&key(), "second-token-0123456789", 1_000);
+        assert_eq!(verify(&key(), &cookie, &tokens, 999), Some(1));
+        assert_eq!(verify(&key(), &cookie, &tokens, 1_000), None, "expired");
+        assert_eq!(verify(&key(), &cookie, &tokens[..1], 999), None, "token removed from the config");
+        let tampered = cookie.replacen("1000.", "9999.", 1);
+        assert_eq!(verify(&key(), &tampered, &tokens, 999), None, "expiry edited");
+        let other_key = SigningKey::from_secret("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
+            .unwrap()
+            .derive("x");
+        assert_eq!(verify(&other_key, &cookie, &tokens, 999), None);
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_their_session() {
+        let (a, b) = (issue(&key(), "t-0123456789abcdef", 10), issue(&key(), "t-0123456789abcdef", 10));
+        assert!(csrf_ok(&key(), &a, &csrf(&key(), &a)));
+        assert!(!csrf_ok(&key(), &a, &csrf(&key(), &b)));
+        assert!(!csrf_ok(&key(), &a, ""));
+    }
+
+    #[test]
+    fn the_cookie_is_found_among_others() {
+        assert_eq!(from_cookie_header("a=1; vigil_session=abc.def; b=2"), Some("abc.def"));
+        assert_eq!(from_cookie_header("vigil_sessionx=1"), None);
+    }
+}

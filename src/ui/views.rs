@@ -1,0 +1,248 @@
+//! What each page shows, prepared for the templates (strings and flags; the templates stay
+//! free of logic).
+
+use askama::Template;
+
+use crate::alert::message::percent;
+use crate::config::{Monitor, MonitorName};
+use crate::diff::Region;
+use crate::store::{Baseline, Run, RunStatus};
+
+/// Dashboard filters: value and label.
+pub const FILTERS: &[(&str, &str)] = &[
+    ("", "All"),
+    ("changed", "Changed"),
+    ("failed", "Failed"),
+    ("unchanged", "Unchanged"),
+    ("approved", "Approved"),
+    ("rejected", "Rejected"),
+    ("baseline_created", "New baseline"),
+    ("pending", "Running"),
+    ("never", "Never run"),
+];
+
+pub struct Layout {
+    pub csrf: String,
+    pub pending: i64,
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub error: Option<String>,
+    pub next: String,
+}
+
+pub struct MonitorRow {
+    pub name: String,
+    pub url: String,
+    pub viewport: String,
+    /// A verdict, `pending` or `never`.
+    pub status: String,
+    pub last_run: String,
+    pub diff: String,
+    pub run_id: String,
+    pub thumbnail: Option<String>,
+    pub to_review: i64,
+    pub enabled: bool,
+}
+
+impl MonitorRow {
+    pub fn new(m: &Monitor, latest: Option<&Run>, to_review: i64) -> Self {
+        MonitorRow {
+            name: m.name.to_string(),
+            url: m.url.to_string(),
+            viewport: latest.map_or_else(
+                || m.viewports.first().map(|v| v.key()).unwrap_or_default(),
+                |r| r.viewport.clone(),
+            ),
+            status: match latest {
+                None => "never".into(),
+                Some(r) if r.status == RunStatus::Pending => "pending".into(),
+                Some(r) => r.verdict.map_or("pending".into(), |v| v.to_string()),
+            },
+            last_run: latest.map_or("never".into(), |r| short_time(&r.created_at.to_string())),
+            diff: latest.and_then(|r| r.diff_ratio).map(percent).unwrap_or_default(),
+            run_id: latest.map(|r| r.id.to_string()).unwrap_or_default(),
+            thumbnail: latest
+                .filter(|r| r.current_sha256.is_some())
+                .map(|r| format!("/api/runs/{}/current.png", r.id)),
+            to_review,
+            enabled: m.enabled,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+pub struct Dashboard {
+    pub layout: Layout,
+    pub rows: Vec<MonitorRow>,
+    pub filter: String,
+    pub filters: &'static [(&'static str, &'static str)],
+    pub page: usize,
+    pub pages: usize,
+    pub shown: usize,
+    pub total: usize,
+}
+
+pub struct RunRow {
+    pub id: String,
+    pub viewport: String,
+    pub status: String,
+    pub diff: String,
+    pub when: String,
+    pub trigger: String,
+    pub reviewed_by: String,
+}
+
+impl RunRow {
+    pub fn new(r: &Run) -> Self {
+        RunRow {
+            id: r.id.to_string(),
+            viewport: r.viewport.clone(),
+            status: r.verdict.map_or("pending".into(), |v| v.to_string()),
+            diff: r.diff_ratio.map(percent).unwrap_or_default(),
+            when: short_time(&r.created_at.to_string()),
+            trigger: r.trigger.to_string(),
+            reviewed_by: r.reviewed_by.clone().unwrap_or_default(),
+        }
+    }
+}
+
+pub struct HistoryView {
+    pub viewport: String,
+    pub revert_url: String,
+    pub entries: Vec<HistoryEntry>,
+    pub can_revert: bool,
+}
+
+pub struct HistoryEntry {
+    pub when: String,
+    pub source: String,
+    pub by: String,
+    pub run_id: String,
+    pub active: bool,
+    pub reverted: bool,
+}
+
+impl HistoryView {
+    pub fn new(monitor: &MonitorName, viewport: &str, history: &[Baseline]) -> Self {
+        let usable = history.iter().filter(|b| b.reverted_at.is_none()).count();
+        HistoryView {
+            viewport: viewport.to_owned(),
+            revert_url: format!("/baselines/{monitor}/{viewport}/revert"),
+            can_revert: usable > 1,
+            entries: history
+                .iter()
+                .map(|b| HistoryEntry {
+                    when: short_time(&b.created_at.to_string()),
+                    source: b.source.to_string(),
+                    by: b.approved_by.clone(),
+                    run_id: b.run_id.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+                    active: b.active,
+                    reverted: b.reverted_at.is_some(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "monitor.html")]
+pub struct MonitorPage {
+    pub layout: Layout,
+    pub name: String,
+    pub url: String,
+    pub schedule: String,
+    pub runs: Vec<RunRow>,
+    pub histories: Vec<HistoryView>,
+    pub changes: usize,
+    pub older: Option<String>,
+}
+
+pub struct RegionView {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub struct RunDetail {
+    pub id: String,
+    pub monitor: String,
+    pub url: String,
+    pub viewport: String,
+    pub status: String,
+    pub diff: String,
+    pub diff_pixels: String,
+    pub size_changed: bool,
+    pub when: String,
+    pub reviewed_by: String,
+    pub error: String,
+    pub baseline: Option<String>,
+    pub current: Option<String>,
+    pub diff_image: Option<String>,
+    pub regions: Vec<RegionView>,
+    pub can_approve: bool,
+    pub can_reject: bool,
+}
+
+impl RunDetail {
+    pub fn new(r: &Run, url: String) -> Self {
+        let image =
+            |name: &str, sha: &Option<String>| sha.as_ref().map(|_| format!("/api/runs/{}/{name}.png", r.id));
+        let regions: Vec<Region> =
+            r.regions.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
+        let status = r.verdict.map_or("pending".into(), |v| v.to_string());
+        RunDetail {
+            id: r.id.to_string(),
+            monitor: r.monitor.to_string(),
+            url,
+            viewport: r.viewport.clone(),
+            diff: r.diff_ratio.map(percent).unwrap_or_default(),
+            diff_pixels: r.diff_pixels.map(|p| p.to_string()).unwrap_or_default(),
+            size_changed: r.size_changed.unwrap_or(false),
+            when: short_time(&r.created_at.to_string()),
+            reviewed_by: r.reviewed_by.clone().unwrap_or_default(),
+            error: r
+                .error
+                .as_deref()
+                .map(|e| {
+                    serde_json::from_str::<serde_json::Value>(e)
+                        .ok()
+                        .and_then(|v| v["message"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| e.to_owned())
+                })
+                .unwrap_or_default(),
+            baseline: image("baseline", &r.baseline_sha256),
+            current: image("current", &r.current_sha256),
+            diff_image: image("diff", &r.diff_sha256),
+            regions: regions
+                .iter()
+                .map(|g| RegionView { x: g.x, y: g.y, width: g.width, height: g.height })
+                .collect(),
+            can_approve: r.current_sha256.is_some() && matches!(status.as_str(), "changed" | "rejected"),
+            can_reject: status == "changed",
+            status,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+pub struct ReviewPage {
+    pub layout: Layout,
+    pub run: RunDetail,
+    pub previous: Option<String>,
+    pub next: Option<String>,
+    pub monitor_changes: usize,
+}
+
+/// `2026-11-27T10:07:05.731Z` → `2026-11-27 10:07:05 UTC`.
+fn short_time(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..19)) {
+        (Some(d), Some(t)) => format!("{d} {t} UTC"),
+        _ => rfc3339.to_owned(),
+    }
+}

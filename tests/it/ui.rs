@@ -1,0 +1,259 @@
+//! The web UI as a person uses it: real Chromium signs in, reviews a change with the buttons
+//! and the keyboard, reverts from the monitor page; and the protections (sign-in, CSRF) over
+//! plain HTTP.
+
+use std::time::Duration;
+
+use chromiumoxide::Page;
+use serde_json::Value;
+use vigil::capture::browser::{BrowserPool, BrowserSettings};
+
+use crate::helpers::slack::FakeSlack;
+use crate::helpers::{Backend, TestApp, TestSite, wait_for};
+use crate::monitoring::{TOKEN, api, config, image, page, run_now, verdict_of};
+
+fn only_home(site: &TestSite, slack: &FakeSlack) -> String {
+    let yaml =
+        config(site, slack, "").replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 0\n");
+    yaml[..yaml.find("  - name: pricing").unwrap()].to_owned()
+}
+
+/// Evaluates `expression` in the page until it is true.
+async fn until(page: &Page, what: &str, expression: &str) {
+    wait_for(what, Duration::from_secs(20), || async {
+        let v: Value = page.evaluate(expression).await.ok()?.into_value().ok()?;
+        (v == Value::Bool(true)).then_some(())
+    })
+    .await;
+}
+
+async fn text_of(page: &Page, selector: &str) -> String {
+    page.find_element(selector).await.unwrap().inner_text().await.unwrap().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_person_reviews_a_change_in_the_browser() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
+    verdict_of(&app, &run_now(&app, "home").await).await;
+    let first_baseline = std::fs::read(app.dir.path().join("baselines/home/320x200.png")).unwrap();
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let change = verdict_of(&app, &run_now(&app, "home").await).await;
+    let run_id = change["id"].as_str().unwrap().to_owned();
+
+    let profiles = tempfile::tempdir().unwrap();
+    let pool = BrowserPool::new(BrowserSettings {
+        chromium_path: None,
+        profile_root: profiles.path().to_owned(),
+        recycle_after: 100,
+    });
+    let browser = pool.get().await.unwrap();
+    let (_, tab) = browser.open_page().await.unwrap();
+
+    // The review page asks to sign in first, then comes back.
+    tab.goto(app.url(&format!("/runs/{run_id}"))).await.unwrap();
+    until(&tab, "the sign-in form", "!!document.querySelector('#token')").await;
+    tab.find_element("#token").await.unwrap().click().await.unwrap().type_str(TOKEN).await.unwrap();
+    tab.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
+    until(&tab, "the review page", "!!document.querySelector('#approve')").await;
+    assert_eq!(text_of(&tab, "#verdict").await, "changed");
+    // Its views: three images side by side, and the swipe / overlay modes.
+    assert_eq!(tab.find_elements("#side img").await.unwrap().len(), 3);
+    tab.find_element("input[value=overlay]").await.unwrap().click().await.unwrap();
+    until(&tab, "the overlay view", "!document.querySelector('#stack').hidden && document.querySelector('#stack-cur').style.opacity === '0.5'").await;
+    tab.find_element("input[value=side]").await.unwrap().click().await.unwrap();
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("review-page.png");
+    tab.save_screenshot(chromiumoxide::page::ScreenshotParams::builder().full_page(true).build(), &shot)
+        .await
+        .unwrap();
+    eprintln!("review page screenshot: {}", shot.display());
+
+    // Approve: the page says so, and the capture is the baseline file.
+    tab.find_element("#approve").await.unwrap().click().await.unwrap();
+    until(&tab, "the approved page", "document.querySelector('#verdict')?.textContent === 'approved'").await;
+    let current = image(&app, change["images"]["current"].as_str().unwrap()).await;
+    assert_eq!(std::fs::read(app.dir.path().join("baselines/home/320x200.png")).unwrap(), current);
+    assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "unchanged");
+
+    // Revert from the monitor page: the first baseline is back, the next run is a change again.
+    tab.goto(app.url("/monitors/home")).await.unwrap();
+    until(&tab, "the monitor page", "!!document.querySelector('form[action$=\"/revert\"] button')").await;
+    tab.find_element("form[action$=\"/revert\"] button").await.unwrap().click().await.unwrap();
+    wait_for("the reverted baseline file", Duration::from_secs(20), || async {
+        let now = std::fs::read(app.dir.path().join("baselines/home/320x200.png")).ok()?;
+        (now == first_baseline).then_some(())
+    })
+    .await;
+    let again = verdict_of(&app, &run_now(&app, "home").await).await;
+    assert_eq!(again["verdict"], "changed");
+
+    // The keyboard: `r` rejects.
+    tab.goto(app.url(&format!("/runs/{}", again["id"].as_str().unwrap()))).await.unwrap();
+    until(&tab, "the review page", "!!document.querySelector('#reject')").await;
+    tab.find_element("body").await.unwrap().press_key("r").await.unwrap();
+    until(&tab, "the rejected page", "document.querySelector('#verdict')?.textContent === 'rejected'").await;
+
+    // The dashboard lists the monitor with its latest verdict and a thumbnail.
+    tab.goto(app.url("/")).await.unwrap();
+    until(&tab, "the dashboard", "!!document.querySelector('tr[data-monitor=home]')").await;
+    let row = text_of(&tab, "tr[data-monitor=home]").await;
+    assert!(row.contains("rejected"), "{row}");
+    assert_eq!(tab.find_elements("tr[data-monitor=home] img.thumb").await.unwrap().len(), 1);
+    drop(tab);
+    drop(browser);
+    pool.shutdown().await;
+}
+
+/// A form post, as a browser sends it.
+trait Urlencoded {
+    fn urlencoded<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> Self;
+}
+
+impl Urlencoded for reqwest::RequestBuilder {
+    fn urlencoded<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> Self {
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            body.append_pair(k.as_ref(), v.as_ref());
+        }
+        self.header("content-type", "application/x-www-form-urlencoded").body(body.finish())
+    }
+}
+
+fn cookie_of(r: &reqwest::Response) -> String {
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn pages_need_a_session_and_forms_their_csrf_token() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
+    verdict_of(&app, &run_now(&app, "home").await).await;
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let change = verdict_of(&app, &run_now(&app, "home").await).await;
+    let id = change["id"].as_str().unwrap();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    // No session: to the sign-in form, and back afterwards.
+    let r = client.get(app.url(&format!("/runs/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], format!("/login?next=%2Fruns%2F{id}"));
+    let r = client
+        .post(app.url("/login"))
+        .urlencoded(&[("token", "wrong-token-0123456789"), ("next", "/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(r.text().await.unwrap().contains("That token is not valid."));
+    // An open redirect is not offered.
+    let r = client
+        .post(app.url("/login"))
+        .urlencoded(&[("token", TOKEN), ("next", "//evil.example/")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+    let r = client
+        .post(app.url("/login"))
+        .urlencoded(&[("token", TOKEN), ("next", &format!("/runs/{id}"))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = cookie_of(&r);
+
+    // The page carries its CSRF token and security headers.
+    let r = client.get(app.url(&format!("/runs/{id}"))).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    let body = r.text().await.unwrap();
+    let csrf = body.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+
+    // A form without its token, or with another session's, changes nothing.
+    let r = client
+        .post(app.url(&format!("/runs/{id}/approve")))
+        .header("cookie", &cookie)
+        .urlencoded(&[("x", "1")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .post(app.url(&format!("/runs/{id}/approve")))
+        .header("cookie", &cookie)
+        .urlencoded(&[("csrf", "0".repeat(32))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{id}")).await;
+    assert_eq!(run["verdict"], "changed");
+    // The session reads images but cannot change anything through the API.
+    let r = client
+        .get(app.url(&format!("/api/runs/{id}/current.png")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(app.url(&format!("/api/runs/{id}/approve")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // With the token: approved, and signing out ends the session.
+    let r = client
+        .post(app.url(&format!("/runs/{id}/approve")))
+        .header("cookie", &cookie)
+        .urlencoded(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{id}")).await;
+    assert_eq!(run["verdict"], "approved");
+    assert!(run["reviewed_by"].as_str().unwrap().starts_with("ui token "), "{run}");
+    let r = client
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .urlencoded(&[("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+}
+
+/// The dashboard with 10,000 monitors: paginated, and timed (the figure goes in the docs).
+#[tokio::test]
+async fn the_dashboard_pages_through_ten_thousand_monitors() {
+    let mut yaml = format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\ndefaults:\n  schedule: \"0 0 1 1 *\"\nmonitors:\n"
+    );
+    for i in 0..10_000 {
+        yaml.push_str(&format!("  - {{name: m{i:05}, url: \"https://example.com/{i}\"}}\n"));
+    }
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r =
+        client.post(app.url("/login")).urlencoded(&[("token", TOKEN), ("next", "/")]).send().await.unwrap();
+    let cookie = cookie_of(&r);
+    let started = std::time::Instant::now();
+    let r = client.get(app.url("/?page=200")).header("cookie", &cookie).send().await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(r.status(), 200);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("Page 200 of 200") && body.contains("m09999") && !body.contains("m09949<"),
+        "last page"
+    );
+    assert_eq!(body.matches("<tr data-monitor=").count(), 50);
+    eprintln!("dashboard page of 10,000 monitors (debug build): {took:?}");
+}
