@@ -88,7 +88,13 @@ fn signing_key(config: &Config) -> Result<webhook::signing::SigningKey, RunError
     if let Some(secret) = &config.webhook.secret {
         return Ok(SigningKey::from_secret(secret.expose()).expect("validated with the config"));
     }
-    let path = config.storage.data_dir.join("webhook-secret");
+    stored_key(config, "webhook-secret")
+}
+
+/// A key kept in `data_dir/<name>`, generated on first start.
+fn stored_key(config: &Config, name: &str) -> Result<webhook::signing::SigningKey, RunError> {
+    use webhook::signing::SigningKey;
+    let path = config.storage.data_dir.join(name);
     let io = |source| RunError::DataDir { path: path.clone(), source };
     let secret = match std::fs::read_to_string(&path) {
         Ok(s) => s.trim().to_owned(),
@@ -155,7 +161,8 @@ pub async fn run_with(
     let metrics = http::Metrics::new();
     metrics.monitors.set(config.monitors.len() as i64);
     let key = signing_key(&config)?;
-    let ui_key = key.derive("vigil ui sessions");
+    // Its own secret: the webhook secret may be shared with capture providers.
+    let ui_key = stored_key(&config, "ui-secret")?;
     let mut webhook_keys = vec![key.clone()];
     for previous in &config.webhook.previous_secrets {
         webhook_keys.push(
@@ -222,8 +229,10 @@ pub async fn run_with(
         outcomes,
     };
     background.spawn(deliverer.run(stop_rx.clone()));
+    let webhook_received = Arc::new(tokio::sync::Notify::new());
     let submitter = Arc::new(scheduler::Submitter {
         store: store.clone(),
+        results: webhook_received.clone(),
         client: webhook::delivery::client(std::time::Duration::from_secs(15)),
         capture_url: match &config.capture.provider {
             Some(p) => p.url.join("v1/capture").expect("valid URL").to_string(),
@@ -235,7 +244,6 @@ pub async fn run_with(
         },
         webhook_url: config.server.public_url.join("hooks/capture").expect("valid URL").to_string(),
     });
-    let webhook_received = Arc::new(tokio::sync::Notify::new());
     let alert_ready = Arc::new(tokio::sync::Notify::new());
     let verdicts = prometheus_client::metrics::family::Family::default();
     metrics.register("runs_judged", "Runs judged, by verdict", verdicts.clone());

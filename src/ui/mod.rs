@@ -46,7 +46,13 @@ pub fn router() -> Router<AppState> {
 pub fn signed_in(parts: &Parts, state: &AppState) -> Option<usize> {
     let cookie = parts.headers.get(header::COOKIE)?.to_str().ok()?;
     let value = session::from_cookie_header(cookie)?;
-    session::verify(&state.ui_key, value, &state.config.auth.api_tokens, Timestamp::now().millis() / 1000)
+    session::verify(
+        &state.ui_key,
+        value,
+        &state.config.auth.api_tokens,
+        Timestamp::now().millis() / 1000,
+        state.config.auth.session_ttl.as_secs() as i64,
+    )
 }
 
 /// A signed-in browser. Pages without one redirect to the sign-in form.
@@ -138,10 +144,17 @@ struct Next {
     next: Option<String>,
 }
 
-/// Only paths of this site: no `//host`, no scheme.
+/// Only paths of this site: no `//host`, no scheme, and nothing a browser would strip or
+/// reinterpret (`/\t/evil.example` becomes `//evil.example` once the tab is dropped).
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_owned(),
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\') =>
+        {
+            n.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -219,11 +232,9 @@ async fn dashboard(
     let rows: Vec<MonitorRow> = monitors
         .iter()
         .map(|m| {
-            MonitorRow::new(
-                m,
-                latest.iter().find(|r| r.monitor == m.name),
-                changes.iter().find(|(n, _)| n == &m.name).map_or(0, |(_, c)| *c),
-            )
+            let mine: Vec<&crate::store::Run> = latest.iter().filter(|r| r.monitor == m.name).collect();
+            let waiting = changes.iter().find(|(n, _)| n == &m.name).map_or(0, |(_, c)| *c);
+            MonitorRow::new(m, &mine, waiting)
         })
         .filter(|row| filter.as_deref().is_none_or(|f| row.status == f))
         .collect();
@@ -412,4 +423,26 @@ async fn script() -> Response {
         include_str!("review.js"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/runs/run_1?x=1")), "/runs/run_1?x=1");
+        for hostile in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "/ /x",
+            "/\n/evil",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(hostile)), "/", "{hostile:?}");
+        }
+        assert_eq!(safe_next(None), "/");
+    }
 }

@@ -1,7 +1,7 @@
 //! Browser sessions for the web UI: sign in once with an API token, then a signed cookie.
 //! Stateless: the cookie carries its expiry and the token's fingerprint (never the token), signed
-//! with a key derived from the daemon's secret. A session ends when it expires or when its token
-//! is removed from `auth.api_tokens`. The CSRF token of a session is a second HMAC of the cookie,
+//! with a key of its own (`data_dir/ui-secret`). A session ends when it expires or when its token
+//! is removed from `auth.api_tokens` (at the next restart: `auth` is not hot-reloaded). The CSRF token of a session is a second HMAC of the cookie,
 //! so every form can be checked without server-side state. Pure: no I/O, time passed in.
 
 use subtle::ConstantTimeEq;
@@ -25,8 +25,9 @@ pub fn issue(key: &SigningKey, token: &str, expires: i64) -> String {
     format!("{body}.{sig}")
 }
 
-/// The index of the token a valid, unexpired cookie belongs to.
-pub fn verify(key: &SigningKey, value: &str, tokens: &[Secret], now: i64) -> Option<usize> {
+/// The index of the token a valid, unexpired cookie belongs to. A cookie claiming to live longer
+/// than `max_ttl` seconds from now is refused too.
+pub fn verify(key: &SigningKey, value: &str, tokens: &[Secret], now: i64, max_ttl: i64) -> Option<usize> {
     let (body, sig) = value.rsplit_once('.')?;
     let expected = hex::encode(key.hmac(format!("session:{body}").as_bytes()));
     if !bool::from(expected.as_bytes().ct_eq(sig.as_bytes())) {
@@ -35,7 +36,7 @@ pub fn verify(key: &SigningKey, value: &str, tokens: &[Secret], now: i64) -> Opt
     let mut parts = body.split('.');
     let expires: i64 = parts.next()?.parse().ok()?;
     let fp = parts.next()?;
-    if expires <= now {
+    if expires <= now || expires > now + max_ttl {
         return None;
     }
     tokens.iter().position(|t| fingerprint(t.expose()) == fp)
@@ -67,15 +68,16 @@ mod tests {
     fn a_cookie_is_valid_until_it_expires_or_its_token_goes() {
         let tokens = vec![Secret::new("first-token-0123456789"), Secret::new("second-token-0123456789")];
         let cookie = issue(&key(), "second-token-0123456789", 1_000);
-        assert_eq!(verify(&key(), &cookie, &tokens, 999), Some(1));
-        assert_eq!(verify(&key(), &cookie, &tokens, 1_000), None, "expired");
-        assert_eq!(verify(&key(), &cookie, &tokens[..1], 999), None, "token removed from the config");
+        assert_eq!(verify(&key(), &cookie, &tokens, 999, 3600), Some(1));
+        assert_eq!(verify(&key(), &cookie, &tokens, 1_000, 3600), None, "expired");
+        assert_eq!(verify(&key(), &cookie, &tokens, 10, 60), None, "lives longer than a session may");
+        assert_eq!(verify(&key(), &cookie, &tokens[..1], 999, 3600), None, "token removed from the config");
         let tampered = cookie.replacen("1000.", "9999.", 1);
-        assert_eq!(verify(&key(), &tampered, &tokens, 999), None, "expiry edited");
+        assert_eq!(verify(&key(), &tampered, &tokens, 999, 3600), None, "expiry edited");
         let other_key = SigningKey::from_secret("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
             .unwrap()
             .derive("x");
-        assert_eq!(verify(&other_key, &cookie, &tokens, 999), None);
+        assert_eq!(verify(&other_key, &cookie, &tokens, 999, 3600), None);
     }
 
     #[test]

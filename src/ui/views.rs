@@ -6,7 +6,7 @@ use askama::Template;
 use crate::alert::message::percent;
 use crate::config::{Monitor, MonitorName};
 use crate::diff::Region;
-use crate::store::{Baseline, Run, RunStatus};
+use crate::store::{Baseline, Run, RunStatus, Verdict};
 
 /// Dashboard filters: value and label.
 pub const FILTERS: &[(&str, &str)] = &[
@@ -47,8 +47,21 @@ pub struct MonitorRow {
     pub enabled: bool,
 }
 
+/// How much a verdict needs attention: the dashboard shows a monitor's most urgent viewport.
+fn urgency(r: &Run) -> u8 {
+    match (r.status, r.verdict) {
+        (_, Some(Verdict::Failed)) => 0,
+        (_, Some(Verdict::Changed)) => 1,
+        (RunStatus::Pending, _) | (_, None) => 2,
+        (_, Some(Verdict::Rejected)) => 3,
+        _ => 4,
+    }
+}
+
 impl MonitorRow {
-    pub fn new(m: &Monitor, latest: Option<&Run>, to_review: i64) -> Self {
+    /// `latest`: the newest run of each of the monitor's viewports.
+    pub fn new(m: &Monitor, latest: &[&Run], to_review: i64) -> Self {
+        let latest = latest.iter().copied().min_by_key(|r| (urgency(r), std::cmp::Reverse(r.created_at)));
         MonitorRow {
             name: m.name.to_string(),
             url: m.url.to_string(),
