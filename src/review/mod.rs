@@ -137,7 +137,13 @@ impl Reviewer {
             None => return Err(ReviewError::Pending),
             Some(other) => return Err(ReviewError::NotAChange(other.to_string())),
         }
-        self.store.review_run(&run.id, Verdict::Rejected, by, Timestamp::now()).await?;
+        if !self.store.review_run(&run.id, Verdict::Rejected, by, Timestamp::now()).await? {
+            // Decided meanwhile (approved from Slack while this page was open, say).
+            let now = self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)?;
+            if now.verdict != Some(Verdict::Rejected) {
+                return Err(ReviewError::NotAChange(now.verdict.map_or("none".into(), |v| v.to_string())));
+            }
+        }
         tracing::info!(run = %run.id, monitor = %run.monitor, %by, "change rejected");
         self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)
     }

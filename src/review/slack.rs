@@ -26,8 +26,9 @@ use crate::store::BaselineSource;
 
 /// Interaction payloads are a few kilobytes.
 const MAX_BODY_BYTES: usize = 256 * 1024;
-/// Signatures remembered against replays: the verifier's window, plus a margin.
-const REPLAY_WINDOW: Duration = Duration::from_secs(6 * 60);
+/// Signatures remembered against replays: the verifier accepts timestamps 5 minutes either side
+/// of now, so a request stays replayable for 10 minutes; plus a margin.
+const REPLAY_WINDOW: Duration = Duration::from_secs(11 * 60);
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/hooks/slack", post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
@@ -110,6 +111,13 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let Ok(text) = std::str::from_utf8(&body) else {
         return refuse(StatusCode::UNAUTHORIZED, "invalid body");
     };
+    // The window first, with arithmetic that cannot overflow on a hostile timestamp.
+    let now = crate::time::Timestamp::now().millis() / 1000;
+    let fresh = timestamp.trim().parse::<i64>().is_ok_and(|t| now.abs_diff(t) <= 300);
+    if !fresh {
+        state.metrics.webhooks_refused.get_or_create(&vec![("reason".into(), "slack_stale".into())]).inc();
+        return refuse(StatusCode::UNAUTHORIZED, "stale or malformed Slack timestamp");
+    }
     if let Err(e) = hooks.verifier.verify(signature, text, timestamp) {
         tracing::warn!(error = %e, "Slack request refused");
         state

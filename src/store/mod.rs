@@ -108,7 +108,8 @@ pub trait Store: Send + Sync + 'static {
     async fn recapture_run(&self, id: &RunId, job: &JobId, now: Timestamp) -> Result<bool>;
     /// Records the verdict of a pending run; `false` if it was not pending (already processed).
     async fn complete_run(&self, id: &RunId, outcome: &RunOutcome, now: Timestamp) -> Result<bool>;
-    /// A person's decision on a finished run (`approved` / `rejected`).
+    /// A person's decision on a change (`approved` / `rejected`): only a run that is `changed`
+    /// or `rejected` now; `false` otherwise (say, approved meanwhile by someone else).
     async fn review_run(&self, id: &RunId, verdict: Verdict, by: &str, now: Timestamp) -> Result<bool>;
     async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool>;
     /// The verdict of the latest finished run of (monitor, viewport) created before `before`
@@ -216,7 +217,7 @@ pub trait Store: Send + Sync + 'static {
         before: Option<Timestamp>,
         limit: i64,
     ) -> Result<Vec<Run>>;
-    /// The newest run of every monitor (one query, for the dashboard).
+    /// The newest run of every monitor and viewport (one query, for the dashboard).
     async fn latest_runs(&self) -> Result<Vec<Run>>;
     /// How many changes await review, per monitor.
     async fn changes_by_monitor(&self) -> Result<Vec<(MonitorName, i64)>>;
@@ -233,9 +234,11 @@ pub trait Store: Send + Sync + 'static {
     /// Blobs referenced only by runs and assets created before `cutoff` — never by a baseline
     /// version, a newer run or a newer asset — at most `limit` of them.
     async fn expired_blobs(&self, cutoff: Timestamp, limit: i64) -> Result<Vec<String>>;
-    /// Removes every reference to an expired blob (the runs keep their verdict and figures, the
-    /// old asset rows go), in one transaction; the caller deletes the file afterwards.
-    async fn forget_blob(&self, sha256: &str) -> Result<()>;
+    /// Removes the references to an expired blob from runs and assets created before `cutoff`
+    /// (the runs keep their verdict and figures, the old asset rows go), in one transaction that
+    /// first checks again that nothing newer and no baseline uses it. `false` (nothing changed)
+    /// when something does by now; the caller deletes the file only on `true`.
+    async fn forget_blob(&self, sha256: &str, cutoff: Timestamp) -> Result<bool>;
 
     // Alerts.
     /// `false` when this run already has an alert of this kind (never alert twice).

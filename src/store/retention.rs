@@ -49,14 +49,22 @@ impl Pruner {
             if batch.is_empty() {
                 return Ok(pruned);
             }
+            let mut forgotten_any = false;
             for sha in batch {
-                self.store.forget_blob(&sha).await.map_err(|e| format!("{e:?}"))?;
+                if !self.store.forget_blob(&sha, cutoff).await.map_err(|e| format!("{e:?}"))? {
+                    continue;
+                }
+                forgotten_any = true;
                 let blobs = self.blobs.clone();
                 let removed = tokio::task::spawn_blocking(move || blobs.remove(&sha))
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
                 pruned += usize::from(removed);
+            }
+            if !forgotten_any {
+                // Everything listed is in use again; the next pass looks anew.
+                return Ok(pruned);
             }
         }
     }

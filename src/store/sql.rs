@@ -118,7 +118,8 @@ macro_rules! impl_store {
 
             async fn review_run(&self, id: &RunId, verdict: Verdict, by: &str, now: Timestamp) -> Result<bool> {
                 let r = sqlx::query(
-                    "UPDATE runs SET verdict = $2, reviewed_by = $3, updated_at = $4 WHERE id = $1 AND status = 'done'",
+                    "UPDATE runs SET verdict = $2, reviewed_by = $3, updated_at = $4
+                     WHERE id = $1 AND status = 'done' AND verdict IN ('changed', 'rejected')",
                 )
                 .bind(id).bind(verdict).bind(by).bind(now).execute(&self.pool).await?;
                 Ok(r.rows_affected() == 1)
@@ -427,9 +428,9 @@ macro_rules! impl_store {
             async fn latest_runs(&self) -> Result<Vec<Run>> {
                 Ok(sqlx::query_as(
                     "SELECT r.* FROM runs r
-                     JOIN (SELECT monitor, MAX(created_at) AS newest FROM runs GROUP BY monitor) l
-                       ON r.monitor = l.monitor AND r.created_at = l.newest
-                     ORDER BY r.monitor, r.id DESC",
+                     JOIN (SELECT monitor, viewport, MAX(created_at) AS newest FROM runs GROUP BY monitor, viewport) l
+                       ON r.monitor = l.monitor AND r.viewport = l.viewport AND r.created_at = l.newest
+                     ORDER BY r.monitor, r.viewport, r.id DESC",
                 )
                 .fetch_all(&self.pool).await?)
             }
@@ -527,15 +528,28 @@ macro_rules! impl_store {
                 .bind(cutoff).bind(limit).fetch_all(&self.pool).await?)
             }
 
-            async fn forget_blob(&self, sha: &str) -> Result<()> {
+            async fn forget_blob(&self, sha: &str, cutoff: Timestamp) -> Result<bool> {
                 let mut tx = self.pool.begin_with($begin).await?;
-                sqlx::query("UPDATE runs SET current_sha256 = NULL WHERE current_sha256 = $1")
-                    .bind(sha).execute(&mut *tx).await?;
-                sqlx::query("UPDATE runs SET diff_sha256 = NULL WHERE diff_sha256 = $1")
-                    .bind(sha).execute(&mut *tx).await?;
-                sqlx::query("DELETE FROM assets WHERE sha256 = $1").bind(sha).execute(&mut *tx).await?;
+                // Approved or captured again since it was listed: it stays.
+                let in_use: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM baselines WHERE sha256 = $1)
+                         OR EXISTS (SELECT 1 FROM runs WHERE baseline_sha256 = $1)
+                         OR EXISTS (SELECT 1 FROM runs WHERE created_at >= $2 AND (current_sha256 = $1 OR diff_sha256 = $1))
+                         OR EXISTS (SELECT 1 FROM assets WHERE created_at >= $2 AND sha256 = $1)",
+                )
+                .bind(sha).bind(cutoff).fetch_one(&mut *tx).await?;
+                if in_use {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                sqlx::query("UPDATE runs SET current_sha256 = NULL WHERE current_sha256 = $1 AND created_at < $2")
+                    .bind(sha).bind(cutoff).execute(&mut *tx).await?;
+                sqlx::query("UPDATE runs SET diff_sha256 = NULL WHERE diff_sha256 = $1 AND created_at < $2")
+                    .bind(sha).bind(cutoff).execute(&mut *tx).await?;
+                sqlx::query("DELETE FROM assets WHERE sha256 = $1 AND created_at < $2")
+                    .bind(sha).bind(cutoff).execute(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(())
+                Ok(true)
             }
 
             async fn enqueue_alert(&self, a: &NewAlert) -> Result<bool> {

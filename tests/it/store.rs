@@ -137,6 +137,10 @@ async fn runs(store: &dyn Store) {
     let reviewed = store.get_run(&run.id).await.unwrap().unwrap();
     assert_eq!((reviewed.verdict, reviewed.reviewed_by.as_deref()), (Some(Verdict::Approved), Some("alice")));
     assert!(
+        !store.review_run(&run.id, Verdict::Rejected, "bob", t(3001)).await.unwrap(),
+        "an approved run is not rejected behind the approver's back"
+    );
+    assert!(
         !store.review_run(&mobile.id, Verdict::Approved, "alice", t(3000)).await.unwrap(),
         "pending runs cannot be reviewed"
     );
