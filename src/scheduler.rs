@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::config::{LiveMonitors, Monitor, MonitorName, Viewport};
 use crate::ids::{JobId, RunId};
-use crate::store::{NewRun, Run, RunOutcome, Store, Trigger, Verdict};
+use crate::store::{NewRun, Run, Store, Trigger};
 use crate::time::Timestamp;
 
 /// What a fire needs, shared by every monitor's job.
@@ -26,6 +26,8 @@ pub struct Submitter {
     pub token: String,
     /// `server.public_url` + `hooks/capture`.
     pub webhook_url: String,
+    /// Wakes the processor when a result is stored here (a failed submission).
+    pub results: Arc<tokio::sync::Notify>,
 }
 
 impl Submitter {
@@ -69,16 +71,27 @@ impl Submitter {
                     tracing::info!(monitor = %monitor.name, viewport = %key, run = %run.id, job = %job, "capture submitted");
                 }
                 Err(message) => {
-                    // Nothing will come back for it: close the run now rather than leave it pending.
+                    // Nothing will come back for it: hand the processor a failed result now, so the
+                    // run gets its `failed` verdict (and the failure alert) the usual way.
                     tracing::warn!(monitor = %monitor.name, viewport = %key, %message, "capture submission failed");
-                    let error =
-                        serde_json::json!({"code": "submit_failed", "message": message, "retryable": true});
-                    let outcome = RunOutcome {
-                        verdict: Some(Verdict::Failed),
-                        error: Some(error.to_string()),
-                        ..Default::default()
-                    };
-                    let _ = self.store.complete_run(&run.id, &outcome, Timestamp::now()).await;
+                    let key = format!("submit:{}", run.id);
+                    let result = serde_json::json!({
+                        "job_id": key,
+                        "status": "failed",
+                        "error": {"code": "submit_failed", "message": message, "retryable": true},
+                        "metadata": {"monitor": monitor.name, "viewport": run.viewport, "run_id": run.id},
+                    });
+                    let stored = self
+                        .store
+                        .record_received_webhook(&key, &key, &result.to_string(), Timestamp::now())
+                        .await;
+                    match stored {
+                        Ok(_) => self.results.notify_one(),
+                        Err(e) => {
+                            // The reconciler submits it again later.
+                            tracing::warn!(run = %run.id, error = ?e, "cannot record the failed submission");
+                        }
+                    }
                 }
             }
             started.push(run.id);
@@ -104,7 +117,13 @@ impl Submitter {
     /// The reconciler: a pending run whose job never existed (or was lost) gets a new one.
     pub async fn resubmit(&self, monitor: &Monitor, viewport: &Viewport, run: &Run) -> Result<JobId, String> {
         let request = crate::pipeline::capture_request(monitor, viewport, &run.id, &self.webhook_url);
-        let job = self.submit(&request, None).await?;
+        // Never submitted (a crash in between): keyed by the run, as the first submission was, so
+        // a submission that did reach the API is not made twice. Lost jobs get a fresh key.
+        let key = match &run.job_id {
+            None => Some(run.id.to_string()),
+            Some(job) => Some(format!("{}/resubmit/{job}", run.id)),
+        };
+        let job = self.submit(&request, key.as_deref()).await?;
         self.store.set_run_job(&run.id, &job, Timestamp::now()).await.map_err(|e| e.to_string())?;
         Ok(job)
     }

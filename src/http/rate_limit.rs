@@ -28,11 +28,17 @@ impl RateLimiter {
 
     /// Takes one token for `addr`; `Err(wait)` says how long until one is available.
     pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        let addr = client_key(addr);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&addr) {
             // A full bucket refills in burst / rate seconds; older entries are full again anyway.
             let full_after = Duration::from_secs_f64(self.burst / self.rate);
             buckets.retain(|_, (_, at)| now.duration_since(*at) < full_after);
+            if buckets.len() >= MAX_TRACKED {
+                // Still full: a spray of fresh addresses. Start over rather than grow or scan on
+                // every request; the cost is one fresh burst for everyone, memory stays bounded.
+                buckets.clear();
+            }
         }
         let (tokens, at) = buckets.entry(addr).or_insert((self.burst, now));
         *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
@@ -43,6 +49,17 @@ impl RateLimiter {
         } else {
             Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
         }
+    }
+}
+
+/// One bucket per IPv4 address, and per /64 for IPv6 (one host usually holds a whole /64).
+fn client_key(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V4(_) => addr,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
     }
 }
 
@@ -73,6 +90,20 @@ mod tests {
         assert!(limiter.check(a, t0).is_ok() && limiter.check(a, t0).is_ok());
         assert!(limiter.check(a, t0).is_err());
         assert!(limiter.check(b, t0).is_ok());
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_client_and_memory_stays_bounded() {
+        let limiter = RateLimiter::new(1).unwrap();
+        let t0 = Instant::now();
+        let a: IpAddr = "2001:db8::1".parse().unwrap();
+        let b: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        assert!(limiter.check(a, t0).is_ok() && limiter.check(b, t0).is_ok());
+        assert!(limiter.check(a, t0).is_err(), "same /64, one bucket");
+        for i in 0..(MAX_TRACKED as u32 + 10) {
+            let _ = limiter.check(IpAddr::V4(std::net::Ipv4Addr::from(i)), t0);
+        }
+        assert!(limiter.buckets.lock().unwrap().len() <= MAX_TRACKED);
     }
 
     #[test]

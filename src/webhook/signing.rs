@@ -118,7 +118,8 @@ pub fn verify(
     let ts_text = timestamp.ok_or(VerifyError::MissingHeader(HEADER_TIMESTAMP))?;
     let signature = signature.ok_or(VerifyError::MissingHeader(HEADER_SIGNATURE))?;
     let ts: i64 = ts_text.trim().parse().map_err(|_| VerifyError::MalformedHeader(HEADER_TIMESTAMP))?;
-    if (now_unix - ts).abs() > tolerance_secs {
+    // abs_diff: a timestamp like i64::MIN must be stale, not an overflow.
+    if now_unix.abs_diff(ts) > tolerance_secs.unsigned_abs() {
         return Err(VerifyError::Stale);
     }
     let candidates: Vec<Vec<u8>> = signature
@@ -186,6 +187,9 @@ mod tests {
         assert_eq!(v("msg_other", "1614265330", SIG, BODY, TS), Err(VerifyError::BadSignature));
         assert_eq!(v(ID, "1614265330", SIG, BODY, TS + 301), Err(VerifyError::Stale));
         assert_eq!(v(ID, "1614265330", SIG, BODY, TS - 301), Err(VerifyError::Stale));
+        // Extreme timestamps are stale, not an arithmetic overflow.
+        assert_eq!(v(ID, "-9223372036854775808", SIG, BODY, TS), Err(VerifyError::Stale));
+        assert_eq!(v(ID, "9223372036854775807", SIG, BODY, -TS), Err(VerifyError::Stale));
         assert_eq!(v(ID, "soon", SIG, BODY, TS), Err(VerifyError::MalformedHeader(HEADER_TIMESTAMP)));
         assert_eq!(
             v(ID, "1614265330", "g0hM9SsE", BODY, TS),

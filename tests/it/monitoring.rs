@@ -716,3 +716,23 @@ async fn a_capture_that_completes_while_the_daemon_is_down_is_judged_once_after_
     .await;
     assert_eq!(slack.posted().len(), 1);
 }
+
+/// The capture API cannot be reached: the run fails (not pending forever) and the failure
+/// alerts, like any failed capture.
+#[tokio::test]
+async fn a_capture_api_that_cannot_be_reached_fails_the_run_and_alerts() {
+    let site = TestSite::start().await;
+    let slack = FakeSlack::start().await;
+    let yaml =
+        config(&site, &slack, "  provider: {url: \"http://127.0.0.1:9/\", api_key: unused-key-0123456789}\n");
+    let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
+    let app = TestApp::spawn(Backend::Sqlite, yaml).await;
+    let v = verdict_of(&app, &run_now(&app, "home").await).await;
+    assert_eq!(v["verdict"], "failed", "{v}");
+    assert_eq!(v["error"]["code"], "submit_failed", "{v}");
+    let alert = wait_for("the failure alert", Duration::from_secs(30), || async {
+        slack.posted().into_iter().next()
+    })
+    .await;
+    assert!(alert.text.starts_with("home (320x200) cannot be captured"), "{}", alert.text);
+}
