@@ -44,7 +44,8 @@ async fn main() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let (client, key, counter, url) = (client.clone(), key.clone(), counter.clone(), format!("{base}/hooks/capture"));
+        let (client, key, counter, url) =
+            (client.clone(), key.clone(), counter.clone(), format!("{base}/hooks/capture"));
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut failures = 0u64;
