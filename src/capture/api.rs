@@ -10,7 +10,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
-use sha2::Digest;
 
 use super::document::document;
 use super::request::{self, MAX_BODY_BYTES};
@@ -64,9 +63,7 @@ async fn create(
         .transpose()?
         .map(|k| {
             // Scoped per token: two clients may use the same key.
-            let scope =
-                hex::encode(&sha2::Sha256::digest(state.config.auth.api_tokens[auth.index].expose())[..8]);
-            format!("{scope}:{k}")
+            format!("{}:{k}", auth.fingerprint(&state))
         });
     let now = Timestamp::now();
     let job = NewJob {

@@ -48,14 +48,36 @@ impl FromRequestParts<AppState> for Authenticated {
             }
             return Err(Unauthorized);
         };
-        // Check every token so the time taken does not say which one matched.
-        let mut found = None;
-        for (i, t) in state.config.auth.api_tokens.iter().enumerate() {
-            let eq: bool = t.expose().as_bytes().ct_eq(given.as_bytes()).into();
-            if eq && found.is_none() {
-                found = Some(i);
-            }
+        token_index(&state.config.auth.api_tokens, given)
+            .map(|index| Authenticated { index })
+            .ok_or(Unauthorized)
+    }
+}
+
+/// Which configured token `given` is. Every token is compared, in constant time, so the time
+/// taken does not say which one matched (the API's bearer check and the UI's sign-in).
+pub fn token_index(tokens: &[crate::config::Secret], given: &str) -> Option<usize> {
+    let mut found = None;
+    for (i, t) in tokens.iter().enumerate() {
+        let eq: bool = t.expose().as_bytes().ct_eq(given.as_bytes()).into();
+        if eq && found.is_none() {
+            found = Some(i);
         }
-        found.map(|index| Authenticated { index }).ok_or(Unauthorized)
+    }
+    found
+}
+
+/// Names a token without revealing it: the first 8 bytes of its SHA-256, in hex. Scopes
+/// idempotency keys, identifies reviewers in the baseline history, and ties a UI session to its
+/// token.
+pub fn token_fingerprint(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(token.as_bytes())[..8])
+}
+
+impl Authenticated {
+    /// The fingerprint of the token this request used.
+    pub fn fingerprint(&self, state: &AppState) -> String {
+        token_fingerprint(state.config.auth.api_tokens[self.index].expose())
     }
 }

@@ -7,9 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::Digest;
 
-use super::{ReviewError, Reviewer};
+use super::ReviewError;
 use crate::config::MonitorName;
 use crate::http::auth::Authenticated;
 use crate::http::{ApiError, AppState};
@@ -42,15 +41,10 @@ impl From<ReviewError> for ApiError {
     }
 }
 
-fn reviewer(state: &AppState) -> Reviewer {
-    Reviewer { store: state.store.clone(), blobs: state.blobs.clone(), baselines: state.baselines.clone() }
-}
-
 /// Who acted: the optional `by` of the body, and which API token (by fingerprint, never the
 /// token itself).
 fn actor(state: &AppState, auth: Authenticated, by: Option<&str>) -> String {
-    let token = state.config.auth.api_tokens[auth.index].expose();
-    let fingerprint = hex::encode(&sha2::Sha256::digest(token.as_bytes())[..4]);
+    let fingerprint = &auth.fingerprint(state)[..8];
     match by.map(str::trim).filter(|b| !b.is_empty()) {
         Some(by) => format!("{} (api token {fingerprint})", by.chars().take(100).collect::<String>()),
         None => format!("api token {fingerprint}"),
@@ -80,7 +74,7 @@ async fn approve(
     body: Option<Json<Who>>,
 ) -> Result<Json<Value>, ApiError> {
     let by = actor(&state, auth, body.as_ref().and_then(|b| b.by.as_deref()));
-    let a = reviewer(&state).approve(&parse_run(&id)?, &by, BaselineSource::Api).await?;
+    let a = state.reviewer().approve(&parse_run(&id)?, &by, BaselineSource::Api).await?;
     let message = match (a.already, a.older_than_latest) {
         (true, _) => "this capture is the baseline already",
         (false, true) => "approved; note that a newer run exists — this older capture is the baseline now",
@@ -102,7 +96,7 @@ async fn reject(
     body: Option<Json<Who>>,
 ) -> Result<Json<Value>, ApiError> {
     let by = actor(&state, auth, body.as_ref().and_then(|b| b.by.as_deref()));
-    let run = reviewer(&state).reject(&parse_run(&id)?, &by).await?;
+    let run = state.reviewer().reject(&parse_run(&id)?, &by).await?;
     Ok(Json(json!({ "run": RunView::new(&run) })))
 }
 
@@ -126,7 +120,7 @@ async fn approve_many(
         });
     }
     let by = actor(&state, auth, body.by.as_deref());
-    let reviewer = reviewer(&state);
+    let reviewer = state.reviewer();
     let (mut approved, mut errors) = (Vec::new(), Vec::new());
     for id in &body.run_ids {
         let result = match id.parse::<RunId>() {
@@ -152,7 +146,7 @@ async fn revert(
 ) -> Result<Json<Value>, ApiError> {
     let monitor: MonitorName = monitor.parse().map_err(|_| ApiError::NotFound("no such monitor"))?;
     let by = actor(&state, auth, body.as_ref().and_then(|b| b.by.as_deref()));
-    let baseline = reviewer(&state).revert(&monitor, &viewport, &by).await?;
+    let baseline = state.reviewer().revert(&monitor, &viewport, &by).await?;
     Ok(Json(json!({ "baseline": baseline_view(&baseline) })))
 }
 

@@ -70,6 +70,13 @@ pub struct Reviewer {
     pub baselines: BaselineFiles,
 }
 
+impl crate::http::AppState {
+    /// The review rules over this daemon's database and files.
+    pub fn reviewer(&self) -> Reviewer {
+        Reviewer { store: self.store.clone(), blobs: self.blobs.clone(), baselines: self.baselines.clone() }
+    }
+}
+
 impl Reviewer {
     /// Makes the run's capture the baseline of its monitor and viewport. Approving twice is a
     /// no-op; approving an older run than the latest is allowed (the result says so).

@@ -19,7 +19,6 @@ use serde::Deserialize;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
-use super::Reviewer;
 use crate::alert::{APPROVE_ACTION, SlackSender};
 use crate::http::AppState;
 use crate::store::BaselineSource;
@@ -151,11 +150,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let handle =
         user.and_then(|u| u.username.clone().or_else(|| u.name.clone())).unwrap_or_else(|| "someone".into());
     let by = format!("slack:@{handle}");
-    let reviewer = Reviewer {
-        store: state.store.clone(),
-        blobs: state.blobs.clone(),
-        baselines: state.baselines.clone(),
-    };
+    let reviewer = state.reviewer();
     // Approving is quick (a transaction and one file); the message update runs after the ack.
     let result = reviewer.approve(&run, &by, BaselineSource::Slack).await;
     let user_id = user.map(|u| u.id.clone());

@@ -15,12 +15,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use crate::config::MonitorName;
 use crate::http::AppState;
 use crate::ids::RunId;
-use crate::review::{ReviewError, Reviewer};
+use crate::review::ReviewError;
 use crate::store::{BaselineSource, Verdict};
 use crate::time::Timestamp;
 use views::*;
@@ -92,7 +91,8 @@ impl FromRequestParts<AppState> for Session {
 impl Session {
     /// Who is acting, for the baseline history.
     fn actor(&self, state: &AppState) -> String {
-        format!("ui token {}", &session::fingerprint(state.config.auth.api_tokens[self.index].expose())[..8])
+        let token = state.config.auth.api_tokens[self.index].expose();
+        format!("ui token {}", &crate::http::auth::token_fingerprint(token)[..8])
     }
 
     /// Whether a form carries this session's CSRF token.
@@ -170,14 +170,7 @@ struct LoginForm {
 }
 
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    let given = form.token.trim();
-    let mut found = None;
-    for (i, t) in state.config.auth.api_tokens.iter().enumerate() {
-        if bool::from(t.expose().as_bytes().ct_eq(given.as_bytes())) && found.is_none() {
-            found = Some(i);
-        }
-    }
-    let Some(index) = found else {
+    let Some(index) = crate::http::auth::token_index(&state.config.auth.api_tokens, form.token.trim()) else {
         let mut r = html(LoginPage {
             error: Some("That token is not valid.".into()),
             next: safe_next(form.next.as_deref()),
@@ -336,10 +329,6 @@ fn review_failure(e: ReviewError) -> Response {
     }
 }
 
-fn reviewer(state: &AppState) -> Reviewer {
-    Reviewer { store: state.store.clone(), blobs: state.blobs.clone(), baselines: state.baselines.clone() }
-}
-
 async fn approve(
     State(state): State<AppState>,
     session: Session,
@@ -350,7 +339,7 @@ async fn approve(
         return csrf_refused();
     }
     let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
-    match reviewer(&state).approve(&run, &session.actor(&state), BaselineSource::Ui).await {
+    match state.reviewer().approve(&run, &session.actor(&state), BaselineSource::Ui).await {
         Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
         Err(e) => review_failure(e),
     }
@@ -366,7 +355,7 @@ async fn reject(
         return csrf_refused();
     }
     let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
-    match reviewer(&state).reject(&run, &session.actor(&state)).await {
+    match state.reviewer().reject(&run, &session.actor(&state)).await {
         Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
         Err(e) => review_failure(e),
     }
@@ -390,7 +379,7 @@ async fn approve_all(
         Ok(c) => c,
         Err(e) => return failure(e),
     };
-    let reviewer = reviewer(&state);
+    let reviewer = state.reviewer();
     for run in changes.iter().rev() {
         if let Err(e) = reviewer.approve(&run.id, &session.actor(&state), BaselineSource::Ui).await {
             return review_failure(e);
@@ -411,7 +400,7 @@ async fn revert(
     let Ok(name) = monitor.parse::<MonitorName>() else {
         return (StatusCode::NOT_FOUND, "no such monitor").into_response();
     };
-    match reviewer(&state).revert(&name, &viewport, &session.actor(&state)).await {
+    match state.reviewer().revert(&name, &viewport, &session.actor(&state)).await {
         Ok(_) => Redirect::to(&format!("/monitors/{name}")).into_response(),
         Err(e) => review_failure(e),
     }

@@ -11,11 +11,7 @@ use crate::webhook::signing::SigningKey;
 
 pub const COOKIE: &str = "vigil_session";
 
-/// First 8 bytes of SHA-256 of a token, in hex: names a token without revealing it.
-pub fn fingerprint(token: &str) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(token.as_bytes())[..8])
-}
+use crate::http::auth::token_fingerprint as fingerprint;
 
 /// A new session cookie value for the token at `index`, valid until `expires` (Unix seconds).
 pub fn issue(key: &SigningKey, token: &str, expires: i64) -> String {
