@@ -185,7 +185,7 @@ pub async fn run_with(
     let baselines = BaselineFiles::new(&config.storage.baselines_dir);
     let reviewer =
         review::Reviewer { store: store.clone(), blobs: blobs.clone(), baselines: baselines.clone() };
-    match review::sync_files(&reviewer, &config.monitors).await {
+    match review::sync_files(&reviewer, review::SYNC_AT_START).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(files = n, "baseline files repaired from the database"),
         Err(e) => tracing::error!(error = %e, "cannot check the baseline files"),

@@ -190,37 +190,33 @@ impl Reviewer {
     }
 }
 
-/// Rewrites every baseline file that does not match the active baseline in the database (a
-/// crash between an approval's commit and its file write, or a file edited by hand).
-pub async fn sync_files(
-    reviewer: &Reviewer,
-    monitors: &[crate::config::Monitor],
-) -> Result<usize, ReviewError> {
+/// Baselines checked against their files at start: the newest versions, the only ones a crash
+/// between an approval's commit and its file write can concern. (Checking every file would
+/// read and hash every baseline PNG at each start.)
+pub const SYNC_AT_START: i64 = 50;
+
+/// Rewrites the files of the `limit` newest active baselines that do not match the database.
+pub async fn sync_files(reviewer: &Reviewer, limit: i64) -> Result<usize, ReviewError> {
     let mut fixed = 0;
-    for m in monitors {
-        for vp in &m.viewports {
-            let key = vp.key();
-            let Some(active) = reviewer.store.current_baseline(&m.name, &key).await? else { continue };
-            let files = reviewer.baselines.clone();
-            let (name, k) = (m.name.clone(), key.clone());
-            let on_disk =
-                tokio::task::spawn_blocking(move || files.read(&name, &k)).await.expect("no panic")?;
-            if on_disk.as_deref().map(crate::store::blobs::sha256_hex).as_deref()
-                == Some(active.sha256.as_str())
-            {
-                continue;
+    for active in reviewer.store.recent_baselines(limit).await? {
+        let (monitor, viewport) = (active.monitor.clone(), active.viewport.clone());
+        let files = reviewer.baselines.clone();
+        let (m, v) = (monitor.clone(), viewport.clone());
+        let on_disk = tokio::task::spawn_blocking(move || files.read(&m, &v)).await.expect("no panic")?;
+        if on_disk.as_deref().map(crate::store::blobs::sha256_hex).as_deref() == Some(active.sha256.as_str())
+        {
+            continue;
+        }
+        let blobs = reviewer.blobs.clone();
+        let sha = active.sha256.clone();
+        match tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("no panic") {
+            Ok(png) => {
+                reviewer.write_file(&monitor, &viewport, png).await?;
+                tracing::warn!(%monitor, %viewport, "baseline file did not match the database; rewritten");
+                fixed += 1;
             }
-            let blobs = reviewer.blobs.clone();
-            let sha = active.sha256.clone();
-            match tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("no panic") {
-                Ok(png) => {
-                    reviewer.write_file(&m.name, &key, png).await?;
-                    tracing::warn!(monitor = %m.name, viewport = %key, "baseline file did not match the database; rewritten");
-                    fixed += 1;
-                }
-                Err(e) => {
-                    tracing::error!(monitor = %m.name, viewport = %key, error = %e, "the active baseline's blob is missing")
-                }
+            Err(e) => {
+                tracing::error!(%monitor, %viewport, error = %e, "the active baseline's blob is missing")
             }
         }
     }

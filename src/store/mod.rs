@@ -223,6 +223,8 @@ pub trait Store: Send + Sync + 'static {
     async fn changes_by_monitor(&self) -> Result<Vec<(MonitorName, i64)>>;
     /// The newest finished run of (monitor, viewport) that has a capture.
     async fn latest_captured_run(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Run>>;
+    /// The `limit` most recently made active baselines, newest first.
+    async fn recent_baselines(&self, limit: i64) -> Result<Vec<Baseline>>;
     /// Every version, newest first.
     async fn baseline_history(&self, monitor: &MonitorName, viewport: &str) -> Result<Vec<Baseline>>;
 

@@ -483,6 +483,11 @@ macro_rules! impl_store {
                 Ok(Some(row))
             }
 
+            async fn recent_baselines(&self, limit: i64) -> Result<Vec<Baseline>> {
+                Ok(sqlx::query_as("SELECT * FROM baselines WHERE active ORDER BY created_at DESC, id DESC LIMIT $1")
+                    .bind(limit).fetch_all(&self.pool).await?)
+            }
+
             async fn baseline_history(&self, monitor: &MonitorName, viewport: &str) -> Result<Vec<Baseline>> {
                 Ok(sqlx::query_as(
                     "SELECT * FROM baselines WHERE monitor = $1 AND viewport = $2 ORDER BY created_at DESC, id DESC",

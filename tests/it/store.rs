@@ -458,6 +458,14 @@ async fn baselines(store: &dyn Store) {
     assert_eq!(history.iter().filter(|b| b.active).count(), 1);
     assert_eq!(history[1].reverted_at, Some(t(30)));
     assert_eq!(store.current_baseline(&m, "390x844").await.unwrap().unwrap().sha256, "9".repeat(64));
+    // The newest active versions, one per viewport: the restored one (t=30), then 390x844 (t=21).
+    let recent = store.recent_baselines(10).await.unwrap();
+    assert_eq!(
+        recent.iter().map(|b| b.id.clone()).collect::<Vec<_>>(),
+        [restored.id.clone(), recent[1].id.clone()]
+    );
+    assert_eq!(recent[1].viewport, "390x844");
+    assert_eq!(store.recent_baselines(1).await.unwrap().len(), 1);
 }
 
 async fn alerts(store: &dyn Store) {
