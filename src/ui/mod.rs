@@ -9,7 +9,7 @@ mod views;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::extract::{Form, FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -88,21 +88,36 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// A signed-in browser's form whose CSRF token belongs to its session: what every UI route that
+/// changes something takes (as its last argument: it reads the body).
+pub struct Verified(Session);
+
+impl FromRequest<AppState> for Verified {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let req = axum::extract::Request::from_parts(parts, body);
+        let Form(form) =
+            Form::<CsrfForm>::from_request(req, state).await.map_err(IntoResponse::into_response)?;
+        if !session::csrf_ok(&state.ui_key, &session.cookie, &form.csrf) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                "missing or invalid CSRF token; reload the page and try again",
+            )
+                .into_response());
+        }
+        Ok(Verified(session))
+    }
+}
+
 impl Session {
     /// Who is acting, for the baseline history.
     fn actor(&self, state: &AppState) -> String {
         let token = state.config.auth.api_tokens[self.index].expose();
         format!("ui token {}", &crate::http::auth::token_fingerprint(token)[..8])
     }
-
-    /// Whether a form carries this session's CSRF token.
-    fn csrf_ok(&self, state: &AppState, given: &str) -> bool {
-        session::csrf_ok(&state.ui_key, &self.cookie, given)
-    }
-}
-
-fn csrf_refused() -> Response {
-    (StatusCode::FORBIDDEN, "missing or invalid CSRF token; reload the page and try again").into_response()
 }
 
 /// An HTML page with the headers every UI page gets.
@@ -195,10 +210,7 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(State(state): State<AppState>, session: Session, Form(form): Form<CsrfForm>) -> Response {
-    if !session.csrf_ok(&state, &form.csrf) {
-        return csrf_refused();
-    }
+async fn logout(Verified(_): Verified) -> Response {
     let mut r = Redirect::to("/login").into_response();
     let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", session::COOKIE);
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ASCII"));
@@ -235,7 +247,8 @@ async fn dashboard(
     let page = q.page.unwrap_or(1).clamp(1, pages);
     let shown = rows.len();
     let rows: Vec<MonitorRow> = rows.into_iter().skip((page - 1) * PAGE_SIZE).take(PAGE_SIZE).collect();
-    let layout = layout(&state, &session).await;
+    // The header's count comes from the same query as the rows'.
+    let layout = Layout { csrf: session.csrf.clone(), pending: changes.iter().map(|(_, n)| n).sum() };
     html(Dashboard {
         layout,
         rows,
@@ -331,13 +344,9 @@ fn review_failure(e: ReviewError) -> Response {
 
 async fn approve(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Verified(session): Verified,
 ) -> Response {
-    if !session.csrf_ok(&state, &form.csrf) {
-        return csrf_refused();
-    }
     let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
     match state.reviewer().approve(&run, &session.actor(&state), BaselineSource::Ui).await {
         Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
@@ -347,13 +356,9 @@ async fn approve(
 
 async fn reject(
     State(state): State<AppState>,
-    session: Session,
     Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Verified(session): Verified,
 ) -> Response {
-    if !session.csrf_ok(&state, &form.csrf) {
-        return csrf_refused();
-    }
     let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
     match state.reviewer().reject(&run, &session.actor(&state)).await {
         Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
@@ -365,13 +370,9 @@ async fn reject(
 /// ends up as its baseline.
 async fn approve_all(
     State(state): State<AppState>,
-    session: Session,
     Path(name): Path<String>,
-    Form(form): Form<CsrfForm>,
+    Verified(session): Verified,
 ) -> Response {
-    if !session.csrf_ok(&state, &form.csrf) {
-        return csrf_refused();
-    }
     let Ok(monitor) = name.parse::<MonitorName>() else {
         return (StatusCode::NOT_FOUND, "no such monitor").into_response();
     };
@@ -390,13 +391,9 @@ async fn approve_all(
 
 async fn revert(
     State(state): State<AppState>,
-    session: Session,
     Path((monitor, viewport)): Path<(String, String)>,
-    Form(form): Form<CsrfForm>,
+    Verified(session): Verified,
 ) -> Response {
-    if !session.csrf_ok(&state, &form.csrf) {
-        return csrf_refused();
-    }
     let Ok(name) = monitor.parse::<MonitorName>() else {
         return (StatusCode::NOT_FOUND, "no such monitor").into_response();
     };
