@@ -619,31 +619,42 @@ async fn pruning(backend: Backend) {
     assert!(!run["images"]["current"].is_null(), "still the baseline's blob: {run}");
 }
 
+const SHARED_SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const PROVIDER_KEY: &str = "provider-key-0123456789";
+
+/// A second vigil as a capture provider: a capture API with workers and no monitors, signing
+/// with the shared secret; the pages and the callback are on loopback, which it must be allowed
+/// to reach. `extra_webhook` goes into its `webhook:` section.
+async fn spawn_provider(extra_webhook: &str) -> TestApp {
+    let yaml = format!(
+        "auth:\n  api_tokens: [\"{PROVIDER_KEY}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [127.0.0.0/8]\n\
+         webhook:\n  secret: \"{SHARED_SECRET}\"\n{extra_webhook}"
+    );
+    TestApp::spawn(Backend::Sqlite, &yaml).await
+}
+
+/// The story's config, captured by `provider` (plus `extra_capture`), verifying its webhooks.
+fn config_using(provider: &TestApp, site: &TestSite, slack: &FakeSlack, extra_capture: &str) -> String {
+    let capture = format!(
+        "  provider: {{url: \"{}/\", api_key: \"{PROVIDER_KEY}\"}}\n{extra_capture}",
+        provider.base_url
+    );
+    config(site, slack, &capture).replacen(
+        "slack:",
+        &format!("webhook:\n  secret: \"{SHARED_SECRET}\"\nslack:"),
+        1,
+    )
+}
+
 /// `capture.provider`: the monitors of one vigil are captured by another vigil's capture API,
 /// which signs its webhooks with the shared `webhook.secret`.
 #[tokio::test]
 async fn an_external_capture_provider_captures_the_monitors() {
-    const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    const PROVIDER_KEY: &str = "provider-key-0123456789";
     let site = TestSite::start().await;
     site.set("home", &page("home", "rgb(255,0,0)"));
     let slack = FakeSlack::start().await;
-    // The provider: a capture API with workers, no monitors; the pages and the callback are on
-    // loopback, which it must be allowed to reach.
-    let provider = TestApp::spawn(
-        Backend::Sqlite,
-        &format!(
-            "auth:\n  api_tokens: [\"{PROVIDER_KEY}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [127.0.0.0/8]\n\
-             webhook:\n  secret: \"{SECRET}\"\n"
-        ),
-    )
-    .await;
-    let yaml = config(
-        &site,
-        &slack,
-        &format!("  provider: {{url: \"{}/\", api_key: \"{PROVIDER_KEY}\"}}\n", provider.base_url),
-    );
-    let yaml = yaml.replacen("slack:", &format!("webhook:\n  secret: \"{SECRET}\"\nslack:"), 1);
+    let provider = spawn_provider("").await;
+    let yaml = config_using(&provider, &site, &slack, "");
     let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
     let run = run_now(&app, "home").await;
     assert_eq!(verdict_of(&app, &run).await["verdict"], "baseline_created");
@@ -661,29 +672,12 @@ async fn an_external_capture_provider_captures_the_monitors() {
 /// and alerted once.
 #[tokio::test]
 async fn a_capture_that_completes_while_the_daemon_is_down_is_judged_once_after_restart() {
-    const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    const PROVIDER_KEY: &str = "provider-key-0123456789";
     let site = TestSite::start().await;
     site.set("home", &page("home", "rgb(255,0,0)"));
     let slack = FakeSlack::start().await;
-    let provider = TestApp::spawn(
-        Backend::Sqlite,
-        &format!(
-            "auth:\n  api_tokens: [\"{PROVIDER_KEY}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [127.0.0.0/8]\n\
-             webhook:\n  secret: \"{SECRET}\"\n  retry_schedule: [0s, 1s]\n"
-        ),
-    )
-    .await;
-    let yaml = config(
-        &site,
-        &slack,
-        &format!(
-            "  provider: {{url: \"{}/\", api_key: \"{PROVIDER_KEY}\"}}\n  reconcile_after: 1s\n",
-            provider.base_url
-        ),
-    )
-    .replacen("slack:", &format!("webhook:\n  secret: \"{SECRET}\"\nslack:"), 1)
-    .replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 0\n");
+    let provider = spawn_provider("  retry_schedule: [0s, 1s]\n").await;
+    let yaml = config_using(&provider, &site, &slack, "  reconcile_after: 1s\n")
+        .replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 0\n");
     let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
     let app = TestApp::spawn(Backend::Sqlite, yaml).await;
     assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "baseline_created");

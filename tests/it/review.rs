@@ -14,7 +14,8 @@ use crate::monitoring::{TOKEN, api, config, image, page, run_now, verdict_of};
 
 const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
 
-fn only_home(site: &TestSite, slack: &FakeSlack) -> String {
+/// Only the `home` monitor, no re-capture on a change, and Slack with a signing secret.
+pub(crate) fn only_home(site: &TestSite, slack: &FakeSlack) -> String {
     let yaml =
         config(site, slack, "").replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 0\n");
     let yaml = yaml.replacen(

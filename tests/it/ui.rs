@@ -10,13 +10,8 @@ use vigil::capture::browser::{BrowserPool, BrowserSettings};
 
 use crate::helpers::slack::FakeSlack;
 use crate::helpers::{Backend, TestApp, TestSite, wait_for};
-use crate::monitoring::{TOKEN, api, config, image, page, run_now, verdict_of};
-
-fn only_home(site: &TestSite, slack: &FakeSlack) -> String {
-    let yaml =
-        config(site, slack, "").replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 0\n");
-    yaml[..yaml.find("  - name: pricing").unwrap()].to_owned()
-}
+use crate::monitoring::{TOKEN, api, image, page, run_now, verdict_of};
+use crate::review::only_home;
 
 /// Evaluates `expression` in the page until it is true.
 async fn until(page: &Page, what: &str, expression: &str) {
