@@ -276,9 +276,10 @@ pub async fn run_with(
     background.spawn(pruner.run(stop_rx.clone()));
     let alert_outcomes = prometheus_client::metrics::family::Family::default();
     metrics.register("alerts", "Alert send attempts by outcome", alert_outcomes.clone());
-    let slack_sender = config.slack.as_ref().map(|s| {
-        Arc::new(alert::SlackSender::new(s, webhook::delivery::client(std::time::Duration::from_secs(30))))
-    });
+    let slack_sender = config
+        .slack
+        .as_ref()
+        .map(|s| Arc::new(alert::SlackSender::new(s, webhook::delivery::client(s.timeout))));
     let slack_hooks = config
         .slack
         .as_ref()

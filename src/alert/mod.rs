@@ -6,6 +6,14 @@
 //! A Slack alert is two steps: `chat.postMessage`, then the images uploaded into its thread
 //! (`files.getUploadURLExternal`, upload, `files.completeUploadExternal`). The message's
 //! channel and `ts` are stored as soon as it is posted, so a retry only redoes the uploads.
+//!
+//! Slack's API has no idempotency key, so a post whose answer never came back (a timeout, a
+//! crash between Slack's answer and our write) may or may not have landed. Every message carries
+//! the alert id in its metadata, and the channel is recorded before posting; an attempt that
+//! finds a channel but no `ts` first looks for its message in the channel's history
+//! (`conversations.history`) and only posts when it is not there. That needs the channel's ID
+//! in the config (`C…`): history cannot be read by channel name, and then the post is retried
+//! (at least once).
 
 mod connector;
 pub mod message;
@@ -25,19 +33,19 @@ use crate::store::blobs::BlobStore;
 use crate::store::{Alert, Attempt, Store};
 use crate::time::Timestamp;
 
-/// How long one alert may take (message and uploads) before another sender may take it over.
-const LEASE: Duration = Duration::from_secs(120);
-/// Backoff after a failure Slack gives no `Retry-After` for; the last entry repeats.
-const BACKOFF: [Duration; 6] = [
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-    Duration::from_secs(120),
-    Duration::from_secs(600),
-    Duration::from_secs(1800),
-    Duration::from_secs(3600),
-];
-/// Attempts before an alert is dead-lettered (about a day with the backoff above).
+/// Slack calls one alert may make at most (history, message, three per image, completion),
+/// times the per-call timeout: how long before another sender may take the alert over.
+const CALLS_PER_ALERT: u32 = 12;
+/// The lease when alerts only go to the log.
+const LOG_LEASE: Duration = Duration::from_secs(30);
+/// Retry delay when alerts only go to the log (writing them does not fail; reading may).
+const LOG_RETRY: [Duration; 1] = [Duration::from_secs(5)];
+/// Attempts before an alert is dead-lettered (about a day with the default schedule).
 const MAX_ATTEMPTS: i32 = 30;
+/// `metadata.event_type` of our messages; `event_payload.alert_id` is the alert's id.
+const METADATA_EVENT: &str = "vigil_alert";
+/// History pages (of 200 messages) searched for an earlier attempt's message.
+const HISTORY_PAGES: usize = 5;
 /// When Slack says 429 without `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
@@ -57,14 +65,19 @@ pub struct SlackSender {
     client: Slack,
     token: SlackApiToken,
     default_channel: String,
+    timeout: Duration,
+    retry_schedule: Vec<Duration>,
 }
 
 impl SlackSender {
+    /// `http` must time out each request after `config.timeout`.
     pub fn new(config: &SlackConfig, http: reqwest::Client) -> Self {
         Self {
             client: SlackClient::new(connector::ReqwestConnector::new(http, &config.api_url)),
             token: SlackApiToken::new(config.bot_token.expose().to_owned().into()),
             default_channel: config.channel.clone(),
+            timeout: config.timeout,
+            retry_schedule: config.retry_schedule.clone(),
         }
     }
 
@@ -119,7 +132,8 @@ impl Alerter {
             if *stop.borrow() {
                 return;
             }
-            match self.store.claim_alert(Timestamp::now(), LEASE).await {
+            let lease = self.slack.as_ref().map_or(LOG_LEASE, |s| s.timeout * CALLS_PER_ALERT);
+            match self.store.claim_alert(Timestamp::now(), lease).await {
                 Ok(Some(alert)) => {
                     self.attempt(alert).await;
                     continue;
@@ -162,8 +176,9 @@ impl Alerter {
             }
             Err(SendError::Retry { after, error }) if alert.attempts + 1 < MAX_ATTEMPTS => {
                 let wait = after.unwrap_or_else(|| {
+                    let schedule = self.slack.as_ref().map_or(&LOG_RETRY[..], |s| &s.retry_schedule[..]);
                     crate::webhook::delivery::jitter(
-                        BACKOFF[(alert.attempts as usize).min(BACKOFF.len() - 1)],
+                        schedule[(alert.attempts as usize).min(schedule.len() - 1)],
                     )
                 });
                 tracing::warn!(alert = %alert.id, %error, retry_in = ?wait, "alert not sent; will retry");
@@ -196,22 +211,47 @@ impl Alerter {
         let session = slack.session();
         let (channel, ts) = match (&alert.slack_channel, &alert.slack_ts) {
             (Some(c), Some(ts)) => (SlackChannelId(c.clone()), SlackTs(ts.clone())),
-            _ => {
-                let channel = payload.channel.clone().unwrap_or_else(|| slack.default_channel.clone());
-                let content =
-                    SlackMessageContent::new().with_text(payload.summary()).with_blocks(payload.blocks());
-                let request = SlackApiChatPostMessageRequest::new(SlackChannelId(channel), content)
-                    .with_unfurl_links(false)
-                    .with_unfurl_media(false);
-                let posted = session.chat_post_message(&request).await?;
-                if let Err(e) = self
-                    .store
-                    .mark_alert_posted(&alert.id, &posted.channel.0, &posted.ts.0, Timestamp::now())
-                    .await
+            (earlier, _) => {
+                let found = match earlier {
+                    Some(channel) => find_posted(&session, channel, alert).await,
+                    None => None,
+                };
+                let (channel, ts) = match found {
+                    Some(found) => {
+                        tracing::info!(alert = %alert.id, "an earlier attempt posted the message; not posting again");
+                        found
+                    }
+                    None => {
+                        let channel =
+                            payload.channel.clone().unwrap_or_else(|| slack.default_channel.clone());
+                        // Without this record a crash after the post would post it twice.
+                        self.store.mark_alert_posting(&alert.id, &channel, Timestamp::now()).await.map_err(
+                            |e| SendError::Retry {
+                                after: None,
+                                error: format!("cannot record the attempt: {e}"),
+                            },
+                        )?;
+                        let metadata = SlackMessageMetadata {
+                            event_type: METADATA_EVENT.into(),
+                            event_payload: Some([("alert_id".to_owned(), alert.id.to_string())].into()),
+                        };
+                        let content = SlackMessageContent::new()
+                            .with_text(payload.summary())
+                            .with_blocks(payload.blocks())
+                            .with_metadata(metadata);
+                        let request = SlackApiChatPostMessageRequest::new(SlackChannelId(channel), content)
+                            .with_unfurl_links(false)
+                            .with_unfurl_media(false);
+                        let posted = session.chat_post_message(&request).await?;
+                        (posted.channel, posted.ts)
+                    }
+                };
+                if let Err(e) =
+                    self.store.mark_alert_posted(&alert.id, &channel.0, &ts.0, Timestamp::now()).await
                 {
                     tracing::warn!(alert = %alert.id, error = ?e, "cannot record the posted message");
                 }
-                (posted.channel, posted.ts)
+                (channel, ts)
             }
         };
         if !payload.images.is_empty() {
@@ -250,4 +290,53 @@ impl Alerter {
         }
         Ok(ts.0)
     }
+}
+
+/// The message an earlier attempt of `alert` posted to `channel`, if Slack has it: searched by
+/// the alert id in the messages' metadata, newest first, back to when the alert was queued.
+/// `None` when it is not there or the history cannot be read (then the caller posts).
+async fn find_posted(
+    session: &SlackClientSession<'_, connector::ReqwestConnector>,
+    channel: &str,
+    alert: &Alert,
+) -> Option<(SlackChannelId, SlackTs)> {
+    let channel_id = SlackChannelId(channel.to_owned());
+    // A minute of leeway for the clocks of Slack and of this machine.
+    let oldest = SlackTs(format!(
+        "{}.000000",
+        alert.created_at.minus(Duration::from_secs(60)).millis().div_euclid(1000)
+    ));
+    let mut cursor = None;
+    for _ in 0..HISTORY_PAGES {
+        let request = SlackApiConversationsHistoryRequest::new()
+            .with_channel(channel_id.clone())
+            .with_oldest(oldest.clone())
+            .with_limit(200)
+            .with_include_all_metadata(true)
+            .opt_cursor(cursor);
+        let page = match session.conversations_history(&request).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::warn!(alert = %alert.id, %channel, error = %e,
+                    "cannot read the channel history to check an earlier attempt; posting (may duplicate). \
+                     Configure the channel by ID and grant channels:history for exactly-once alerts");
+                return None;
+            }
+        };
+        let ours = page.messages.iter().find(|m| {
+            m.content.metadata.as_ref().is_some_and(|md| {
+                md.event_type == METADATA_EVENT
+                    && md.event_payload.as_ref().and_then(|p| p.get("alert_id")).map(String::as_str)
+                        == Some(alert.id.as_str())
+            })
+        });
+        if let Some(m) = ours {
+            return Some((channel_id, m.origin.ts.clone()));
+        }
+        cursor = page.response_metadata.and_then(|r| r.next_cursor).filter(|c| !c.0.is_empty());
+        if cursor.is_none() {
+            break;
+        }
+    }
+    None
 }

@@ -46,6 +46,17 @@ pub const DEFAULT_RETRY_SCHEDULE: [Duration; 8] = [
     Duration::from_secs(10 * 3600),
 ];
 
+/// Delays between retries of a Slack alert (jitter applied when sending); the last repeats
+/// until the alert is dead-lettered after 30 attempts, about a day.
+pub const DEFAULT_SLACK_RETRY_SCHEDULE: [Duration; 6] = [
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+    Duration::from_secs(120),
+    Duration::from_secs(600),
+    Duration::from_secs(1800),
+    Duration::from_secs(3600),
+];
+
 const TOP_KEYS: &[&str] =
     &["server", "storage", "capture", "webhook", "slack", "auth", "defaults", "monitors"];
 
@@ -325,24 +336,7 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
     });
     let retry_schedule =
         or_default(ctx, f, "retry_schedule", DEFAULT_RETRY_SCHEDULE.to_vec(), |ctx, n, p| {
-            let items = list(ctx, n, p, "durations")?;
-            if items.is_empty() {
-                ctx.error(n.pos, p, "expected at least one attempt");
-                return None;
-            }
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    duration(
-                        ctx,
-                        item,
-                        &format!("{p}[{i}]"),
-                        Duration::ZERO,
-                        Duration::from_secs(7 * 24 * 3600),
-                    )
-                })
-                .collect()
+            schedule(ctx, n, p)
         });
     let hex_signature_header = match f.opt("hex_signature_header") {
         Some(n) => text(ctx, n, &f.path("hex_signature_header")).map(Some),
@@ -373,6 +367,22 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
     })
 }
 
+/// A non-empty list of delays (a retry schedule), each under a week.
+fn schedule(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Vec<Duration>> {
+    let items = list(ctx, n, p, "durations")?;
+    if items.is_empty() {
+        ctx.error(n.pos, p, "expected at least one attempt");
+        return None;
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            duration(ctx, item, &format!("{p}[{i}]"), Duration::ZERO, Duration::from_secs(7 * 24 * 3600))
+        })
+        .collect()
+}
+
 fn slack(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<SlackConfig> {
     let mut f = Fields::of(ctx, node, path)?;
     let bot_token =
@@ -389,12 +399,21 @@ fn slack(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<SlackConfig> {
         Some(n) => page_url(ctx, n, &f.path("api_url")),
         None => Some(Url::parse(DEFAULT_SLACK_API).expect("valid URL")),
     };
-    f.finish(ctx, &["bot_token", "signing_secret", "channel", "api_url"]);
+    let timeout = or_default(ctx, &mut f, "timeout", Duration::from_secs(10), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_millis(100), Duration::from_secs(120))
+    });
+    let retry_schedule =
+        or_default(ctx, &mut f, "retry_schedule", DEFAULT_SLACK_RETRY_SCHEDULE.to_vec(), |ctx, n, p| {
+            schedule(ctx, n, p)
+        });
+    f.finish(ctx, &["bot_token", "signing_secret", "channel", "api_url", "timeout", "retry_schedule"]);
     Some(SlackConfig {
         bot_token: Secret::new(bot_token?),
         signing_secret: signing_secret?,
         channel: channel?,
         api_url: api_url?,
+        timeout: timeout?,
+        retry_schedule: retry_schedule?,
     })
 }
 

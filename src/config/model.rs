@@ -85,6 +85,11 @@ pub struct SlackConfig {
     pub signing_secret: Option<Secret>,
     pub channel: String,
     pub api_url: Url,
+    /// Per Slack API call.
+    pub timeout: Duration,
+    /// Delay before each retry of an alert Slack refused for a passing reason (5xx, 429 without
+    /// `Retry-After`, network); the last entry repeats.
+    pub retry_schedule: Vec<Duration>,
 }
 
 #[derive(Debug, Clone)]

@@ -90,6 +90,27 @@ fn unset_variable_is_named() {
 }
 
 #[test]
+fn slack_timeout_and_retry_schedule_have_defaults_and_bounds() {
+    let base = "slack:\n  bot_token: xoxb-1\n  channel: C0123\n";
+    let c = parse(base, "m.yaml", &no_env).unwrap().slack.unwrap();
+    assert_eq!(c.timeout, Duration::from_secs(10));
+    assert_eq!(c.retry_schedule, super::DEFAULT_SLACK_RETRY_SCHEDULE.to_vec());
+    let c =
+        parse(&format!("{base}  timeout: 1s\n  retry_schedule: [200ms, 1s]\n"), "m.yaml", &no_env).unwrap();
+    let c = c.slack.unwrap();
+    assert_eq!(c.timeout, Duration::from_secs(1));
+    assert_eq!(c.retry_schedule, vec![Duration::from_millis(200), Duration::from_secs(1)]);
+    let errs = errors(&format!("{base}  timeout: 1ms\n  retry_schedule: []\n"));
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].starts_with("m.yaml:4:12: slack.timeout:"), "{}", errs[0]);
+    assert!(
+        errs[1].starts_with("m.yaml:5:19: slack.retry_schedule: expected at least one attempt"),
+        "{}",
+        errs[1]
+    );
+}
+
+#[test]
 fn interpolation_works_in_quoted_strings_and_defaults() {
     let yaml = "storage:\n  database_url: \"${DB:-sqlite://other.db}\"\n";
     let c = parse(yaml, "m.yaml", &no_env).unwrap();

@@ -251,6 +251,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records that the alert's message is posted (`channel`, `ts`), before its images go into
     /// the thread, so a retry does not post the message again.
     async fn mark_alert_posted(&self, id: &AlertId, channel: &str, ts: &str, now: Timestamp) -> Result<()>;
+    /// Records that the alert's message is about to be posted to `channel`: if the attempt then
+    /// dies before [`Store::mark_alert_posted`], the next one looks in that channel first.
+    async fn mark_alert_posting(&self, id: &AlertId, channel: &str, now: Timestamp) -> Result<()>;
     /// Alerts of a run, oldest first.
     async fn alerts_for_run(&self, run: &RunId) -> Result<Vec<Alert>>;
 }

@@ -289,7 +289,8 @@ pub struct Alert {
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub sent_at: Option<Timestamp>,
-    /// Set once the message is posted (with `slack_ts`): a retry then only uploads the images.
+    /// Set before the message is posted; with `slack_ts` once it is (a retry then only uploads
+    /// the images). Set without `slack_ts`: an attempt may have posted it, unrecorded.
     pub slack_channel: Option<String>,
 }
 

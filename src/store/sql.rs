@@ -600,6 +600,12 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn mark_alert_posting(&self, id: &AlertId, channel: &str, now: Timestamp) -> Result<()> {
+                sqlx::query("UPDATE alerts SET slack_channel = $2, updated_at = $3 WHERE id = $1 AND slack_ts IS NULL")
+                    .bind(id).bind(channel).bind(now).execute(&self.pool).await?;
+                Ok(())
+            }
+
             async fn alerts_for_run(&self, run: &RunId) -> Result<Vec<Alert>> {
                 Ok(sqlx::query_as("SELECT * FROM alerts WHERE run_id = $1 ORDER BY created_at, id")
                     .bind(run).fetch_all(&self.pool).await?)

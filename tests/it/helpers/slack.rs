@@ -1,6 +1,8 @@
 //! A fake Slack Web API on loopback — the one thing these tests cannot reach for real. It checks
 //! the bot token and the request shapes the real API requires, records every call, and can be
-//! scripted to answer 429 (with `Retry-After`) or 500 before it succeeds.
+//! scripted to answer 429 (with `Retry-After`) or 500 before it succeeds, or to post a message
+//! and never answer (a timeout after the fact). `conversations.history` returns what was posted,
+//! with its metadata, for the channel ID only (as Slack: history is not read by channel name).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -23,7 +25,11 @@ pub struct Posted {
     pub text: String,
     pub blocks: Value,
     pub ts: String,
+    pub metadata: Value,
 }
+
+/// Scripted answer to a `chat.postMessage` call.
+pub const HANG: u16 = 0;
 
 /// One file shared with `files.completeUploadExternal`.
 #[derive(Debug, Clone)]
@@ -38,7 +44,8 @@ pub struct Shared {
 #[derive(Default)]
 struct Inner {
     posted: Vec<Posted>,
-    /// Answers to the next `chat.postMessage` calls: (status, Retry-After).
+    /// Answers to the next `chat.postMessage` calls: (status, Retry-After); [`HANG`] posts the
+    /// message and then answers nothing for a minute.
     script: VecDeque<(u16, Option<u64>)>,
     /// Every call: method name and whether it was answered with success.
     calls: Vec<(String, bool)>,
@@ -76,6 +83,7 @@ impl FakeSlack {
             .route("/upload/{id}", post(upload))
             .route("/api/files.completeUploadExternal", post(complete))
             .route("/api/chat.update", post(update))
+            .route("/api/conversations.history", get(history))
             .route("/response", post(response_url))
             .with_state(slack.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -98,6 +106,11 @@ impl FakeSlack {
     /// Calls of `method` answered with an error status.
     pub fn failed_calls(&self, method: &str) -> usize {
         self.inner.lock().unwrap().calls.iter().filter(|(m, ok)| m == method && !ok).count()
+    }
+
+    /// Calls of `method`, answered or not.
+    pub fn calls(&self, method: &str) -> usize {
+        self.inner.lock().unwrap().calls.iter().filter(|(m, _)| m == method).count()
     }
 
     /// `chat.update` calls: (channel, ts, text, blocks).
@@ -134,6 +147,7 @@ async fn post_message(State(s): State<FakeSlack>, headers: HeaderMap, body: Byte
     let scripted = s.inner.lock().unwrap().script.pop_front();
     if let Some((status, retry_after)) = scripted
         && status != 200
+        && status != HANG
     {
         s.inner.lock().unwrap().calls.push(("chat.postMessage".into(), false));
         let mut r =
@@ -150,15 +164,24 @@ async fn post_message(State(s): State<FakeSlack>, headers: HeaderMap, body: Byte
     if blocks.is_empty() || blocks.len() > 50 || v["text"].as_str().is_none_or(str::is_empty) {
         return s.refuse(format!("blocks must be 1..=50 with a text fallback: {v}"));
     }
-    let mut inner = s.inner.lock().unwrap();
-    let ts = format!("1700000000.{:06}", inner.posted.len() + 1);
-    inner.posted.push(Posted {
-        channel: channel.to_owned(),
-        text: v["text"].as_str().unwrap().to_owned(),
-        blocks: v["blocks"].clone(),
-        ts: ts.clone(),
-    });
-    inner.calls.push(("chat.postMessage".into(), true));
+    let (ts, hang) = {
+        let mut inner = s.inner.lock().unwrap();
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let ts = format!("{secs}.{:06}", inner.posted.len() + 1);
+        inner.posted.push(Posted {
+            channel: channel.to_owned(),
+            text: v["text"].as_str().unwrap().to_owned(),
+            blocks: v["blocks"].clone(),
+            ts: ts.clone(),
+            metadata: v["metadata"].clone(),
+        });
+        let hang = matches!(scripted, Some((HANG, _)));
+        inner.calls.push(("chat.postMessage".into(), !hang));
+        (ts, hang)
+    };
+    if hang {
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    }
     axum::Json(json!({"ok": true, "channel": CHANNEL_ID, "ts": ts, "message": {"ts": ts, "text": v["text"]}}))
         .into_response()
 }
@@ -260,4 +283,35 @@ async fn response_url(State(s): State<FakeSlack>, body: Bytes) -> Response {
     let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
     s.inner.lock().unwrap().replies.push(v);
     (StatusCode::OK, "ok").into_response()
+}
+
+async fn history(
+    State(s): State<FakeSlack>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    if !authorized(&headers) {
+        return s.refuse("invalid_auth".into());
+    }
+    s.inner.lock().unwrap().calls.push(("conversations.history".into(), true));
+    if q.get("channel").map(String::as_str) != Some(CHANNEL_ID) {
+        return axum::Json(json!({"ok": false, "error": "channel_not_found"})).into_response();
+    }
+    let oldest: f64 = q.get("oldest").and_then(|o| o.parse().ok()).unwrap_or(0.0);
+    let with_metadata = q.get("include_all_metadata").map(String::as_str) == Some("true");
+    let inner = s.inner.lock().unwrap();
+    let messages: Vec<Value> = inner
+        .posted
+        .iter()
+        .rev()
+        .filter(|p| p.ts.parse::<f64>().unwrap() >= oldest)
+        .map(|p| {
+            let mut m = json!({"type": "message", "ts": p.ts, "text": p.text});
+            if with_metadata && !p.metadata.is_null() {
+                m["metadata"] = p.metadata.clone();
+            }
+            m
+        })
+        .collect();
+    axum::Json(json!({"ok": true, "messages": messages, "has_more": false})).into_response()
 }
