@@ -20,13 +20,15 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
 };
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
 use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
-use chromiumoxide::cdp::browser_protocol::network::{CookieParam, Headers, SetExtraHttpHeadersParams};
+use chromiumoxide::cdp::browser_protocol::network::{
+    CookieParam, EventResponseReceived, Headers, ResourceType, SetExtraHttpHeadersParams,
+};
 use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent, NavigateParams, PrintToPdfParams,
     SetLifecycleEventsEnabledParams, Viewport,
 };
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use super::browser::LiveBrowser;
@@ -247,6 +249,7 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
 
 async fn navigate(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<(), CaptureError> {
     let mut events = page.event_listener::<EventLifecycleEvent>().await?;
+    let mut responses = page.event_listener::<EventResponseReceived>().await?;
     let wanted = match spec.wait_until {
         WaitUntil::Load => "load",
         WaitUntil::Domcontentloaded => "DOMContentLoaded",
@@ -271,10 +274,23 @@ async fn navigate(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<
         false
     };
     match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(CaptureError::BrowserGone),
-        Err(_) => Err(CaptureError::NavigationTimeout(spec.timeout)),
+        Ok(true) => {}
+        Ok(false) => return Err(CaptureError::BrowserGone),
+        Err(_) => return Err(CaptureError::NavigationTimeout(spec.timeout)),
     }
+    // The main document's final response (after redirects), which Chromium reports before the
+    // page's lifecycle events: an error page is not a picture of the site.
+    while let Some(Some(r)) = responses.next().now_or_never() {
+        let same_loader = loader.as_ref().is_none_or(|l| *l == r.loader_id);
+        if r.r#type == ResourceType::Document && r.frame_id.as_ref() == Some(&frame) && same_loader {
+            if r.response.status >= 400 {
+                let text = r.response.status_text.clone();
+                return Err(CaptureError::HttpStatus { status: r.response.status as u16, text });
+            }
+            break;
+        }
+    }
+    Ok(())
 }
 
 async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> Result<T, CaptureError> {

@@ -16,6 +16,8 @@ pub enum CaptureError {
     NavigationTimeout(std::time::Duration),
     #[error("navigation failed: {0}")]
     Navigation(String),
+    #[error("the page answered HTTP {status} {text}")]
+    HttpStatus { status: u16, text: String },
     #[error("selector {0:?} did not appear before the timeout")]
     WaitForTimeout(String),
     #[error("selector {0:?} matches no element")]
@@ -40,6 +42,7 @@ impl CaptureError {
             CaptureError::BrowserGone => "browser_crashed",
             CaptureError::NavigationTimeout(_) => "navigation_timeout",
             CaptureError::Navigation(_) => "navigation_failed",
+            CaptureError::HttpStatus { .. } => "http_error",
             CaptureError::WaitForTimeout(_) => "wait_for_timeout",
             CaptureError::SelectorNotFound(_) => "selector_not_found",
             CaptureError::JobTimeout(_) => "capture_timeout",
@@ -52,10 +55,14 @@ impl CaptureError {
 
     /// Transient trouble worth another attempt.
     pub fn is_retryable(&self) -> bool {
-        !matches!(
-            self,
-            CaptureError::NoChromium { .. } | CaptureError::SelectorNotFound(_) | CaptureError::Policy(_)
-        )
+        match self {
+            CaptureError::NoChromium { .. } | CaptureError::SelectorNotFound(_) | CaptureError::Policy(_) => {
+                false
+            }
+            // A server error or rate limit may pass; a 404 or 401 will not by retrying.
+            CaptureError::HttpStatus { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            _ => true,
+        }
     }
 
     /// The `error` object of a failed capture's result.

@@ -30,6 +30,23 @@ async fn page(State(site): State<TestSite>, Path(name): Path<String>) -> Respons
     }
 }
 
+/// `/hang` never answers; `/loop` redirects to itself forever; `/status/{code}` answers that
+/// status with an HTML error page (its hits are counted as "/status/{code}").
+async fn hang() -> Response {
+    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    (StatusCode::OK, "too late").into_response()
+}
+
+async fn redirect_loop() -> Response {
+    (StatusCode::FOUND, [(header::LOCATION, "/loop")]).into_response()
+}
+
+async fn status_page(State(site): State<TestSite>, Path(code): Path<u16>) -> Response {
+    site.hits.lock().unwrap().push(format!("/status/{code}"));
+    let html = format!("<html><body style='background:#f00'><h1>Error {code}</h1></body></html>");
+    (StatusCode::from_u16(code).unwrap(), Html(html)).into_response()
+}
+
 /// `/go?to=URL` answers 302 to URL.
 async fn redirect(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
@@ -46,6 +63,9 @@ impl TestSite {
         let app = Router::new()
             .route("/page/{name}", get(page))
             .route("/go", get(redirect))
+            .route("/hang", get(hang))
+            .route("/loop", get(redirect_loop))
+            .route("/status/{code}", get(status_page))
             .with_state(site.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         site
