@@ -364,8 +364,14 @@ pub async fn run_with(
         tracing::warn!("background work still running after the shutdown timeout; stopping it");
         background.shutdown().await;
     }
-    service.pool.shutdown().await;
-    store.close().await;
+    // Neither may hold the exit up: a browser or a database connection that stopped answering
+    // is abandoned after the grace period (the process exit closes it).
+    if tokio::time::timeout(grace, service.pool.shutdown()).await.is_err() {
+        tracing::warn!("the browser did not close within the shutdown timeout; leaving it");
+    }
+    if tokio::time::timeout(grace, store.close()).await.is_err() {
+        tracing::warn!("database connections did not close within the shutdown timeout; leaving them");
+    }
     match result {
         Ok(r) => r.map_err(RunError::Serve),
         Err(join) => Err(RunError::Serve(std::io::Error::other(join))),

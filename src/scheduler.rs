@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
@@ -31,8 +32,15 @@ pub struct Submitter {
 }
 
 impl Submitter {
-    /// One tick of one monitor: a run per viewport, each submitted for capture.
-    pub async fn fire(&self, monitor: &Monitor, scheduled_for: Timestamp, trigger: Trigger) -> Vec<RunId> {
+    /// One tick of one monitor: a run per viewport, each submitted for capture. The runs
+    /// started (none when each viewport has one pending); an error when the database cannot
+    /// record them (firing the same tick again is safe: runs are unique per tick).
+    pub async fn fire(
+        &self,
+        monitor: &Monitor,
+        scheduled_for: Timestamp,
+        trigger: Trigger,
+    ) -> crate::store::Result<Vec<RunId>> {
         let mut started = Vec::new();
         for viewport in &monitor.viewports {
             let key = viewport.key();
@@ -42,10 +50,7 @@ impl Submitter {
                     continue;
                 }
                 Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = ?e, monitor = %monitor.name, "cannot check pending runs; tick skipped");
-                    continue;
-                }
+                Err(e) => return Err(e),
             }
             let run = NewRun {
                 id: RunId::new(),
@@ -58,10 +63,7 @@ impl Submitter {
             match self.store.insert_run(&run).await {
                 Ok(Some(_)) => {}
                 Ok(None) => continue, // this tick was taken already (another replica)
-                Err(e) => {
-                    tracing::warn!(error = ?e, monitor = %monitor.name, "cannot record the run; tick skipped");
-                    continue;
-                }
+                Err(e) => return Err(e),
             }
             let request = crate::pipeline::capture_request(monitor, viewport, &run.id, &self.webhook_url);
             // Keyed by the run: a retried submission cannot create a second job.
@@ -96,7 +98,7 @@ impl Submitter {
             }
             started.push(run.id);
         }
-        started
+        Ok(started)
     }
 
     /// `retries_on_diff`: captures the run's page again; the run stays pending with the new job
@@ -246,7 +248,7 @@ impl Scheduler {
                 if !monitor.jitter.is_zero() {
                     tokio::time::sleep(monitor.jitter.mul_f64(rand::random::<f64>())).await;
                 }
-                submitter.fire(&monitor, Timestamp::from_datetime(tick), Trigger::Schedule).await;
+                fire_tick(&submitter, &monitor, Timestamp::from_datetime(tick)).await;
             })
         })
     }
@@ -272,5 +274,25 @@ async fn catch_up(monitor: Arc<Monitor>, submitter: Arc<Submitter>) {
         return;
     }
     tracing::info!(monitor = %monitor.name, missed = %tick, "a tick passed while vigil was down; running it now");
-    submitter.fire(&monitor, tick, Trigger::Schedule).await;
+    fire_tick(&submitter, &monitor, tick).await;
+}
+
+/// Fires a scheduled tick, trying again while the database cannot record it (for about a
+/// minute), so a short outage does not cost the tick.
+async fn fire_tick(submitter: &Submitter, monitor: &Monitor, tick: Timestamp) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match submitter.fire(monitor, tick, Trigger::Schedule).await {
+            Ok(_) => return,
+            Err(e) if wait <= Duration::from_secs(32) => {
+                tracing::warn!(monitor = %monitor.name, error = ?e, retry_in = ?wait, "cannot record the tick; retrying");
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err(e) => {
+                tracing::error!(monitor = %monitor.name, error = ?e, "cannot record the tick; skipped");
+                return;
+            }
+        }
+    }
 }

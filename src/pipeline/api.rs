@@ -148,7 +148,7 @@ async fn run_now(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = find(&state, &name)?;
-    let run_ids = state.submitter.fire(&m, Timestamp::now(), Trigger::Manual).await;
+    let run_ids = state.submitter.fire(&m, Timestamp::now(), Trigger::Manual).await?;
     if run_ids.is_empty() {
         return Err(ApiError::Conflict {
             code: "run_pending",

@@ -39,7 +39,13 @@ impl StoreError {
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Database(e) => match e {
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+                // A connection cut mid-conversation surfaces as I/O, TLS or protocol trouble.
+                sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed => true,
                 sqlx::Error::Database(db) => {
                     // SQLite: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED; PostgreSQL: serialization,
                     // deadlock, admin shutdown and connection classes.
