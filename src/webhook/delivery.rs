@@ -81,7 +81,8 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 
 impl Deliverer {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let lease = self.timeout + Duration::from_secs(30);
+        // The attempt is bounded by the client's timeout; the rest is recording it.
+        let lease = self.timeout + self.timeout.min(Duration::from_secs(30));
         loop {
             if *stop.borrow() {
                 return;
