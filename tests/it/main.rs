@@ -5,6 +5,7 @@ mod helpers;
 mod capture;
 mod cli;
 mod diff;
+mod faults;
 mod monitoring;
 mod pipeline;
 mod receiver;

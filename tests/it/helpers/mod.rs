@@ -1,6 +1,7 @@
 //! Test fixtures: a daemon on a random port with its own database, fresh databases on both
 //! backends, and waiting on conditions with a deadline (never fixed sleeps).
 
+pub mod daemon;
 pub mod db;
 pub mod site;
 pub mod slack;
