@@ -13,7 +13,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::alert::{AlertImage, AlertPayload};
 use crate::config::{Config, LiveMonitors, Mask, Monitor};
-use crate::diff::{DiffOptions, Limits, Region, compare_png};
+use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png};
 use crate::ids::{AlertId, RunId};
 use crate::scheduler::Submitter;
 use crate::store::blobs::{BaselineFiles, BlobStore};
@@ -286,6 +286,23 @@ impl Processor {
         reported_masks: &[Region],
     ) -> Result<RunOutcome, ProcessError> {
         let png = self.fetch(url).await?;
+        // A capture provider is not trusted with the disk: what is not a PNG within the diff's
+        // limits (a huge declared size, a truncated or corrupt stream) fails the run and is
+        // stored nowhere, and can never become a baseline.
+        let (checked, png) =
+            tokio::task::spawn_blocking(move || (decode_png(&png, &Limits::default()).map(drop), png))
+                .await
+                .expect("the decoder does not panic");
+        if let Err(e) = checked {
+            return Ok(RunOutcome {
+                verdict: Some(Verdict::Failed),
+                error: Some(
+                    serde_json::json!({"code": e.code(), "message": format!("the capture is unusable: {e}"), "retryable": false})
+                        .to_string(),
+                ),
+                ..Default::default()
+            });
+        }
         let blobs = self.blobs.clone();
         let (sha, png) = tokio::task::spawn_blocking(move || blobs.put(&png).map(|sha| (sha, png)))
             .await
