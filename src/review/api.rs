@@ -31,6 +31,7 @@ impl From<ReviewError> for ApiError {
     fn from(e: ReviewError) -> Self {
         match e {
             ReviewError::NoSuchRun => ApiError::NotFound("no such run"),
+            ReviewError::NoSuchViewport => ApiError::NotFound("no such viewport"),
             ReviewError::Store(s) => ApiError::Store(s),
             ReviewError::File(f) => {
                 tracing::error!(error = %f, "cannot write the baseline file");

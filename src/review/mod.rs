@@ -20,6 +20,8 @@ use crate::time::Timestamp;
 pub enum ReviewError {
     #[error("no such run")]
     NoSuchRun,
+    #[error("no such viewport")]
+    NoSuchViewport,
     #[error("the run is still pending; wait for its verdict")]
     Pending,
     #[error("the run has no capture to approve (verdict: {0})")]
@@ -39,7 +41,7 @@ pub enum ReviewError {
 impl ReviewError {
     pub fn code(&self) -> &'static str {
         match self {
-            ReviewError::NoSuchRun => "not_found",
+            ReviewError::NoSuchRun | ReviewError::NoSuchViewport => "not_found",
             ReviewError::Pending => "run_pending",
             ReviewError::NothingToApprove(_) => "nothing_to_approve",
             ReviewError::NotAChange(_) => "not_a_change",
@@ -162,6 +164,9 @@ impl Reviewer {
         viewport: &str,
         by: &str,
     ) -> Result<Baseline, ReviewError> {
+        if !crate::store::blobs::valid_viewport(viewport) {
+            return Err(ReviewError::NoSuchViewport);
+        }
         let baseline = self
             .store
             .revert_baseline(monitor, viewport, by, Timestamp::now())

@@ -45,8 +45,9 @@ fn valid_digest(d: &str) -> bool {
     d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A viewport key (`1280x800`, `390x844@3x-mobile`) as produced by `Viewport::key`.
-fn valid_viewport(v: &str) -> bool {
+/// A viewport key (`1280x800`, `390x844@3x-mobile`) as produced by `Viewport::key`: safe as a
+/// file name.
+pub fn valid_viewport(v: &str) -> bool {
     !v.is_empty()
         && v.len() <= 40
         && v.as_bytes()[0].is_ascii_digit()

@@ -336,6 +336,7 @@ async fn run_page(State(state): State<AppState>, session: Session, Path(id): Pat
 fn review_failure(e: ReviewError) -> Response {
     match e {
         ReviewError::NoSuchRun => (StatusCode::NOT_FOUND, "no such run").into_response(),
+        ReviewError::NoSuchViewport => (StatusCode::NOT_FOUND, "no such viewport").into_response(),
         ReviewError::Store(e) => failure(e),
         ReviewError::File(e) => failure(e),
         other => (StatusCode::CONFLICT, other.to_string()).into_response(),
