@@ -141,44 +141,14 @@ fn regex_replace_exp(url: &str) -> String {
 }
 
 #[tokio::test]
-async fn requests_are_authenticated_and_validated() {
+async fn requests_are_validated_field_by_field() {
+    // Tokens, schemes and addresses: tests/it/hostile.rs.
     let app = spawn().await;
-    let body = json!({"url": "http://127.0.0.1:1/"});
-    let r = app.client.post(app.url("/v1/capture")).json(&body).send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    let r = app
-        .client
-        .post(app.url("/v1/capture"))
-        .bearer_auth("wrong-token-0123456789")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-
     let r = submit(&app, json!({"url": "https://example.com/", "viewport": {"width": "wide", "height": 1}}))
         .await;
     assert_eq!(r.status(), 422);
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["error"]["field"], "viewport.width");
-
-    for url in ["file:///etc/passwd", "javascript:alert(1)", "chrome://settings", "data:text/html,hi"] {
-        let r = submit(&app, json!({"url": url})).await;
-        assert_eq!(r.status(), 422, "{url}");
-    }
-    let r = submit(&app, json!({"url": "http://169.254.169.254/latest/meta-data/"})).await;
-    assert_eq!(r.status(), 422);
-    let e: Value = r.json().await.unwrap();
-    assert_eq!(e["error"]["code"], "url_not_allowed");
-    // Private ranges need allow_private (this app allows only 127.0.0.0/8).
-    let r = submit(&app, json!({"url": "http://10.0.0.1/"})).await;
-    assert_eq!(r.status(), 422);
-    // So does the webhook, which vigil calls on the client's behalf.
-    let r = submit(&app, json!({"url": "http://127.0.0.1:1/", "webhook_url": "http://169.254.169.254/hook"}))
-        .await;
-    assert_eq!(r.status(), 422);
-    let e: Value = r.json().await.unwrap();
-    assert!(e["error"]["message"].as_str().unwrap().starts_with("webhook_url:"), "{e}");
 
     let big = "x".repeat(300 * 1024);
     let r = app

@@ -6,6 +6,7 @@ mod capture;
 mod cli;
 mod diff;
 mod faults;
+mod hostile;
 mod monitoring;
 mod pipeline;
 mod receiver;

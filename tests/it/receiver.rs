@@ -64,62 +64,6 @@ async fn our_own_captures_arrive_through_the_signed_receiver() {
 }
 
 #[tokio::test]
-async fn forged_stale_and_malformed_webhooks_are_refused_and_nothing_is_stored() {
-    let app = TestApp::spawn(Backend::Sqlite, &config("")).await;
-    let body =
-        r#"{"type":"capture.completed","job_id":"job_01JAAAAAAAAAAAAAAAAAAAAAAA","status":"completed"}"#;
-    let ts = now();
-
-    // No signature at all.
-    let r = app.client.post(app.url("/hooks/capture")).body(body).send().await.unwrap();
-    assert_eq!(r.status(), 401);
-    // Signed with another secret.
-    let other = standardwebhooks::Webhook::new("whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldCB5b3Ugd2FudA==").unwrap();
-    let forged = other.sign("msg_forged", ts, body.as_bytes()).unwrap();
-    let r = app
-        .client
-        .post(app.url("/hooks/capture"))
-        .header("webhook-id", "msg_forged")
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", forged)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    // A valid signature, ten minutes old.
-    assert_eq!(post_signed(&app, "msg_stale", ts - 600, body).await.status(), 401);
-    // A valid signature over a different body.
-    let sig = standardwebhooks::Webhook::new(SECRET).unwrap().sign("msg_mut", ts, body.as_bytes()).unwrap();
-    let r = app
-        .client
-        .post(app.url("/hooks/capture"))
-        .header("webhook-id", "msg_mut")
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", sig)
-        .body(body.replace("completed\"}", "failed\"}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    // Signed, but not a capture document.
-    assert_eq!(post_signed(&app, "msg_bad", ts, "{not json").await.status(), 400);
-    // Too large to be one.
-    let big = format!(r#"{{"job_id":"job_x","pad":"{}"}}"#, "x".repeat(1024 * 1024));
-    assert_eq!(post_signed(&app, "msg_big", ts, &big).await.status(), 413);
-
-    let store = store(&app).await;
-    for id in
-        ["msg_forged", "msg_stale", "msg_mut", "msg_bad", "msg_big", "job:job_01JAAAAAAAAAAAAAAAAAAAAAAA"]
-    {
-        assert!(store.get_received_webhook(id).await.unwrap().is_none(), "{id} was not stored");
-    }
-    // The same body, correctly signed, is accepted: the refusals were about the signatures.
-    assert_eq!(post_signed(&app, "msg_ok", ts, body).await.status(), 204);
-    assert!(store.get_received_webhook("msg_ok").await.unwrap().is_some());
-}
-
-#[tokio::test]
 async fn retries_and_replays_are_stored_once() {
     let app = TestApp::spawn(Backend::Postgres, &config("")).await;
     let body =

@@ -102,7 +102,7 @@ async fn a_person_reviews_a_change_in_the_browser() {
 }
 
 /// A form post, as a browser sends it.
-trait Urlencoded {
+pub(crate) trait Urlencoded {
     fn urlencoded<K: AsRef<str>, V: AsRef<str>>(self, pairs: &[(K, V)]) -> Self;
 }
 
