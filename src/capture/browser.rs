@@ -116,6 +116,7 @@ fn is_root() -> bool {
 
 impl BrowserPool {
     pub fn new(settings: BrowserSettings) -> Self {
+        remove_stale_profiles(&settings.profile_root);
         Self {
             settings,
             current: Mutex::new(None),
@@ -243,6 +244,23 @@ impl BrowserPool {
             .args(["-9", "-f", &format!("user-data-dir={profile}")])
             .status()
             .is_ok_and(|s| s.success())
+    }
+}
+
+/// Profiles of browsers whose daemon died without cleaning up (kill -9, power loss) are left
+/// in the profile root; removed at start so months of restarts do not pile them up.
+fn remove_stale_profiles(root: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with("chromium-") && path.is_dir() {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::info!(profile = %path.display(), "removed a stale browser profile"),
+                Err(e) => {
+                    tracing::warn!(profile = %path.display(), error = %e, "cannot remove a stale browser profile")
+                }
+            }
+        }
     }
 }
 

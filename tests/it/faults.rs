@@ -178,6 +178,13 @@ async fn kill_9_at_three_points_loses_nothing_and_sends_nothing_twice() {
         assert_eq!(with_it, 1, "run {run_id} in {with_it} messages");
     }
     assert!(slack.refused().is_empty(), "{:?}", slack.refused());
+    // The profiles of the three killed browsers were cleaned up at the restarts.
+    let profiles = std::fs::read_dir(home.data_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("chromium-"))
+        .count();
+    assert!(profiles <= 1, "{profiles} browser profiles left");
     assert!(d.stop().success());
 }
 
