@@ -86,14 +86,67 @@ impl BlobStore {
         Ok(self.root.join(&digest[0..2]).join(&digest[2..4]).join(digest))
     }
 
-    /// Stores `bytes` (once: an existing blob is not rewritten) and returns its digest.
+    /// Stores `bytes` (once: an existing blob is not rewritten, only its modification time
+    /// renewed, so the orphan sweep never takes a blob being used again) and returns its digest.
     pub fn put(&self, bytes: &[u8]) -> Result<String, BlobError> {
         let digest = sha256_hex(bytes);
         let path = self.path(&digest)?;
-        if !path.exists() {
+        let touched = std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+        if touched.is_err() {
             write_atomic(&path, bytes)?;
         }
         Ok(digest)
+    }
+
+    /// Deletes a blob only if it was last written before `cutoff`; whether it was deleted.
+    pub fn remove_if_written_before(
+        &self,
+        digest: &str,
+        cutoff: std::time::SystemTime,
+    ) -> Result<bool, BlobError> {
+        let path = self.path(digest)?;
+        let old = std::fs::metadata(&path).and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+        if old { self.remove(digest) } else { Ok(false) }
+    }
+
+    /// Blob digests whose file was last written before `cutoff`, and temporary files of
+    /// interrupted writes older than that (their paths), at most `limit` in all.
+    pub fn written_before(
+        &self,
+        cutoff: std::time::SystemTime,
+        limit: usize,
+    ) -> Result<(Vec<String>, Vec<PathBuf>), BlobError> {
+        let (mut digests, mut temps) = (Vec::new(), Vec::new());
+        let old = |e: &std::fs::DirEntry| e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+        let dirs = |p: &Path| -> Result<Vec<std::fs::DirEntry>, BlobError> {
+            match std::fs::read_dir(p) {
+                Ok(rd) => Ok(rd.flatten().collect()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(BlobError::Io { path: p.to_owned(), source: e }),
+            }
+        };
+        for a in dirs(&self.root)? {
+            for b in dirs(&a.path())? {
+                for f in dirs(&b.path())? {
+                    if digests.len() + temps.len() >= limit {
+                        return Ok((digests, temps));
+                    }
+                    let name = f.file_name().to_string_lossy().into_owned();
+                    if !old(&f) {
+                        continue;
+                    }
+                    if valid_digest(&name) {
+                        digests.push(name);
+                    } else if name.starts_with(".tmp-") {
+                        temps.push(f.path());
+                    }
+                }
+            }
+        }
+        Ok((digests, temps))
     }
 
     pub fn get(&self, digest: &str) -> Result<Vec<u8>, BlobError> {

@@ -247,6 +247,8 @@ pub trait Store: Send + Sync + 'static {
     /// first checks again that nothing newer and no baseline uses it. `false` (nothing changed)
     /// when something does by now; the caller deletes the file only on `true`.
     async fn forget_blob(&self, sha256: &str, cutoff: Timestamp) -> Result<bool>;
+    /// Whether any row (baseline version, run, asset) refers to the blob at all.
+    async fn blob_referenced(&self, sha256: &str) -> Result<bool>;
 
     // Alerts.
     /// `false` when this run already has an alert of this kind (never alert twice).

@@ -4,6 +4,10 @@
 //! database forgets the blob first, then the file is deleted, so a crash in between leaves an
 //! unreferenced file, never a reference to a missing one. Runs keep their verdict and figures;
 //! their images answer 404 "pruned".
+//!
+//! A second pass sweeps the files themselves: a blob file older than the retention that no row
+//! refers to (left by such a crash, or a capture replaced by `retries_on_diff` before it was
+//! recorded) and temporary files of interrupted writes are deleted.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,8 @@ use crate::time::Timestamp;
 const EVERY: Duration = Duration::from_secs(3600);
 /// Blobs handled per query, so one pass never holds a long transaction.
 const BATCH: i64 = 500;
+/// Old files the sweep looks at per pass (the rest wait for the next hour).
+const SWEEP: usize = 10_000;
 
 pub struct Pruner {
     pub store: Arc<dyn Store>,
@@ -41,8 +47,40 @@ impl Pruner {
         }
     }
 
-    /// Deletes every blob that expired before `cutoff`; returns how many.
+    /// Deletes every blob that expired before `cutoff`, then the files older than that no row
+    /// refers to; returns how many files went.
     pub async fn prune_once(&self, cutoff: Timestamp) -> Result<usize, String> {
+        let pruned = self.prune_expired(cutoff).await?;
+        Ok(pruned + self.sweep_orphans(cutoff).await?)
+    }
+
+    async fn sweep_orphans(&self, cutoff: Timestamp) -> Result<usize, String> {
+        let before = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.millis().max(0) as u64);
+        let blobs = self.blobs.clone();
+        let (digests, temps) = tokio::task::spawn_blocking(move || blobs.written_before(before, SWEEP))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let mut removed = 0;
+        for path in temps {
+            removed += usize::from(std::fs::remove_file(&path).is_ok());
+        }
+        for sha in digests {
+            if self.store.blob_referenced(&sha).await.map_err(|e| format!("{e:?}"))? {
+                continue;
+            }
+            // Stored again since it was listed (put renews the time): it stays.
+            let blobs = self.blobs.clone();
+            let gone = tokio::task::spawn_blocking(move || blobs.remove_if_written_before(&sha, before))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            removed += usize::from(gone);
+        }
+        Ok(removed)
+    }
+
+    async fn prune_expired(&self, cutoff: Timestamp) -> Result<usize, String> {
         let mut pruned = 0;
         loop {
             let batch = self.store.expired_blobs(cutoff, BATCH).await.map_err(|e| format!("{e:?}"))?;

@@ -533,6 +533,15 @@ macro_rules! impl_store {
                 .bind(cutoff).bind(limit).fetch_all(&self.pool).await?)
             }
 
+            async fn blob_referenced(&self, sha: &str) -> Result<bool> {
+                Ok(sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM baselines WHERE sha256 = $1)
+                         OR EXISTS (SELECT 1 FROM runs WHERE current_sha256 = $1 OR diff_sha256 = $1 OR baseline_sha256 = $1)
+                         OR EXISTS (SELECT 1 FROM assets WHERE sha256 = $1)",
+                )
+                .bind(sha).fetch_one(&self.pool).await?)
+            }
+
             async fn forget_blob(&self, sha: &str, cutoff: Timestamp) -> Result<bool> {
                 let mut tx = self.pool.begin_with($begin).await?;
                 // Approved or captured again since it was listed: it stays.

@@ -602,6 +602,20 @@ async fn pruning(backend: Backend) {
     let same_as_baseline = add_run(forty_days_ago.plus(Duration::from_secs(1)), &baseline, None).await;
     add_run(forty_days_ago.plus(Duration::from_secs(2)), &shared, None).await;
     add_run(Timestamp::now(), &shared, None).await;
+    // Files no row refers to: an old orphan (a crash between forgetting and deleting, a capture
+    // replaced before it was recorded) and an interrupted write go; a new orphan stays (it may be
+    // about to be recorded). The baseline's file is as old, and stays.
+    let orphan = blobs.put(b"an old capture nothing refers to").unwrap();
+    let new_orphan = blobs.put(b"a capture about to be recorded").unwrap();
+    let age = |path: &std::path::Path| {
+        let f = std::fs::File::options().write(true).open(path).unwrap();
+        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(40 * 24 * 3600)).unwrap();
+    };
+    age(&blobs.path(&orphan).unwrap());
+    age(&blobs.path(&baseline).unwrap());
+    let tmp = blobs.path(&orphan).unwrap().with_file_name(".tmp-interrupted");
+    std::fs::write(&tmp, b"half a capture").unwrap();
+    age(&tmp);
 
     // The pruner runs at start.
     let (db, dir) = app.kill().await;
@@ -610,6 +624,11 @@ async fn pruning(backend: Backend) {
         (!blobs.contains(&old_capture) && !blobs.contains(&old_diff)).then_some(())
     })
     .await;
+    wait_for("the orphans deleted", Duration::from_secs(20), || async {
+        (!blobs.contains(&orphan) && !tmp.exists()).then_some(())
+    })
+    .await;
+    assert!(blobs.contains(&new_orphan), "a recent file stays");
     assert!(blobs.contains(&baseline), "a baseline is never pruned");
     assert!(blobs.contains(&shared), "a blob a recent run uses stays");
     let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{expired}")).await;
