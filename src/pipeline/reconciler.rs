@@ -91,7 +91,18 @@ impl Reconciler {
                         .map_err(|e| e.to_string())?;
                     tracing::info!(run = %run.id, %job, fresh, "finished job had no webhook processed; processing it now");
                     if !fresh {
-                        // Its webhook is stored and waiting: look again after another period.
+                        // Its result is stored. Processed, with the run still pending on it: it
+                        // was set aside as superseded while the run still pointed at an older
+                        // job (a crash between a re-capture's submission and its record), and is
+                        // the run's result now. Otherwise it is waiting: look again later.
+                        let requeued = self
+                            .store
+                            .requeue_webhook_of_job(job.as_str())
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if requeued {
+                            tracing::info!(run = %run.id, %job, "a result set aside earlier is the run's own; processing it again");
+                        }
                         self.store
                             .set_run_job(&run.id, job, Timestamp::now())
                             .await

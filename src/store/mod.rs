@@ -198,6 +198,8 @@ pub trait Store: Send + Sync + 'static {
     async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>>;
     async fn get_received_webhook(&self, webhook_id: &str) -> Result<Option<ReceivedWebhook>>;
     async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()>;
+    /// Puts the processed result of `job_id` back in the queue; whether there was one.
+    async fn requeue_webhook_of_job(&self, job_id: &str) -> Result<bool>;
 
     // Baselines.
     async fn current_baseline(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Baseline>>;

@@ -384,6 +384,14 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            async fn requeue_webhook_of_job(&self, job_id: &str) -> Result<bool> {
+                let r = sqlx::query(
+                    "UPDATE received_webhooks SET processed_at = NULL WHERE job_id = $1 AND processed_at IS NOT NULL",
+                )
+                .bind(job_id).execute(&self.pool).await?;
+                Ok(r.rows_affected() == 1)
+            }
+
             async fn current_baseline(&self, monitor: &MonitorName, viewport: &str) -> Result<Option<Baseline>> {
                 Ok(sqlx::query_as("SELECT * FROM baselines WHERE monitor = $1 AND viewport = $2 AND active")
                     .bind(monitor).bind(viewport).fetch_optional(&self.pool).await?)

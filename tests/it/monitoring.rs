@@ -330,6 +330,60 @@ async fn reconciler_completes_runs_whose_webhook_never_arrives() {
     assert!(store.stale_pending_runs(Timestamp::now(), 10).await.unwrap().is_empty());
 }
 
+/// A crash between a re-capture's submission and its record leaves the run pointing at the old
+/// job while the new one finishes; the new job's result is set aside as superseded, and becomes
+/// the run's own when the re-capture is submitted again (idempotently) and recorded. The
+/// reconciler puts it back in the queue.
+#[tokio::test]
+async fn a_result_set_aside_as_superseded_is_judged_once_it_is_the_runs_own() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let yaml = config(&site, &slack, "  reconcile_after: 1s\n");
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let cfg = vigil::config::parse(&yaml, "t.yaml", &|_| None).unwrap();
+    let home = &cfg.monitors[0];
+    let run = NewRun {
+        id: RunId::new(),
+        monitor: home.name.clone(),
+        viewport: home.viewports[0].key(),
+        scheduled_for: Timestamp::now(),
+        trigger: Trigger::Manual,
+        now: Timestamp::now(),
+    };
+    let mut body =
+        vigil::pipeline::capture_request(home, &home.viewports[0], &run.id, &app.url("/hooks/capture"));
+    body.as_object_mut().unwrap().remove("webhook_url");
+    let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    let job: JobId = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().parse().unwrap();
+    let doc = wait_for("the capture", Duration::from_secs(60), || async {
+        let d: Value = app
+            .client
+            .get(app.url(&format!("/v1/capture/{job}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (d["status"] == "completed").then_some(d)
+    })
+    .await;
+    // Its result came while the run pointed elsewhere: stored, and set aside as processed.
+    store
+        .record_received_webhook("msg_set_aside", job.as_str(), &doc.to_string(), Timestamp::now())
+        .await
+        .unwrap();
+    store.mark_webhook_processed("msg_set_aside", Timestamp::now()).await.unwrap();
+    store.insert_run(&run).await.unwrap().unwrap();
+    store.set_run_job(&run.id, &job, Timestamp::now()).await.unwrap();
+
+    assert_eq!(verdict_of(&app, run.id.as_str()).await["verdict"], "baseline_created");
+    assert_eq!(store.alerts_for_run(&run.id).await.unwrap().len(), 0);
+}
+
 /// Failures alert once when a streak starts and once when it ends, not on every tick.
 #[tokio::test]
 async fn a_failure_streak_alerts_once_and_its_recovery_once() {

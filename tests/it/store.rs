@@ -411,6 +411,13 @@ async fn received(store: &dyn Store) {
     assert!(store.get_received_webhook("msg_2").await.unwrap().is_none());
     let todo = store.unprocessed_webhooks(10).await.unwrap();
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_3"]);
+    // Back in the queue (once: a waiting one is not "requeued").
+    assert!(store.requeue_webhook_of_job("job_1").await.unwrap());
+    assert!(!store.requeue_webhook_of_job("job_1").await.unwrap());
+    assert!(!store.requeue_webhook_of_job("job_3").await.unwrap(), "still waiting");
+    assert!(!store.requeue_webhook_of_job("job_none").await.unwrap());
+    let todo = store.unprocessed_webhooks(10).await.unwrap();
+    assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_1", "msg_3"]);
 }
 
 async fn baselines(store: &dyn Store) {
