@@ -60,10 +60,38 @@ impl Home {
         scalar(&self.db.url, sql).await
     }
 
-    /// Waits until `sql` counts at least `n`.
-    async fn wait_count(&self, sql: &str, n: i64) {
-        wait_for(&format!("{sql} >= {n}"), DEADLINE, || async { (self.count(sql).await >= n).then_some(()) })
-            .await
+    /// Waits until `sql` counts at least `n`; on timeout, fails with the state of the work and
+    /// the daemon's last log lines.
+    async fn wait_count(&self, d: &Daemon, sql: &str, n: i64) {
+        let start = std::time::Instant::now();
+        while self.count(sql).await < n {
+            if start.elapsed() > DEADLINE {
+                panic!(
+                    "timed out after {DEADLINE:?} waiting for {sql} >= {n} (it is {})\n{}\n--- log ---\n{}",
+                    self.count(sql).await,
+                    self.state().await,
+                    d.log_tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Where every run, job, delivery and alert stands.
+    async fn state(&self) -> String {
+        let mut out = Vec::new();
+        for sql in [
+            "SELECT 'runs ' || status || ' ' || COALESCE(verdict, '-') || ': ' || count(*) FROM runs GROUP BY status, verdict",
+            "SELECT 'jobs ' || status || ': ' || count(*) FROM capture_jobs GROUP BY status",
+            "SELECT 'deliveries ' || status || ': ' || count(*) FROM webhook_deliveries GROUP BY status",
+            "SELECT 'unprocessed webhooks: ' || count(*) FROM received_webhooks WHERE processed_at IS NULL",
+            "SELECT 'alert ' || id || ' ' || status || ' attempts ' || attempts || ' channel ' || COALESCE(slack_channel, '-') \
+             || ' ts ' || COALESCE(slack_ts, '-') || ' ' || COALESCE(last_error, '') FROM alerts WHERE status <> 'sent'",
+            "SELECT 'pending run ' || id || ' ' || monitor || ' job ' || COALESCE(job_id, '-') || ' attempt ' || attempt FROM runs WHERE status = 'pending'",
+        ] {
+            out.extend(crate::helpers::daemon::rows(&self.db.url, sql).await);
+        }
+        out.join("\n")
     }
 }
 
@@ -129,22 +157,32 @@ async fn kill_9_at_three_points_loses_nothing_and_sends_nothing_twice() {
         site.set(n, &page(n, "#0a0"));
     }
     let home = Home::new(Backend::Sqlite, &config(&slack, &site, &refs)).await;
+    // Random points, printed; VIGIL_KILL_POINTS=k1,k2,k3 replays a run.
     let mut rng = rand::rng();
-    let (k1, k2, k3) = (rng.random_range(3..=15), rng.random_range(20..=35), rng.random_range(5..=35));
-    eprintln!("kill -9 points: {k1} captures done; {k2} runs judged; {k3} alerts posted");
+    let (k1, k2, k3) = match std::env::var("VIGIL_KILL_POINTS") {
+        Ok(v) => {
+            let k: Vec<i64> =
+                v.split(',').map(|x| x.trim().parse().expect("VIGIL_KILL_POINTS=k1,k2,k3")).collect();
+            (k[0], k[1], k[2] as usize)
+        }
+        Err(_) => (rng.random_range(3..=15), rng.random_range(20..=35), rng.random_range(5..=35)),
+    };
+    eprintln!(
+        "kill -9 points: {k1} captures done; {k2} runs judged; {k3} alerts posted (VIGIL_KILL_POINTS={k1},{k2},{k3})"
+    );
 
     // Round 1: 50 first runs in flight; each must create its baseline, once.
     let d = home.start().await;
     for n in &names {
         run_now(&d, n).await.unwrap();
     }
-    home.wait_count("SELECT count(*) FROM capture_jobs WHERE status = 'completed'", k1).await;
+    home.wait_count(&d, "SELECT count(*) FROM capture_jobs WHERE status = 'completed'", k1).await;
     d.kill9();
     let d = home.start().await;
-    home.wait_count("SELECT count(*) FROM runs WHERE verdict IS NOT NULL", k2).await;
+    home.wait_count(&d, "SELECT count(*) FROM runs WHERE verdict IS NOT NULL", k2).await;
     d.kill9();
     let d = home.start().await;
-    home.wait_count("SELECT count(*) FROM runs WHERE verdict IS NOT NULL", N as i64).await;
+    home.wait_count(&d, "SELECT count(*) FROM runs WHERE verdict IS NOT NULL", N as i64).await;
     assert_eq!(home.count("SELECT count(*) FROM runs").await, N as i64, "no run lost or added");
     assert_eq!(home.count("SELECT count(*) FROM runs WHERE verdict = 'baseline_created'").await, N as i64);
     assert_eq!(home.count("SELECT count(*) FROM baselines").await, N as i64, "each baseline written once");
@@ -165,7 +203,7 @@ async fn kill_9_at_three_points_loses_nothing_and_sends_nothing_twice() {
     wait_for("alerts being posted", DEADLINE, || async { (slack.posted().len() >= k3).then_some(()) }).await;
     d.kill9();
     let d = home.start().await;
-    home.wait_count("SELECT count(*) FROM alerts WHERE status = 'sent'", N as i64).await;
+    home.wait_count(&d, "SELECT count(*) FROM alerts WHERE status = 'sent'", N as i64).await;
 
     assert_eq!(home.count("SELECT count(*) FROM runs WHERE verdict IS NULL").await, 0, "every run judged");
     assert_eq!(home.count("SELECT count(*) FROM runs WHERE verdict = 'changed'").await, N as i64);
@@ -208,7 +246,7 @@ async fn slack_500_429_and_a_timeout_still_post_each_alert_exactly_once() {
         site.set(n, &page(n, "#a00"));
         run_now(&d, n).await.unwrap();
     }
-    home.wait_count("SELECT count(*) FROM alerts WHERE status = 'sent'", 3).await;
+    home.wait_count(&d, "SELECT count(*) FROM alerts WHERE status = 'sent'", 3).await;
 
     let ids = posted_alert_ids(&slack);
     assert_eq!((ids.len(), distinct(&ids)), (3, 3), "each alert posted exactly once: {ids:?}");
@@ -248,7 +286,7 @@ async fn each_webhook_delivered_three_times_at_once_is_processed_once() {
     for r in &runs[names.len()..] {
         assert_eq!(verdict(&d, r).await["verdict"], "changed");
     }
-    home.wait_count("SELECT count(*) FROM alerts WHERE status = 'sent'", 4).await;
+    home.wait_count(&d, "SELECT count(*) FROM alerts WHERE status = 'sent'", 4).await;
 
     // One webhook per capture job (a changed page is captured twice: retries_on_diff).
     let jobs = home.count("SELECT count(*) FROM capture_jobs").await;

@@ -145,6 +145,17 @@ pub async fn scalar(database_url: &str, sql: &str) -> i64 {
     }
 }
 
+/// The first column of every row of `sql`, as text (for failure messages).
+pub async fn rows(database_url: &str, sql: &str) -> Vec<String> {
+    if database_url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    } else {
+        let mut c = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_all(&mut c).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
 /// An HTTP proxy in front of the daemon that sends every `POST /hooks/capture` to it three
 /// times at once (a retrying sender racing itself) and everything else once.
 #[derive(Clone)]
