@@ -52,7 +52,13 @@ async fn a_person_reviews_a_change_in_the_browser() {
     until(&tab, "the sign-in form", "!!document.querySelector('#token')").await;
     tab.find_element("#token").await.unwrap().click().await.unwrap().type_str(TOKEN).await.unwrap();
     tab.find_element("button[type=submit]").await.unwrap().click().await.unwrap();
-    until(&tab, "the review page", "!!document.querySelector('#approve')").await;
+    // review.js is deferred: the elements exist before it has run; `complete` comes after it.
+    until(
+        &tab,
+        "the review page",
+        "!!document.querySelector('#approve') && document.readyState === 'complete'",
+    )
+    .await;
     assert_eq!(text_of(&tab, "#verdict").await, "changed");
     // Its views: three images side by side, and the swipe / overlay modes.
     assert_eq!(tab.find_elements("#side img").await.unwrap().len(), 3);
@@ -86,7 +92,12 @@ async fn a_person_reviews_a_change_in_the_browser() {
 
     // The keyboard: `r` rejects.
     tab.goto(app.url(&format!("/runs/{}", again["id"].as_str().unwrap()))).await.unwrap();
-    until(&tab, "the review page", "!!document.querySelector('#reject')").await;
+    until(
+        &tab,
+        "the review page",
+        "!!document.querySelector('#reject') && document.readyState === 'complete'",
+    )
+    .await;
     tab.find_element("body").await.unwrap().press_key("r").await.unwrap();
     until(&tab, "the rejected page", "document.querySelector('#verdict')?.textContent === 'rejected'").await;
 
