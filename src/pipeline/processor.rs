@@ -278,7 +278,20 @@ impl Processor {
         Ok(bytes.to_vec())
     }
 
-    /// Stores the capture and compares it with the baseline.
+    /// Stores a blob (off the async threads); its digest.
+    async fn put(&self, bytes: Vec<u8>) -> Result<String, ProcessError> {
+        let blobs = self.blobs.clone();
+        Ok(tokio::task::spawn_blocking(move || blobs.put(&bytes))
+            .await
+            .expect("blob writer does not panic")?)
+    }
+
+    /// Compares the capture with the baseline (the first capture becomes it) and stores it.
+    ///
+    /// A capture provider is not trusted with the disk: what is not a PNG within the diff's
+    /// limits (a huge declared size, a truncated or corrupt stream) fails the run and is stored
+    /// nowhere, so it can never become a baseline. The comparison decodes it anyway; only a
+    /// first capture is decoded just to check it.
     async fn judge(
         &self,
         run: &Run,
@@ -286,34 +299,20 @@ impl Processor {
         reported_masks: &[Region],
     ) -> Result<RunOutcome, ProcessError> {
         let png = self.fetch(url).await?;
-        // A capture provider is not trusted with the disk: what is not a PNG within the diff's
-        // limits (a huge declared size, a truncated or corrupt stream) fails the run and is
-        // stored nowhere, and can never become a baseline.
-        let (checked, png) =
-            tokio::task::spawn_blocking(move || (decode_png(&png, &Limits::default()).map(drop), png))
-                .await
-                .expect("the decoder does not panic");
-        if let Err(e) = checked {
-            return Ok(RunOutcome {
-                verdict: Some(Verdict::Failed),
-                error: Some(
-                    serde_json::json!({"code": e.code(), "message": format!("the capture is unusable: {e}"), "retryable": false})
-                        .to_string(),
-                ),
-                ..Default::default()
-            });
-        }
-        let blobs = self.blobs.clone();
-        let (sha, png) = tokio::task::spawn_blocking(move || blobs.put(&png).map(|sha| (sha, png)))
-            .await
-            .expect("blob writer does not panic")?;
         let monitor = self.monitors.find(&run.monitor);
         let monitor = monitor.as_ref();
         let Some(baseline) = self.store.current_baseline(&run.monitor, &run.viewport).await? else {
-            // The first capture becomes the baseline.
+            let (checked, png) =
+                tokio::task::spawn_blocking(move || (decode_png(&png, &Limits::default()).map(drop), png))
+                    .await
+                    .expect("the decoder does not panic");
+            if let Err(e) = checked {
+                return Ok(unusable(&e));
+            }
+            let sha = self.put(png.clone()).await?;
             let files = self.baselines.clone();
-            let (m, vp, bytes) = (run.monitor.clone(), run.viewport.clone(), png.clone());
-            tokio::task::spawn_blocking(move || files.write(&m, &vp, &bytes)).await.expect("no panic")?;
+            let (m, vp) = (run.monitor.clone(), run.viewport.clone());
+            tokio::task::spawn_blocking(move || files.write(&m, &vp, &png)).await.expect("no panic")?;
             self.store
                 .set_baseline(&NewBaseline {
                     monitor: run.monitor.clone(),
@@ -339,30 +338,17 @@ impl Processor {
         };
         let options = diff_options(monitor, reported_masks);
         let compared = tokio::task::spawn_blocking(move || {
-            compare_png(&base_png, &png, &options, &Limits::default(), true)
+            compare_png(&base_png, &png, &options, &Limits::default(), true).map(|r| (r, png))
         })
         .await
         .expect("the diff does not panic");
-        let (report, diff_png) = match compared {
+        let ((report, diff_png), png) = match compared {
             Ok(r) => r,
-            Err(e) => {
-                return Ok(RunOutcome {
-                    verdict: Some(Verdict::Failed),
-                    current_sha256: Some(sha),
-                    baseline_sha256: Some(baseline.sha256),
-                    error: Some(
-                        serde_json::json!({"code": e.code(), "message": e.to_string(), "retryable": false})
-                            .to_string(),
-                    ),
-                    ..Default::default()
-                });
-            }
+            Err(e) => return Ok(RunOutcome { baseline_sha256: Some(baseline.sha256), ..unusable(&e) }),
         };
+        let sha = self.put(png).await?;
         let diff_sha = match diff_png {
-            Some(d) => {
-                let blobs = self.blobs.clone();
-                Some(tokio::task::spawn_blocking(move || blobs.put(&d)).await.expect("no panic")?)
-            }
+            Some(d) => Some(self.put(d).await?),
             None => None,
         };
         let threshold = monitor.map(|m| m.threshold).unwrap_or(crate::config::Threshold {
@@ -382,6 +368,18 @@ impl Processor {
             regions: Some(serde_json::to_string(&report.regions).expect("serialises")),
             error: None,
         })
+    }
+}
+
+/// The verdict on a capture that cannot be compared (not a PNG within the limits).
+fn unusable(e: &crate::diff::DiffError) -> RunOutcome {
+    let message = format!("the capture is unusable: {e}");
+    RunOutcome {
+        verdict: Some(Verdict::Failed),
+        error: Some(
+            serde_json::json!({"code": e.code(), "message": message, "retryable": false}).to_string(),
+        ),
+        ..Default::default()
     }
 }
 
