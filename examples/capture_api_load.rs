@@ -6,6 +6,9 @@
 //!
 //! Requests go to 127.0.0.1 only; the loop is bounded by RATE × SECONDS.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 #[tokio::main]
@@ -16,24 +19,15 @@ async fn main() {
         args.get(1).cloned().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
     let rate: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(200);
     let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
-    vigil::init_tls();
     let yaml = format!(
         "server: {{listen: 127.0.0.1:0}}\nstorage: {{database_url: \"{db}\", data_dir: \"{d}\", baselines_dir: \"{d}/b\"}}\n\
          auth: {{api_tokens: [load-test-token-0123456789]}}\n\
          capture: {{provider: {{url: \"http://127.0.0.1:9/\", api_key: unused}}, allow_private: [127.0.0.0/8]}}\n",
         d = dir.path().display()
     );
-    let config = vigil::config::parse(&yaml, "load.yaml", &|_| None).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(vigil::run(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let daemon = support::Daemon::start(&yaml).await;
+    let base = daemon.base_url.clone();
     let client = reqwest::Client::new();
-    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let total = rate * seconds;
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -79,6 +73,5 @@ async fn main() {
         ms(pct(0.99)),
         ms(*latencies.last().unwrap())
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    daemon.stop().await;
 }

@@ -6,6 +6,9 @@
 //! BASE_URL serves /page/0 … /page/19 (scripts/bench-capture/site.mjs). STABILITY is
 //! `capture.stability_timeout` (default 5s; 0s takes a single shot).
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -18,7 +21,6 @@ async fn main() {
     let wait = args.get(3).cloned().unwrap_or_else(|| "load".into());
     let stability = args.get(4).cloned().unwrap_or_else(|| "5s".into());
     let dir = tempfile::tempdir().unwrap();
-    vigil::init_tls();
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).init();
     }
@@ -28,17 +30,9 @@ async fn main() {
          capture: {{workers: {tabs}, allow_private: [127.0.0.0/8], stability_timeout: {stability}}}\n",
         d = dir.path().display()
     );
-    let config = vigil::config::parse(&yaml, "bench.yaml", &|_| None).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(vigil::run(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let daemon = support::Daemon::start(&yaml).await;
+    let api = daemon.base_url.clone();
     let client = reqwest::Client::new();
-    while client.get(format!("{api}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let run = |pages: Vec<usize>| {
         let (client, api, base, wait) = (client.clone(), api.clone(), base.clone(), wait.clone());
         async move {
@@ -92,6 +86,5 @@ async fn main() {
         json!({"tool": "vigil", "tabs": tabs, "wait": wait, "stability_timeout": stability, "seconds": (secs * 100.0).round() / 100.0,
                "per_minute": (20.0 / secs * 60.0 * 10.0).round() / 10.0, "unstable": unstable})
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    daemon.stop().await;
 }

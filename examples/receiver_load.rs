@@ -5,6 +5,9 @@
 //!
 //!   cargo run --release --example receiver_load -- [DATABASE_URL] [CLIENTS] [SECONDS]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,7 +22,6 @@ async fn main() {
         args.get(1).cloned().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("load.db").display()));
     let clients: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(16);
     let seconds: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(10);
-    vigil::init_tls();
     let yaml = format!(
         "server: {{listen: 127.0.0.1:0}}\nstorage: {{database_url: \"{db}\", data_dir: \"{d}\", baselines_dir: \"{d}/b\"}}\n\
          auth: {{api_tokens: [load-test-token-0123456789]}}\n\
@@ -27,17 +29,9 @@ async fn main() {
          webhook: {{secret: \"{SECRET}\", rate_limit: 0}}\n",
         d = dir.path().display()
     );
-    let config = vigil::config::parse(&yaml, "load.yaml", &|_| None).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(vigil::run(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let daemon = support::Daemon::start(&yaml).await;
+    let base = daemon.base_url.clone();
     let client = reqwest::Client::new();
-    while client.get(format!("{base}/readyz")).send().await.map(|r| r.status() != 200).unwrap_or(true) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let key = Arc::new(vigil::webhook::signing::SigningKey::from_secret(SECRET).unwrap());
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -93,6 +87,5 @@ async fn main() {
         q(0.99).as_secs_f64() * 1e3,
         latencies.last().unwrap().as_secs_f64() * 1e3,
     );
-    let _ = stop.send(());
-    let _ = server.await;
+    daemon.stop().await;
 }
