@@ -26,6 +26,27 @@ pub(crate) fn only_home(site: &TestSite, slack: &FakeSlack) -> String {
     yaml[..yaml.find("  - name: pricing").unwrap()].to_owned()
 }
 
+/// A daemon watching `home` (alerting `slack`): its first run made the baseline
+/// (`first_baseline`, the file's bytes), its second saw the page turn blue (`change`).
+pub(crate) struct HomeChanged {
+    pub slack: FakeSlack,
+    pub app: TestApp,
+    pub first_baseline: Vec<u8>,
+    pub change: Value,
+}
+
+pub(crate) async fn home_changed() -> HomeChanged {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
+    verdict_of(&app, &run_now(&app, "home").await).await;
+    let first_baseline = std::fs::read(app.dir.path().join("baselines/home/320x200.png")).unwrap();
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let change = verdict_of(&app, &run_now(&app, "home").await).await;
+    HomeChanged { slack, app, first_baseline, change }
+}
+
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     let r = app.client.post(app.url(path)).bearer_auth(TOKEN).json(&body).send().await.unwrap();
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
@@ -120,13 +141,7 @@ fn slack_signature(timestamp: i64, body: &str) -> String {
 
 #[tokio::test]
 async fn the_slack_button_approves_and_the_message_says_who() {
-    let site = TestSite::start().await;
-    site.set("home", &page("home", "rgb(255,0,0)"));
-    let slack = FakeSlack::start().await;
-    let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
-    verdict_of(&app, &run_now(&app, "home").await).await;
-    site.set("home", &page("home", "rgb(0,0,255)"));
-    let change = verdict_of(&app, &run_now(&app, "home").await).await;
+    let HomeChanged { slack, app, change, .. } = home_changed().await;
     let run_id = change["id"].as_str().unwrap().to_owned();
     let alert =
         wait_for("the alert", Duration::from_secs(30), || async { slack.posted().into_iter().next() }).await;

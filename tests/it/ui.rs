@@ -8,10 +8,9 @@ use chromiumoxide::Page;
 use serde_json::Value;
 use vigil::capture::browser::{BrowserPool, BrowserSettings};
 
-use crate::helpers::slack::FakeSlack;
-use crate::helpers::{Backend, TestApp, TestSite, wait_for};
-use crate::monitoring::{TOKEN, api, image, page, run_now, verdict_of};
-use crate::review::only_home;
+use crate::helpers::{Backend, TestApp, wait_for};
+use crate::monitoring::{TOKEN, api, image, run_now, verdict_of};
+use crate::review::{HomeChanged, home_changed};
 
 /// Evaluates `expression` in the page until it is true.
 async fn until(page: &Page, what: &str, expression: &str) {
@@ -28,14 +27,7 @@ async fn text_of(page: &Page, selector: &str) -> String {
 
 #[tokio::test]
 async fn a_person_reviews_a_change_in_the_browser() {
-    let site = TestSite::start().await;
-    site.set("home", &page("home", "rgb(255,0,0)"));
-    let slack = FakeSlack::start().await;
-    let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
-    verdict_of(&app, &run_now(&app, "home").await).await;
-    let first_baseline = std::fs::read(app.dir.path().join("baselines/home/320x200.png")).unwrap();
-    site.set("home", &page("home", "rgb(0,0,255)"));
-    let change = verdict_of(&app, &run_now(&app, "home").await).await;
+    let HomeChanged { app, first_baseline, change, .. } = home_changed().await;
     let run_id = change["id"].as_str().unwrap().to_owned();
 
     let profiles = tempfile::tempdir().unwrap();
@@ -135,13 +127,7 @@ fn cookie_of(r: &reqwest::Response) -> String {
 
 #[tokio::test]
 async fn pages_need_a_session_and_forms_their_csrf_token() {
-    let site = TestSite::start().await;
-    site.set("home", &page("home", "rgb(255,0,0)"));
-    let slack = FakeSlack::start().await;
-    let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
-    verdict_of(&app, &run_now(&app, "home").await).await;
-    site.set("home", &page("home", "rgb(0,0,255)"));
-    let change = verdict_of(&app, &run_now(&app, "home").await).await;
+    let HomeChanged { app, change, .. } = home_changed().await;
     let id = change["id"].as_str().unwrap();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
