@@ -32,7 +32,7 @@ async fn main() {
     let daemon = support::Daemon::start(&yaml).await;
     let base = daemon.base_url.clone();
     let client = reqwest::Client::new();
-    let key = Arc::new(vigil::webhook::signing::SigningKey::from_secret(SECRET).unwrap());
+    let key = Arc::new(vigil::signing::SigningKey::from_secret(SECRET).unwrap());
     let counter = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();

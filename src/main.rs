@@ -32,6 +32,10 @@ enum Command {
         /// exit: 0 when nothing changed or failed, 1 when something did, 2 on error (for CI).
         #[arg(long)]
         once: bool,
+        /// The parts of vigil this process runs, comma-separated: api, capture, monitor, ui.
+        /// Default: all of them (without capture when capture.provider is set).
+        #[arg(long, env = "VIGIL_ROLES", conflicts_with = "once")]
+        roles: Option<vigil::Roles>,
     },
     /// Validate a config file and show each monitor with its next three fire times.
     Check {
@@ -76,11 +80,11 @@ fn main() -> ExitCode {
         Command::Diff(args) => vigil::commands::diff::run(&args),
         Command::Capture(args) => vigil::commands::capture::run(&args),
         Command::Deliveries { config, command } => vigil::commands::deliveries::run(&config, &command),
-        Command::Run { config, once: true } => vigil::commands::once::run(&config),
-        Command::Run { config, once: false } => match run(&config) {
+        Command::Run { config, once: true, .. } => vigil::commands::once::run(&config),
+        Command::Run { config, once: false, roles } => match run(&config, roles) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!("{e:#}");
+                // One line, on stderr, whatever the log format (the log may go elsewhere).
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE
             }
@@ -133,7 +137,7 @@ fn init_tracing(format: LogFormat, level: &str) {
     }
 }
 
-fn run(path: &std::path::Path) -> anyhow::Result<()> {
+fn run(path: &std::path::Path, roles: Option<vigil::Roles>) -> anyhow::Result<()> {
     let config = vigil::config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
@@ -142,7 +146,7 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_url, "vigil listening");
-        let options = vigil::RunOptions { config_path: Some(path.to_owned()), ..Default::default() };
+        let options = vigil::RunOptions { config_path: Some(path.to_owned()), roles, ..Default::default() };
         vigil::run_with(config, listener, shutdown, options).await.map_err(anyhow::Error::from)
     })
 }

@@ -1,4 +1,4 @@
-//! Hot reload (DESIGN §3): on SIGHUP, and when the config file's content changes, the file is
+//! Hot reload (docs/architecture.md §3): on SIGHUP, and when the config file's content changes, the file is
 //! read and validated again. A valid file puts its monitors in force at once — added ones are
 //! scheduled, removed ones stop, changed ones run with their new settings from their next tick —
 //! without a restart. An invalid file changes nothing: every error is logged and the running
@@ -101,7 +101,7 @@ impl Reloader {
             }
         }
         let count = config.monitors.len();
-        let rows = crate::monitor_rows(&config);
+        let rows = crate::store::MonitorUpsert::from_monitors(&config.monitors);
         self.monitors.replace(config.monitors);
         self.metrics.monitors.set(count as i64);
         let synced = match self.store.sync_monitors(&rows, Timestamp::now()).await {

@@ -2,7 +2,7 @@
 //! and a message signed with the key always verifies (whatever its id and body).
 #![no_main]
 
-use vigil::webhook::signing::{SigningKey, verify, verify_hex};
+use vigil::signing::{SigningKey, verify, verify_hex};
 
 const SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 const NOW: i64 = 1_800_000_000;

@@ -1,4 +1,4 @@
-//! Alerts (DESIGN §7): the processor queues one per (run, kind) in the `alerts` outbox; the
+//! Alerts (docs/architecture.md §7): the processor queues one per (run, kind) in the `alerts` outbox; the
 //! [`Alerter`] sends them — to Slack when `slack:` is configured, to the log otherwise — and
 //! retries what failed for a reason that can pass (429 with `Retry-After`, 5xx, network), so
 //! none is lost and none is sent twice.
@@ -16,6 +16,7 @@
 //! (at least once).
 
 mod connector;
+pub mod interactions;
 pub mod message;
 
 use std::sync::Arc;
@@ -29,8 +30,10 @@ use tokio::sync::{Notify, watch};
 
 pub use self::message::{APPROVE_ACTION, AlertImage, AlertPayload};
 use crate::config::SlackConfig;
+use crate::queue::backoff::Exponential;
+use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::blobs::BlobStore;
-use crate::store::{Alert, Attempt, Store};
+use crate::store::{Alert, Attempt, Store, StoreError};
 use crate::time::Timestamp;
 
 /// Slack calls one alert may make at most (history, message, three per image, completion),
@@ -126,36 +129,40 @@ impl From<SlackClientError> for SendError {
     }
 }
 
+/// When the outbox cannot be read or an attempt cannot be recorded: 1 s, 2 s, 4 s … 30 s.
+const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
+
 impl Alerter {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let lease = self.slack.as_ref().map_or(LOG_LEASE, |s| s.timeout * CALLS_PER_ALERT);
-            match self.store.claim_alert(Timestamp::now(), lease).await {
-                Ok(Some(alert)) => {
-                    self.attempt(alert).await;
-                    continue;
-                }
-                Ok(None) => {}
-                Err(e) => tracing::warn!(error = ?e, "cannot read the alert outbox; retrying"),
-            }
-            tokio::select! {
-                _ = self.ready.notified() => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                _ = stop.changed() => return,
-            }
-        }
+    /// Runs until `stop`: claims due alerts, wakes when one is queued.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let wake = self.ready.clone();
+        queue::run(self, Pacing::new(Duration::from_secs(1), TROUBLE), Some(wake), stop).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueWorker for Alerter {
+    type Item = Alert;
+    const NAME: &'static str = "alerts";
+
+    async fn claim(&self) -> Result<Option<Alert>, WorkError> {
+        let lease = self.slack.as_ref().map_or(LOG_LEASE, |s| s.timeout * CALLS_PER_ALERT);
+        Ok(self.store.claim_alert(Timestamp::now(), lease).await?)
     }
 
-    async fn attempt(&self, alert: Alert) {
+    async fn work(&self, alert: Alert) -> Result<Next, WorkError> {
+        self.attempt(alert).await?;
+        Ok(Next::Continue)
+    }
+}
+
+impl Alerter {
+    async fn attempt(&self, alert: Alert) -> Result<(), StoreError> {
         let payload: AlertPayload = match serde_json::from_str(&alert.payload) {
             Ok(p) => p,
             Err(e) => {
                 let attempt = Attempt::Dead { status: None, error: format!("unreadable alert payload: {e}") };
-                self.record(&alert, &attempt, "dead").await;
-                return;
+                return self.record(&alert, &attempt, "dead").await;
             }
         };
         let result = match &self.slack {
@@ -177,9 +184,7 @@ impl Alerter {
             Err(SendError::Retry { after, error }) if alert.attempts + 1 < MAX_ATTEMPTS => {
                 let wait = after.unwrap_or_else(|| {
                     let schedule = self.slack.as_ref().map_or(&LOG_RETRY[..], |s| &s.retry_schedule[..]);
-                    crate::webhook::delivery::jitter(
-                        schedule[(alert.attempts as usize).min(schedule.len() - 1)],
-                    )
+                    crate::queue::backoff::jitter(schedule[(alert.attempts as usize).min(schedule.len() - 1)])
                 });
                 tracing::warn!(alert = %alert.id, %error, retry_in = ?wait, "alert not sent; will retry");
                 (Attempt::Retry { at: now.plus(wait), status: None, error }, "retry")
@@ -189,15 +194,17 @@ impl Alerter {
                 (Attempt::Dead { status: None, error }, "dead")
             }
         };
-        self.record(&alert, &attempt, outcome).await;
+        self.record(&alert, &attempt, outcome).await
     }
 
-    async fn record(&self, alert: &Alert, attempt: &Attempt, outcome: &str) {
+    async fn record(&self, alert: &Alert, attempt: &Attempt, outcome: &str) -> Result<(), StoreError> {
         self.outcomes.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
-        if let Err(e) = self.store.record_alert_attempt(&alert.id, attempt, Timestamp::now()).await {
+        let recorded = self.store.record_alert_attempt(&alert.id, attempt, Timestamp::now()).await;
+        if let Err(e) = &recorded {
             // The lease runs out and the alert is tried again: a rare duplicate, never a loss.
             tracing::warn!(alert = %alert.id, error = ?e, "cannot record the alert attempt");
         }
+        recorded
     }
 
     /// Posts the message (unless an earlier attempt did) and uploads the images into its thread.
@@ -208,12 +215,11 @@ impl Alerter {
         alert: &Alert,
         payload: &AlertPayload,
     ) -> Result<String, SendError> {
-        let session = slack.session();
         let (channel, ts) = match (&alert.slack_channel, &alert.slack_ts) {
             (Some(c), Some(ts)) => (SlackChannelId(c.clone()), SlackTs(ts.clone())),
             (earlier, _) => {
                 let found = match earlier {
-                    Some(channel) => find_posted(&session, channel, alert).await,
+                    Some(channel) => find_posted(&slack.session(), channel, alert).await,
                     None => None,
                 };
                 let (channel, ts) = match found {
@@ -221,30 +227,7 @@ impl Alerter {
                         tracing::info!(alert = %alert.id, "an earlier attempt posted the message; not posting again");
                         found
                     }
-                    None => {
-                        let channel =
-                            payload.channel.clone().unwrap_or_else(|| slack.default_channel.clone());
-                        // Without this record a crash after the post would post it twice.
-                        self.store.mark_alert_posting(&alert.id, &channel, Timestamp::now()).await.map_err(
-                            |e| SendError::Retry {
-                                after: None,
-                                error: format!("cannot record the attempt: {e}"),
-                            },
-                        )?;
-                        let metadata = SlackMessageMetadata {
-                            event_type: METADATA_EVENT.into(),
-                            event_payload: Some([("alert_id".to_owned(), alert.id.to_string())].into()),
-                        };
-                        let content = SlackMessageContent::new()
-                            .with_text(payload.summary())
-                            .with_blocks(payload.blocks())
-                            .with_metadata(metadata);
-                        let request = SlackApiChatPostMessageRequest::new(SlackChannelId(channel), content)
-                            .with_unfurl_links(false)
-                            .with_unfurl_media(false);
-                        let posted = session.chat_post_message(&request).await?;
-                        (posted.channel, posted.ts)
-                    }
+                    None => self.post(slack, alert, payload).await?,
                 };
                 if let Err(e) =
                     self.store.mark_alert_posted(&alert.id, &channel.0, &ts.0, Timestamp::now()).await
@@ -255,40 +238,68 @@ impl Alerter {
             }
         };
         if !payload.images.is_empty() {
-            let mut files = Vec::new();
-            for image in &payload.images {
-                let blobs = self.blobs.clone();
-                let sha = image.sha256.clone();
-                let bytes = tokio::task::spawn_blocking(move || blobs.get(&sha))
-                    .await
-                    .expect("blob reads do not panic")
-                    .map_err(|e| SendError::Fatal(format!("image {} unavailable: {e}", image.filename)))?;
-                let url = session
-                    .get_upload_url_external(&SlackApiFilesGetUploadUrlExternalRequest::new(
-                        image.filename.clone(),
-                        bytes.len(),
-                    ))
-                    .await?;
-                session
-                    .files_upload_via_url(&SlackApiFilesUploadViaUrlRequest::new(
-                        url.upload_url,
-                        bytes,
-                        "image/png".into(),
-                    ))
-                    .await?;
-                files.push(SlackApiFilesComplete::new(url.file_id).with_title(image.title.clone()));
-            }
-            // Completing with the channel and thread shares the files there; without a channel
-            // they would stay private to the bot.
-            session
-                .files_complete_upload_external(
-                    &SlackApiFilesCompleteUploadExternalRequest::new(files)
-                        .with_channel_id(channel.clone())
-                        .with_thread_ts(ts.clone()),
-                )
-                .await?;
+            self.upload_images(slack, &channel, &ts, payload).await?;
         }
         Ok(ts.0)
+    }
+
+    /// `chat.postMessage`, after recording the channel (without that record a crash after the
+    /// post would post it twice), with the alert id in the message's metadata.
+    async fn post(
+        &self,
+        slack: &SlackSender,
+        alert: &Alert,
+        payload: &AlertPayload,
+    ) -> Result<(SlackChannelId, SlackTs), SendError> {
+        let channel = payload.channel.clone().unwrap_or_else(|| slack.default_channel.clone());
+        self.store.mark_alert_posting(&alert.id, &channel, Timestamp::now()).await.map_err(|e| {
+            SendError::Retry { after: None, error: format!("cannot record the attempt: {e}") }
+        })?;
+        let metadata = SlackMessageMetadata {
+            event_type: METADATA_EVENT.into(),
+            event_payload: Some([("alert_id".to_owned(), alert.id.to_string())].into()),
+        };
+        let content = SlackMessageContent::new()
+            .with_text(payload.summary())
+            .with_blocks(payload.blocks())
+            .with_metadata(metadata);
+        let request = SlackApiChatPostMessageRequest::new(SlackChannelId(channel), content)
+            .with_unfurl_links(false)
+            .with_unfurl_media(false);
+        let posted = slack.session().chat_post_message(&request).await?;
+        Ok((posted.channel, posted.ts))
+    }
+
+    /// The images, uploaded and shared into the message's thread.
+    async fn upload_images(
+        &self,
+        slack: &SlackSender,
+        channel: &SlackChannelId,
+        ts: &SlackTs,
+        payload: &AlertPayload,
+    ) -> Result<(), SendError> {
+        let session = slack.session();
+        let mut files = Vec::new();
+        for image in &payload.images {
+            let blobs = self.blobs.clone();
+            let sha = image.sha256.clone();
+            let bytes = tokio::task::spawn_blocking(move || blobs.get(&sha))
+                .await
+                .expect("blob reads do not panic")
+                .map_err(|e| SendError::Fatal(format!("image {} unavailable: {e}", image.filename)))?;
+            let request = SlackApiFilesGetUploadUrlExternalRequest::new(image.filename.clone(), bytes.len());
+            let url = session.get_upload_url_external(&request).await?;
+            let upload = SlackApiFilesUploadViaUrlRequest::new(url.upload_url, bytes, "image/png".into());
+            session.files_upload_via_url(&upload).await?;
+            files.push(SlackApiFilesComplete::new(url.file_id).with_title(image.title.clone()));
+        }
+        // Completing with the channel and thread shares the files there; without a channel they
+        // would stay private to the bot.
+        let complete = SlackApiFilesCompleteUploadExternalRequest::new(files)
+            .with_channel_id(channel.clone())
+            .with_thread_ts(ts.clone());
+        session.files_complete_upload_external(&complete).await?;
+        Ok(())
     }
 }
 

@@ -3,7 +3,9 @@
 //! `GET /v1/assets/{id}?exp&sig` (signed, expiring links to the images).
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRef, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,23 +13,44 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::CaptureService;
 use super::document::document;
 use super::request::{self, MAX_BODY_BYTES};
-use crate::http::auth::Authenticated;
-use crate::http::{ApiError, AppState};
+use crate::config::{Config, LiveMonitors};
+use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::{AssetId, JobId};
-use crate::store::{JobInsert, NewJob};
+use crate::store::blobs::BlobStore;
+use crate::store::{JobInsert, NewJob, Store};
 use crate::time::Timestamp;
 
 /// How long an `Idempotency-Key` replays the first answer.
 const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
-pub fn router() -> Router<AppState> {
+/// What the capture API's handlers reach.
+#[derive(Clone)]
+pub struct CaptureApi {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub capture: Arc<CaptureService>,
+    /// The monitors in force: their own captures are trusted by the address policy.
+    pub monitors: LiveMonitors,
+    pub auth: Auth,
+}
+
+impl FromRef<CaptureApi> for Auth {
+    fn from_ref(state: &CaptureApi) -> Auth {
+        state.auth.clone()
+    }
+}
+
+pub fn router(state: CaptureApi) -> Router {
     Router::new()
         .route("/v1/capture", post(create).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/v1/capture/{id}", get(show))
         .route("/v1/assets/{id}", get(asset))
         .route("/openapi.json", get(openapi))
+        .with_state(state)
 }
 
 /// The OpenAPI 3.1 description of this API.
@@ -40,7 +63,7 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
 }
 
 async fn create(
-    State(state): State<AppState>,
+    State(state): State<CaptureApi>,
     auth: Authenticated,
     headers: HeaderMap,
     body: Bytes,
@@ -63,7 +86,7 @@ async fn create(
         .transpose()?
         .map(|k| {
             // Scoped per token: two clients may use the same key.
-            format!("{}:{k}", auth.fingerprint(&state))
+            format!("{}:{k}", auth.fingerprint(&state.auth))
         });
     let now = Timestamp::now();
     let job = NewJob {
@@ -90,7 +113,7 @@ async fn create(
 }
 
 async fn show(
-    State(state): State<AppState>,
+    State(state): State<CaptureApi>,
     _auth: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -107,7 +130,7 @@ struct AssetQuery {
 }
 
 async fn asset(
-    State(state): State<AppState>,
+    State(state): State<CaptureApi>,
     Path(id): Path<String>,
     Query(q): Query<AssetQuery>,
 ) -> Result<Response, ApiError> {

@@ -1,5 +1,5 @@
 //! The capture result document: what `GET /v1/capture/{id}` answers and the completion webhook
-//! carries (DESIGN §4). `metadata` is the client's JSON, echoed byte for byte.
+//! carries (docs/architecture.md §4). `metadata` is the client's JSON, echoed byte for byte.
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -7,8 +7,8 @@ use serde_json::value::RawValue;
 use super::error::ApiCaptureError;
 use crate::diff::Region;
 use crate::ids::{AssetId, JobId};
+use crate::signing::SigningKey;
 use crate::store::{CaptureJob, JobStatus};
-use crate::webhook::signing::SigningKey;
 
 /// Stored in the job row once it finished successfully.
 #[derive(Debug, Clone, Serialize, Deserialize)]

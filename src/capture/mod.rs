@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod client;
 pub mod document;
 pub mod engine;
 pub mod error;
@@ -18,14 +19,14 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::Notify;
 
-pub use api::router;
+pub use api::{CaptureApi, router};
 pub use document::AssetUrls;
 
 /// What the API and the workers share.
 pub struct CaptureService {
     pub asset_urls: AssetUrls,
     /// Woken when a job is queued, so idle workers start at once instead of on their next poll.
-    pub jobs_ready: Notify,
+    pub jobs_ready: Arc<Notify>,
     pub pool: browser::BrowserPool,
     pub metrics: CaptureMetrics,
 }
@@ -74,6 +75,6 @@ impl CaptureService {
     }
 
     pub fn new(asset_urls: AssetUrls, pool: browser::BrowserPool, metrics: CaptureMetrics) -> Arc<Self> {
-        Arc::new(Self { asset_urls, jobs_ready: Notify::new(), pool, metrics })
+        Arc::new(Self { asset_urls, jobs_ready: Arc::new(Notify::new()), pool, metrics })
     }
 }

@@ -1,6 +1,7 @@
-//! Which addresses a capture may reach (DESIGN §10). Link-local and cloud metadata addresses are
-//! always refused; private, loopback and other internal ranges only for monitors of the YAML file
-//! (trusted) or when `capture.allow_private` lists them. Checked on the resolved addresses.
+//! Which addresses a capture may reach (docs/architecture.md §10). Link-local and cloud metadata
+//! addresses are always refused; private, loopback and other internal ranges only for monitors of
+//! the YAML file (trusted) or when `capture.allow_private` lists them. Checked on the resolved
+//! addresses.
 
 use std::net::IpAddr;
 

@@ -182,16 +182,7 @@ fn duration(
 impl CaptureRequest {
     /// Checks every field and fills in defaults.
     pub fn validate(&self) -> Result<CaptureSpec, FieldError> {
-        let url = Url::parse(self.url.trim()).map_err(|e| field_err("url", format!("not a URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(field_err(
-                "url",
-                format!("only http and https URLs can be captured (got \"{}:\")", url.scheme()),
-            ));
-        }
-        if url.host().is_none() {
-            return Err(field_err("url", "the URL has no host"));
-        }
+        let url = self.checked_url()?;
         let vp = self.viewport.unwrap_or(ViewportReq { width: 1280, height: 800, scale: 1.0, mobile: false });
         for (name, v) in [("viewport.width", vp.width), ("viewport.height", vp.height)] {
             if !(16..=MAX_VIEWPORT_SIDE).contains(&v) {
@@ -205,33 +196,8 @@ impl CaptureRequest {
         if !(100..=MAX_CAPTURE_HEIGHT).contains(&max_height) {
             return Err(field_err("max_height", format!("must be from 100 to {MAX_CAPTURE_HEIGHT}")));
         }
-        if let Some(w) = &self.webhook_url {
-            let u = Url::parse(w).map_err(|e| field_err("webhook_url", format!("not a URL: {e}")))?;
-            if !matches!(u.scheme(), "http" | "https") {
-                return Err(field_err("webhook_url", "must be an http or https URL"));
-            }
-        }
-        for (i, (name, _)) in self.headers.iter().enumerate() {
-            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-                return Err(field_err(&format!("headers[{i}]"), "not a valid header name"));
-            }
-        }
-        let mut mask_selectors = Vec::new();
-        let mut mask_rects = Vec::new();
-        for (i, m) in self.mask.iter().enumerate() {
-            match m {
-                MaskReq::Selector(s) if s.trim().is_empty() => {
-                    return Err(field_err(&format!("mask[{i}]"), "empty selector"));
-                }
-                MaskReq::Selector(s) => mask_selectors.push(s.clone()),
-                MaskReq::Rect { width: 0, .. } | MaskReq::Rect { height: 0, .. } => {
-                    return Err(field_err(&format!("mask[{i}]"), "width and height must be positive"));
-                }
-                MaskReq::Rect { x, y, width, height } => {
-                    mask_rects.push(crate::diff::Region { x: *x, y: *y, width: *width, height: *height })
-                }
-            }
-        }
+        self.check_webhook_and_headers()?;
+        let (mask_selectors, mask_rects) = self.masks()?;
         Ok(CaptureSpec {
             url,
             format: match self.format {
@@ -263,6 +229,57 @@ impl CaptureRequest {
             reduced_motion: self.reduced_motion.unwrap_or(false),
             max_height,
         })
+    }
+
+    /// `url`: http or https, with a host.
+    fn checked_url(&self) -> Result<Url, FieldError> {
+        let url = Url::parse(self.url.trim()).map_err(|e| field_err("url", format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(field_err(
+                "url",
+                format!("only http and https URLs can be captured (got \"{}:\")", url.scheme()),
+            ));
+        }
+        if url.host().is_none() {
+            return Err(field_err("url", "the URL has no host"));
+        }
+        Ok(url)
+    }
+
+    fn check_webhook_and_headers(&self) -> Result<(), FieldError> {
+        if let Some(w) = &self.webhook_url {
+            let u = Url::parse(w).map_err(|e| field_err("webhook_url", format!("not a URL: {e}")))?;
+            if !matches!(u.scheme(), "http" | "https") {
+                return Err(field_err("webhook_url", "must be an http or https URL"));
+            }
+        }
+        for (i, (name, _)) in self.headers.iter().enumerate() {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+                return Err(field_err(&format!("headers[{i}]"), "not a valid header name"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `mask`: selectors, and rectangles with a positive size.
+    fn masks(&self) -> Result<(Vec<String>, Vec<crate::diff::Region>), FieldError> {
+        let mut selectors = Vec::new();
+        let mut rects = Vec::new();
+        for (i, m) in self.mask.iter().enumerate() {
+            match m {
+                MaskReq::Selector(s) if s.trim().is_empty() => {
+                    return Err(field_err(&format!("mask[{i}]"), "empty selector"));
+                }
+                MaskReq::Selector(s) => selectors.push(s.clone()),
+                MaskReq::Rect { width: 0, .. } | MaskReq::Rect { height: 0, .. } => {
+                    return Err(field_err(&format!("mask[{i}]"), "width and height must be positive"));
+                }
+                MaskReq::Rect { x, y, width, height } => {
+                    rects.push(crate::diff::Region { x: *x, y: *y, width: *width, height: *height })
+                }
+            }
+        }
+        Ok((selectors, rects))
     }
 
     /// The `monitor` named in the metadata, if any.

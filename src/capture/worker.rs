@@ -13,8 +13,10 @@ use super::CaptureService;
 use super::document::{StoredResult, document};
 use super::error::CaptureError;
 use crate::ids::{AssetId, MessageId};
+use crate::queue::backoff::Exponential;
+use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::blobs::BlobStore;
-use crate::store::{Asset, CaptureJob, NewDelivery, Store};
+use crate::store::{Asset, CaptureJob, NewDelivery, Store, StoreError};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone)]
@@ -23,8 +25,6 @@ pub struct WorkerSettings {
     pub config: Arc<crate::config::Config>,
     /// The monitors in force (their captures are trusted); replaced on reload.
     pub monitors: crate::config::LiveMonitors,
-    /// How often an idle worker looks for due retries.
-    pub poll: Duration,
     pub delivery_ready: Arc<tokio::sync::Notify>,
 }
 
@@ -37,41 +37,48 @@ pub struct Worker {
 }
 
 /// Backoff before attempt `n + 1` after `n` failed attempts: 2 s, 4 s, 8 s … capped at 5 min.
-pub fn backoff(attempts: i32) -> Duration {
-    Duration::from_secs(2u64.saturating_pow(attempts.clamp(1, 16) as u32).min(300))
+const RETRY: Exponential = Exponential::new(Duration::from_secs(2), Duration::from_secs(300));
+
+/// Idle workers look for due retries this often (a new job wakes them at once).
+pub const POLL: Duration = Duration::from_millis(500);
+/// When the database cannot be read: 1 s, 2 s, 4 s … 30 s.
+const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
+
+impl Worker {
+    /// Runs until `stop`: claims jobs, wakes when one is queued.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let wake = self.service.jobs_ready.clone();
+        queue::run(self, Pacing::new(POLL, TROUBLE), Some(wake), stop).await
+    }
+
+    /// Longer than the hard timeout (a live worker never loses its job), short enough that a
+    /// dead worker's job comes back soon.
+    fn lease(&self) -> Duration {
+        let job_timeout = self.settings.config.capture.job_timeout;
+        job_timeout + job_timeout.min(Duration::from_secs(30))
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueWorker for Worker {
+    type Item = CaptureJob;
+    const NAME: &'static str = "capture";
+
+    async fn claim(&self) -> Result<Option<CaptureJob>, WorkError> {
+        Ok(self.store.claim_job(&self.id, Timestamp::now(), self.lease()).await?)
+    }
+
+    async fn work(&self, job: CaptureJob) -> Result<Next, WorkError> {
+        self.process(job).await?;
+        Ok(Next::Continue)
+    }
+
+    async fn idle(&self) {
+        self.expire_abandoned().await;
+    }
 }
 
 impl Worker {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        // Longer than the hard timeout (a live worker never loses its job), short enough that a
-        // dead worker's job comes back soon.
-        let job_timeout = self.settings.config.capture.job_timeout;
-        let lease = job_timeout + job_timeout.min(Duration::from_secs(30));
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            match self.store.claim_job(&self.id, Timestamp::now(), lease).await {
-                Ok(Some(job)) => self.process(job).await,
-                Ok(None) => {
-                    self.expire_abandoned().await;
-                    tokio::select! {
-                        _ = self.service.jobs_ready.notified() => {}
-                        _ = tokio::time::sleep(self.settings.poll) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = ?e, worker = %self.id, "cannot claim capture jobs; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-            }
-        }
-    }
-
     /// Jobs whose worker died on the last attempt: fail them and tell their clients.
     async fn expire_abandoned(&self) {
         let error = CaptureError::BrowserGone.to_api();
@@ -101,12 +108,14 @@ impl Worker {
         })
     }
 
-    async fn process(&self, job: CaptureJob) {
+    /// Captures the job and records the outcome; an error when it cannot be recorded (the job
+    /// comes back when its lease ends).
+    async fn process(&self, job: CaptureJob) -> Result<(), StoreError> {
         let span = tracing::info_span!("capture", job = %job.id, attempt = job.attempts);
         self.process_in_span(job).instrument(span).await
     }
 
-    async fn process_in_span(&self, job: CaptureJob) {
+    async fn process_in_span(&self, job: CaptureJob) -> Result<(), StoreError> {
         let started = Instant::now();
         let job_timeout = self.settings.config.capture.job_timeout;
         let outcome = tokio::time::timeout(job_timeout, self.capture(&job))
@@ -137,15 +146,19 @@ impl Worker {
                         tracing::warn!("job was taken over by another worker (lease expired); result dropped")
                     }
                     Err(e) => {
-                        tracing::error!(error = ?e, "cannot record the capture result; the job will be retried")
+                        tracing::error!(error = ?e, "cannot record the capture result; the job will be retried");
+                        return Err(e);
                     }
                 }
             }
             Err(e) => {
                 let retry = e.is_retryable() && job.attempts < job.max_attempts;
                 let api_error = serde_json::to_string(&e.to_api()).expect("serialises");
-                let (outcome, retry_at) =
-                    if retry { ("retried", Some(now.plus(backoff(job.attempts)))) } else { ("failed", None) };
+                let (outcome, retry_at) = if retry {
+                    ("retried", Some(now.plus(RETRY.delay(job.attempts.max(1) as u32))))
+                } else {
+                    ("failed", None)
+                };
                 metrics.attempts.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
                 tracing::warn!(error = %e, code = e.code(), retry, "capture failed");
                 let hook = if retry {
@@ -160,12 +173,14 @@ impl Worker {
                     self.store.fail_job(&job.id, &self.id, &api_error, retry_at, hook.as_ref(), now).await
                 {
                     tracing::error!(error = ?err, "cannot record the capture failure; the job will be retried");
+                    return Err(err);
                 }
                 if hook.is_some() {
                     self.settings.delivery_ready.notify_one();
                 }
             }
         }
+        Ok(())
     }
 
     async fn capture(&self, job: &CaptureJob) -> Result<(AssetId, StoredResult), CaptureError> {

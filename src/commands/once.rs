@@ -43,10 +43,45 @@ struct Tracked {
     view: Option<Value>,
 }
 
+/// The daemon this pass runs on, and how to reach it.
+struct Daemon {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+    database_url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), crate::RunError>>,
+}
+
 /// One pass; `Ok(true)` when nothing changed or failed.
-async fn pass(mut config: Config) -> anyhow::Result<bool> {
+async fn pass(config: Config) -> anyhow::Result<bool> {
+    let monitors: Vec<String> =
+        config.monitors.iter().filter(|m| m.enabled).map(|m| m.name.to_string()).collect();
+    let started = Instant::now();
+    let daemon = start_daemon(config).await?;
+    let mut runs = start_runs(&daemon, &monitors).await?;
+    eprintln!(
+        "vigil: {} run{} of {} monitor{} started",
+        runs.len(),
+        plural(runs.len()),
+        monitors.len(),
+        plural(monitors.len())
+    );
+    let done = wait_for_verdicts(&daemon, &mut runs, started).await?;
+    wait_for_alerts(&daemon.database_url, &runs).await?;
+    let _ = daemon.stop.send(());
+    let _ = daemon.task.await;
+    let ok = report(&runs, done, started);
+    if monitors.is_empty() {
+        eprintln!("no enabled monitors");
+    }
+    Ok(ok && done == runs.len())
+}
+
+/// The daemon on a private loopback port, without cron: this pass's captures report back to
+/// it, whatever port the configured daemon uses. Returns once it is ready.
+async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
     use anyhow::Context;
-    // A private listener: this pass's captures report back to it, whatever the daemon uses.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
     let base = format!("http://{}", listener.local_addr()?);
     if config.capture.provider.is_none() {
@@ -54,84 +89,79 @@ async fn pass(mut config: Config) -> anyhow::Result<bool> {
     }
     let token = format!("vigil-once-{}", hex::encode(rand::random::<[u8; 16]>()));
     config.auth.api_tokens.push(crate::config::Secret::new(token.clone()));
-    let monitors: Vec<String> =
-        config.monitors.iter().filter(|m| m.enabled).map(|m| m.name.to_string()).collect();
     let database_url = config.storage.database_url.expose().to_owned();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let daemon = tokio::spawn(crate::run_with(
-        config,
-        listener,
-        async {
-            let _ = stop_rx.await;
-        },
-        crate::RunOptions { schedule: false, config_path: None },
-    ));
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let options = crate::RunOptions { schedule: false, config_path: None, roles: None };
+    let task = tokio::spawn(crate::run_with(config, listener, async { drop(stop_rx.await) }, options));
     crate::init_tls();
     let client = reqwest::Client::new();
-    let started = Instant::now();
     // Ready once the database is open and migrated.
     loop {
-        if daemon.is_finished() {
-            return match daemon.await {
+        if task.is_finished() {
+            return match task.await {
                 Ok(Err(e)) => Err(anyhow::Error::from(e).context("the daemon did not start")),
                 _ => Err(anyhow::anyhow!("the daemon stopped before it was ready")),
             };
         }
         if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            break;
+            return Ok(Daemon { base, token, client, database_url, stop, task });
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
 
+/// "Run now" for each monitor, through the API.
+async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<Vec<Tracked>> {
     let mut runs = Vec::new();
-    for name in &monitors {
-        let r = client.post(format!("{base}/api/monitors/{name}/runs")).bearer_auth(&token).send().await?;
+    for name in monitors {
+        let url = format!("{}/api/monitors/{name}/runs", daemon.base);
+        let r = daemon.client.post(url).bearer_auth(&daemon.token).send().await?;
         let status = r.status();
         let body: Value = r.json().await.unwrap_or_default();
         if !status.is_success() {
-            eprintln!(
-                "{name}: cannot start a run: {}",
-                body["error"]["message"].as_str().unwrap_or("unknown error")
-            );
+            let message = body["error"]["message"].as_str().unwrap_or("unknown error");
+            eprintln!("{name}: cannot start a run: {message}");
             continue;
         }
         for id in body["run_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             runs.push(Tracked { monitor: name.clone(), id: id.to_owned(), view: None });
         }
     }
-    let total = runs.len();
-    eprintln!(
-        "vigil: {total} run{} of {} monitor{} started",
-        plural(total),
-        monitors.len(),
-        plural(monitors.len())
-    );
-    let tty = std::io::stderr().is_terminal();
+    Ok(runs)
+}
+
+/// Polls each run until it has a verdict (or the pass times out), showing progress: a line per
+/// verdict, and a counter that stays on a terminal. How many were judged.
+async fn wait_for_verdicts(daemon: &Daemon, runs: &mut [Tracked], started: Instant) -> anyhow::Result<usize> {
+    let (total, tty) = (runs.len(), std::io::stderr().is_terminal());
     let mut done = 0;
     while done < total && started.elapsed() < PASS_TIMEOUT {
         for run in runs.iter_mut().filter(|r| r.view.is_none()) {
-            let r = client.get(format!("{base}/api/runs/{}", run.id)).bearer_auth(&token).send().await?;
-            let view: Value = r.json().await.unwrap_or_default();
-            if !view["verdict"].is_null() {
-                done += 1;
-                // The progress: a line per verdict, and a counter that stays on a terminal.
-                let line = format!(
-                    "[{done}/{total}] {} {} {}{}",
-                    run.monitor,
-                    view["viewport"].as_str().unwrap_or(""),
-                    view["verdict"].as_str().unwrap_or(""),
-                    view["diff_ratio"]
-                        .as_f64()
-                        .map(|r| format!(" {}", crate::alert::message::percent(r)))
-                        .unwrap_or_default()
-                );
-                if tty {
-                    eprint!("\r\x1b[2K{line}\n");
-                } else {
-                    eprintln!("{line}");
-                }
-                run.view = Some(view);
+            let url = format!("{}/api/runs/{}", daemon.base, run.id);
+            let view: Value = daemon
+                .client
+                .get(url)
+                .bearer_auth(&daemon.token)
+                .send()
+                .await?
+                .json()
+                .await
+                .unwrap_or_default();
+            if view["verdict"].is_null() {
+                continue;
             }
+            done += 1;
+            let ratio =
+                view["diff_ratio"].as_f64().map(|r| format!(" {}", crate::alert::message::percent(r)));
+            let (viewport, verdict) =
+                (view["viewport"].as_str().unwrap_or(""), view["verdict"].as_str().unwrap_or(""));
+            let line =
+                format!("[{done}/{total}] {} {viewport} {verdict}{}", run.monitor, ratio.unwrap_or_default());
+            match tty {
+                true => eprint!("\r\x1b[2K{line}\n"),
+                false => eprintln!("{line}"),
+            }
+            run.view = Some(view);
         }
         if done < total {
             if tty {
@@ -144,36 +174,38 @@ async fn pass(mut config: Config) -> anyhow::Result<bool> {
     if tty {
         eprint!("\r\x1b[2K");
     }
+    Ok(done)
+}
 
-    // Alerts of this pass go out before the process ends.
-    let store = crate::store::connect(&database_url, 1).await?;
-    let alert_deadline = Instant::now() + ALERT_TIMEOUT;
-    for run in runs
-        .iter()
-        .filter(|r| r.view.as_ref().is_some_and(|v| v["verdict"] == "changed" || v["verdict"] == "failed"))
-    {
+/// The alerts of this pass's changed and failed runs go out before the process ends.
+async fn wait_for_alerts(database_url: &str, runs: &[Tracked]) -> anyhow::Result<()> {
+    let store = crate::store::connect(database_url, 1).await?;
+    let deadline = Instant::now() + ALERT_TIMEOUT;
+    let alerting =
+        |r: &&Tracked| r.view.as_ref().is_some_and(|v| v["verdict"] == "changed" || v["verdict"] == "failed");
+    for run in runs.iter().filter(alerting) {
         let id = run.id.parse().expect("ids from our API parse");
         loop {
             let alerts = store.alerts_for_run(&id).await?;
-            if alerts.iter().all(|a| a.status != OutboxStatus::Pending) || Instant::now() > alert_deadline {
+            if alerts.iter().all(|a| a.status != OutboxStatus::Pending) || Instant::now() > deadline {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     store.close().await;
-    let _ = stop_tx.send(());
-    let _ = daemon.await;
+    Ok(())
+}
 
+/// Prints the table and the summary; whether every run was unchanged or a new baseline.
+fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
     let mut ok = true;
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
             let v = r.view.clone().unwrap_or_default();
             let verdict = v["verdict"].as_str().unwrap_or("pending (timed out)").to_owned();
-            if !matches!(verdict.as_str(), "unchanged" | "baseline_created") {
-                ok = false;
-            }
+            ok &= matches!(verdict.as_str(), "unchanged" | "baseline_created");
             let detail = match verdict.as_str() {
                 "failed" => v["error"]["message"].as_str().unwrap_or("").to_owned(),
                 _ => v["diff_ratio"].as_f64().map(crate::alert::message::percent).unwrap_or_default(),
@@ -191,6 +223,7 @@ async fn pass(mut config: Config) -> anyhow::Result<bool> {
     let count = |verdict: &str| {
         runs.iter().filter(|r| r.view.as_ref().is_some_and(|v| v["verdict"] == verdict)).count()
     };
+    let total = runs.len();
     println!(
         "{total} run{} in {:.1?}: {} unchanged, {} new baseline{}, {} changed, {} failed{}",
         plural(total),
@@ -205,10 +238,7 @@ async fn pass(mut config: Config) -> anyhow::Result<bool> {
             n => format!(", {n} timed out"),
         }
     );
-    if monitors.is_empty() {
-        eprintln!("no enabled monitors");
-    }
-    Ok(ok && done == total)
+    ok
 }
 
 fn plural(n: usize) -> &'static str {

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use crate::baseline::Baselines;
 use crate::config::{Config, MonitorName};
 use crate::review::Reviewer;
 use crate::store::blobs::{BaselineFiles, BlobStore};
@@ -49,11 +50,12 @@ fn actor() -> String {
 pub fn approve(path: &Path, target: &str) -> ExitCode {
     let target = target.to_owned();
     with_store(path, |config, store| async move {
-        let reviewer = Reviewer {
+        let baselines = Baselines {
             store: store.clone(),
             blobs: BlobStore::new(&config.storage.data_dir),
-            baselines: BaselineFiles::new(&config.storage.baselines_dir),
+            files: BaselineFiles::new(&config.storage.baselines_dir),
         };
+        let reviewer = Reviewer { store: store.clone(), baselines };
         let runs = if target.starts_with("run_") {
             vec![target.parse().map_err(|e| format!("{target}: {e}"))?]
         } else {
@@ -93,6 +95,7 @@ pub fn approve(path: &Path, target: &str) -> ExitCode {
                 a.run.id,
                 reviewer
                     .baselines
+                    .files
                     .path(&a.run.monitor, &a.run.viewport)
                     .map(|p| p.display().to_string())
                     .unwrap_or_default()

@@ -34,7 +34,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://vigil.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_SLACK_API: &str = "https://slack.com/api/";
 
-/// The default webhook retry schedule of DESIGN §5 (jitter is applied at delivery time).
+/// The default webhook retry schedule of docs/architecture.md §5 (jitter is applied at delivery time).
 pub const DEFAULT_RETRY_SCHEDULE: [Duration; 8] = [
     Duration::ZERO,
     Duration::from_secs(5),
@@ -220,8 +220,9 @@ fn storage(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<StorageConfig> {
     })
 }
 
-fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
-    let provider = match f.opt("provider") {
+/// `capture.provider`: `builtin` (or absent), or `{url, api_key}` of another capture API.
+fn provider(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<Option<ExternalProvider>> {
+    match f.opt("provider") {
         None => Some(None),
         Some(n) if n.value == node::Value::Str("builtin".into()) => Some(None),
         Some(n) => {
@@ -235,7 +236,31 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
                 Some(Some(ExternalProvider { url: url?, api_key: Secret::new(api_key?) }))
             })
         }
-    };
+    }
+}
+
+/// `capture.allow_private`: address ranges (or single addresses) API captures may reach.
+fn allow_private(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Vec<ipnet::IpNet>> {
+    let items = list(ctx, n, p, "address ranges like 10.0.0.0/8")?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let ip = format!("{p}[{i}]");
+        let Some(s) = text(ctx, item, &ip) else {
+            continue;
+        };
+        let s = s.trim();
+        let net =
+            s.parse::<ipnet::IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+        match net {
+            Ok(net) => out.push(net),
+            Err(_) => ctx.expected(item, &ip, "an address range like \"10.0.0.0/8\" or an address"),
+        }
+    }
+    Some(out)
+}
+
+fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
+    let provider = provider(ctx, f);
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get() as i64);
     let workers =
         or_default(ctx, f, "workers", cpus as u32, |ctx, n, p| integer(ctx, n, p, 1, 64).map(|v| v as u32));
@@ -257,24 +282,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
     let asset_ttl = or_default(ctx, f, "asset_ttl", Duration::from_secs(24 * 3600), |ctx, n, p| {
         duration(ctx, n, p, Duration::from_secs(60), Duration::from_secs(30 * 24 * 3600))
     });
-    let allow_private = or_default(ctx, f, "allow_private", Vec::new(), |ctx, n, p| {
-        let items = list(ctx, n, p, "address ranges like 10.0.0.0/8")?;
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let ip = format!("{p}[{i}]");
-            let Some(s) = text(ctx, item, &ip) else {
-                continue;
-            };
-            let s = s.trim();
-            let net =
-                s.parse::<ipnet::IpNet>().or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            match net {
-                Ok(net) => out.push(net),
-                Err(_) => ctx.expected(item, &ip, "an address range like \"10.0.0.0/8\" or an address"),
-            }
-        }
-        Some(out)
-    });
+    let allow_private = or_default(ctx, f, "allow_private", Vec::new(), allow_private);
     let reconcile_after = or_default(ctx, f, "reconcile_after", Duration::from_secs(120), |ctx, n, p| {
         duration(ctx, n, p, Duration::from_secs(1), Duration::from_secs(24 * 3600))
     });
@@ -310,7 +318,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
 fn webhook_secret(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Secret> {
     let s = text(ctx, n, p)?;
     let body = s.strip_prefix("whsec_").unwrap_or("");
-    let decodes = crate::webhook::signing::SigningKey::from_secret(&s).is_ok();
+    let decodes = crate::signing::SigningKey::from_secret(&s).is_ok();
     if body.len() < 24 || !decodes {
         // Never echo the value: it is a secret.
         ctx.error(n.pos, p, "expected a secret like \"whsec_\" followed by base64 of 32 random bytes (generate one with `openssl rand -base64 32`)");

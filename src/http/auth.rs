@@ -1,13 +1,46 @@
 //! Bearer-token authentication for `/v1` and `/api` (`auth.api_tokens`), compared in constant
-//! time.
+//! time; a signed-in browser's session cookie ([`super::session`]) counts for reading.
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
 
-use super::AppState;
+use super::session;
+use crate::config::Secret;
+use crate::signing::SigningKey;
+use crate::time::Timestamp;
+
+/// What checking a request's credentials needs; every feature state that has authenticated
+/// routes provides it (`FromRef`).
+#[derive(Clone)]
+pub struct Auth {
+    /// `auth.api_tokens` (and the internal token the monitor role uses).
+    pub tokens: Arc<Vec<Secret>>,
+    /// Signs web UI session cookies and CSRF tokens.
+    pub session_key: SigningKey,
+    /// `auth.session_ttl`.
+    pub session_ttl: Duration,
+}
+
+impl Auth {
+    /// The token index of a valid session cookie in `parts`.
+    pub fn signed_in(&self, parts: &Parts) -> Option<usize> {
+        let cookie = parts.headers.get(header::COOKIE)?.to_str().ok()?;
+        let value = session::from_cookie_header(cookie)?;
+        let now = Timestamp::now().millis() / 1000;
+        session::verify(&self.session_key, value, &self.tokens, now, self.session_ttl.as_secs() as i64)
+    }
+
+    /// The fingerprint of the token at `index`.
+    pub fn fingerprint(&self, index: usize) -> String {
+        token_fingerprint(self.tokens[index].expose())
+    }
+}
 
 /// Proof that the request carried a configured token; `index` says which (to scope
 /// idempotency keys per client).
@@ -30,10 +63,15 @@ impl IntoResponse for Unauthorized {
     }
 }
 
-impl FromRequestParts<AppState> for Authenticated {
+impl<S> FromRequestParts<S> for Authenticated
+where
+    S: Send + Sync,
+    Auth: FromRef<S>,
+{
     type Rejection = Unauthorized;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_ref(state);
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -42,21 +80,19 @@ impl FromRequestParts<AppState> for Authenticated {
         let Some(given) = bearer.map(str::trim) else {
             // The web UI's images: a signed-in browser may read (never change) through the API.
             if matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD)
-                && let Some(index) = crate::ui::signed_in(parts, state)
+                && let Some(index) = auth.signed_in(parts)
             {
                 return Ok(Authenticated { index });
             }
             return Err(Unauthorized);
         };
-        token_index(&state.config.auth.api_tokens, given)
-            .map(|index| Authenticated { index })
-            .ok_or(Unauthorized)
+        token_index(&auth.tokens, given).map(|index| Authenticated { index }).ok_or(Unauthorized)
     }
 }
 
 /// Which configured token `given` is. Every token is compared, in constant time, so the time
 /// taken does not say which one matched (the API's bearer check and the UI's sign-in).
-pub fn token_index(tokens: &[crate::config::Secret], given: &str) -> Option<usize> {
+pub fn token_index(tokens: &[Secret], given: &str) -> Option<usize> {
     let mut found = None;
     for (i, t) in tokens.iter().enumerate() {
         let eq: bool = t.expose().as_bytes().ct_eq(given.as_bytes()).into();
@@ -77,7 +113,7 @@ pub fn token_fingerprint(token: &str) -> String {
 
 impl Authenticated {
     /// The fingerprint of the token this request used.
-    pub fn fingerprint(&self, state: &AppState) -> String {
-        token_fingerprint(state.config.auth.api_tokens[self.index].expose())
+    pub fn fingerprint(&self, auth: &Auth) -> String {
+        auth.fingerprint(self.index)
     }
 }

@@ -17,7 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use super::AppState;
+/// Work done before each scrape: gauges read from the database.
+pub type ScrapeHook = Box<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -40,7 +41,8 @@ pub struct Metrics {
     /// Capture webhooks refused by the receiver, by reason (bad signature, stale, …).
     pub webhooks_refused: Family<Vec<(String, String)>, Counter>,
     /// Work waiting, by queue (read from the database at each scrape).
-    queues: Family<Vec<(String, String)>, Gauge>,
+    pub queues: Family<Vec<(String, String)>, Gauge>,
+    before_scrape: Mutex<Vec<ScrapeHook>>,
 }
 
 impl Metrics {
@@ -72,12 +74,18 @@ impl Metrics {
             monitors,
             webhooks_refused,
             queues,
+            before_scrape: Mutex::new(Vec::new()),
         })
     }
 
     /// Lets feature modules add their metrics.
     pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
         self.registry.lock().expect("metrics registry poisoned").register(name, help, metric);
+    }
+
+    /// Runs `hook` before every scrape (to refresh gauges that come from the database).
+    pub fn before_scrape(&self, hook: ScrapeHook) {
+        self.before_scrape.lock().expect("metrics hooks poisoned").push(hook);
     }
 
     pub fn encode(&self) -> String {
@@ -89,28 +97,27 @@ impl Metrics {
     }
 }
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    Router::new().route("/metrics", get(scrape)).with_state(metrics)
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
-    state.capture.refresh_gauges(&*state.store).await;
-    if let Ok(depths) = state.store.queue_depths().await {
-        for (queue, n) in depths {
-            state.metrics.queues.get_or_create(&vec![("queue".into(), queue.into())]).set(n);
-        }
-    }
+async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
+    let refreshes: Vec<_> = {
+        let hooks = metrics.before_scrape.lock().expect("metrics hooks poisoned");
+        hooks.iter().map(|hook| hook()).collect()
+    };
+    futures_util::future::join_all(refreshes).await;
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        state.metrics.encode(),
+        metrics.encode(),
     )
         .into_response()
 }
 
 /// Counts and times every request by its route pattern (not the raw path, which would let
 /// clients create unbounded label values).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -118,7 +125,7 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
-    let m = &state.metrics;
+    let m = &metrics;
     m.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
     m.requests.get_or_create(&RequestLabels { method, route, status: response.status().as_u16() }).inc();
     response

@@ -1,91 +1,56 @@
-//! The monitors and runs API (DESIGN §8): list monitors with their latest verdicts, a monitor's
+//! The monitors and runs API (docs/architecture.md §8): list monitors with their latest verdicts, a monitor's
 //! recent runs, "run now", one run with its verdict, and the run's three images.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::config::Monitor;
-use crate::http::auth::Authenticated;
-use crate::http::{ApiError, AppState};
+use super::runs::Runs;
+use crate::config::{LiveMonitors, Monitor};
+use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::RunId;
-use crate::store::{Run, Trigger};
+use crate::review::RunView;
+use crate::store::blobs::BlobStore;
+use crate::store::{Run, Store, Trigger};
 use crate::time::Timestamp;
 
 /// Runs shown per page of a monitor's history.
 const DEFAULT_RUNS: i64 = 20;
 const MAX_RUNS: i64 = 200;
 
-pub fn router() -> Router<AppState> {
+/// What the monitors and runs API reaches.
+#[derive(Clone)]
+pub struct MonitorsApi {
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    /// The monitors in force; replaced on reload.
+    pub monitors: LiveMonitors,
+    /// Starts runs ("run now").
+    pub runs: Arc<Runs>,
+    pub auth: Auth,
+}
+
+impl FromRef<MonitorsApi> for Auth {
+    fn from_ref(state: &MonitorsApi) -> Auth {
+        state.auth.clone()
+    }
+}
+
+pub fn router(state: MonitorsApi) -> Router {
     Router::new()
         .route("/api/monitors", get(list_monitors))
         .route("/api/monitors/{name}", get(show_monitor))
         .route("/api/monitors/{name}/runs", post(run_now))
         .route("/api/runs/{id}", get(show_run))
         .route("/api/runs/{id}/{image}", get(run_image))
-}
-
-/// One run as the API shows it: `verdict` is `null` while the run is pending.
-#[derive(Serialize)]
-pub struct RunView {
-    pub id: String,
-    pub monitor: String,
-    pub viewport: String,
-    pub status: String,
-    pub verdict: Option<String>,
-    pub trigger: String,
-    pub diff_pixels: Option<i64>,
-    pub total_pixels: Option<i64>,
-    pub diff_ratio: Option<f64>,
-    pub size_changed: Option<bool>,
-    pub regions: Value,
-    pub error: Option<Value>,
-    pub attempt: i32,
-    pub reviewed_by: Option<String>,
-    pub created_at: String,
-    pub completed_at: Option<String>,
-    pub images: Images,
-}
-
-#[derive(Serialize)]
-pub struct Images {
-    pub baseline: Option<String>,
-    pub current: Option<String>,
-    pub diff: Option<String>,
-}
-
-impl RunView {
-    pub fn new(run: &Run) -> Self {
-        let link = |name: &str, present: bool| present.then(|| format!("/api/runs/{}/{name}.png", run.id));
-        RunView {
-            id: run.id.to_string(),
-            monitor: run.monitor.to_string(),
-            viewport: run.viewport.clone(),
-            status: run.status.to_string(),
-            verdict: run.verdict.map(|v| v.to_string()),
-            trigger: run.trigger.to_string(),
-            diff_pixels: run.diff_pixels,
-            total_pixels: run.total_pixels,
-            diff_ratio: run.diff_ratio,
-            size_changed: run.size_changed,
-            regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(json!([])),
-            error: run.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e))),
-            attempt: run.attempt,
-            reviewed_by: run.reviewed_by.clone(),
-            created_at: run.created_at.to_string(),
-            completed_at: run.completed_at.map(|t| t.to_string()),
-            images: Images {
-                baseline: link("baseline", run.baseline_sha256.is_some()),
-                current: link("current", run.current_sha256.is_some()),
-                diff: link("diff", run.diff_sha256.is_some()),
-            },
-        }
-    }
+        .with_state(state)
 }
 
 fn monitor_view(m: &Monitor) -> Value {
@@ -99,11 +64,11 @@ fn monitor_view(m: &Monitor) -> Value {
     })
 }
 
-fn find(state: &AppState, name: &str) -> Result<Monitor, ApiError> {
+fn find(state: &MonitorsApi, name: &str) -> Result<Monitor, ApiError> {
     state.monitors.find_str(name).ok_or(ApiError::NotFound("no such monitor"))
 }
 
-async fn list_monitors(_: Authenticated, State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn list_monitors(_: Authenticated, State(state): State<MonitorsApi>) -> Result<Json<Value>, ApiError> {
     let monitors = state.monitors.current();
     let mut out = Vec::with_capacity(monitors.len());
     for m in monitors.iter() {
@@ -124,7 +89,7 @@ struct Page {
 
 async fn show_monitor(
     _: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<MonitorsApi>,
     Path(name): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<Value>, ApiError> {
@@ -144,11 +109,11 @@ async fn show_monitor(
 /// skipped; if all are, 409.
 async fn run_now(
     _: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<MonitorsApi>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = find(&state, &name)?;
-    let run_ids = state.submitter.fire(&m, Timestamp::now(), Trigger::Manual).await?;
+    let run_ids = state.runs.fire(&m, Timestamp::now(), Trigger::Manual).await?;
     if run_ids.is_empty() {
         return Err(ApiError::Conflict {
             code: "run_pending",
@@ -160,14 +125,14 @@ async fn run_now(
 
 async fn show_run(
     _: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<MonitorsApi>,
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     let run = load_run(&state, &id).await?;
     Ok(Json(RunView::new(&run)))
 }
 
-async fn load_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
+async fn load_run(state: &MonitorsApi, id: &str) -> Result<Run, ApiError> {
     let id: RunId = id.parse().map_err(|_| ApiError::NotFound("no such run"))?;
     state.store.get_run(&id).await?.ok_or(ApiError::NotFound("no such run"))
 }
@@ -176,7 +141,7 @@ async fn load_run(state: &AppState, id: &str) -> Result<Run, ApiError> {
 /// judged (the baseline it was compared with, not today's).
 async fn run_image(
     _: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<MonitorsApi>,
     Path((id, image)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let run = load_run(&state, &id).await?;

@@ -11,12 +11,15 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
+use super::runs::Runs;
 use crate::alert::{AlertImage, AlertPayload};
-use crate::config::{Config, LiveMonitors, Mask, Monitor};
+use crate::baseline::{BaselineError, Baselines};
+use crate::config::{LiveMonitors, Mask, Monitor};
 use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png};
 use crate::ids::{AlertId, RunId};
-use crate::scheduler::Submitter;
-use crate::store::blobs::{BaselineFiles, BlobStore};
+use crate::queue::backoff::Exponential;
+use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
+use crate::store::blobs::BlobStore;
 use crate::store::{
     AlertKind, BaselineSource, NewAlert, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store,
     Verdict,
@@ -29,14 +32,16 @@ const MAX_ASSET_BYTES: usize = 64 * 1024 * 1024;
 pub struct Processor {
     pub store: Arc<dyn Store>,
     pub blobs: BlobStore,
-    pub baselines: BaselineFiles,
-    pub config: Arc<Config>,
+    /// Writes the first capture of a monitor and viewport as its baseline.
+    pub baselines: Baselines,
+    /// `server.public_url`, for the review links in alerts.
+    pub public_url: url::Url,
     /// The monitors in force; replaced on reload.
     pub monitors: LiveMonitors,
     pub client: reqwest::Client,
     pub ready: Arc<Notify>,
     /// Re-captures for `retries_on_diff`.
-    pub submitter: Arc<Submitter>,
+    pub runs: Arc<Runs>,
     /// Wakes the alerter when an alert is queued.
     pub alert_ready: Arc<Notify>,
     /// Runs judged, by verdict.
@@ -71,47 +76,63 @@ enum ProcessError {
     Fetch(String),
     #[error("blob store")]
     Blob(#[from] crate::store::blobs::BlobError),
+    #[error("baseline")]
+    Baseline(#[from] BaselineError),
 }
 
+/// Results read per claim.
+const BATCH: i64 = 20;
+/// After a batch in which a result could not be processed (the database, the asset's server):
+/// 1 s, 2 s, 4 s … 30 s before the next look, unless a new result wakes the processor.
+const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
+
 impl Processor {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            let batch = match self.store.unprocessed_webhooks(20).await {
-                Ok(b) => b,
+    /// Runs until `stop`: processes received results, wakes when one is stored.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let wake = self.ready.clone();
+        queue::run(self, Pacing::new(Duration::from_secs(1), TROUBLE), Some(wake), stop).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueWorker for Processor {
+    type Item = Vec<ReceivedWebhook>;
+    const NAME: &'static str = "processor";
+
+    async fn claim(&self) -> Result<Option<Vec<ReceivedWebhook>>, WorkError> {
+        let batch = self.store.unprocessed_webhooks(BATCH).await?;
+        Ok((!batch.is_empty()).then_some(batch))
+    }
+
+    /// Each result of the batch; one that fails is left unprocessed, tried again after the
+    /// backoff, and does not hold up the others.
+    async fn work(&self, batch: Vec<ReceivedWebhook>) -> Result<Next, WorkError> {
+        let mut failed = 0;
+        for hook in batch {
+            match self.process(&hook).await {
+                Ok(()) => {
+                    if let Err(e) =
+                        self.store.mark_webhook_processed(&hook.webhook_id, Timestamp::now()).await
+                    {
+                        tracing::warn!(error = ?e, "cannot mark the webhook processed; it will be seen again");
+                        failed += 1;
+                    }
+                }
+                // Transient (database, network): left unprocessed and tried again.
                 Err(e) => {
-                    tracing::warn!(error = ?e, "cannot read received webhooks; retrying");
-                    Vec::new()
-                }
-            };
-            let idle = batch.is_empty();
-            for hook in batch {
-                match self.process(&hook).await {
-                    Ok(()) => {
-                        if let Err(e) =
-                            self.store.mark_webhook_processed(&hook.webhook_id, Timestamp::now()).await
-                        {
-                            tracing::warn!(error = ?e, "cannot mark the webhook processed; it will be seen again");
-                        }
-                    }
-                    // Transient (database, network): left unprocessed and tried again.
-                    Err(e) => {
-                        tracing::warn!(error = %e, webhook = %hook.webhook_id, "processing failed; will retry")
-                    }
-                }
-            }
-            if idle {
-                tokio::select! {
-                    _ = self.ready.notified() => {}
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
+                    tracing::warn!(error = %e, webhook = %hook.webhook_id, "processing failed; will retry");
+                    failed += 1;
                 }
             }
         }
+        match failed {
+            0 => Ok(Next::Continue),
+            n => Err(format!("{n} capture results not processed").into()),
+        }
     }
+}
 
+impl Processor {
     async fn process(&self, hook: &ReceivedWebhook) -> Result<(), ProcessError> {
         let Ok(result) = serde_json::from_str::<Result_>(&hook.payload) else {
             tracing::warn!(webhook = %hook.webhook_id, "unreadable capture result; dropped");
@@ -158,7 +179,7 @@ impl Processor {
             && let Some(viewport) = monitor.viewports.iter().find(|v| v.key() == run.viewport)
         {
             // `retries_on_diff`: look again before alerting; only a change that persists counts.
-            match self.submitter.recapture(monitor, viewport, &run).await {
+            match self.runs.recapture(monitor, viewport, &run).await {
                 Ok(job) => {
                     tracing::info!(run = %run.id, monitor = %run.monitor, %job, attempt = run.attempt + 1, diff_pixels = ?outcome.diff_pixels, "change seen; capturing again before alerting");
                     return Ok(());
@@ -252,13 +273,7 @@ impl Processor {
             size_changed: run.size_changed.unwrap_or(false),
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
             error: run.error.clone(),
-            review_url: self
-                .config
-                .server
-                .public_url
-                .join(&format!("runs/{}", run.id))
-                .expect("valid")
-                .to_string(),
+            review_url: self.public_url.join(&format!("runs/{}", run.id)).expect("valid").to_string(),
             images,
         }
     }
@@ -310,20 +325,16 @@ impl Processor {
                 return Ok(unusable(&e));
             }
             let sha = self.put(png.clone()).await?;
-            let files = self.baselines.clone();
-            let (m, vp) = (run.monitor.clone(), run.viewport.clone());
-            tokio::task::spawn_blocking(move || files.write(&m, &vp, &png)).await.expect("no panic")?;
-            self.store
-                .set_baseline(&NewBaseline {
-                    monitor: run.monitor.clone(),
-                    viewport: run.viewport.clone(),
-                    sha256: sha.clone(),
-                    run_id: Some(run.id.clone()),
-                    source: BaselineSource::FirstCapture,
-                    approved_by: "vigil".into(),
-                    now: Timestamp::now(),
-                })
-                .await?;
+            let first = NewBaseline {
+                monitor: run.monitor.clone(),
+                viewport: run.viewport.clone(),
+                sha256: sha.clone(),
+                run_id: Some(run.id.clone()),
+                source: BaselineSource::FirstCapture,
+                approved_by: "vigil".into(),
+                now: Timestamp::now(),
+            };
+            self.baselines.create(&first, png).await?;
             return Ok(RunOutcome {
                 verdict: Some(Verdict::BaselineCreated),
                 current_sha256: Some(sha.clone()),
@@ -331,11 +342,7 @@ impl Processor {
                 ..Default::default()
             });
         };
-        let base_png = {
-            let blobs = self.blobs.clone();
-            let sha = baseline.sha256.clone();
-            tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("no panic")?
-        };
+        let base_png = self.baselines.blob(&baseline.sha256).await?;
         let options = diff_options(monitor, reported_masks);
         let compared = tokio::task::spawn_blocking(move || {
             compare_png(&base_png, &png, &options, &Limits::default(), true).map(|r| (r, png))

@@ -12,50 +12,66 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::config::{Config, LiveMonitors};
-use crate::scheduler::Submitter;
+use super::runs::Runs;
+use crate::config::LiveMonitors;
+use crate::queue::backoff::Exponential;
+use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::{Run, RunOutcome, Store, Verdict};
 use crate::time::Timestamp;
 
 pub struct Reconciler {
     pub store: Arc<dyn Store>,
-    pub submitter: Arc<Submitter>,
-    pub config: Arc<Config>,
+    pub runs: Arc<Runs>,
+    /// `capture.reconcile_after`.
+    pub after: Duration,
     /// The monitors in force; replaced on reload.
     pub monitors: LiveMonitors,
     /// Wakes the processor.
     pub webhook_received: Arc<Notify>,
 }
 
+/// Stale runs looked at per pass.
+const BATCH: i64 = 50;
+
 impl Reconciler {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        // Often enough to act soon after `reconcile_after`, rarely enough to cost nothing.
-        let every = (self.config.capture.reconcile_after / 4)
-            .clamp(Duration::from_millis(250), Duration::from_secs(30));
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(every) => {}
-                _ = stop.changed() => return,
-            }
-            if *stop.borrow() {
-                return;
-            }
-            let before = Timestamp::now().minus(self.config.capture.reconcile_after);
-            let runs = match self.store.stale_pending_runs(before, 50).await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = ?e, "reconciler cannot read pending runs");
-                    continue;
-                }
-            };
-            for run in runs {
-                if let Err(e) = self.reconcile(&run).await {
-                    tracing::warn!(run = %run.id, error = %e, "cannot reconcile the run; will try again");
-                }
-            }
-        }
+    /// Runs until `stop`: a pass over the stale pending runs, often enough to act soon after
+    /// `reconcile_after`, rarely enough to cost nothing.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let every = (self.after / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
+        let trouble = Exponential::new(every, Duration::from_secs(300).max(every));
+        queue::run(self, Pacing::new(every, trouble), None, stop).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueWorker for Reconciler {
+    type Item = Vec<Run>;
+    const NAME: &'static str = "reconciler";
+
+    async fn claim(&self) -> Result<Option<Vec<Run>>, WorkError> {
+        let before = Timestamp::now().minus(self.after);
+        let runs = self.store.stale_pending_runs(before, BATCH).await?;
+        Ok((!runs.is_empty()).then_some(runs))
     }
 
+    /// Each run of the pass; a run that cannot be reconciled now stays stale and comes back in
+    /// a later pass, after the backoff.
+    async fn work(&self, runs: Vec<Run>) -> Result<Next, WorkError> {
+        let mut failed = 0;
+        for run in runs {
+            if let Err(e) = self.reconcile(&run).await {
+                tracing::warn!(run = %run.id, error = %e, "cannot reconcile the run; will try again");
+                failed += 1;
+            }
+        }
+        match failed {
+            0 => Ok(Next::Wait),
+            n => Err(format!("{n} runs not reconciled").into()),
+        }
+    }
+}
+
+impl Reconciler {
     async fn reconcile(&self, run: &Run) -> Result<(), String> {
         let monitor = self.monitors.find(&run.monitor);
         let monitor = monitor.as_ref();
@@ -67,13 +83,13 @@ impl Reconciler {
                 .await;
         };
         let Some(job) = &run.job_id else {
-            let job = self.submitter.resubmit(monitor, viewport, run).await?;
+            let job = self.runs.resubmit(monitor, viewport, run).await?;
             tracing::info!(run = %run.id, %job, "run was never submitted; submitted now");
             return Ok(());
         };
-        match self.submitter.lookup(job).await? {
+        match self.runs.capture.lookup(job).await? {
             None => {
-                let new = self.submitter.resubmit(monitor, viewport, run).await?;
+                let new = self.runs.resubmit(monitor, viewport, run).await?;
                 tracing::info!(run = %run.id, old = %job, job = %new, "capture API does not know the job; submitted again");
             }
             Some(doc) => match doc["status"].as_str() {

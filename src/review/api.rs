@@ -1,30 +1,42 @@
-//! The review API (DESIGN §8): approve, reject, bulk approve, revert, and the changes awaiting
+//! The review API (docs/architecture.md §8): approve, reject, bulk approve, revert, and the changes awaiting
 //! review.
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRef, Path, Query, State};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::ReviewError;
+use super::{ReviewError, Reviewer, RunView};
 use crate::config::MonitorName;
-use crate::http::auth::Authenticated;
-use crate::http::{ApiError, AppState};
+use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::RunId;
-use crate::pipeline::api::RunView;
 use crate::store::{Baseline, BaselineSource};
 
 const MAX_BULK: usize = 1000;
 
-pub fn router() -> Router<AppState> {
+/// What the review API reaches.
+#[derive(Clone)]
+pub struct ReviewApi {
+    pub reviewer: Reviewer,
+    pub auth: Auth,
+}
+
+impl FromRef<ReviewApi> for Auth {
+    fn from_ref(state: &ReviewApi) -> Auth {
+        state.auth.clone()
+    }
+}
+
+pub fn router(state: ReviewApi) -> Router {
     Router::new()
         .route("/api/runs/{id}/approve", post(approve))
         .route("/api/runs/{id}/reject", post(reject))
         .route("/api/runs/approve", post(approve_many))
         .route("/api/baselines/{monitor}/{viewport}/revert", post(revert))
         .route("/api/changes", get(changes))
+        .with_state(state)
 }
 
 impl From<ReviewError> for ApiError {
@@ -44,8 +56,8 @@ impl From<ReviewError> for ApiError {
 
 /// Who acted: the optional `by` of the body, and which API token (by fingerprint, never the
 /// token itself).
-fn actor(state: &AppState, auth: Authenticated, by: Option<&str>) -> String {
-    let fingerprint = &auth.fingerprint(state)[..8];
+fn actor(state: &ReviewApi, auth: Authenticated, by: Option<&str>) -> String {
+    let fingerprint = &auth.fingerprint(&state.auth)[..8];
     match by.map(str::trim).filter(|b| !b.is_empty()) {
         Some(by) => format!("{} (api token {fingerprint})", by.chars().take(100).collect::<String>()),
         None => format!("api token {fingerprint}"),
@@ -70,12 +82,12 @@ fn parse_run(id: &str) -> Result<RunId, ApiError> {
 
 async fn approve(
     auth: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<ReviewApi>,
     Path(id): Path<String>,
     body: Option<Json<Who>>,
 ) -> Result<Json<Value>, ApiError> {
     let by = actor(&state, auth, body.as_ref().and_then(|b| b.by.as_deref()));
-    let a = state.reviewer().approve(&parse_run(&id)?, &by, BaselineSource::Api).await?;
+    let a = state.reviewer.approve(&parse_run(&id)?, &by, BaselineSource::Api).await?;
     let message = match (a.already, a.older_than_latest) {
         (true, _) => "this capture is the baseline already",
         (false, true) => "approved; note that a newer run exists — this older capture is the baseline now",
@@ -92,12 +104,12 @@ async fn approve(
 
 async fn reject(
     auth: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<ReviewApi>,
     Path(id): Path<String>,
     body: Option<Json<Who>>,
 ) -> Result<Json<Value>, ApiError> {
     let by = actor(&state, auth, body.as_ref().and_then(|b| b.by.as_deref()));
-    let run = state.reviewer().reject(&parse_run(&id)?, &by).await?;
+    let run = state.reviewer.reject(&parse_run(&id)?, &by).await?;
     Ok(Json(json!({ "run": RunView::new(&run) })))
 }
 
@@ -111,7 +123,7 @@ struct Many {
 /// approved and why the others were not.
 async fn approve_many(
     auth: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<ReviewApi>,
     Json(body): Json<Many>,
 ) -> Result<Json<Value>, ApiError> {
     if body.run_ids.len() > MAX_BULK {
@@ -121,7 +133,7 @@ async fn approve_many(
         });
     }
     let by = actor(&state, auth, body.by.as_deref());
-    let reviewer = state.reviewer();
+    let reviewer = &state.reviewer;
     let (mut approved, mut errors) = (Vec::new(), Vec::new());
     for id in &body.run_ids {
         let result = match id.parse::<RunId>() {
@@ -141,13 +153,13 @@ async fn approve_many(
 
 async fn revert(
     auth: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<ReviewApi>,
     Path((monitor, viewport)): Path<(String, String)>,
     body: Option<Json<Who>>,
 ) -> Result<Json<Value>, ApiError> {
     let monitor: MonitorName = monitor.parse().map_err(|_| ApiError::NotFound("no such monitor"))?;
     let by = actor(&state, auth, body.as_ref().and_then(|b| b.by.as_deref()));
-    let baseline = state.reviewer().revert(&monitor, &viewport, &by).await?;
+    let baseline = state.reviewer.revert(&monitor, &viewport, &by).await?;
     Ok(Json(json!({ "baseline": baseline_view(&baseline) })))
 }
 
@@ -161,7 +173,7 @@ struct ChangesQuery {
 
 async fn changes(
     _: Authenticated,
-    State(state): State<AppState>,
+    State(state): State<ReviewApi>,
     Query(q): Query<ChangesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let monitor = match &q.monitor {
@@ -169,10 +181,15 @@ async fn changes(
         None => None,
     };
     let before = match &q.before {
-        Some(id) => Some(state.store.get_run(id).await?.ok_or(ApiError::NotFound("no such run"))?.created_at),
+        Some(id) => {
+            Some(state.reviewer.store.get_run(id).await?.ok_or(ApiError::NotFound("no such run"))?.created_at)
+        }
         None => None,
     };
-    let runs =
-        state.store.list_changes(monitor.as_ref(), before, q.limit.unwrap_or(50).clamp(1, 500)).await?;
+    let runs = state
+        .reviewer
+        .store
+        .list_changes(monitor.as_ref(), before, q.limit.unwrap_or(50).clamp(1, 500))
+        .await?;
     Ok(Json(json!({ "changes": runs.iter().map(RunView::new).collect::<Vec<_>>() })))
 }

@@ -1,18 +1,19 @@
-//! The review step (DESIGN §6–§8): a person approves a run's capture as the new baseline of its
+//! The review step (docs/architecture.md §6–§8): a person approves a run's capture as the new baseline of its
 //! monitor and viewport, rejects a change, or reverts the last approval. The same rules serve
 //! the API, the Slack button and the CLI.
 //!
-//! The database is the record: an approval is one transaction (new baseline version + the run
-//! marked approved); the file `baselines/<monitor>/<viewport>.png` is then rewritten atomically
-//! from the blob, and [`sync_files`] repairs the files at start should a crash come in between.
+//! Baselines are written through [`crate::baseline::Baselines`], their one owner.
 
 pub mod api;
-pub mod slack;
+mod view;
 
 use std::sync::Arc;
 
+pub use view::RunView;
+
+use crate::baseline::{BaselineError, Baselines};
 use crate::config::MonitorName;
-use crate::store::blobs::{BaselineFiles, BlobError, BlobStore};
+use crate::store::blobs::BlobError;
 use crate::store::{Baseline, BaselineSource, NewBaseline, Run, RunStatus, Store, StoreError, Verdict};
 use crate::time::Timestamp;
 
@@ -65,18 +66,20 @@ pub struct Approval {
     pub older_than_latest: bool,
 }
 
+impl From<BaselineError> for ReviewError {
+    fn from(e: BaselineError) -> Self {
+        match e {
+            BaselineError::Store(e) => ReviewError::Store(e),
+            BaselineError::File(e) => ReviewError::File(e),
+        }
+    }
+}
+
+/// The review rules over this daemon's database and baselines.
 #[derive(Clone)]
 pub struct Reviewer {
     pub store: Arc<dyn Store>,
-    pub blobs: BlobStore,
-    pub baselines: BaselineFiles,
-}
-
-impl crate::http::AppState {
-    /// The review rules over this daemon's database and files.
-    pub fn reviewer(&self) -> Reviewer {
-        Reviewer { store: self.store.clone(), blobs: self.blobs.clone(), baselines: self.baselines.clone() }
-    }
+    pub baselines: Baselines,
 }
 
 impl Reviewer {
@@ -106,32 +109,21 @@ impl Reviewer {
             let run = self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)?;
             return Ok(Approval { run, baseline: current, already: true, older_than_latest });
         }
-        let blobs = self.blobs.clone();
-        let png = {
-            let sha = sha.clone();
-            tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("blob reads do not panic")
-        };
-        let png = match png {
+        let png = match self.baselines.blob(&sha).await {
             Ok(p) => p,
             Err(BlobError::NotFound(_)) => return Err(ReviewError::Pruned),
             Err(e) => return Err(e.into()),
         };
-        let baseline = self
-            .store
-            .approve_run(
-                &run.id,
-                &NewBaseline {
-                    monitor: run.monitor.clone(),
-                    viewport: run.viewport.clone(),
-                    sha256: sha,
-                    run_id: Some(run.id.clone()),
-                    source,
-                    approved_by: by.to_owned(),
-                    now: Timestamp::now(),
-                },
-            )
-            .await?;
-        self.write_file(&run.monitor, &run.viewport, png).await?;
+        let new = NewBaseline {
+            monitor: run.monitor.clone(),
+            viewport: run.viewport.clone(),
+            sha256: sha,
+            run_id: Some(run.id.clone()),
+            source,
+            approved_by: by.to_owned(),
+            now: Timestamp::now(),
+        };
+        let baseline = self.baselines.approve(&run.id, &new, png).await?;
         tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, %by, older_than_latest, "approved as baseline");
         let run = self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)?;
         Ok(Approval { run, baseline, already: false, older_than_latest })
@@ -167,63 +159,9 @@ impl Reviewer {
         if !crate::store::blobs::valid_viewport(viewport) {
             return Err(ReviewError::NoSuchViewport);
         }
-        let baseline = self
-            .store
-            .revert_baseline(monitor, viewport, by, Timestamp::now())
-            .await?
-            .ok_or(ReviewError::NothingToRevert)?;
-        let blobs = self.blobs.clone();
-        let sha = baseline.sha256.clone();
-        let png = tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("no panic")?;
-        self.write_file(monitor, viewport, png).await?;
+        let baseline =
+            self.baselines.revert(monitor, viewport, by).await?.ok_or(ReviewError::NothingToRevert)?;
         tracing::info!(%monitor, %viewport, %by, "baseline reverted");
         Ok(baseline)
     }
-
-    async fn write_file(
-        &self,
-        monitor: &MonitorName,
-        viewport: &str,
-        png: Vec<u8>,
-    ) -> Result<(), ReviewError> {
-        let files = self.baselines.clone();
-        let (monitor, viewport) = (monitor.clone(), viewport.to_owned());
-        tokio::task::spawn_blocking(move || files.write(&monitor, &viewport, &png))
-            .await
-            .expect("no panic")?;
-        Ok(())
-    }
-}
-
-/// Baselines checked against their files at start: the newest versions, the only ones a crash
-/// between an approval's commit and its file write can concern. (Checking every file would
-/// read and hash every baseline PNG at each start.)
-pub const SYNC_AT_START: i64 = 50;
-
-/// Rewrites the files of the `limit` newest active baselines that do not match the database.
-pub async fn sync_files(reviewer: &Reviewer, limit: i64) -> Result<usize, ReviewError> {
-    let mut fixed = 0;
-    for active in reviewer.store.recent_baselines(limit).await? {
-        let (monitor, viewport) = (active.monitor.clone(), active.viewport.clone());
-        let files = reviewer.baselines.clone();
-        let (m, v) = (monitor.clone(), viewport.clone());
-        let on_disk = tokio::task::spawn_blocking(move || files.read(&m, &v)).await.expect("no panic")?;
-        if on_disk.as_deref().map(crate::store::blobs::sha256_hex).as_deref() == Some(active.sha256.as_str())
-        {
-            continue;
-        }
-        let blobs = reviewer.blobs.clone();
-        let sha = active.sha256.clone();
-        match tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("no panic") {
-            Ok(png) => {
-                reviewer.write_file(&monitor, &viewport, png).await?;
-                tracing::warn!(%monitor, %viewport, "baseline file did not match the database; rewritten");
-                fixed += 1;
-            }
-            Err(e) => {
-                tracing::error!(%monitor, %viewport, error = %e, "the active baseline's blob is missing")
-            }
-        }
-    }
-    Ok(fixed)
 }

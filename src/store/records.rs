@@ -34,7 +34,7 @@ text_enum!(
 );
 text_enum!(RunStatus { Pending = "pending", Done = "done" });
 text_enum!(
-    /// DESIGN §6; `approved` and `rejected` come later, from a person.
+    /// docs/architecture.md §6; `approved` and `rejected` come later, from a person.
     Verdict {
         BaselineCreated = "baseline_created",
         Unchanged = "unchanged",
@@ -81,6 +81,21 @@ pub struct MonitorUpsert {
     pub url: String,
     pub config: String,
     pub enabled: bool,
+}
+
+impl MonitorUpsert {
+    /// The rows for the monitors of a config.
+    pub fn from_monitors(monitors: &[crate::config::Monitor]) -> Vec<MonitorUpsert> {
+        monitors
+            .iter()
+            .map(|m| MonitorUpsert {
+                name: m.name.clone(),
+                url: m.url.to_string(),
+                config: serde_json::to_string(m).expect("a monitor serialises"),
+                enabled: m.enabled,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

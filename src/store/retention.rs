@@ -1,109 +1,93 @@
-//! Retention (`storage.retention`, default 30 days): captures and diff images older than that
-//! are deleted, hourly. A blob goes only when nothing newer and no baseline version refers to it
-//! (blobs are content-addressed: an unchanged page's capture *is* its baseline's blob). The
-//! database forgets the blob first, then the file is deleted, so a crash in between leaves an
-//! unreferenced file, never a reference to a missing one. Runs keep their verdict and figures;
-//! their images answer 404 "pruned".
-//!
-//! A second pass sweeps the files themselves: a blob file older than the retention that no row
-//! refers to (left by such a crash, or a capture replaced by `retries_on_diff` before it was
-//! recorded) and temporary files of interrupted writes are deleted.
+//! What retention may delete: blobs that only old runs and assets refer to, and never one a
+//! baseline version or anything newer uses.
 
-use std::sync::Arc;
-use std::time::Duration;
+use async_trait::async_trait;
 
-use tokio::sync::watch;
+use super::pool::{Dialect, on_pool};
+use super::*;
 
-use super::Store;
-use super::blobs::BlobStore;
-use crate::time::Timestamp;
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
+    /// Blobs referenced only by runs and assets created before `cutoff` — never by a baseline
+    /// version, a newer run or a newer asset — at most `limit` of them.
+    async fn expired_blobs(&self, cutoff: Timestamp, limit: i64) -> Result<Vec<String>>;
 
-const EVERY: Duration = Duration::from_secs(3600);
-/// Blobs handled per query, so one pass never holds a long transaction.
-const BATCH: i64 = 500;
-/// Old files the sweep looks at per pass (the rest wait for the next hour).
-const SWEEP: usize = 10_000;
+    /// Removes the references to an expired blob from runs and assets created before `cutoff`
+    /// (the runs keep their verdict and figures, the old asset rows go), in one transaction that
+    /// first checks again that nothing newer and no baseline uses it. `false` (nothing changed)
+    /// when something does by now; the caller deletes the file only on `true`.
+    async fn forget_blob(&self, sha256: &str, cutoff: Timestamp) -> Result<bool>;
 
-pub struct Pruner {
-    pub store: Arc<dyn Store>,
-    pub blobs: BlobStore,
-    pub retention: Duration,
+    /// Whether any row (baseline version, run, asset) refers to the blob at all.
+    async fn blob_referenced(&self, sha256: &str) -> Result<bool>;
 }
 
-impl Pruner {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        loop {
-            match self.prune_once(Timestamp::now().minus(self.retention)).await {
-                Ok(0) => {}
-                Ok(n) => {
-                    tracing::info!(blobs = n, retention = ?self.retention, "old captures and diffs pruned")
-                }
-                Err(e) => tracing::warn!(error = %e, "pruning failed; will try again"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(EVERY) => {}
-                _ = stop.changed() => return,
-            }
-        }
+#[async_trait]
+impl RetentionStore for SqlStore {
+    async fn expired_blobs(&self, cutoff: Timestamp, limit: i64) -> Result<Vec<String>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_scalar(
+                "SELECT sha FROM (
+                     SELECT current_sha256 AS sha FROM runs WHERE created_at < $1 AND current_sha256 IS NOT NULL
+                     UNION SELECT diff_sha256 FROM runs WHERE created_at < $1 AND diff_sha256 IS NOT NULL
+                     UNION SELECT sha256 FROM assets WHERE created_at < $1
+                 ) old
+                 WHERE sha NOT IN (SELECT sha256 FROM baselines)
+                   AND sha NOT IN (SELECT current_sha256 FROM runs WHERE created_at >= $1 AND current_sha256 IS NOT NULL)
+                   AND sha NOT IN (SELECT diff_sha256 FROM runs WHERE created_at >= $1 AND diff_sha256 IS NOT NULL)
+                   AND sha NOT IN (SELECT baseline_sha256 FROM runs WHERE baseline_sha256 IS NOT NULL)
+                   AND sha NOT IN (SELECT sha256 FROM assets WHERE created_at >= $1)
+                 LIMIT $2",
+            )
+            .bind(cutoff).bind(limit).fetch_all(p).await?)
+        })
     }
 
-    /// Deletes every blob that expired before `cutoff`, then the files older than that no row
-    /// refers to; returns how many files went.
-    pub async fn prune_once(&self, cutoff: Timestamp) -> Result<usize, String> {
-        let pruned = self.prune_expired(cutoff).await?;
-        Ok(pruned + self.sweep_orphans(cutoff).await?)
+    async fn forget_blob(&self, sha: &str, cutoff: Timestamp) -> Result<bool> {
+        on_pool!(self, |p| {
+            let mut tx = p.write_tx().await?;
+            // Approved or captured again since it was listed: it stays.
+            let in_use: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM baselines WHERE sha256 = $1)
+                     OR EXISTS (SELECT 1 FROM runs WHERE baseline_sha256 = $1)
+                     OR EXISTS (SELECT 1 FROM runs WHERE created_at >= $2 AND (current_sha256 = $1 OR diff_sha256 = $1))
+                     OR EXISTS (SELECT 1 FROM assets WHERE created_at >= $2 AND sha256 = $1)",
+            )
+            .bind(sha).bind(cutoff).fetch_one(&mut *tx).await?;
+            if in_use {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            sqlx::query(
+                "UPDATE runs SET current_sha256 = NULL WHERE current_sha256 = $1 AND created_at < $2",
+            )
+            .bind(sha)
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("UPDATE runs SET diff_sha256 = NULL WHERE diff_sha256 = $1 AND created_at < $2")
+                .bind(sha)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM assets WHERE sha256 = $1 AND created_at < $2")
+                .bind(sha)
+                .bind(cutoff)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
-    async fn sweep_orphans(&self, cutoff: Timestamp) -> Result<usize, String> {
-        let before = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.millis().max(0) as u64);
-        let blobs = self.blobs.clone();
-        let (digests, temps) = tokio::task::spawn_blocking(move || blobs.written_before(before, SWEEP))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
-        let mut removed = 0;
-        for path in temps {
-            removed += usize::from(std::fs::remove_file(&path).is_ok());
-        }
-        for sha in digests {
-            if self.store.blob_referenced(&sha).await.map_err(|e| format!("{e:?}"))? {
-                continue;
-            }
-            // Stored again since it was listed (put renews the time): it stays.
-            let blobs = self.blobs.clone();
-            let gone = tokio::task::spawn_blocking(move || blobs.remove_if_written_before(&sha, before))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-            removed += usize::from(gone);
-        }
-        Ok(removed)
-    }
-
-    async fn prune_expired(&self, cutoff: Timestamp) -> Result<usize, String> {
-        let mut pruned = 0;
-        loop {
-            let batch = self.store.expired_blobs(cutoff, BATCH).await.map_err(|e| format!("{e:?}"))?;
-            if batch.is_empty() {
-                return Ok(pruned);
-            }
-            let mut forgotten_any = false;
-            for sha in batch {
-                if !self.store.forget_blob(&sha, cutoff).await.map_err(|e| format!("{e:?}"))? {
-                    continue;
-                }
-                forgotten_any = true;
-                let blobs = self.blobs.clone();
-                let removed = tokio::task::spawn_blocking(move || blobs.remove(&sha))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
-                pruned += usize::from(removed);
-            }
-            if !forgotten_any {
-                // Everything listed is in use again; the next pass looks anew.
-                return Ok(pruned);
-            }
-        }
+    async fn blob_referenced(&self, sha: &str) -> Result<bool> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM baselines WHERE sha256 = $1)
+                     OR EXISTS (SELECT 1 FROM runs WHERE current_sha256 = $1 OR diff_sha256 = $1 OR baseline_sha256 = $1)
+                     OR EXISTS (SELECT 1 FROM assets WHERE sha256 = $1)",
+            )
+            .bind(sha).fetch_one(p).await?)
+        })
     }
 }

@@ -1,11 +1,12 @@
-//! The web UI (DESIGN §8), server-rendered with askama: sign in with an API token, the
+//! The web UI (docs/architecture.md §8), server-rendered with askama: sign in with an API token, the
 //! dashboard, a monitor's history, and the review page (side by side, swipe, overlay, diff only,
 //! zoom to a region, approve / reject, keyboard `a` `r` `j` `k`). Every form carries the
 //! session's CSRF token; the only script is `/ui/review.js`, and the review still works without it
 //! (plain forms and links).
 
-pub mod session;
 mod views;
+
+use std::sync::Arc;
 
 use askama::Template;
 use axum::Router;
@@ -16,18 +17,30 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use crate::config::MonitorName;
-use crate::http::AppState;
+use crate::config::{LiveMonitors, MonitorName};
+use crate::http::{Auth, session};
 use crate::ids::RunId;
-use crate::review::ReviewError;
-use crate::store::{BaselineSource, Verdict};
+use crate::review::{ReviewError, Reviewer};
+use crate::store::{BaselineSource, Store, Verdict};
 use crate::time::Timestamp;
 use views::*;
 
 /// Monitors per dashboard page.
 const PAGE_SIZE: usize = 50;
 
-pub fn router() -> Router<AppState> {
+/// What the web UI reaches.
+#[derive(Clone)]
+pub struct Ui {
+    pub store: Arc<dyn Store>,
+    /// The monitors in force; replaced on reload.
+    pub monitors: LiveMonitors,
+    pub reviewer: Reviewer,
+    pub auth: Auth,
+    /// Session cookies get `Secure` (the public URL is https).
+    pub secure_cookies: bool,
+}
+
+pub fn router(state: Ui) -> Router {
     Router::new()
         .route("/", get(dashboard))
         .route("/login", get(login_page).post(login))
@@ -39,19 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}/reject", post(reject))
         .route("/baselines/{monitor}/{viewport}/revert", post(revert))
         .route("/ui/review.js", get(script))
-}
-
-/// The token index of a valid session cookie in `parts`.
-pub fn signed_in(parts: &Parts, state: &AppState) -> Option<usize> {
-    let cookie = parts.headers.get(header::COOKIE)?.to_str().ok()?;
-    let value = session::from_cookie_header(cookie)?;
-    session::verify(
-        &state.ui_key,
-        value,
-        &state.config.auth.api_tokens,
-        Timestamp::now().millis() / 1000,
-        state.config.auth.session_ttl.as_secs() as i64,
-    )
+        .with_state(state)
 }
 
 /// A signed-in browser. Pages without one redirect to the sign-in form.
@@ -61,20 +62,20 @@ pub struct Session {
     cookie: String,
 }
 
-impl FromRequestParts<AppState> for Session {
+impl FromRequestParts<Ui> for Session {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Ui) -> Result<Self, Self::Rejection> {
         let cookie = parts
             .headers
             .get(header::COOKIE)
             .and_then(|v| v.to_str().ok())
             .and_then(session::from_cookie_header)
             .map(str::to_owned);
-        let index = signed_in(parts, state);
+        let index = state.auth.signed_in(parts);
         match (cookie, index) {
             (Some(cookie), Some(index)) => {
-                Ok(Session { index, csrf: session::csrf(&state.ui_key, &cookie), cookie })
+                Ok(Session { index, csrf: session::csrf(&state.auth.session_key, &cookie), cookie })
             }
             _ => {
                 let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -92,16 +93,16 @@ impl FromRequestParts<AppState> for Session {
 /// changes something takes (as its last argument: it reads the body).
 pub struct Verified(Session);
 
-impl FromRequest<AppState> for Verified {
+impl FromRequest<Ui> for Verified {
     type Rejection = Response;
 
-    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request(req: axum::extract::Request, state: &Ui) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let session = Session::from_request_parts(&mut parts, state).await?;
         let req = axum::extract::Request::from_parts(parts, body);
         let Form(form) =
             Form::<CsrfForm>::from_request(req, state).await.map_err(IntoResponse::into_response)?;
-        if !session::csrf_ok(&state.ui_key, &session.cookie, &form.csrf) {
+        if !session::csrf_ok(&state.auth.session_key, &session.cookie, &form.csrf) {
             return Err((
                 StatusCode::FORBIDDEN,
                 "missing or invalid CSRF token; reload the page and try again",
@@ -114,8 +115,8 @@ impl FromRequest<AppState> for Verified {
 
 impl Session {
     /// Who is acting, for the baseline history.
-    fn actor(&self, state: &AppState) -> String {
-        let token = state.config.auth.api_tokens[self.index].expose();
+    fn actor(&self, state: &Ui) -> String {
+        let token = state.auth.tokens[self.index].expose();
         format!("ui token {}", &crate::http::auth::token_fingerprint(token)[..8])
     }
 }
@@ -149,7 +150,7 @@ fn failure(e: impl std::fmt::Display) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable; try again").into_response()
 }
 
-async fn layout(state: &AppState, session: &Session) -> Layout {
+async fn layout(state: &Ui, session: &Session) -> Layout {
     let pending = state.store.changes_by_monitor().await.map(|c| c.iter().map(|(_, n)| n).sum()).unwrap_or(0);
     Layout { csrf: session.csrf.clone(), pending }
 }
@@ -184,8 +185,8 @@ struct LoginForm {
     next: Option<String>,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    let Some(index) = crate::http::auth::token_index(&state.config.auth.api_tokens, form.token.trim()) else {
+async fn login(State(state): State<Ui>, Form(form): Form<LoginForm>) -> Response {
+    let Some(index) = crate::http::auth::token_index(&state.auth.tokens, form.token.trim()) else {
         let mut r = html(LoginPage {
             error: Some("That token is not valid.".into()),
             next: safe_next(form.next.as_deref()),
@@ -193,10 +194,10 @@ async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Re
         *r.status_mut() = StatusCode::UNAUTHORIZED;
         return r;
     };
-    let ttl = state.config.auth.session_ttl.as_secs() as i64;
-    let token = state.config.auth.api_tokens[index].expose();
-    let value = session::issue(&state.ui_key, token, Timestamp::now().millis() / 1000 + ttl);
-    let secure = if state.config.server.public_url.scheme() == "https" { "; Secure" } else { "" };
+    let ttl = state.auth.session_ttl.as_secs() as i64;
+    let token = state.auth.tokens[index].expose();
+    let value = session::issue(&state.auth.session_key, token, Timestamp::now().millis() / 1000 + ttl);
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
     let cookie =
         format!("{}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={ttl}{secure}", session::COOKIE);
     let mut r = Redirect::to(&safe_next(form.next.as_deref())).into_response();
@@ -223,11 +224,7 @@ struct DashboardQuery {
     page: Option<usize>,
 }
 
-async fn dashboard(
-    State(state): State<AppState>,
-    session: Session,
-    Query(q): Query<DashboardQuery>,
-) -> Response {
+async fn dashboard(State(state): State<Ui>, session: Session, Query(q): Query<DashboardQuery>) -> Response {
     let monitors = state.monitors.current();
     let (latest, changes) = match (state.store.latest_runs().await, state.store.changes_by_monitor().await) {
         (Ok(l), Ok(c)) => (l, c),
@@ -267,7 +264,7 @@ struct MonitorQuery {
 }
 
 async fn monitor_page(
-    State(state): State<AppState>,
+    State(state): State<Ui>,
     session: Session,
     Path(name): Path<String>,
     Query(q): Query<MonitorQuery>,
@@ -306,7 +303,7 @@ async fn monitor_page(
     })
 }
 
-async fn run_page(State(state): State<AppState>, session: Session, Path(id): Path<String>) -> Response {
+async fn run_page(State(state): State<Ui>, session: Session, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
         return (StatusCode::NOT_FOUND, "no such run").into_response();
     };
@@ -343,25 +340,17 @@ fn review_failure(e: ReviewError) -> Response {
     }
 }
 
-async fn approve(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Verified(session): Verified,
-) -> Response {
+async fn approve(State(state): State<Ui>, Path(id): Path<String>, Verified(session): Verified) -> Response {
     let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
-    match state.reviewer().approve(&run, &session.actor(&state), BaselineSource::Ui).await {
+    match state.reviewer.approve(&run, &session.actor(&state), BaselineSource::Ui).await {
         Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
         Err(e) => review_failure(e),
     }
 }
 
-async fn reject(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-    Verified(session): Verified,
-) -> Response {
+async fn reject(State(state): State<Ui>, Path(id): Path<String>, Verified(session): Verified) -> Response {
     let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
-    match state.reviewer().reject(&run, &session.actor(&state)).await {
+    match state.reviewer.reject(&run, &session.actor(&state)).await {
         Ok(_) => Redirect::to(&format!("/runs/{run}")).into_response(),
         Err(e) => review_failure(e),
     }
@@ -370,7 +359,7 @@ async fn reject(
 /// Approves every change of the monitor, oldest first, so the newest capture of each viewport
 /// ends up as its baseline.
 async fn approve_all(
-    State(state): State<AppState>,
+    State(state): State<Ui>,
     Path(name): Path<String>,
     Verified(session): Verified,
 ) -> Response {
@@ -381,7 +370,7 @@ async fn approve_all(
         Ok(c) => c,
         Err(e) => return failure(e),
     };
-    let reviewer = state.reviewer();
+    let reviewer = &state.reviewer;
     for run in changes.iter().rev() {
         if let Err(e) = reviewer.approve(&run.id, &session.actor(&state), BaselineSource::Ui).await {
             return review_failure(e);
@@ -391,14 +380,14 @@ async fn approve_all(
 }
 
 async fn revert(
-    State(state): State<AppState>,
+    State(state): State<Ui>,
     Path((monitor, viewport)): Path<(String, String)>,
     Verified(session): Verified,
 ) -> Response {
     let Ok(name) = monitor.parse::<MonitorName>() else {
         return (StatusCode::NOT_FOUND, "no such monitor").into_response();
     };
-    match state.reviewer().revert(&name, &viewport, &session.actor(&state)).await {
+    match state.reviewer.revert(&name, &viewport, &session.actor(&state)).await {
         Ok(_) => Redirect::to(&format!("/monitors/{name}")).into_response(),
         Err(e) => review_failure(e),
     }

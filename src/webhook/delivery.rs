@@ -1,4 +1,4 @@
-//! Delivering webhooks from the outbox (DESIGN §5): each attempt is signed anew (fresh
+//! Delivering webhooks from the outbox (docs/architecture.md §5): each attempt is signed anew (fresh
 //! timestamp, same `webhook-id`), has a timeout, does not follow redirects, and only 2xx counts.
 //! 410 stops at once; 429/503 `Retry-After` is honoured; otherwise the next attempt follows the
 //! schedule with ±20 % jitter, and after the last one the delivery is dead-lettered (kept,
@@ -11,12 +11,11 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::{Notify, watch};
 
-use super::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningKey};
-use crate::store::{Attempt, Delivery, Store};
+use crate::queue::backoff::{self, Exponential, Step};
+use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
+use crate::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningKey};
+use crate::store::{Attempt, Delivery, Store, StoreError};
 use crate::time::Timestamp;
-
-/// The longest `Retry-After` we wait for before giving the schedule the say again.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 
 pub struct Deliverer {
     pub store: Arc<dyn Store>,
@@ -29,23 +28,8 @@ pub struct Deliverer {
     pub outcomes: Family<Vec<(String, String)>, Counter>,
 }
 
-/// A client for webhooks: no redirects, per-attempt timeout.
-pub fn client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a TLS provider is installed at start")
-}
-
-/// `base` ± 20 %.
-pub fn jitter(base: Duration) -> Duration {
-    let factor: f64 = rand::random_range(0.8..=1.2);
-    base.mul_f64(factor)
-}
-
-/// What to do after attempt number `attempts` (1-based) got `status`.
+/// What to do after attempt number `attempts` (1-based) got `status`: only 2xx succeeds, 410
+/// stops at once, 429 and 503 honour `Retry-After`, anything else follows the schedule.
 pub fn next_step(
     schedule: &[Duration],
     attempts: usize,
@@ -53,25 +37,11 @@ pub fn next_step(
     retry_after: Option<Duration>,
 ) -> Step {
     match status {
-        Some(s) if (200..300).contains(&s) => return Step::Done,
-        Some(410) => return Step::Dead,
-        _ => {}
+        Some(s) if (200..300).contains(&s) => Step::Done,
+        Some(410) => Step::Dead,
+        Some(429 | 503) => backoff::on_schedule(schedule, attempts, retry_after),
+        _ => backoff::on_schedule(schedule, attempts, None),
     }
-    if attempts >= schedule.len() {
-        return Step::Dead;
-    }
-    let planned = jitter(schedule[attempts]);
-    match (status, retry_after) {
-        (Some(429 | 503), Some(after)) => Step::RetryIn(after.min(MAX_RETRY_AFTER)),
-        _ => Step::RetryIn(planned),
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Step {
-    Done,
-    RetryIn(Duration),
-    Dead,
 }
 
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -79,35 +49,36 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// When the outbox cannot be read or an attempt cannot be recorded: 1 s, 2 s, 4 s … 30 s.
+const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
+
 impl Deliverer {
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Runs until `stop`: claims due deliveries, wakes when one is queued.
+    pub async fn run(self, stop: watch::Receiver<bool>) {
+        let wake = self.ready.clone();
+        queue::run(self, Pacing::new(Duration::from_millis(500), TROUBLE), Some(wake), stop).await
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueWorker for Deliverer {
+    type Item = Delivery;
+    const NAME: &'static str = "webhook_delivery";
+
+    async fn claim(&self) -> Result<Option<Delivery>, WorkError> {
         // The attempt is bounded by the client's timeout; the rest is recording it.
         let lease = self.timeout + self.timeout.min(Duration::from_secs(30));
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            match self.store.claim_delivery(Timestamp::now(), lease).await {
-                Ok(Some(d)) => self.attempt(d).await,
-                Ok(None) => {
-                    tokio::select! {
-                        _ = self.ready.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = ?e, "cannot read the webhook outbox; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = stop.changed() => return,
-                    }
-                }
-            }
-        }
+        Ok(self.store.claim_delivery(Timestamp::now(), lease).await?)
     }
 
-    async fn attempt(&self, d: Delivery) {
+    async fn work(&self, d: Delivery) -> Result<Next, WorkError> {
+        self.attempt(d).await?;
+        Ok(Next::Continue)
+    }
+}
+
+impl Deliverer {
+    async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
         let ts = Timestamp::now().millis() / 1000;
         let signature = self.key.sign(d.id.as_str(), ts, d.payload.as_bytes());
         let sent = self
@@ -123,7 +94,7 @@ impl Deliverer {
         let (status, after, error) = match &sent {
             Ok(r) => (Some(r.status().as_u16()), retry_after(r.headers()), format!("HTTP {}", r.status())),
             Err(e) if e.is_timeout() => (None, None, "timed out".to_owned()),
-            Err(e) => (None, None, format!("request failed: {}", error_chain(e))),
+            Err(e) => (None, None, format!("request failed: {}", crate::http::client::error_chain(e))),
         };
         let attempts = d.attempts as usize + 1;
         let step = next_step(&self.schedule, attempts, status, after);
@@ -149,24 +120,16 @@ impl Deliverer {
         if let Err(e) = self.store.record_delivery_attempt(&d.id, &attempt, now).await {
             // The lease runs out and the delivery is attempted again: at least once, never lost.
             tracing::error!(error = ?e, delivery = %d.id, "cannot record the delivery attempt");
+            return Err(e);
         }
+        Ok(())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::backoff::MAX_RETRY_AFTER;
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
@@ -196,13 +159,5 @@ mod tests {
         assert!(d <= secs(6));
         // Capped.
         assert_eq!(next_step(&schedule, 1, Some(429), Some(secs(86_400))), Step::RetryIn(MAX_RETRY_AFTER));
-    }
-
-    #[test]
-    fn jitter_stays_within_twenty_percent() {
-        for _ in 0..1000 {
-            let d = jitter(secs(100));
-            assert!(d >= secs(80) && d <= secs(120));
-        }
     }
 }

@@ -1,4 +1,4 @@
-//! `POST /hooks/capture`: where finished captures arrive (DESIGN §5).
+//! `POST /hooks/capture`: where finished captures arrive (docs/architecture.md §5).
 //!
 //! The signature is checked over the raw bytes before anything is parsed, in constant time,
 //! with a 5-minute timestamp window. A verified webhook is stored (deduplicated on its
@@ -6,10 +6,12 @@
 //! the table. 4xx only for what will never be accepted (bad signature, malformed body); 5xx
 //! (with `Retry-After`) when storage is in trouble, so the sender retries.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, State};
 use axum::http::request::Parts;
@@ -19,27 +21,47 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP};
-use crate::http::{ApiError, AppState};
+use crate::config::WebhookConfig;
+use crate::http::rate_limit::RateLimiter;
+use crate::http::{ApiError, Metrics};
+use crate::signing::{self, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningKey};
+use crate::store::Store;
 use crate::time::Timestamp;
 
 /// Webhook bodies are small documents; anything larger is refused unread.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/hooks/capture", post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+/// What the receiver reaches.
+#[derive(Clone)]
+pub struct Receiver {
+    pub store: Arc<dyn Store>,
+    /// `webhook:` (tolerance, the provider's hex signature header).
+    pub config: Arc<WebhookConfig>,
+    /// Keys that verify incoming capture webhooks: the current secret first, then previous ones.
+    pub keys: Arc<Vec<SigningKey>>,
+    /// Woken when a new capture result is stored, for the processor.
+    pub received: Arc<tokio::sync::Notify>,
+    /// `webhook.rate_limit`; `None` when off.
+    pub limiter: Option<Arc<RateLimiter>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(state: Receiver) -> Router {
+    Router::new()
+        .route("/hooks/capture", post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .with_state(state)
 }
 
 /// `webhook.rate_limit` per client address, checked before the body is read (and before any
 /// HMAC is computed): over it, 429 with `Retry-After`, which a well-behaved sender honours.
 pub struct WithinRateLimit;
 
-impl FromRequestParts<AppState> for WithinRateLimit {
+impl FromRequestParts<Receiver> for WithinRateLimit {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &Receiver) -> Result<Self, Self::Rejection> {
         let (Some(limiter), Some(ConnectInfo(addr))) =
-            (&state.webhook_limiter, parts.extensions.get::<ConnectInfo<SocketAddr>>())
+            (&state.limiter, parts.extensions.get::<ConnectInfo<SocketAddr>>())
         else {
             return Ok(WithinRateLimit);
         };
@@ -73,20 +95,20 @@ fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
 
 async fn receive(
     _: WithinRateLimit,
-    State(state): State<AppState>,
+    State(state): State<Receiver>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let webhook = &state.config.webhook;
+    let webhook = &state.config;
     let now = Timestamp::now().millis() / 1000;
     // An external provider's plain hex HMAC, when configured and present; otherwise Standard
     // Webhooks.
     let hex_header = webhook.hex_signature_header.as_deref().filter(|h| headers.contains_key(*h));
     let verified = match hex_header {
-        Some(h) => signing::verify_hex(state.webhook_keys[0].raw(), header(h), &body),
+        Some(h) => signing::verify_hex(state.keys[0].raw(), header(h), &body),
         None => signing::verify(
-            &state.webhook_keys,
+            &state.keys,
             header(HEADER_ID),
             header(HEADER_TIMESTAMP),
             header(HEADER_SIGNATURE),
@@ -117,7 +139,7 @@ async fn receive(
         state.store.record_received_webhook(&webhook_id, &envelope.job_id, payload, Timestamp::now()).await?;
     if fresh {
         tracing::info!(webhook = %webhook_id, job = %envelope.job_id, "capture webhook stored");
-        state.webhook_received.notify_one();
+        state.received.notify_one();
     } else {
         tracing::debug!(webhook = %webhook_id, job = %envelope.job_id, "duplicate capture webhook acknowledged");
     }

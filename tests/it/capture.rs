@@ -304,7 +304,7 @@ async fn deliveries_retry_until_accepted_and_stop_on_410() {
     assert_eq!(submit(&app, body).await.status(), 202);
     received(&gone, 1).await;
     // Dead-lettered after that one attempt, so nothing more can be sent.
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let dead = wait_for("the delivery to be dead-lettered", Duration::from_secs(10), || {
         let store = store.clone();
         async move {

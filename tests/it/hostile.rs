@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vigil::store::Store;
+use vigil::store::InspectStore;
 
 use crate::helpers::daemon::scalar;
 use crate::helpers::slack::{BOT_TOKEN, FakeSlack};
@@ -131,7 +131,8 @@ async fn hostile_requests_are_refused_and_store_nothing() {
     assert_eq!(baseline["verdict"], "baseline_created");
     // A run in flight whose capture never finishes: the target of the forged results below.
     let stuck = run_now(&app, "stuck").await;
-    let store: std::sync::Arc<dyn Store> = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store: std::sync::Arc<dyn InspectStore> =
+        vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let stuck_run = store.get_run(&stuck.parse().unwrap()).await.unwrap().unwrap();
     let job = wait_for("the stuck run's job", Duration::from_secs(20), || async {
         store.get_run(&stuck_run.id).await.unwrap().unwrap().job_id
@@ -158,7 +159,7 @@ async fn hostile_requests_are_refused_and_store_nothing() {
     let asset_id = asset_url.split("/v1/assets/").nth(1).unwrap().split('?').next().unwrap().to_owned();
     let expired = vigil::capture::AssetUrls {
         base: url::Url::parse(&format!("{}/", app.base_url)).unwrap(),
-        key: vigil::webhook::signing::SigningKey::from_secret(SECRET).unwrap().derive("vigil asset urls"),
+        key: vigil::signing::SigningKey::from_secret(SECRET).unwrap().derive("vigil asset urls"),
         ttl: Duration::ZERO,
     }
     .sign(&asset_id.parse().unwrap(), now() - 3600)

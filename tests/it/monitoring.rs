@@ -141,7 +141,7 @@ async fn story(backend: Backend) {
 
     // The changed run's webhook delivered again, three times at once: processed once. A forged
     // and a six-minute-old signature: 401. None of it changes anything.
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let changed_run =
         store.get_run(&changed["id"].as_str().unwrap().parse().unwrap()).await.unwrap().unwrap();
     let delivery = store
@@ -288,7 +288,7 @@ async fn reconciler_completes_runs_whose_webhook_never_arrives() {
     site.set("about", &page("about", "rgb(255,0,0)"));
     let slack = FakeSlack::start().await;
     let app = TestApp::spawn(Backend::Sqlite, &config(&site, &slack, "  reconcile_after: 1s\n")).await;
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let cfg = vigil::config::parse(&config(&site, &slack, ""), "t.yaml", &|_| None).unwrap();
     let new_run = |m: &vigil::config::Monitor| NewRun {
         id: RunId::new(),
@@ -303,8 +303,12 @@ async fn reconciler_completes_runs_whose_webhook_never_arrives() {
     let home = &cfg.monitors[0];
     let run = new_run(home);
     store.insert_run(&run).await.unwrap().unwrap();
-    let mut body =
-        vigil::pipeline::capture_request(home, &home.viewports[0], &run.id, &app.url("/hooks/capture"));
+    let mut body = vigil::capture::client::capture_request(
+        home,
+        &home.viewports[0],
+        &run.id,
+        &app.url("/hooks/capture"),
+    );
     body.as_object_mut().unwrap().remove("webhook_url");
     let (status, job) = {
         let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
@@ -341,7 +345,7 @@ async fn a_result_set_aside_as_superseded_is_judged_once_it_is_the_runs_own() {
     let slack = FakeSlack::start().await;
     let yaml = config(&site, &slack, "  reconcile_after: 1s\n");
     let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let cfg = vigil::config::parse(&yaml, "t.yaml", &|_| None).unwrap();
     let home = &cfg.monitors[0];
     let run = NewRun {
@@ -352,8 +356,12 @@ async fn a_result_set_aside_as_superseded_is_judged_once_it_is_the_runs_own() {
         trigger: Trigger::Manual,
         now: Timestamp::now(),
     };
-    let mut body =
-        vigil::pipeline::capture_request(home, &home.viewports[0], &run.id, &app.url("/hooks/capture"));
+    let mut body = vigil::capture::client::capture_request(
+        home,
+        &home.viewports[0],
+        &run.id,
+        &app.url("/hooks/capture"),
+    );
     body.as_object_mut().unwrap().remove("webhook_url");
     let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
     let job: JobId = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().parse().unwrap();
@@ -410,7 +418,7 @@ async fn a_failure_streak_alerts_once_and_its_recovery_once() {
     assert!(posted[0].text.starts_with("home (320x200) cannot be captured"), "{}", posted[0].text);
     assert_eq!(posted[1].text, "home (320x200) is captured again");
     // The store agrees: nothing else is queued.
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     assert!(store.claim_alert(Timestamp::now(), Duration::from_secs(1)).await.unwrap().is_none());
     assert_eq!(slack.posted().len(), 2);
 }
@@ -479,7 +487,7 @@ async fn a_tick_missed_while_down_runs_once_at_start() {
     let yaml = config(&site, &slack, "");
     let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
     let app = TestApp::spawn(Backend::Sqlite, yaml).await;
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let home: vigil::config::MonitorName = "home".parse().unwrap();
     let cfg = vigil::config::parse(yaml, "t.yaml", &|_| None).unwrap();
     let tick = cfg.monitors[0].schedule.previous_fire(chrono::Utc::now()).unwrap();
@@ -583,7 +591,7 @@ async fn config_changes_apply_without_a_restart() {
         names(&app).await.filter(|n| n == &["home"])
     })
     .await;
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let pricing: vigil::config::MonitorName = "pricing".parse().unwrap();
     // A fire already under way when the file changed may still finish; after that, nothing.
     let settled = wait_for("in-flight pricing runs to finish", Duration::from_secs(30), || async {
@@ -597,209 +605,4 @@ async fn config_changes_apply_without_a_restart() {
         verdict_of(&app, &run_now(&app, "home").await).await;
     }
     assert_eq!(store.list_runs(&pricing, None, 1000).await.unwrap().len(), settled, "no runs after removal");
-}
-
-/// Captures and diffs older than `storage.retention` are deleted at start (and hourly);
-/// baselines, and blobs something newer still uses, stay.
-#[tokio::test]
-async fn old_captures_are_pruned_and_baselines_kept_sqlite() {
-    pruning(Backend::Sqlite).await;
-}
-
-#[tokio::test]
-async fn old_captures_are_pruned_and_baselines_kept_postgres() {
-    pruning(Backend::Postgres).await;
-}
-
-async fn pruning(backend: Backend) {
-    let site = TestSite::start().await;
-    site.set("home", &page("home", "rgb(255,0,0)"));
-    let slack = FakeSlack::start().await;
-    let yaml = config(&site, &slack, "");
-    let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
-    let app = TestApp::spawn(backend, yaml).await;
-    let first = verdict_of(&app, &run_now(&app, "home").await).await;
-    assert_eq!(first["verdict"], "baseline_created");
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
-    let blobs = vigil::store::blobs::BlobStore::new(&app.data_dir());
-    let baseline = store.current_baseline(&"home".parse().unwrap(), "320x200").await.unwrap().unwrap().sha256;
-    let old_capture = blobs.put(b"an old capture").unwrap();
-    let old_diff = blobs.put(b"an old diff").unwrap();
-    let shared = blobs.put(b"a capture an old and a new run share").unwrap();
-    let forty_days_ago = Timestamp::now().minus(Duration::from_secs(40 * 24 * 3600));
-    let add_run = async |created: Timestamp, current: &str, diff: Option<&str>| {
-        let run = store
-            .insert_run(&NewRun {
-                id: RunId::new(),
-                monitor: "home".parse().unwrap(),
-                viewport: "320x200".into(),
-                scheduled_for: created,
-                trigger: Trigger::Schedule,
-                now: created,
-            })
-            .await
-            .unwrap()
-            .unwrap();
-        let outcome = vigil::store::RunOutcome {
-            verdict: Some(vigil::store::Verdict::Changed),
-            current_sha256: Some(current.into()),
-            baseline_sha256: Some(baseline.clone()),
-            diff_sha256: diff.map(Into::into),
-            diff_pixels: Some(10),
-            ..Default::default()
-        };
-        store.complete_run(&run.id, &outcome, created).await.unwrap();
-        run.id
-    };
-    let expired = add_run(forty_days_ago, &old_capture, Some(&old_diff)).await;
-    // (Distinct ticks: a run is unique per monitor, viewport and tick.)
-    let same_as_baseline = add_run(forty_days_ago.plus(Duration::from_secs(1)), &baseline, None).await;
-    add_run(forty_days_ago.plus(Duration::from_secs(2)), &shared, None).await;
-    add_run(Timestamp::now(), &shared, None).await;
-    // Files no row refers to: an old orphan (a crash between forgetting and deleting, a capture
-    // replaced before it was recorded) and an interrupted write go; a new orphan stays (it may be
-    // about to be recorded). The baseline's file is as old, and stays.
-    let orphan = blobs.put(b"an old capture nothing refers to").unwrap();
-    let new_orphan = blobs.put(b"a capture about to be recorded").unwrap();
-    let age = |path: &std::path::Path| {
-        let f = std::fs::File::options().write(true).open(path).unwrap();
-        f.set_modified(std::time::SystemTime::now() - Duration::from_secs(40 * 24 * 3600)).unwrap();
-    };
-    age(&blobs.path(&orphan).unwrap());
-    age(&blobs.path(&baseline).unwrap());
-    let tmp = blobs.path(&orphan).unwrap().with_file_name(".tmp-interrupted");
-    std::fs::write(&tmp, b"half a capture").unwrap();
-    age(&tmp);
-
-    // The pruner runs at start.
-    let (db, dir) = app.kill().await;
-    let app = TestApp::spawn_on(db, dir, yaml).await;
-    wait_for("the old capture and diff deleted", Duration::from_secs(20), || async {
-        (!blobs.contains(&old_capture) && !blobs.contains(&old_diff)).then_some(())
-    })
-    .await;
-    wait_for("the orphans deleted", Duration::from_secs(20), || async {
-        (!blobs.contains(&orphan) && !tmp.exists()).then_some(())
-    })
-    .await;
-    assert!(blobs.contains(&new_orphan), "a recent file stays");
-    assert!(blobs.contains(&baseline), "a baseline is never pruned");
-    assert!(blobs.contains(&shared), "a blob a recent run uses stays");
-    let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{expired}")).await;
-    assert_eq!((run["verdict"].as_str(), run["diff_pixels"].as_i64()), (Some("changed"), Some(10)), "{run}");
-    assert!(run["images"]["current"].is_null() && run["images"]["diff"].is_null(), "{run}");
-    let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{same_as_baseline}")).await;
-    assert!(!run["images"]["current"].is_null(), "still the baseline's blob: {run}");
-}
-
-const SHARED_SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-const PROVIDER_KEY: &str = "provider-key-0123456789";
-
-/// A second vigil as a capture provider: a capture API with workers and no monitors, signing
-/// with the shared secret; the pages and the callback are on loopback, which it must be allowed
-/// to reach. `extra_webhook` goes into its `webhook:` section.
-async fn spawn_provider(extra_webhook: &str) -> TestApp {
-    let yaml = format!(
-        "auth:\n  api_tokens: [\"{PROVIDER_KEY}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [127.0.0.0/8]\n\
-         webhook:\n  secret: \"{SHARED_SECRET}\"\n{extra_webhook}"
-    );
-    TestApp::spawn(Backend::Sqlite, &yaml).await
-}
-
-/// The story's config, captured by `provider` (plus `extra_capture`), verifying its webhooks.
-fn config_using(provider: &TestApp, site: &TestSite, slack: &FakeSlack, extra_capture: &str) -> String {
-    let capture = format!(
-        "  provider: {{url: \"{}/\", api_key: \"{PROVIDER_KEY}\"}}\n{extra_capture}",
-        provider.base_url
-    );
-    config(site, slack, &capture).replacen(
-        "slack:",
-        &format!("webhook:\n  secret: \"{SHARED_SECRET}\"\nslack:"),
-        1,
-    )
-}
-
-/// `capture.provider`: the monitors of one vigil are captured by another vigil's capture API,
-/// which signs its webhooks with the shared `webhook.secret`.
-#[tokio::test]
-async fn an_external_capture_provider_captures_the_monitors() {
-    let site = TestSite::start().await;
-    site.set("home", &page("home", "rgb(255,0,0)"));
-    let slack = FakeSlack::start().await;
-    let provider = spawn_provider("").await;
-    let yaml = config_using(&provider, &site, &slack, "");
-    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
-    let run = run_now(&app, "home").await;
-    assert_eq!(verdict_of(&app, &run).await["verdict"], "baseline_created");
-    // The capture happened at the provider: its job, its asset.
-    let store = vigil::store::connect(&provider.db.url, 1).await.unwrap();
-    let jobs = store.count_jobs().await.unwrap();
-    assert_eq!(jobs, [(vigil::store::JobStatus::Completed, 1)], "{jobs:?}");
-    site.set("home", &page("home", "rgb(0,0,255)"));
-    let run = run_now(&app, "home").await;
-    assert_eq!(verdict_of(&app, &run).await["verdict"], "changed");
-}
-
-/// The daemon dies (`kill -9` as far as it can tell: its task is aborted) after submitting a
-/// capture; the capture completes while it is down. After the restart the run is judged once
-/// and alerted once.
-#[tokio::test]
-async fn a_capture_that_completes_while_the_daemon_is_down_is_judged_once_after_restart() {
-    let site = TestSite::start().await;
-    site.set("home", &page("home", "rgb(255,0,0)"));
-    let slack = FakeSlack::start().await;
-    let provider = spawn_provider("  retry_schedule: [0s, 1s]\n").await;
-    let yaml = config_using(&provider, &site, &slack, "  reconcile_after: 1s\n")
-        .replace("  threshold: 1%\n", "  threshold: 1%\n  retries_on_diff: 0\n");
-    let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
-    let app = TestApp::spawn(Backend::Sqlite, yaml).await;
-    assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "baseline_created");
-
-    site.set("home", &page("home", "rgb(0,0,255)"));
-    let run = run_now(&app, "home").await;
-    let (db, dir) = app.kill().await;
-    let provider_store = vigil::store::connect(&provider.db.url, 1).await.unwrap();
-    wait_for("the capture to complete at the provider", Duration::from_secs(60), || async {
-        let jobs = provider_store.count_jobs().await.ok()?;
-        jobs.contains(&(vigil::store::JobStatus::Completed, 2)).then_some(())
-    })
-    .await;
-
-    // Back up (on another port: the webhook the provider keeps sending goes nowhere, so the
-    // reconciler has to find the result).
-    let app = TestApp::spawn_on(db, dir, yaml).await;
-    let v = verdict_of(&app, &run).await;
-    assert_eq!(v["verdict"], "changed", "{v}");
-    wait_for("the alert", Duration::from_secs(30), || async { (slack.posted().len() == 1).then_some(()) })
-        .await;
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
-    let alerts = store.alerts_for_run(&run.parse().unwrap()).await.unwrap();
-    assert_eq!(alerts.len(), 1, "{alerts:?}");
-    // Judged once: the run's verdict is final, and its webhook (stored by the reconciler) is
-    // processed exactly once.
-    wait_for("everything processed", Duration::from_secs(10), || async {
-        store.unprocessed_webhooks(10).await.ok().filter(|w| w.is_empty())
-    })
-    .await;
-    assert_eq!(slack.posted().len(), 1);
-}
-
-/// The capture API cannot be reached: the run fails (not pending forever) and the failure
-/// alerts, like any failed capture.
-#[tokio::test]
-async fn a_capture_api_that_cannot_be_reached_fails_the_run_and_alerts() {
-    let site = TestSite::start().await;
-    let slack = FakeSlack::start().await;
-    let yaml =
-        config(&site, &slack, "  provider: {url: \"http://127.0.0.1:9/\", api_key: unused-key-0123456789}\n");
-    let yaml = &yaml[..yaml.find("  - name: pricing").unwrap()];
-    let app = TestApp::spawn(Backend::Sqlite, yaml).await;
-    let v = verdict_of(&app, &run_now(&app, "home").await).await;
-    assert_eq!(v["verdict"], "failed", "{v}");
-    assert_eq!(v["error"]["code"], "submit_failed", "{v}");
-    let alert = wait_for("the failure alert", Duration::from_secs(30), || async {
-        slack.posted().into_iter().next()
-    })
-    .await;
-    assert!(alert.text.starts_with("home (320x200) cannot be captured"), "{}", alert.text);
 }

@@ -27,7 +27,8 @@ async fn start_run(app: &TestApp, store: &dyn Store, monitor: &vigil::config::Mo
         now: Timestamp::now(),
     };
     store.insert_run(&run).await.unwrap().expect("a new run");
-    let body = vigil::pipeline::capture_request(monitor, viewport, &run.id, &app.url("/hooks/capture"));
+    let body =
+        vigil::capture::client::capture_request(monitor, viewport, &run.id, &app.url("/hooks/capture"));
     let r: Value = app
         .client
         .post(app.url("/v1/capture"))
@@ -65,7 +66,7 @@ async fn captures_are_judged_against_the_baseline() {
     let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
     let config = vigil::config::parse(&yaml, "t.yaml", &|_| None).unwrap();
     let (home, broken) = (&config.monitors[0], &config.monitors[1]);
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let baseline_file = app.dir.path().join("baselines/home/320x200.png");
 
     // First capture: it becomes the baseline, as a plain file too.
@@ -114,7 +115,7 @@ async fn monitors_run_on_their_schedule() {
         url = site.url("home")
     );
     let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
-    let store = vigil::store::connect(&app.db.url, 1).await.unwrap();
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
     let home: vigil::config::MonitorName = "home".parse().unwrap();
     let runs = wait_for("two judged scheduled runs", Duration::from_secs(60), || async {
         let runs = store.list_runs(&home, None, 20).await.ok()?;

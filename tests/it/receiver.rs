@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use vigil::store::Store;
+use vigil::store::InspectStore;
 
 use crate::helpers::{Backend, TestApp, TestSite, wait_for};
 
@@ -16,8 +16,8 @@ fn config(extra_webhook: &str) -> String {
     )
 }
 
-async fn store(app: &TestApp) -> std::sync::Arc<dyn Store> {
-    vigil::store::connect(&app.db.url, 1).await.unwrap()
+async fn store(app: &TestApp) -> std::sync::Arc<dyn InspectStore> {
+    vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap()
 }
 
 fn now() -> i64 {
@@ -89,7 +89,7 @@ async fn retries_and_replays_are_stored_once() {
 async fn external_providers_can_sign_with_a_hex_hmac_header() {
     let app = TestApp::spawn(Backend::Sqlite, &config("  hex_signature_header: X-Signature\n")).await;
     let body = r#"{"job_id":"ext-123","status":"completed"}"#;
-    let key = vigil::webhook::signing::SigningKey::from_secret(SECRET).unwrap();
+    let key = vigil::signing::SigningKey::from_secret(SECRET).unwrap();
     let good = hex::encode(hmac_sha256(key.raw(), body.as_bytes()));
     let send =
         |sig: String| app.client.post(app.url("/hooks/capture")).header("X-Signature", sig).body(body).send();

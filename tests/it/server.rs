@@ -47,9 +47,7 @@ async fn readyz_reports_an_unreachable_database() {
     // Take the app's own database away underneath it.
     let mut admin = {
         use sqlx::Connection;
-        let url = std::env::var("VIGIL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| crate::helpers::db::DEFAULT_POSTGRES_URL.into());
-        sqlx::PgConnection::connect(&url).await.unwrap()
+        sqlx::PgConnection::connect(&crate::helpers::db::admin_url()).await.unwrap()
     };
     let name = app.db.url.rsplit('/').next().unwrap().to_owned();
     sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut admin).await.unwrap();

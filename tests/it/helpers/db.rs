@@ -1,10 +1,7 @@
 //! A fresh, empty database per test, on SQLite (a file in a temp dir) or PostgreSQL (a new
-//! database on the server named by VIGIL_TEST_POSTGRES_URL, dropped afterwards).
+//! database on the test server of [`super::pg`], dropped afterwards).
 
 use sqlx::Connection;
-
-/// The PostgreSQL server used by the tests; `.ci/run` creates this role and database.
-pub const DEFAULT_POSTGRES_URL: &str = "postgres://vigil:vigil@127.0.0.1:5432/vigil";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -18,8 +15,8 @@ pub struct TestDb {
     pg_cleanup: Option<(String, String)>,
 }
 
-fn admin_url() -> String {
-    std::env::var("VIGIL_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
+pub fn admin_url() -> String {
+    super::pg::admin_url().to_owned()
 }
 
 impl TestDb {
@@ -34,8 +31,8 @@ impl TestDb {
                 let admin = admin_url();
                 let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
                     panic!(
-                        "cannot reach the test PostgreSQL at {admin} ({e}); start it and create the role as \
-                         .ci/run does, or point VIGIL_TEST_POSTGRES_URL at a server where the user may create databases"
+                        "cannot reach the test PostgreSQL at {admin} ({e}); unset VIGIL_TEST_POSTGRES_URL to let the \
+                         tests start their own, or point it at a server where the user may create databases"
                     )
                 });
                 let name = format!("vigil_test_{}", ulid::Ulid::new().to_string().to_lowercase());

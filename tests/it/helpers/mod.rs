@@ -3,6 +3,7 @@
 
 pub mod daemon;
 pub mod db;
+pub mod pg;
 pub mod site;
 pub mod slack;
 
@@ -59,7 +60,14 @@ impl TestApp {
     pub async fn spawn_watching(backend: Backend, extra_yaml: &str) -> TestApp {
         let db = TestDb::create(backend).await;
         let dir = tempfile::tempdir().expect("temp dir");
-        Self::start(db, dir, extra_yaml, true).await
+        Self::start(db, dir, extra_yaml, true, None).await
+    }
+
+    /// Starts the daemon with only `roles` (`vigil run --roles …`).
+    pub async fn spawn_with_roles(backend: Backend, extra_yaml: &str, roles: &str) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start(db, dir, extra_yaml, false, Some(roles.parse().expect("valid roles"))).await
     }
 
     /// Replaces the watched config file with the generated header and `extra_yaml`, atomically
@@ -73,10 +81,16 @@ impl TestApp {
 
     /// Starts the daemon on an existing database and directory (a restart).
     pub async fn spawn_on(db: TestDb, dir: tempfile::TempDir, extra_yaml: &str) -> TestApp {
-        Self::start(db, dir, extra_yaml, false).await
+        Self::start(db, dir, extra_yaml, false, None).await
     }
 
-    async fn start(db: TestDb, dir: tempfile::TempDir, extra_yaml: &str, watch: bool) -> TestApp {
+    async fn start(
+        db: TestDb,
+        dir: tempfile::TempDir,
+        extra_yaml: &str,
+        watch: bool,
+        roles: Option<vigil::Roles>,
+    ) -> TestApp {
         vigil::init_tls();
         // RUST_LOG=vigil=debug cargo test … shows the daemon's log for a failing test.
         let _ = tracing_subscriber::fmt()
@@ -99,7 +113,7 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let options = vigil::RunOptions { config_path: config_file.clone(), ..Default::default() };
+        let options = vigil::RunOptions { config_path: config_file.clone(), roles, ..Default::default() };
         let task = tokio::spawn(vigil::run_with(
             config,
             listener,

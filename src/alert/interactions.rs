@@ -19,8 +19,9 @@ use serde::Deserialize;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
-use crate::alert::{APPROVE_ACTION, SlackSender};
-use crate::http::AppState;
+use super::{APPROVE_ACTION, SlackSender};
+use crate::http::Metrics;
+use crate::review::Reviewer;
 use crate::store::BaselineSource;
 
 /// Interaction payloads are a few kilobytes.
@@ -29,11 +30,22 @@ const MAX_BODY_BYTES: usize = 256 * 1024;
 /// of now, so a request stays replayable for 10 minutes; plus a margin.
 const REPLAY_WINDOW: Duration = Duration::from_secs(11 * 60);
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/hooks/slack", post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+/// What `/hooks/slack` reaches.
+#[derive(Clone)]
+pub struct Interactions {
+    /// `None` without `slack.signing_secret`: every request is refused.
+    pub hooks: Option<Arc<SlackHooks>>,
+    pub reviewer: Reviewer,
+    pub metrics: Arc<Metrics>,
 }
 
-/// What `/hooks/slack` needs besides the app state.
+pub fn router(state: Interactions) -> Router {
+    Router::new()
+        .route("/hooks/slack", post(receive).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
+        .with_state(state)
+}
+
+/// The Slack side of `/hooks/slack`: the signature verifier, replay memory, and the client that updates messages.
 pub struct SlackHooks {
     verifier: SlackEventSignatureVerifier,
     seen: Mutex<HashMap<String, Instant>>,
@@ -49,7 +61,7 @@ impl SlackHooks {
             verifier: SlackEventSignatureVerifier::new(&SlackSigningSecret::new(secret.expose().to_owned())),
             seen: Mutex::new(HashMap::new()),
             sender,
-            http: crate::webhook::delivery::client(Duration::from_secs(10)),
+            http: crate::http::client::client(Duration::from_secs(10)),
         })
     }
 
@@ -96,8 +108,8 @@ fn refuse(status: StatusCode, message: &str) -> Response {
     (status, message.to_owned()).into_response()
 }
 
-async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(hooks) = state.slack_hooks.clone() else {
+async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(hooks) = state.hooks.clone() else {
         return refuse(StatusCode::UNAUTHORIZED, "slack.signing_secret is not configured");
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -150,7 +162,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
     let handle =
         user.and_then(|u| u.username.clone().or_else(|| u.name.clone())).unwrap_or_else(|| "someone".into());
     let by = format!("slack:@{handle}");
-    let reviewer = state.reviewer();
+    let reviewer = &state.reviewer;
     // Approving is quick (a transaction and one file); the message update runs after the ack.
     let result = reviewer.approve(&run, &by, BaselineSource::Slack).await;
     let user_id = user.map(|u| u.id.clone());

@@ -7,11 +7,11 @@
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::webhook::signing::SigningKey;
+use crate::signing::SigningKey;
 
 pub const COOKIE: &str = "vigil_session";
 
-use crate::http::auth::token_fingerprint as fingerprint;
+use super::auth::token_fingerprint as fingerprint;
 
 /// A new session cookie value for the token at `index`, valid until `expires` (Unix seconds).
 pub fn issue(key: &SigningKey, token: &str, expires: i64) -> String {

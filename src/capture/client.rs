@@ -1,10 +1,62 @@
-//! The capture request vigil sends for one monitor and viewport (to its own capture API or an
-//! external provider): the monitor's settings in the API's request shape.
+//! The capture client: how the monitor side talks to a capture API — vigil's own, in this
+//! process or on another machine, or an external provider (`capture.provider`) — over HTTP like
+//! any client: `POST /v1/capture` with an `Idempotency-Key`, and `GET /v1/capture/{id}` as the
+//! polling fallback. Also the request a monitor's viewport becomes.
 
 use serde_json::{Value, json};
 
 use crate::config::{Format, Mask, Monitor, Viewport, WaitUntil};
-use crate::ids::RunId;
+use crate::ids::{JobId, RunId};
+
+/// Submits captures to a capture API and looks their jobs up.
+pub struct CaptureClient {
+    pub client: reqwest::Client,
+    /// `…/v1/capture` of the capture API.
+    pub capture_url: String,
+    pub token: String,
+    /// Where the API sends finished captures: `server.public_url` + `hooks/capture`.
+    pub webhook_url: String,
+}
+
+impl CaptureClient {
+    /// Submits the capture of `monitor` at `viewport` for `run`; the job id. Submitting twice
+    /// with the same `idempotency_key` gives the same job.
+    pub async fn submit(
+        &self,
+        monitor: &Monitor,
+        viewport: &Viewport,
+        run: &RunId,
+        idempotency_key: &str,
+    ) -> Result<JobId, String> {
+        let request = capture_request(monitor, viewport, run, &self.webhook_url);
+        let r = self
+            .client
+            .post(&self.capture_url)
+            .bearer_auth(&self.token)
+            .header("idempotency-key", idempotency_key)
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = r.status();
+        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        if status != reqwest::StatusCode::ACCEPTED {
+            return Err(format!("HTTP {status}: {body}"));
+        }
+        body["job_id"].as_str().and_then(|j| j.parse().ok()).ok_or_else(|| format!("no job_id in {body}"))
+    }
+
+    /// `GET /v1/capture/{id}`: the job's result document, `None` if the API does not know the job.
+    pub async fn lookup(&self, job: &JobId) -> Result<Option<Value>, String> {
+        let url = format!("{}/{job}", self.capture_url.trim_end_matches('/'));
+        let r = self.client.get(url).bearer_auth(&self.token).send().await.map_err(|e| e.to_string())?;
+        match r.status() {
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => r.json().await.map(Some).map_err(|e| e.to_string()),
+            s => Err(format!("HTTP {s}")),
+        }
+    }
+}
 
 pub fn capture_request(monitor: &Monitor, viewport: &Viewport, run: &RunId, webhook_url: &str) -> Value {
     let masks: Vec<Value> = monitor

@@ -11,21 +11,26 @@ use vigil::time::Timestamp;
 
 use crate::helpers::{Backend, TestDb};
 
-fn name(s: &str) -> MonitorName {
+mod reads;
+
+pub fn name(s: &str) -> MonitorName {
     s.parse().unwrap()
 }
 
-fn t(ms: i64) -> Timestamp {
+pub fn t(ms: i64) -> Timestamp {
     Timestamp::from_millis(1_800_000_000_000 + ms)
 }
 
 async fn story(backend: Backend) {
     let db = TestDb::create(backend).await;
-    let store = vigil::store::connect(&db.url, 5).await.expect("connect and migrate");
+    let store = vigil::store::connect_for_inspection(&db.url, 5).await.expect("connect and migrate");
     assert_eq!(store.backend() == vigil::store::Backend::Postgres, backend == Backend::Postgres);
     store.ping().await.unwrap();
+    let depths = store.queue_depths().await.unwrap();
+    assert_eq!(depths.len(), 6);
+    assert!(depths.iter().all(|(_, n)| *n == 0), "a fresh database has no work: {depths:?}");
     // Migrations are idempotent: connecting again is fine.
-    let again = vigil::store::connect(&db.url, 1).await.expect("second connect");
+    let again = vigil::store::connect_for_inspection(&db.url, 1).await.expect("second connect");
     again.close().await;
 
     monitors(&*store).await;
@@ -34,12 +39,17 @@ async fn story(backend: Backend) {
     concurrent_claims(store.clone()).await;
     deliveries(&*store).await;
     received(&*store).await;
+    let depth = |depths: Vec<(&str, i64)>, q: &str| depths.into_iter().find(|(n, _)| *n == q).unwrap().1;
+    assert_eq!(depth(store.queue_depths().await.unwrap(), "webhooks_unprocessed"), 2);
+    assert_eq!(depth(store.queue_depths().await.unwrap(), "deliveries_dead"), 0);
     baselines(&*store).await;
     alerts(&*store).await;
+    reads::review_reads(&*store).await;
+    reads::retention(&*store).await;
     store.close().await;
 }
 
-async fn monitors(store: &dyn Store) {
+async fn monitors(store: &dyn InspectStore) {
     let m = |n: &str, url: &str| MonitorUpsert {
         name: name(n),
         url: url.into(),
@@ -67,7 +77,7 @@ async fn monitors(store: &dyn Store) {
     assert!(store.get_monitor(&name("nope")).await.unwrap().is_none());
 }
 
-async fn runs(store: &dyn Store) {
+async fn runs(store: &dyn InspectStore) {
     let new = |vp: &str, at: i64| NewRun {
         id: RunId::new(),
         monitor: name("home"),
@@ -157,7 +167,7 @@ async fn runs(store: &dyn Store) {
     assert!(store.list_runs(&name("docs"), None, 10).await.unwrap().is_empty());
 }
 
-async fn jobs(store: &dyn Store) {
+async fn jobs(store: &dyn InspectStore) {
     let lease = Duration::from_secs(60);
     let new = |key: Option<&str>, at: i64| NewJob {
         id: JobId::new(),
@@ -277,7 +287,7 @@ async fn jobs(store: &dyn Store) {
 /// Several workers claiming while clients insert (with idempotency keys, which read before they
 /// write) never get the same job, and no call fails with a lock error: on SQLite a deferred
 /// transaction that reads and then writes would fail at once with `database is locked`.
-async fn concurrent_claims(store: Arc<dyn Store>) {
+async fn concurrent_claims(store: Arc<dyn InspectStore>) {
     const INSERTERS: usize = 4;
     const PER_INSERTER: usize = 15;
     let now = t(1_000_000);
@@ -334,7 +344,7 @@ async fn concurrent_claims(store: Arc<dyn Store>) {
     assert_eq!(claimed, ids, "each job claimed exactly once");
 }
 
-async fn deliveries(store: &dyn Store) {
+async fn deliveries(store: &dyn InspectStore) {
     let lease = Duration::from_secs(30);
     let id = MessageId::new();
     let payload = r#"{"type":"capture.completed","metadata":{"b":1,"a":[2, 3]}}"#;
@@ -389,7 +399,7 @@ async fn deliveries(store: &dyn Store) {
     assert!(store.list_deliveries(OutboxStatus::Dead, 10).await.unwrap().is_empty());
 }
 
-async fn received(store: &dyn Store) {
+async fn received(store: &dyn InspectStore) {
     assert!(store.record_received_webhook("msg_1", "job_1", "{\"a\":1}", t(0)).await.unwrap());
     assert!(
         !store.record_received_webhook("msg_1", "job_1", "{\"a\":1}", t(1)).await.unwrap(),
@@ -420,7 +430,7 @@ async fn received(store: &dyn Store) {
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_1", "msg_3"]);
 }
 
-async fn baselines(store: &dyn Store) {
+async fn baselines(store: &dyn InspectStore) {
     let (m, vp) = (name("home"), "1280x800");
     assert!(store.current_baseline(&m, vp).await.unwrap().is_none());
     assert!(store.revert_baseline(&m, vp, "bob", t(0)).await.unwrap().is_none(), "nothing to revert");
@@ -475,7 +485,7 @@ async fn baselines(store: &dyn Store) {
     assert_eq!(store.recent_baselines(1).await.unwrap().len(), 1);
 }
 
-async fn alerts(store: &dyn Store) {
+async fn alerts(store: &dyn InspectStore) {
     let lease = Duration::from_secs(30);
     let run = RunId::new();
     let a = NewAlert {
@@ -522,6 +532,24 @@ async fn alerts(store: &dyn Store) {
         "sent alerts are never sent again"
     );
     assert!(store.get_alert(&AlertId::new()).await.unwrap().is_none());
+
+    // Posting to Slack: the channel before the post, then channel and ts once posted.
+    let b = NewAlert { id: AlertId::new(), kind: AlertKind::Failed, now: t(3000), ..a.clone() };
+    assert!(store.enqueue_alert(&b).await.unwrap());
+    store.mark_alert_posting(&b.id, "C0123", t(3001)).await.unwrap();
+    let posting = store.get_alert(&b.id).await.unwrap().unwrap();
+    assert_eq!((posting.slack_channel.as_deref(), posting.slack_ts.as_deref()), (Some("C0123"), None));
+    store.mark_alert_posted(&b.id, "C0123", "1700000001.000200", t(3002)).await.unwrap();
+    store.mark_alert_posting(&b.id, "C0999", t(3003)).await.unwrap();
+    let posted = store.get_alert(&b.id).await.unwrap().unwrap();
+    assert_eq!(
+        (posted.slack_channel.as_deref(), posted.slack_ts.as_deref()),
+        (Some("C0123"), Some("1700000001.000200")),
+        "a posted alert keeps its channel"
+    );
+    let of_run = store.alerts_for_run(&run).await.unwrap();
+    assert_eq!(of_run.iter().map(|a| a.kind).collect::<Vec<_>>(), [AlertKind::Changed, AlertKind::Failed]);
+    assert!(store.alerts_for_run(&RunId::new()).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -536,6 +564,6 @@ async fn conformance_story_postgres() {
 
 #[tokio::test]
 async fn unsupported_database_url_is_refused() {
-    let err = vigil::store::connect("mysql://localhost/x", 1).await.err().expect("refused");
+    let err = vigil::store::connect_for_inspection("mysql://localhost/x", 1).await.err().expect("refused");
     assert_eq!(err.code(), "unsupported_database_url");
 }

@@ -1,0 +1,315 @@
+//! The services a process builds once, whatever roles it runs, and the roles that start from
+//! them: each role adds its routes to the router and its loops to the background tasks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use prometheus_client::metrics::family::Family;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::RunError;
+use super::keys;
+use crate::alert::interactions::{Interactions, SlackHooks};
+use crate::alert::{Alerter, SlackSender};
+use crate::baseline::Baselines;
+use crate::capture::browser::{BrowserPool, BrowserSettings};
+use crate::capture::client::CaptureClient;
+use crate::capture::worker::Worker;
+use crate::capture::{AssetUrls, CaptureApi, CaptureMetrics, CaptureService};
+use crate::config::{Config, LiveMonitors, Secret};
+use crate::http::client::client;
+use crate::http::rate_limit::RateLimiter;
+use crate::http::{Auth, Metrics};
+use crate::pipeline::runs::Runs;
+use crate::pipeline::{MonitorsApi, Processor, Reconciler};
+use crate::retention::Pruner;
+use crate::review::{Reviewer, api::ReviewApi};
+use crate::scheduler::Scheduler;
+use crate::signing::SigningKey;
+use crate::store::blobs::{BaselineFiles, BlobStore};
+use crate::store::{MonitorUpsert, Store};
+use crate::time::Timestamp;
+use crate::webhook::delivery::Deliverer;
+use crate::webhook::receiver::Receiver;
+
+/// What every role draws on.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub baselines: Baselines,
+    pub reviewer: Reviewer,
+    pub metrics: Arc<Metrics>,
+    /// The monitors in force; replaced on reload.
+    pub monitors: LiveMonitors,
+    pub auth: Auth,
+    /// Signs outgoing webhooks (and, derived, asset links).
+    pub webhook_key: SigningKey,
+    /// Starts runs and submits their captures.
+    pub runs: Arc<Runs>,
+    /// Woken when a capture result is stored, for the processor.
+    pub results: Arc<Notify>,
+    /// Woken when an alert is queued, for the alerter.
+    pub alerts: Arc<Notify>,
+    pub slack: Option<Arc<SlackSender>>,
+}
+
+/// The background tasks of the roles, and the signal that stops them.
+pub struct Background {
+    pub tasks: JoinSet<()>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Services {
+    /// Opens the database (running migrations, syncing the monitors) and builds the services.
+    pub async fn build(mut config: Config) -> Result<Services, RunError> {
+        let store = super::open_store(&config).await?;
+        let metrics = Metrics::new();
+        metrics.monitors.set(config.monitors.len() as i64);
+        let webhook_key = keys::webhook_key(&config)?;
+        let session_key = keys::session_key(&config)?;
+        // The monitor role calls this process's capture API like any client, with a token of
+        // its own; or the external provider, with its key.
+        let (capture_base, token) = match &config.capture.provider {
+            Some(p) => (p.url.clone(), p.api_key.expose().to_owned()),
+            None => {
+                let token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
+                config.auth.api_tokens.push(Secret::new(token.clone()));
+                (config.server.public_url.clone(), token)
+            }
+        };
+        let capture = CaptureClient {
+            client: client(Duration::from_secs(15)),
+            capture_url: capture_base.join("v1/capture").expect("valid URL").to_string(),
+            token,
+            webhook_url: config.server.public_url.join("hooks/capture").expect("valid URL").to_string(),
+        };
+        let results = Arc::new(Notify::new());
+        let runs = Arc::new(Runs { store: store.clone(), capture, results: results.clone() });
+        let blobs = BlobStore::new(&config.storage.data_dir);
+        let files = BaselineFiles::new(&config.storage.baselines_dir);
+        let baselines = Baselines { store: store.clone(), blobs: blobs.clone(), files };
+        let auth = Auth {
+            tokens: Arc::new(config.auth.api_tokens.clone()),
+            session_key,
+            session_ttl: config.auth.session_ttl,
+        };
+        let slack = config.slack.as_ref().map(|s| Arc::new(SlackSender::new(s, client(s.timeout))));
+        Ok(Services {
+            monitors: LiveMonitors::new(config.monitors.clone()),
+            reviewer: Reviewer { store: store.clone(), baselines: baselines.clone() },
+            config: Arc::new(config),
+            store,
+            blobs,
+            baselines,
+            metrics,
+            auth,
+            webhook_key,
+            runs,
+            results,
+            alerts: Arc::new(Notify::new()),
+            slack,
+        })
+    }
+
+    /// Refreshes the queue-depth gauges before every scrape of `/metrics`.
+    pub fn watch_queues(&self) {
+        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        self.metrics.before_scrape(Box::new(move || {
+            let (store, metrics) = (store.clone(), metrics.clone());
+            Box::pin(async move {
+                if let Ok(depths) = store.queue_depths().await {
+                    for (queue, n) in depths {
+                        metrics.queues.get_or_create(&vec![("queue".into(), queue.into())]).set(n);
+                    }
+                }
+            })
+        }));
+    }
+
+    /// The capture role: the capture API, its workers and the delivery of their webhooks.
+    /// Returns the routes and the service (its browser is closed at shutdown).
+    pub fn start_capture(&self, bg: &mut Background) -> (Router, Arc<CaptureService>) {
+        let config = &self.config;
+        let pool = BrowserPool::new(BrowserSettings {
+            chromium_path: config.capture.chromium_path.clone(),
+            profile_root: config.storage.data_dir.clone(),
+            recycle_after: config.capture.recycle_after,
+        });
+        let asset_urls = AssetUrls {
+            base: config.server.public_url.clone(),
+            key: self.webhook_key.derive("vigil asset urls"),
+            ttl: config.capture.asset_ttl,
+        };
+        let capture_metrics = CaptureMetrics::new(&self.metrics, &pool);
+        let service = CaptureService::new(asset_urls, pool, capture_metrics);
+        let (store, metrics, gauges) = (self.store.clone(), self.metrics.clone(), service.clone());
+        metrics.before_scrape(Box::new(move || {
+            let (store, gauges) = (store.clone(), gauges.clone());
+            Box::pin(async move { gauges.refresh_gauges(&*store).await })
+        }));
+        let delivery_ready = Arc::new(Notify::new());
+        let settings = Arc::new(crate::capture::worker::WorkerSettings {
+            config: config.clone(),
+            monitors: self.monitors.clone(),
+            delivery_ready: delivery_ready.clone(),
+        });
+        for i in 0..config.capture.workers {
+            let worker = Worker {
+                id: format!("{}-{}-{i}", hostname(), std::process::id()),
+                store: self.store.clone(),
+                blobs: self.blobs.clone(),
+                service: service.clone(),
+                settings: settings.clone(),
+            };
+            bg.tasks.spawn(worker.run(bg.stop.clone()));
+        }
+        let outcomes = Family::default();
+        self.metrics.register("webhook_deliveries", "Webhook delivery attempts by outcome", outcomes.clone());
+        let deliverer = Deliverer {
+            store: self.store.clone(),
+            key: self.webhook_key.clone(),
+            client: client(config.webhook.timeout),
+            schedule: config.webhook.retry_schedule.clone(),
+            timeout: config.webhook.timeout,
+            ready: delivery_ready,
+            outcomes,
+        };
+        bg.tasks.spawn(deliverer.run(bg.stop.clone()));
+        let api = CaptureApi {
+            config: config.clone(),
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            capture: service.clone(),
+            monitors: self.monitors.clone(),
+            auth: self.auth.clone(),
+        };
+        (crate::capture::router(api), service)
+    }
+
+    /// The monitor role: the receiver, the processor, the reconciler, alerts and retention;
+    /// and the scheduler when `schedule`. Returns the routes and the scheduler.
+    pub async fn start_monitor(
+        &self,
+        bg: &mut Background,
+        schedule: bool,
+    ) -> Result<(Router, Option<Arc<Scheduler>>), RunError> {
+        let config = &self.config;
+        let verdicts = Family::default();
+        self.metrics.register("runs_judged", "Runs judged, by verdict", verdicts.clone());
+        let processor = Processor {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            baselines: self.baselines.clone(),
+            public_url: config.server.public_url.clone(),
+            monitors: self.monitors.clone(),
+            client: client(Duration::from_secs(30)),
+            ready: self.results.clone(),
+            runs: self.runs.clone(),
+            alert_ready: self.alerts.clone(),
+            verdicts,
+        };
+        bg.tasks.spawn(processor.run(bg.stop.clone()));
+        let reconciler = Reconciler {
+            store: self.store.clone(),
+            runs: self.runs.clone(),
+            after: config.capture.reconcile_after,
+            monitors: self.monitors.clone(),
+            webhook_received: self.results.clone(),
+        };
+        bg.tasks.spawn(reconciler.run(bg.stop.clone()));
+        let pruner = Pruner {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            retention: config.storage.retention,
+        };
+        bg.tasks.spawn(pruner.run(bg.stop.clone()));
+        let outcomes = Family::default();
+        self.metrics.register("alerts", "Alert send attempts by outcome", outcomes.clone());
+        let alerter = Alerter {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            slack: self.slack.clone(),
+            ready: self.alerts.clone(),
+            outcomes,
+        };
+        bg.tasks.spawn(alerter.run(bg.stop.clone()));
+        let receiver = Receiver {
+            store: self.store.clone(),
+            config: Arc::new(config.webhook.clone()),
+            keys: Arc::new(keys::webhook_keys(config, &self.webhook_key)),
+            received: self.results.clone(),
+            limiter: RateLimiter::new(config.webhook.rate_limit).map(Arc::new),
+            metrics: self.metrics.clone(),
+        };
+        let cron = match schedule {
+            true => Some(Arc::new(Scheduler::start(self.monitors.clone(), self.runs.clone()).await?)),
+            false => None,
+        };
+        Ok((crate::webhook::receiver::router(receiver), cron))
+    }
+
+    /// The api role's routes: monitors and runs, review, and the Slack button.
+    pub fn api_routes(&self) -> Router {
+        let monitors = MonitorsApi {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            monitors: self.monitors.clone(),
+            runs: self.runs.clone(),
+            auth: self.auth.clone(),
+        };
+        let review = ReviewApi { reviewer: self.reviewer.clone(), auth: self.auth.clone() };
+        let slack = self.config.slack.as_ref();
+        let interactions = Interactions {
+            hooks: slack.and_then(|s| SlackHooks::new(s, self.slack.clone())).map(Arc::new),
+            reviewer: self.reviewer.clone(),
+            metrics: self.metrics.clone(),
+        };
+        crate::pipeline::api::router(monitors)
+            .merge(crate::review::api::router(review))
+            .merge(crate::alert::interactions::router(interactions))
+    }
+
+    /// The ui role's routes.
+    pub fn ui_routes(&self) -> Router {
+        crate::ui::router(crate::ui::Ui {
+            store: self.store.clone(),
+            monitors: self.monitors.clone(),
+            reviewer: self.reviewer.clone(),
+            auth: self.auth.clone(),
+            secure_cookies: self.config.server.public_url.scheme() == "https",
+        })
+    }
+
+    /// Rewrites baseline files a crash left behind the database (the newest ones).
+    pub async fn repair_baseline_files(&self) {
+        match self.baselines.repair_files(crate::baseline::REPAIR_AT_START).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(files = n, "baseline files repaired from the database"),
+            Err(e) => tracing::error!(error = %e, "cannot check the baseline files"),
+        }
+    }
+
+    /// Records the monitors of `config` in the database.
+    pub async fn sync_monitors(store: &dyn Store, config: &Config) -> Result<(), crate::store::StoreError> {
+        let summary =
+            store.sync_monitors(&MonitorUpsert::from_monitors(&config.monitors), Timestamp::now()).await?;
+        tracing::info!(
+            backend = ?store.backend(),
+            monitors = config.monitors.len(),
+            added = summary.added,
+            updated = summary.updated,
+            removed = summary.removed,
+            "database ready"
+        );
+        Ok(())
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "vigil".into())
+}

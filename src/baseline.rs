@@ -1,0 +1,116 @@
+//! The one owner of baseline writes. A baseline is two things kept in step: the active version
+//! in the database (with its history: who approved what, when, from which run) and the plain file
+//! `baselines/<monitor>/<viewport>.png`. The database is the record and is written first; the
+//! file is then rewritten atomically from the blob store, and [`Baselines::repair_files`] mends
+//! the files at start should a crash (or a full disk) come in between.
+//!
+//! The processor (a first capture), the review step (approve, revert) and start-up all go
+//! through here.
+
+use std::sync::Arc;
+
+use crate::config::MonitorName;
+use crate::ids::RunId;
+use crate::store::blobs::{BaselineFiles, BlobError, BlobStore, sha256_hex};
+use crate::store::{Baseline, NewBaseline, Store, StoreError};
+use crate::time::Timestamp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BaselineError {
+    #[error("storage")]
+    Store(#[from] StoreError),
+    #[error("baseline file or blob: {0}")]
+    File(#[from] BlobError),
+}
+
+/// Baselines checked against their files at start: the newest versions, the only ones a crash
+/// between a commit and its file write can concern. (Checking every file would read and hash
+/// every baseline PNG at each start.)
+pub const REPAIR_AT_START: i64 = 50;
+
+#[derive(Clone)]
+pub struct Baselines {
+    pub store: Arc<dyn Store>,
+    pub blobs: BlobStore,
+    pub files: BaselineFiles,
+}
+
+impl Baselines {
+    /// Makes `png` (stored as blob `baseline.sha256`) the active baseline, as a new version.
+    pub async fn create(&self, baseline: &NewBaseline, png: Vec<u8>) -> Result<Baseline, BaselineError> {
+        let row = self.store.set_baseline(baseline).await?;
+        self.write_file(&baseline.monitor, &baseline.viewport, png).await?;
+        Ok(row)
+    }
+
+    /// Approval: the run's capture (`png`, blob `baseline.sha256`) becomes the active baseline
+    /// and the run is marked approved, in one transaction; then the file follows.
+    pub async fn approve(
+        &self,
+        run: &RunId,
+        baseline: &NewBaseline,
+        png: Vec<u8>,
+    ) -> Result<Baseline, BaselineError> {
+        let row = self.store.approve_run(run, baseline).await?;
+        self.write_file(&baseline.monitor, &baseline.viewport, png).await?;
+        Ok(row)
+    }
+
+    /// Undo: the version before the active one comes back (as a new history entry). `None`
+    /// when there is nothing to go back to.
+    pub async fn revert(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+        by: &str,
+    ) -> Result<Option<Baseline>, BaselineError> {
+        let Some(baseline) = self.store.revert_baseline(monitor, viewport, by, Timestamp::now()).await?
+        else {
+            return Ok(None);
+        };
+        let png = self.blob(&baseline.sha256).await?;
+        self.write_file(monitor, viewport, png).await?;
+        Ok(Some(baseline))
+    }
+
+    /// A blob's bytes, read off the async threads.
+    pub async fn blob(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
+        let (blobs, sha) = (self.blobs.clone(), sha256.to_owned());
+        tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("blob reads do not panic")
+    }
+
+    /// Rewrites the files of the `limit` newest active baselines that do not match the
+    /// database; how many were rewritten.
+    pub async fn repair_files(&self, limit: i64) -> Result<usize, BaselineError> {
+        let mut fixed = 0;
+        for active in self.store.recent_baselines(limit).await? {
+            let (monitor, viewport) = (active.monitor.clone(), active.viewport.clone());
+            let files = self.files.clone();
+            let (m, v) = (monitor.clone(), viewport.clone());
+            let on_disk = tokio::task::spawn_blocking(move || files.read(&m, &v)).await.expect("no panic")?;
+            if on_disk.as_deref().map(sha256_hex).as_deref() == Some(active.sha256.as_str()) {
+                continue;
+            }
+            match self.blob(&active.sha256).await {
+                Ok(png) => {
+                    self.write_file(&monitor, &viewport, png).await?;
+                    tracing::warn!(%monitor, %viewport, "baseline file did not match the database; rewritten");
+                    fixed += 1;
+                }
+                Err(e) => {
+                    tracing::error!(%monitor, %viewport, error = %e, "the active baseline's blob is missing")
+                }
+            }
+        }
+        Ok(fixed)
+    }
+
+    async fn write_file(&self, monitor: &MonitorName, viewport: &str, png: Vec<u8>) -> Result<(), BlobError> {
+        let files = self.files.clone();
+        let (monitor, viewport) = (monitor.clone(), viewport.to_owned());
+        tokio::task::spawn_blocking(move || files.write(&monitor, &viewport, &png))
+            .await
+            .expect("no panic")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! One run as the API shows it (`GET /api/runs/{id}` and every list of runs).
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::store::Run;
+
+/// One run as the API shows it: `verdict` is `null` while the run is pending.
+#[derive(Serialize)]
+pub struct RunView {
+    pub id: String,
+    pub monitor: String,
+    pub viewport: String,
+    pub status: String,
+    pub verdict: Option<String>,
+    pub trigger: String,
+    pub diff_pixels: Option<i64>,
+    pub total_pixels: Option<i64>,
+    pub diff_ratio: Option<f64>,
+    pub size_changed: Option<bool>,
+    pub regions: Value,
+    pub error: Option<Value>,
+    pub attempt: i32,
+    pub reviewed_by: Option<String>,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+    pub images: Images,
+}
+
+#[derive(Serialize)]
+pub struct Images {
+    pub baseline: Option<String>,
+    pub current: Option<String>,
+    pub diff: Option<String>,
+}
+
+impl RunView {
+    pub fn new(run: &Run) -> Self {
+        let link = |name: &str, present: bool| present.then(|| format!("/api/runs/{}/{name}.png", run.id));
+        RunView {
+            id: run.id.to_string(),
+            monitor: run.monitor.to_string(),
+            viewport: run.viewport.clone(),
+            status: run.status.to_string(),
+            verdict: run.verdict.map(|v| v.to_string()),
+            trigger: run.trigger.to_string(),
+            diff_pixels: run.diff_pixels,
+            total_pixels: run.total_pixels,
+            diff_ratio: run.diff_ratio,
+            size_changed: run.size_changed,
+            regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(json!([])),
+            error: run.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e))),
+            attempt: run.attempt,
+            reviewed_by: run.reviewed_by.clone(),
+            created_at: run.created_at.to_string(),
+            completed_at: run.completed_at.map(|t| t.to_string()),
+            images: Images {
+                baseline: link("baseline", run.baseline_sha256.is_some()),
+                current: link("current", run.current_sha256.is_some()),
+                diff: link("diff", run.diff_sha256.is_some()),
+            },
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! The `alerts` outbox: one row per (run, kind), claimed with a lease, retried, dead-lettered;
+//! the Slack message's channel and `ts` are recorded as soon as they are known.
+
+use async_trait::async_trait;
+
+use super::outbox::{claim_outbox_sql, outbox_update};
+use super::pool::{Dialect, on_pool};
+use super::*;
+
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// `false` when this run already has an alert of this kind (never alert twice).
+    async fn enqueue_alert(&self, alert: &NewAlert) -> Result<bool>;
+
+    async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>>;
+
+    async fn record_alert_attempt(&self, id: &AlertId, attempt: &Attempt, now: Timestamp) -> Result<()>;
+
+    /// Records that the alert's message is posted (`channel`, `ts`), before its images go into
+    /// the thread, so a retry does not post the message again.
+    async fn mark_alert_posted(&self, id: &AlertId, channel: &str, ts: &str, now: Timestamp) -> Result<()>;
+
+    /// Records that the alert's message is about to be posted to `channel`: if the attempt then
+    /// dies before [`Store::mark_alert_posted`], the next one looks in that channel first.
+    async fn mark_alert_posting(&self, id: &AlertId, channel: &str, now: Timestamp) -> Result<()>;
+
+    /// Alerts of a run, oldest first.
+    async fn alerts_for_run(&self, run: &RunId) -> Result<Vec<Alert>>;
+}
+
+#[async_trait]
+impl AlertStore for SqlStore {
+    async fn enqueue_alert(&self, a: &NewAlert) -> Result<bool> {
+        on_pool!(self, |p| {
+            let r = sqlx::query(
+                "INSERT INTO alerts (id, run_id, monitor, kind, payload, status, attempts, next_attempt_at,
+                     created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
+                 ON CONFLICT (run_id, kind) DO NOTHING",
+            )
+            .bind(&a.id)
+            .bind(&a.run_id)
+            .bind(&a.monitor)
+            .bind(a.kind)
+            .bind(&a.payload)
+            .bind(a.now)
+            .execute(p)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>> {
+        on_pool!(self, |p| {
+            let sql = claim_outbox_sql("alerts", p.skip_locked());
+            Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(p).await?)
+        })
+    }
+
+    async fn record_alert_attempt(&self, id: &AlertId, attempt: &Attempt, now: Timestamp) -> Result<()> {
+        on_pool!(self, |p| {
+            let (status, next, _code, error, done) = outbox_update(attempt, now);
+            let reference = match attempt {
+                Attempt::Sent { reference, .. } => reference.clone(),
+                _ => None,
+            };
+            sqlx::query(
+                "UPDATE alerts SET status = $2, attempts = attempts + 1, next_attempt_at = $3, lease_expires_at = NULL,
+                     last_error = $4, slack_ts = COALESCE($5, slack_ts), updated_at = $6, sent_at = $7
+                 WHERE id = $1",
+            )
+            .bind(id).bind(status).bind(next).bind(error).bind(reference).bind(now).bind(done)
+            .execute(p).await?;
+            Ok(())
+        })
+    }
+
+    async fn mark_alert_posted(&self, id: &AlertId, channel: &str, ts: &str, now: Timestamp) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query("UPDATE alerts SET slack_channel = $2, slack_ts = $3, updated_at = $4 WHERE id = $1")
+                .bind(id)
+                .bind(channel)
+                .bind(ts)
+                .bind(now)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn mark_alert_posting(&self, id: &AlertId, channel: &str, now: Timestamp) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE alerts SET slack_channel = $2, updated_at = $3 WHERE id = $1 AND slack_ts IS NULL",
+            )
+            .bind(id)
+            .bind(channel)
+            .bind(now)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn alerts_for_run(&self, run: &RunId) -> Result<Vec<Alert>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_as("SELECT * FROM alerts WHERE run_id = $1 ORDER BY created_at, id")
+                .bind(run)
+                .fetch_all(p)
+                .await?)
+        })
+    }
+}

@@ -1,0 +1,207 @@
+//! Webhooks in both directions: the `webhook_deliveries` outbox (capture results sent to
+//! clients, with retries and dead letters) and the `received_webhooks` inbox (results stored by
+//! the receiver, deduplicated, processed later).
+
+use async_trait::async_trait;
+
+use super::outbox::{claim_outbox_sql, outbox_update};
+use super::pool::{Dialect, on_pool};
+use super::*;
+
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    async fn enqueue_delivery(&self, delivery: &NewDelivery) -> Result<()>;
+
+    /// Leases the next due pending delivery until `now + lease`.
+    async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>>;
+
+    async fn record_delivery_attempt(&self, id: &MessageId, attempt: &Attempt, now: Timestamp) -> Result<()>;
+
+    async fn list_deliveries(&self, status: OutboxStatus, limit: i64) -> Result<Vec<Delivery>>;
+
+    /// Puts a dead delivery back in the queue, due now.
+    async fn replay_delivery(&self, id: &MessageId, now: Timestamp) -> Result<bool>;
+
+    /// Stores a verified webhook; `false` if its webhook id or job id was seen before.
+    async fn record_received_webhook(
+        &self,
+        webhook_id: &str,
+        job_id: &str,
+        payload: &str,
+        now: Timestamp,
+    ) -> Result<bool>;
+
+    async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>>;
+
+    async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()>;
+
+    /// Puts the processed result of `job_id` back in the queue; whether there was one.
+    async fn requeue_webhook_of_job(&self, job_id: &str) -> Result<bool>;
+
+    /// Work waiting in each queue (for metrics): pending runs, unprocessed received webhooks,
+    /// pending and dead webhook deliveries, pending and dead alerts.
+    async fn queue_depths(&self) -> Result<Vec<(&'static str, i64)>>;
+}
+
+#[async_trait]
+impl DeliveryStore for SqlStore {
+    async fn enqueue_delivery(&self, d: &NewDelivery) -> Result<()> {
+        on_pool!(self, |p| {
+            let mut tx = p.write_tx().await?;
+            insert_delivery(&mut tx, d).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>> {
+        on_pool!(self, |p| {
+            let sql = claim_outbox_sql("webhook_deliveries", p.skip_locked());
+            Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(p).await?)
+        })
+    }
+
+    async fn record_delivery_attempt(&self, id: &MessageId, attempt: &Attempt, now: Timestamp) -> Result<()> {
+        on_pool!(self, |p| {
+            let (status, next, code, error, done) = outbox_update(attempt, now);
+            sqlx::query(
+                "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3,
+                     lease_expires_at = NULL, last_status = $4, last_error = $5, updated_at = $6, delivered_at = $7
+                 WHERE id = $1",
+            )
+            .bind(id).bind(status).bind(next).bind(code).bind(error).bind(now).bind(done)
+            .execute(p).await?;
+            Ok(())
+        })
+    }
+
+    async fn list_deliveries(&self, status: OutboxStatus, limit: i64) -> Result<Vec<Delivery>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_as(
+                "SELECT * FROM webhook_deliveries WHERE status = $1 ORDER BY created_at, id LIMIT $2",
+            )
+            .bind(status)
+            .bind(limit)
+            .fetch_all(p)
+            .await?)
+        })
+    }
+
+    async fn replay_delivery(&self, id: &MessageId, now: Timestamp) -> Result<bool> {
+        on_pool!(self, |p| {
+            let r = sqlx::query(
+                "UPDATE webhook_deliveries SET status = 'pending', attempts = 0, next_attempt_at = $2,
+                     lease_expires_at = NULL, updated_at = $2
+                 WHERE id = $1 AND status = 'dead'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(p)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    async fn record_received_webhook(
+        &self,
+        webhook_id: &str,
+        job_id: &str,
+        payload: &str,
+        now: Timestamp,
+    ) -> Result<bool> {
+        on_pool!(self, |p| {
+            let r = sqlx::query(
+                "INSERT INTO received_webhooks (webhook_id, job_id, payload, received_at)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(webhook_id)
+            .bind(job_id)
+            .bind(payload)
+            .bind(now)
+            .execute(p)
+            .await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_as(
+                "SELECT * FROM received_webhooks WHERE processed_at IS NULL ORDER BY received_at, webhook_id LIMIT $1",
+            )
+            .bind(limit).fetch_all(p).await?)
+        })
+    }
+
+    async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query("UPDATE received_webhooks SET processed_at = $2 WHERE webhook_id = $1")
+                .bind(webhook_id)
+                .bind(now)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn requeue_webhook_of_job(&self, job_id: &str) -> Result<bool> {
+        on_pool!(self, |p| {
+            let r = sqlx::query(
+                "UPDATE received_webhooks SET processed_at = NULL WHERE job_id = $1 AND processed_at IS NOT NULL",
+            )
+            .bind(job_id).execute(p).await?;
+            Ok(r.rows_affected() == 1)
+        })
+    }
+
+    async fn queue_depths(&self) -> Result<Vec<(&'static str, i64)>> {
+        on_pool!(self, |p| {
+            let row: (i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT
+                     (SELECT COUNT(*) FROM runs WHERE status = 'pending'),
+                     (SELECT COUNT(*) FROM received_webhooks WHERE processed_at IS NULL),
+                     (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'),
+                     (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'dead'),
+                     (SELECT COUNT(*) FROM alerts WHERE status = 'pending'),
+                     (SELECT COUNT(*) FROM alerts WHERE status = 'dead')",
+            )
+            .fetch_one(p)
+            .await?;
+            Ok(vec![
+                ("runs_pending", row.0),
+                ("webhooks_unprocessed", row.1),
+                ("deliveries_pending", row.2),
+                ("deliveries_dead", row.3),
+                ("alerts_pending", row.4),
+                ("alerts_dead", row.5),
+            ])
+        })
+    }
+}
+
+/// The row lock and the statements that insert in a transaction are the same SQL on both
+/// backends; these helpers take either backend's transaction.
+pub(super) async fn insert_delivery<DB>(tx: &mut sqlx::Transaction<'_, DB>, d: &NewDelivery) -> Result<()>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> MessageId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> JobId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (id, job_id, url, payload, status, attempts, next_attempt_at,
+             created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+    )
+    .bind(&d.id)
+    .bind(&d.job_id)
+    .bind(&d.url)
+    .bind(&d.payload)
+    .bind(d.now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

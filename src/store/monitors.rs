@@ -1,0 +1,65 @@
+//! The `monitors` table: the monitors of the config, kept in step with it (their history stays
+//! when one is removed).
+
+use async_trait::async_trait;
+
+use super::pool::{Dialect, on_pool};
+use super::*;
+
+#[async_trait]
+pub trait MonitorStore: Send + Sync {
+    /// Makes the table match the config: inserts new monitors, updates changed ones, marks the
+    /// missing ones removed (their history stays).
+    async fn sync_monitors(&self, monitors: &[MonitorUpsert], now: Timestamp) -> Result<SyncSummary>;
+}
+
+#[async_trait]
+impl MonitorStore for SqlStore {
+    async fn sync_monitors(&self, monitors: &[MonitorUpsert], now: Timestamp) -> Result<SyncSummary> {
+        on_pool!(self, |p| {
+            let mut tx = p.write_tx().await?;
+            let mut summary = SyncSummary::default();
+            let names: Vec<&str> = monitors.iter().map(|m| m.name.as_str()).collect();
+            let existing: Vec<MonitorRecord> =
+                sqlx::query_as("SELECT * FROM monitors").fetch_all(&mut *tx).await?;
+            for m in monitors {
+                match existing.iter().find(|e| e.name == m.name) {
+                    None => {
+                        sqlx::query(
+                            "INSERT INTO monitors (name, url, config, enabled, removed_at, created_at, updated_at)
+                             VALUES ($1, $2, $3, $4, NULL, $5, $5)",
+                        )
+                        .bind(&m.name).bind(&m.url).bind(&m.config).bind(m.enabled).bind(now)
+                        .execute(&mut *tx).await?;
+                        summary.added += 1;
+                    }
+                    Some(e)
+                        if e.url != m.url
+                            || e.config != m.config
+                            || e.enabled != m.enabled
+                            || e.removed_at.is_some() =>
+                    {
+                        sqlx::query(
+                            "UPDATE monitors SET url = $2, config = $3, enabled = $4, removed_at = NULL, updated_at = $5
+                             WHERE name = $1",
+                        )
+                        .bind(&m.name).bind(&m.url).bind(&m.config).bind(m.enabled).bind(now)
+                        .execute(&mut *tx).await?;
+                        summary.updated += 1;
+                    }
+                    Some(_) => {}
+                }
+            }
+            for e in existing.iter().filter(|e| e.removed_at.is_none() && !names.contains(&e.name.as_str())) {
+                sqlx::query("UPDATE monitors SET removed_at = $2, updated_at = $2 WHERE name = $1")
+                    .bind(&e.name)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                summary.removed += 1;
+            }
+            tx.commit().await?;
+            Ok(summary)
+        })
+    }
+}

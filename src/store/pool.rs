@@ -1,0 +1,112 @@
+//! The connection pool of either backend, and the little that differs between them. Every
+//! query is written once, as SQL both backends accept (`$n` parameters, `ON CONFLICT`,
+//! `RETURNING`, partial indexes), and run through [`on_pool!`], which type-checks the same code
+//! against each backend's pool. The two differences come from [`Dialect`]:
+//!
+//! - claiming queue work: PostgreSQL locks the row with `FOR UPDATE SKIP LOCKED` so workers on
+//!   several machines never take the same one; SQLite has a single writer, which already makes
+//!   the claim's `UPDATE … RETURNING` atomic;
+//! - starting a write transaction: SQLite's must be `BEGIN IMMEDIATE`, because a deferred
+//!   transaction that reads and then writes fails at once with `SQLITE_BUSY` (no busy wait) when
+//!   another connection committed in between; taking the write lock up front makes it wait on the
+//!   busy timeout instead.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
+
+use super::{Backend, Result};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the store's pool, once for each backend: the body is
+/// written once and compiled against both.
+macro_rules! on_pool {
+    ($store:expr, |$p:ident| $body:expr) => {
+        match &$store.pool {
+            $crate::store::pool::Pool::Sqlite($p) => $body,
+            $crate::store::pool::Pool::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// What differs between the backends' SQL.
+pub trait Dialect {
+    type Db: sqlx::Database;
+    /// The row lock of a queue claim's sub-select.
+    fn skip_locked(&self) -> &'static str;
+    /// Starts a transaction that will write.
+    fn write_tx(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+}
+
+impl Dialect for SqlitePool {
+    type Db = Sqlite;
+
+    fn skip_locked(&self) -> &'static str {
+        ""
+    }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
+        Ok(self.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+impl Dialect for PgPool {
+    type Db = Postgres;
+
+    fn skip_locked(&self) -> &'static str {
+        "FOR UPDATE SKIP LOCKED"
+    }
+
+    async fn write_tx(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.begin().await?)
+    }
+}
+
+impl Pool {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// SQLite, the embedded default: one file, WAL journal, a busy timeout so concurrent writers
+    /// wait instead of failing. WAL + NORMAL is durable across process crashes (only an OS crash
+    /// can lose the last transactions), the usual trade-off for a daemon.
+    pub async fn sqlite(url: &str, max_connections: u32) -> Result<Pool> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool =
+            SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(options).await?;
+        SQLITE_MIGRATIONS.run(&pool).await?;
+        Ok(Pool::Sqlite(pool))
+    }
+
+    /// PostgreSQL, for several replicas sharing one database.
+    pub async fn postgres(url: &str, max_connections: u32) -> Result<Pool> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        POSTGRES_MIGRATIONS.run(&pool).await?;
+        Ok(Pool::Postgres(pool))
+    }
+}
