@@ -7,6 +7,7 @@
 //! a small shell guard that waits for this process to end (`tail --pid`), however it ends (a
 //! panic, a kill), then stops the server and removes its directory: no server is left behind.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -42,17 +43,22 @@ fn start_cluster() -> Result<String, String> {
         "no PostgreSQL server binaries (initdb, pg_ctl) on PATH or under /usr/lib/postgresql; \
          install them (`scripts/dev test` does: apt-get install postgresql) or set VIGIL_TEST_POSTGRES_URL",
     )?;
-    let dir = tempfile::Builder::new()
-        .prefix("vigil-test-pg-")
-        .tempdir()
-        .map_err(|e| format!("temp dir: {e}"))?
-        // The guard removes it, after the server has stopped.
-        .keep();
+    let dir =
+        tempfile::Builder::new().prefix("vigil-test-pg-").tempdir().map_err(|e| format!("temp dir: {e}"))?;
+    let url = init_and_start(&bin, dir.path())?;
+    // From here on the guard removes it, after the server has stopped.
+    let _ = dir.keep();
+    Ok(url)
+}
+
+/// `initdb` into `dir/data`, then the server, owned by its guard; tries three ports, since a
+/// free port can be taken by someone else before the server binds it.
+fn init_and_start(bin: &Path, dir: &Path) -> Result<String, String> {
     // PostgreSQL refuses to run as root: as root, the cluster belongs to the `postgres` user
     // (or `nobody` where there is none).
     let run_as = is_root().then(|| if user_exists("postgres") { "postgres" } else { "nobody" });
     if let Some(user) = run_as {
-        let status = Command::new("chown").args(["-R", user]).arg(&dir).status();
+        let status = Command::new("chown").args(["-R", user]).arg(dir).status();
         if !status.is_ok_and(|s| s.success()) {
             return Err(format!("cannot give {} to the user {user}", dir.display()));
         }
@@ -72,18 +78,27 @@ fn start_cluster() -> Result<String, String> {
          -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=64MB",
         dir.display()
     );
-    let port = free_port()?;
-    let guard = guard_script(&bin, &data, &dir, run_as, &settings, port);
-    Command::new("sh")
-        .args(["-c", &guard])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start the guard shell: {e}"))?;
-    let url = format!("postgres://vigil@127.0.0.1:{port}/postgres");
-    wait_ready(&dir.join("ready"), &dir.join("server.log"))?;
-    Ok(url)
+    let mut last = String::new();
+    for _ in 0..3 {
+        let port = free_port()?;
+        let _ = std::fs::remove_file(dir.join("failed"));
+        let guard = guard_script(bin, &data, dir, run_as, &settings, port);
+        Command::new("sh")
+            .args(["-c", &guard])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group: a Ctrl-C to the test run must not take the guard with it
+            // while the server (which pg_ctl detaches) lives on.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| format!("cannot start the guard shell: {e}"))?;
+        match wait_ready(&dir.join("ready"), &dir.join("server.log")) {
+            Ok(()) => return Ok(format!("postgres://vigil@127.0.0.1:{port}/postgres")),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// The shell that owns the server: starts it, says it is up (`ready`), waits for the test
