@@ -1,8 +1,9 @@
 //! The one owner of baseline writes. A baseline is two things kept in step: the active version
 //! in the database (with its history: who approved what, when, from which run) and the plain file
-//! `baselines/<monitor>/<viewport>.png`. The database is the record and is written first; the
-//! file is then rewritten atomically from the blob store, and [`Baselines::repair_files`] mends
-//! the files at start should a crash (or a full disk) come in between.
+//! `baselines/<monitor>/<viewport>.png`. The database is the record: an approval or a revert is
+//! committed first and the file then rewritten atomically from the blob store, and
+//! [`Baselines::repair_files`] mends the files at start should a crash (or a full disk) come in
+//! between. A first capture writes its file first (see [`Baselines::create`]).
 //!
 //! The processor (a first capture), the review step (approve, revert) and start-up all go
 //! through here.
@@ -36,11 +37,13 @@ pub struct Baselines {
 }
 
 impl Baselines {
-    /// Makes `png` (stored as blob `baseline.sha256`) the active baseline, as a new version.
+    /// A first capture becomes the baseline: `png` (stored as blob `baseline.sha256`), as a new
+    /// version. The file goes first here: should it fail (a full disk), no version is recorded
+    /// and the capture is judged again as the first one, rather than as unchanged against a
+    /// baseline whose file is missing.
     pub async fn create(&self, baseline: &NewBaseline, png: Vec<u8>) -> Result<Baseline, BaselineError> {
-        let row = self.store.set_baseline(baseline).await?;
         self.write_file(&baseline.monitor, &baseline.viewport, png).await?;
-        Ok(row)
+        Ok(self.store.set_baseline(baseline).await?)
     }
 
     /// Approval: the run's capture (`png`, blob `baseline.sha256`) becomes the active baseline

@@ -27,4 +27,4 @@ pub mod time;
 pub mod ui;
 pub mod webhook;
 
-pub use app::{Roles, RunError, RunOptions, init_tls, open_store, run, run_with};
+pub use app::{Roles, RunError, RunOptions, init_tls, run, run_with};

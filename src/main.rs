@@ -33,8 +33,9 @@ enum Command {
         #[arg(long)]
         once: bool,
         /// The parts of vigil this process runs, comma-separated: api, capture, monitor, ui.
-        /// Default: all of them (without capture when capture.provider is set).
-        #[arg(long, env = "VIGIL_ROLES", conflicts_with = "once")]
+        /// Default: all of them (without capture when capture.provider is set). `--once` runs
+        /// what it needs and ignores this.
+        #[arg(long, env = "VIGIL_ROLES")]
         roles: Option<vigil::Roles>,
     },
     /// Validate a config file and show each monitor with its next three fire times.

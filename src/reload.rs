@@ -29,7 +29,8 @@ pub struct Reloader {
     pub at_start: Config,
     pub monitors: LiveMonitors,
     pub scheduler: Option<Arc<Scheduler>>,
-    pub store: Arc<dyn Store>,
+    /// Where the monitors are recorded; `None` in a capture-only process.
+    pub store: Option<Arc<dyn Store>>,
     pub metrics: Arc<Metrics>,
     /// Reloads by outcome (`applied`, `rejected`).
     pub outcomes: Family<Vec<(String, String)>, Counter>,
@@ -104,13 +105,17 @@ impl Reloader {
         let rows = crate::store::MonitorUpsert::from_monitors(&config.monitors);
         self.monitors.replace(config.monitors);
         self.metrics.monitors.set(count as i64);
-        let synced = match self.store.sync_monitors(&rows, Timestamp::now()).await {
-            Ok(s) => s,
-            Err(e) => {
-                // The monitors are in force; the table catches up at the next reload or restart.
-                tracing::warn!(error = ?e, "cannot record the reloaded monitors in the database");
-                Default::default()
-            }
+        let synced = match &self.store {
+            None => Default::default(),
+            Some(store) => match store.sync_monitors(&rows, Timestamp::now()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // The monitors are in force; the table catches up at the next reload or
+                    // restart.
+                    tracing::warn!(error = ?e, "cannot record the reloaded monitors in the database");
+                    Default::default()
+                }
+            },
         };
         let rescheduled = match &self.scheduler {
             Some(s) => match s.apply().await {

@@ -23,7 +23,7 @@ use crate::capture::CaptureService;
 use crate::capture::error::CaptureError;
 use crate::config::Config;
 use crate::scheduler::Scheduler;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -51,14 +51,6 @@ pub enum RunError {
 /// Call before building any HTTP client; calling again is harmless.
 pub fn init_tls() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Opens the database named in the config (running migrations) and syncs the monitors into it.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StoreError> {
-    let store =
-        crate::store::connect(config.storage.database_url.expose(), config.storage.max_connections).await?;
-    Services::sync_monitors(&*store, config).await?;
-    Ok(store)
 }
 
 /// How [`run_with`] differs from the daemon.
@@ -107,6 +99,16 @@ pub async fn run_with(
     let hangup = options.config_path.as_ref().and_then(|_| crate::reload::hangup_signal());
     let roles = options.roles.unwrap_or_else(|| Roles::default_for(&config));
     roles.check(&config).map_err(RunError::Roles)?;
+    if roles.api && !roles.capture && config.capture.provider.is_none() {
+        tracing::warn!(
+            "the api role without the capture role or capture.provider: \"run now\" has no capture API to call"
+        );
+    }
+    if roles.ui && !roles.api {
+        tracing::warn!(
+            "the ui role without the api role: its images come from /api/runs/…, served by the api role"
+        );
+    }
     if roles.capture {
         // Said at start, in one line, rather than at the first capture.
         crate::capture::browser::find_chromium(config.capture.chromium_path.as_deref())
@@ -123,7 +125,7 @@ pub async fn run_with(
         std::fs::create_dir_all(dir).map_err(|source| RunError::DataDir { path: dir.clone(), source })?;
     }
     init_tls();
-    let services = Services::build(config).await?;
+    let services = Services::build(config, roles).await?;
     tracing::info!(%roles, "starting");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut bg = Background { tasks: JoinSet::new(), stop: stop_rx };
@@ -137,7 +139,7 @@ pub async fn run_with(
             at_start,
             monitors: services.monitors.clone(),
             scheduler: started.1.clone(),
-            store: services.store.clone(),
+            store: roles.records_monitors().then(|| services.store.clone()),
             metrics: services.metrics.clone(),
             #[cfg(unix)]
             hangup,

@@ -32,6 +32,12 @@ impl Roles {
         Roles { capture: config.capture.provider.is_none(), ..Roles::ALL }
     }
 
+    /// Whether this process keeps the `monitors` table in step with its config (at start and
+    /// on reload): every role but a capture-only one does.
+    pub fn records_monitors(&self) -> bool {
+        self.monitor || self.api || self.ui
+    }
+
     /// The monitor role needs a capture API: this process's, or `capture.provider`.
     pub fn check(&self, config: &Config) -> Result<(), String> {
         if self.monitor && !self.capture && config.capture.provider.is_none() {

@@ -63,9 +63,17 @@ pub struct Background {
 }
 
 impl Services {
-    /// Opens the database (running migrations, syncing the monitors) and builds the services.
-    pub async fn build(mut config: Config) -> Result<Services, RunError> {
-        let store = super::open_store(&config).await?;
+    /// Opens the database (running migrations, and recording the monitors unless the process
+    /// only captures) and builds the services.
+    pub async fn build(mut config: Config, roles: super::Roles) -> Result<Services, RunError> {
+        let store =
+            crate::store::connect(config.storage.database_url.expose(), config.storage.max_connections)
+                .await?;
+        // A capture-only process serves whoever submits; its `monitors:` (if any) are not the
+        // monitoring's, and must not mark the monitoring processes' monitors removed.
+        if roles.records_monitors() {
+            Self::sync_monitors(&*store, &config).await?;
+        }
         let metrics = Metrics::new();
         metrics.monitors.set(config.monitors.len() as i64);
         let webhook_key = keys::webhook_key(&config)?;

@@ -38,7 +38,8 @@ impl Reconciler {
     /// `reconcile_after`, rarely enough to cost nothing.
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let every = (self.after / 4).clamp(Duration::from_millis(250), Duration::from_secs(30));
-        let trouble = Exponential::new(every, Duration::from_secs(300).max(every));
+        // One run that keeps failing holds up the pass it is in: back off, but not for long.
+        let trouble = Exponential::new(every, Duration::from_secs(60).max(every));
         queue::run(self, Pacing::new(every, trouble), None, stop).await
     }
 }

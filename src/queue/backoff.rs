@@ -1,6 +1,6 @@
-//! Retry timing, one vocabulary for every queue: jitter, exponential backoff with a cap, and
-//! the outbox schedules (a list of delays, `Retry-After` honoured) that end in a terminal state.
-//! Pure: no clock, no I/O.
+//! Retry timing shared by the queues: jitter, exponential backoff with a cap (loop failures,
+//! capture job retries, tick recording), and outbox schedules (a list of delays, `Retry-After`
+//! honoured) that end dead-lettered. Pure: no clock, no I/O.
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! implementation ([`SqlStore`]) that runs the same SQL on SQLite (the embedded default) or
 //! PostgreSQL (several replicas), chosen by the database URL ([`pool`] says what differs).
 //! Queries are checked at run time, so building needs no database; one conformance story
-//! (tests/it/store.rs) runs every method on both backends.
+//! (tests/it/store/) runs every method on both backends.
 //!
 //! Blobs (captures, diffs) and baseline files live on disk, see [`blobs`].
 

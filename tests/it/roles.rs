@@ -136,7 +136,12 @@ async fn a_capture_role_and_a_monitor_role_in_two_processes() {
     let site = TestSite::start().await;
     site.set("home", &page("home", "rgb(255,0,0)"));
     let slack = FakeSlack::start().await;
-    let provider = spawn_provider_with("", Some("capture")).await;
+    // Its own `monitors:` are not the monitoring's: a capture-only process records none.
+    let provider = spawn_provider_with(
+        "monitors:\n  - name: elsewhere\n    url: http://127.0.0.1:9/\n",
+        Some("capture"),
+    )
+    .await;
     let yaml = config_using(&provider, &site, &slack, "");
     let app = TestApp::spawn_with_roles(Backend::Sqlite, &yaml, "monitor,api").await;
 
@@ -164,6 +169,7 @@ async fn a_capture_role_and_a_monitor_role_in_two_processes() {
     wait_for("the alert", Duration::from_secs(30), || async { (!slack.posted().is_empty()).then_some(()) })
         .await;
     let store = vigil::store::connect_for_inspection(&provider.db.url, 1).await.unwrap();
+    assert!(store.list_monitors().await.unwrap().is_empty(), "a capture-only process records no monitors");
     let jobs = store.count_jobs().await.unwrap();
     // The first capture, the change, and its second look (`retries_on_diff: 1`, the default).
     assert_eq!(jobs, [(vigil::store::JobStatus::Completed, 3)], "captured by the capture process: {jobs:?}");
