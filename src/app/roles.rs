@@ -58,7 +58,7 @@ impl FromStr for Roles {
             match name {
                 "all" => roles = Roles::ALL,
                 "api" => roles.api = true,
-                // `worker` is the design's first name for it.
+                // `worker`: the capture role's earlier name, still accepted.
                 "capture" | "worker" => roles.capture = true,
                 "monitor" => roles.monitor = true,
                 "ui" => roles.ui = true,
@@ -94,7 +94,7 @@ mod tests {
         let r: Roles = "capture".parse().unwrap();
         assert_eq!(r, Roles { api: false, capture: true, monitor: false, ui: false });
         assert_eq!("api, monitor,ui".parse::<Roles>().unwrap().to_string(), "api,monitor,ui");
-        assert_eq!("worker".parse::<Roles>().unwrap(), r, "the design's name for the capture role");
+        assert_eq!("worker".parse::<Roles>().unwrap(), r, "the capture role's earlier name");
         assert_eq!("all".parse::<Roles>().unwrap(), Roles::ALL);
         assert!("api,scheduler".parse::<Roles>().unwrap_err().contains("\"scheduler\""));
         assert!(",".parse::<Roles>().is_err());

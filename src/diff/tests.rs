@@ -1,4 +1,4 @@
-//! Unit tests of the parts beyond the pixelmatch port (which `tests/reference.rs` checks
+//! Unit tests of the parts beyond the pixelmatch port (which `tests/it/diff.rs` checks
 //! against npm): masks, size changes, fast paths, the report shape.
 
 use super::*;
