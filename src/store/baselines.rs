@@ -49,14 +49,7 @@ impl BaselineStore for SqlStore {
     async fn set_baseline(&self, b: &NewBaseline) -> Result<Baseline> {
         on_pool!(self, |p| {
             let mut tx = p.write_tx().await?;
-            sqlx::query(
-                "UPDATE baselines SET active = FALSE WHERE monitor = $1 AND viewport = $2 AND active",
-            )
-            .bind(&b.monitor)
-            .bind(&b.viewport)
-            .execute(&mut *tx)
-            .await?;
-            let row = insert_baseline(&mut tx, b).await?;
+            let row = activate(&mut tx, b).await?;
             tx.commit().await?;
             Ok(row)
         })
@@ -106,7 +99,7 @@ impl BaselineStore for SqlStore {
                 approved_by: by.to_owned(),
                 now,
             };
-            let row = insert_baseline(&mut tx, &restored).await?;
+            let row = activate(&mut tx, &restored).await?;
             tx.commit().await?;
             Ok(Some(row))
         })
@@ -115,14 +108,7 @@ impl BaselineStore for SqlStore {
     async fn approve_run(&self, run: &RunId, b: &NewBaseline) -> Result<Baseline> {
         on_pool!(self, |p| {
             let mut tx = p.write_tx().await?;
-            sqlx::query(
-                "UPDATE baselines SET active = FALSE WHERE monitor = $1 AND viewport = $2 AND active",
-            )
-            .bind(&b.monitor)
-            .bind(&b.viewport)
-            .execute(&mut *tx)
-            .await?;
-            let row = insert_baseline(&mut tx, b).await?;
+            let row = activate(&mut tx, b).await?;
             sqlx::query(
                 "UPDATE runs SET verdict = 'approved', reviewed_by = $2, updated_at = $3 WHERE id = $1 AND status = 'done'",
             )
@@ -153,9 +139,9 @@ impl BaselineStore for SqlStore {
     }
 }
 
-/// A new active version (the caller has deactivated the previous one), in the caller's
-/// transaction, on either backend.
-async fn insert_baseline<DB>(tx: &mut sqlx::Transaction<'_, DB>, b: &NewBaseline) -> Result<Baseline>
+/// Makes a new version the active one (the previous active version, if any, is deactivated),
+/// in the caller's transaction, on either backend.
+async fn activate<DB>(tx: &mut sqlx::Transaction<'_, DB>, b: &NewBaseline) -> Result<Baseline>
 where
     DB: sqlx::Database,
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -168,6 +154,11 @@ where
     for<'q> BaselineSource: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
+    sqlx::query("UPDATE baselines SET active = FALSE WHERE monitor = $1 AND viewport = $2 AND active")
+        .bind(&b.monitor)
+        .bind(&b.viewport)
+        .execute(&mut **tx)
+        .await?;
     Ok(sqlx::query_as(
         "INSERT INTO baselines (id, monitor, viewport, sha256, run_id, source, approved_by, active, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8)
