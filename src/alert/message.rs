@@ -4,8 +4,9 @@
 use serde::{Deserialize, Serialize};
 use slack_morphism::prelude::*;
 
+use crate::config::Monitor;
 use crate::diff::Region;
-use crate::store::AlertKind;
+use crate::store::{AlertKind, Run, Verdict};
 
 /// Action id of the *Approve as baseline* button (`POST /hooks/slack` reads it).
 pub const APPROVE_ACTION: &str = "vigil_approve";
@@ -36,6 +37,62 @@ pub struct AlertPayload {
     /// Uploaded into the message's thread, in this order.
     #[serde(default)]
     pub images: Vec<AlertImage>,
+}
+
+/// Which alert a verdict calls for, given the verdict of the run before: a change alerts every
+/// time; failures alert when a streak starts, and once more when it ends.
+pub fn alert_kind(verdict: Verdict, previous: Option<Verdict>) -> Option<AlertKind> {
+    let was_failing = previous == Some(Verdict::Failed);
+    match verdict {
+        Verdict::Changed => Some(AlertKind::Changed),
+        Verdict::Failed if !was_failing => Some(AlertKind::Failed),
+        Verdict::Unchanged | Verdict::BaselineCreated if was_failing => Some(AlertKind::Recovered),
+        _ => None,
+    }
+}
+
+impl AlertPayload {
+    /// The alert of a finished run (`monitor`: as configured now, if it still is), with the
+    /// baseline, current and diff images of a change.
+    pub fn for_run(
+        run: &Run,
+        monitor: Option<&Monitor>,
+        kind: AlertKind,
+        public_url: &url::Url,
+    ) -> AlertPayload {
+        let mut images = Vec::new();
+        if kind == AlertKind::Changed {
+            for (title, sha) in [
+                ("baseline", &run.baseline_sha256),
+                ("current", &run.current_sha256),
+                ("diff", &run.diff_sha256),
+            ] {
+                if let Some(sha) = sha {
+                    images.push(AlertImage {
+                        title: format!("{} {} — {title}", run.monitor, run.viewport),
+                        filename: format!("{}-{}-{title}.png", run.monitor, run.viewport),
+                        sha256: sha.clone(),
+                    });
+                }
+            }
+        }
+        AlertPayload {
+            kind,
+            monitor: run.monitor.to_string(),
+            url: monitor.map(|m| m.url.to_string()).unwrap_or_default(),
+            viewport: run.viewport.clone(),
+            run_id: run.id.to_string(),
+            channel: monitor.and_then(|m| m.slack_channel.clone()),
+            diff_pixels: run.diff_pixels,
+            total_pixels: run.total_pixels,
+            diff_ratio: run.diff_ratio,
+            size_changed: run.size_changed.unwrap_or(false),
+            regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
+            error: run.error.clone(),
+            review_url: public_url.join(&format!("runs/{}", run.id)).expect("valid").to_string(),
+            images,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -184,6 +241,19 @@ fn truncate(s: &str, max_chars: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_always_alert_failures_once_per_streak_and_recoveries_once() {
+        use Verdict::*;
+        assert_eq!(alert_kind(Changed, Some(Changed)), Some(AlertKind::Changed));
+        assert_eq!(alert_kind(Failed, Some(Unchanged)), Some(AlertKind::Failed), "a streak starts");
+        assert_eq!(alert_kind(Failed, None), Some(AlertKind::Failed));
+        assert_eq!(alert_kind(Failed, Some(Failed)), None, "the streak goes on");
+        assert_eq!(alert_kind(Unchanged, Some(Failed)), Some(AlertKind::Recovered));
+        assert_eq!(alert_kind(BaselineCreated, Some(Failed)), Some(AlertKind::Recovered));
+        assert_eq!(alert_kind(Unchanged, Some(Unchanged)), None);
+        assert_eq!(alert_kind(Approved, Some(Failed)), None, "a person's decision alerts no one");
+    }
 
     fn changed() -> AlertPayload {
         AlertPayload {

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
 use super::runs::Runs;
-use crate::alert::{AlertImage, AlertPayload};
+use crate::alert::{AlertPayload, alert_kind};
 use crate::baseline::{BaselineError, Baselines};
 use crate::config::{LiveMonitors, Mask, Monitor};
 use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png};
@@ -21,8 +21,7 @@ use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::blobs::BlobStore;
 use crate::store::{
-    AlertKind, BaselineSource, NewAlert, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store,
-    Verdict,
+    BaselineSource, NewAlert, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store, Verdict,
 };
 use crate::time::Timestamp;
 
@@ -201,28 +200,17 @@ impl Processor {
         }
     }
 
-    /// Queues the alerts a finished run calls for; queuing twice is a no-op (one per run and
-    /// kind). A change alerts every time; failures alert when a streak starts and when it ends.
+    /// Queues the alerts a finished run calls for (see [`alert_kind`]); queuing twice is a
+    /// no-op (one per run and kind).
     async fn queue_alerts(&self, run: &Run) -> Result<(), ProcessError> {
         let Some(verdict) = run.verdict else { return Ok(()) };
-        let kind = match verdict {
-            Verdict::Changed => Some(AlertKind::Changed),
-            Verdict::Failed | Verdict::Unchanged | Verdict::BaselineCreated => {
-                let previous =
-                    self.store.previous_verdict(&run.monitor, &run.viewport, run.created_at).await?;
-                let was_failing = previous == Some(Verdict::Failed);
-                match verdict {
-                    Verdict::Failed if !was_failing => Some(AlertKind::Failed),
-                    Verdict::Unchanged | Verdict::BaselineCreated if was_failing => {
-                        Some(AlertKind::Recovered)
-                    }
-                    _ => None,
-                }
-            }
-            Verdict::Approved | Verdict::Rejected => None,
+        let previous = match verdict {
+            Verdict::Changed | Verdict::Approved | Verdict::Rejected => None,
+            _ => self.store.previous_verdict(&run.monitor, &run.viewport, run.created_at).await?,
         };
-        let Some(kind) = kind else { return Ok(()) };
-        let payload = self.alert_payload(run, kind);
+        let Some(kind) = alert_kind(verdict, previous) else { return Ok(()) };
+        let monitor = self.monitors.find(&run.monitor);
+        let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
         let queued = self
             .store
             .enqueue_alert(&NewAlert {
@@ -239,43 +227,6 @@ impl Processor {
             self.alert_ready.notify_one();
         }
         Ok(())
-    }
-
-    fn alert_payload(&self, run: &Run, kind: AlertKind) -> AlertPayload {
-        let monitor = self.monitors.find(&run.monitor);
-        let monitor = monitor.as_ref();
-        let mut images = Vec::new();
-        if kind == AlertKind::Changed {
-            for (title, sha) in [
-                ("baseline", &run.baseline_sha256),
-                ("current", &run.current_sha256),
-                ("diff", &run.diff_sha256),
-            ] {
-                if let Some(sha) = sha {
-                    images.push(AlertImage {
-                        title: format!("{} {} — {title}", run.monitor, run.viewport),
-                        filename: format!("{}-{}-{title}.png", run.monitor, run.viewport),
-                        sha256: sha.clone(),
-                    });
-                }
-            }
-        }
-        AlertPayload {
-            kind,
-            monitor: run.monitor.to_string(),
-            url: monitor.map(|m| m.url.to_string()).unwrap_or_default(),
-            viewport: run.viewport.clone(),
-            run_id: run.id.to_string(),
-            channel: monitor.and_then(|m| m.slack_channel.clone()),
-            diff_pixels: run.diff_pixels,
-            total_pixels: run.total_pixels,
-            diff_ratio: run.diff_ratio,
-            size_changed: run.size_changed.unwrap_or(false),
-            regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
-            error: run.error.clone(),
-            review_url: self.public_url.join(&format!("runs/{}", run.id)).expect("valid").to_string(),
-            images,
-        }
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, ProcessError> {
