@@ -124,13 +124,15 @@ impl Services {
 
     /// Refreshes the queue-depth gauges before every scrape of `/metrics`.
     pub fn watch_queues(&self) {
-        let (store, metrics) = (self.store.clone(), self.metrics.clone());
+        // The gauge family, not the registry: a hook that held `Metrics` would keep it (and,
+        // through the other hooks, the browser) alive for ever.
+        let (store, queues) = (self.store.clone(), self.metrics.queues.clone());
         self.metrics.before_scrape(Box::new(move || {
-            let (store, metrics) = (store.clone(), metrics.clone());
+            let (store, queues) = (store.clone(), queues.clone());
             Box::pin(async move {
                 if let Ok(depths) = store.queue_depths().await {
                     for (queue, n) in depths {
-                        metrics.queues.get_or_create(&vec![("queue".into(), queue.into())]).set(n);
+                        queues.get_or_create(&vec![("queue".into(), queue.into())]).set(n);
                     }
                 }
             })
@@ -153,10 +155,15 @@ impl Services {
         };
         let capture_metrics = CaptureMetrics::new(&self.metrics, &pool);
         let service = CaptureService::new(asset_urls, pool, capture_metrics);
-        let (store, metrics, gauges) = (self.store.clone(), self.metrics.clone(), service.clone());
-        metrics.before_scrape(Box::new(move || {
-            let (store, gauges) = (store.clone(), gauges.clone());
-            Box::pin(async move { gauges.refresh_gauges(&*store).await })
+        // Weak: the metrics must not keep the browser alive once the role is gone.
+        let (store, gauges) = (self.store.clone(), Arc::downgrade(&service));
+        self.metrics.before_scrape(Box::new(move || {
+            let (store, gauges) = (store.clone(), gauges.upgrade());
+            Box::pin(async move {
+                if let Some(gauges) = gauges {
+                    gauges.refresh_gauges(&*store).await
+                }
+            })
         }));
         let delivery_ready = Arc::new(Notify::new());
         let settings = Arc::new(crate::capture::worker::WorkerSettings {

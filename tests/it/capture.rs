@@ -465,3 +465,48 @@ async fn the_openapi_document_matches_the_request_type() {
     let accepted: std::collections::BTreeSet<String> = fields.as_object().unwrap().keys().cloned().collect();
     assert_eq!(documented, accepted);
 }
+
+/// A daemon whose runtime goes away without a shutdown (a test that ends, an embedding that
+/// drops it) takes its Chromium with it: nothing may keep the browser alive past the daemon, or
+/// its processes outlive the program (the test suite once left 80 behind this way).
+#[test]
+fn a_daemon_dropped_without_shutdown_takes_its_browser_with_it() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (profile, dirs) = runtime.block_on(async {
+        let site = TestSite::start().await;
+        site.set("red", RED_BOX);
+        let app = spawn().await;
+        let r =
+            submit(&app, json!({"url": site.url("red"), "viewport": {"width": 320, "height": 200}})).await;
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        wait_for("the capture", Duration::from_secs(60), || {
+            let request = app.client.get(app.url(&location)).bearer_auth(TOKEN);
+            async move {
+                let doc: Value = request.send().await.ok()?.json().await.ok()?;
+                (doc["status"] == "completed").then_some(())
+            }
+        })
+        .await;
+        let profile = app.data_dir().join("chromium-");
+        let db_dir =
+            std::path::Path::new(app.db.url.trim_start_matches("sqlite://")).parent().unwrap().to_owned();
+        let dirs = [app.dir.path().to_owned(), db_dir];
+        // The daemon keeps running (no shutdown is sent): the runtime is dropped under it.
+        std::mem::forget(app);
+        (profile, dirs)
+    });
+    let running = || {
+        let out = std::process::Command::new("pgrep").arg("-f").arg(&profile).output().unwrap();
+        !out.stdout.is_empty()
+    };
+    assert!(running(), "the capture ran in this daemon's browser");
+    drop(runtime);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while running() {
+        assert!(std::time::Instant::now() < deadline, "Chromium outlived its daemon");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for dir in dirs {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
