@@ -30,8 +30,9 @@ pub enum CaptureError {
     BadImage(#[source] crate::diff::DiffError),
     #[error(transparent)]
     Policy(#[from] super::policy::PolicyError),
-    #[error("cannot store the capture: {0}")]
-    Storage(String),
+    /// `code`: `storage_full` or `storage_error`.
+    #[error("cannot store the capture: {message}")]
+    Storage { code: &'static str, message: String },
 }
 
 impl CaptureError {
@@ -49,7 +50,7 @@ impl CaptureError {
             CaptureError::Cdp(_) => "browser_error",
             CaptureError::BadImage(_) => "bad_image",
             CaptureError::Policy(e) => e.code(),
-            CaptureError::Storage(_) => "storage_error",
+            CaptureError::Storage { code, .. } => code,
         }
     }
 
@@ -72,6 +73,20 @@ impl CaptureError {
             message: self.to_string(),
             retryable: self.is_retryable(),
         }
+    }
+}
+
+impl From<crate::store::blobs::BlobError> for CaptureError {
+    fn from(e: crate::store::blobs::BlobError) -> Self {
+        let code = e.storage_fault().unwrap_or("storage_error");
+        CaptureError::Storage { code, message: crate::http::client::error_chain(&e) }
+    }
+}
+
+impl From<crate::store::StoreError> for CaptureError {
+    fn from(e: crate::store::StoreError) -> Self {
+        let code = e.storage_fault().unwrap_or("storage_error");
+        CaptureError::Storage { code, message: crate::http::client::error_chain(&e) }
     }
 }
 

@@ -203,8 +203,7 @@ impl Worker {
         let size = bytes.len() as i64;
         let sha256 = tokio::task::spawn_blocking(move || blobs.put(&bytes))
             .await
-            .map_err(|e| CaptureError::Storage(e.to_string()))?
-            .map_err(|e| CaptureError::Storage(e.to_string()))?;
+            .map_err(|e| CaptureError::Storage { code: "storage_error", message: e.to_string() })??;
         let asset = Asset {
             id: AssetId::new(),
             job_id: job.id.clone(),
@@ -215,7 +214,7 @@ impl Worker {
             size,
             created_at: Timestamp::now(),
         };
-        self.store.insert_asset(&asset).await.map_err(|e| CaptureError::Storage(e.to_string()))?;
+        self.store.insert_asset(&asset).await?;
         tracing::debug!(?captured, stored = ?t.elapsed(), "capture stored");
         Ok((
             asset.id,

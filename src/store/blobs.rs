@@ -30,6 +30,24 @@ impl BlobError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, BlobError::Io { .. })
     }
+
+    /// `storage_full` (no space, quota), `storage_error` (read-only, I/O), or `None` when
+    /// the disk is not at fault.
+    pub fn storage_fault(&self) -> Option<&'static str> {
+        match self {
+            BlobError::Io { source, .. } => Some(storage_code(source)),
+            _ => None,
+        }
+    }
+}
+
+/// The code of a failed file system write: `storage_full` or `storage_error`.
+pub fn storage_code(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    match e.kind() {
+        StorageFull | QuotaExceeded => "storage_full",
+        _ => "storage_error",
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {

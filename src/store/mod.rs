@@ -51,27 +51,50 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether trying again later may succeed (the database is busy, restarting, unreachable).
+    /// Whether trying again later may succeed (the database is busy, restarting, unreachable,
+    /// or its disk is full or failing: space and devices come back).
     pub fn is_retryable(&self) -> bool {
-        match self {
-            StoreError::Database(e) => match e {
-                // A connection cut mid-conversation surfaces as I/O, TLS or protocol trouble.
-                sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::Protocol(_)
-                | sqlx::Error::WorkerCrashed => true,
-                sqlx::Error::Database(db) => {
-                    // SQLite: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED; PostgreSQL: serialization,
-                    // deadlock, admin shutdown and connection classes.
-                    let code = db.code().unwrap_or_default();
-                    matches!(code.as_ref(), "5" | "6" | "40001" | "40P01" | "57P01" | "57P03")
-                        || code.starts_with("08")
-                }
-                _ => false,
-            },
+        self.storage_fault().is_some() || self.is_unavailable()
+    }
+
+    fn is_unavailable(&self) -> bool {
+        let StoreError::Database(e) = self else { return false };
+        match e {
+            // A connection cut mid-conversation surfaces as I/O, TLS or protocol trouble.
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                // SQLite: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED; PostgreSQL: serialization,
+                // deadlock, admin shutdown and connection classes.
+                let code = db.code().unwrap_or_default();
+                matches!(code.as_ref(), "5" | "6" | "40001" | "40P01" | "57P01" | "57P03")
+                    || code.starts_with("08")
+            }
             _ => false,
+        }
+    }
+
+    /// The database's disk is full (`storage_full`) or failing (`storage_error`): SQLite's
+    /// `SQLITE_FULL` and `SQLITE_IOERR`/`READONLY`/`CANTOPEN`/`CORRUPT` (extended codes
+    /// included), PostgreSQL's `disk_full` and `io_error`.
+    pub fn storage_fault(&self) -> Option<&'static str> {
+        let StoreError::Database(sqlx::Error::Database(db)) = self else { return None };
+        let code = db.code().unwrap_or_default();
+        if let Ok(sqlite) = code.parse::<i32>() {
+            return match sqlite & 0xff {
+                13 => Some("storage_full"),
+                8 | 10 | 11 | 14 => Some("storage_error"),
+                _ => None,
+            };
+        }
+        match code.as_ref() {
+            "53100" => Some("storage_full"),
+            "58030" => Some("storage_error"),
+            _ => None,
         }
     }
 
@@ -80,8 +103,11 @@ impl StoreError {
         match self {
             StoreError::UnsupportedUrl => "unsupported_database_url",
             StoreError::Migrate(_) => "migration_failed",
-            StoreError::Database(_) if self.is_retryable() => "database_unavailable",
-            StoreError::Database(_) => "database_error",
+            StoreError::Database(_) => match self.storage_fault() {
+                Some(code) => code,
+                None if self.is_unavailable() => "database_unavailable",
+                None => "database_error",
+            },
         }
     }
 }

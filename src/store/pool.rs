@@ -10,15 +10,22 @@
 //!   transaction that reads and then writes fails at once with `SQLITE_BUSY` (no busy wait) when
 //!   another connection committed in between; taking the write lock up front makes it wait on the
 //!   busy timeout instead.
+//!
+//! On both, a connection whose transaction did not end cleanly is closed instead of going
+//! back to the pool ([`discard_if_poisoned`]): a COMMIT that failed (SQLite's `SQLITE_FULL`,
+//! say) can leave sqlx counting a transaction that the database already rolled back (every
+//! later `BEGIN` on it then fails) or one that is still open (every later write on it would
+//! vanish uncommitted).
 
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::pool::PoolConnectionMetadata;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Connection, Postgres, Sqlite, Transaction};
 
 use super::{Backend, Result};
 
@@ -84,17 +91,22 @@ impl Pool {
     }
 
     /// SQLite, the embedded default: one file, WAL journal, a busy timeout so concurrent writers
-    /// wait instead of failing. WAL + NORMAL is durable across process crashes (only an OS crash
-    /// can lose the last transactions), the usual trade-off for a daemon.
+    /// wait instead of failing. `synchronous = FULL`: a commit is on disk before it returns, so
+    /// whatever vigil acknowledged (a run id, a job id, an approval) survives an OS crash or a
+    /// power cut too; vigil writes a few rows per capture, so the fsync per commit costs nothing
+    /// that matters.
     pub async fn sqlite(url: &str, max_connections: u32) -> Result<Pool> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool =
-            SqlitePoolOptions::new().max_connections(max_connections.max(1)).connect_with(options).await?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .after_release(|conn, meta| Box::pin(discard_if_poisoned(conn, meta)))
+            .connect_with(options)
+            .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
         Ok(Pool::Sqlite(pool))
     }
@@ -104,9 +116,26 @@ impl Pool {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(Duration::from_secs(5))
+            .after_release(|conn, meta| Box::pin(discard_if_poisoned(conn, meta)))
             .connect(url)
             .await?;
         POSTGRES_MIGRATIONS.run(&pool).await?;
         Ok(Pool::Postgres(pool))
     }
+}
+
+/// Whether a connection given back may be used again: not if a transaction is still counted on
+/// it once the pending rollback of a dropped transaction has run (the ping waits for that).
+async fn discard_if_poisoned<C: Connection>(
+    conn: &mut C,
+    _: PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    conn.ping().await?;
+    if conn.is_in_transaction() {
+        tracing::warn!(
+            "a database connection was left inside a transaction (a failed COMMIT?); it is closed"
+        );
+        return Ok(false);
+    }
+    Ok(true)
 }
