@@ -13,6 +13,7 @@ pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod diff;
+pub mod disk;
 pub mod http;
 pub mod ids;
 pub mod pipeline;

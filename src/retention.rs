@@ -122,3 +122,22 @@ impl Pruner {
         }
     }
 }
+
+/// While a volume is low on space: a pass now instead of at the next hour. Only what is past
+/// retention goes (never an active baseline, never a capture a baseline version refers to).
+#[async_trait::async_trait]
+impl crate::disk::OnTrouble for Pruner {
+    async fn emergency_prune(&self) -> Option<String> {
+        match self.prune_once(Timestamp::now().minus(self.retention)).await {
+            Ok(0) => Some(format!(
+                "nothing older than storage.retention ({}) to delete",
+                humantime::format_duration(self.retention)
+            )),
+            Ok(n) => Some(format!("{n} captures and diff images older than storage.retention deleted")),
+            Err(e) => {
+                tracing::warn!(error = %e, "emergency prune failed");
+                Some(format!("the prune failed ({e})"))
+            }
+        }
+    }
+}

@@ -226,7 +226,7 @@ pub fn percent(ratio: f64) -> String {
 }
 
 /// Slack's mrkdwn needs `&`, `<` and `>` escaped.
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
 

@@ -18,6 +18,8 @@
 mod connector;
 pub mod interactions;
 pub mod message;
+pub mod operator;
+pub mod run_alerts;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -146,7 +146,8 @@ pub async fn run_with(
         };
         bg.tasks.spawn(reloader.run(bg.stop.clone()));
     }
-    let app = crate::http::router(routes, services.store.clone(), services.metrics.clone());
+    let app =
+        crate::http::router(routes, services.store.clone(), services.disk.clone(), services.metrics.clone());
     let started = Started { background: bg.tasks, stop, capture: started.0, cron: started.1 };
     serve(listener, app, shutdown, services.config.server.shutdown_timeout, started, &services).await
 }
@@ -159,6 +160,7 @@ async fn start_roles(
     bg: &mut Background,
 ) -> Result<(axum::Router, (Option<Arc<CaptureService>>, Option<Arc<Scheduler>>)), RunError> {
     services.watch_queues();
+    services.watch_disk(bg, roles.monitor);
     if roles.api || roles.ui || roles.monitor {
         services.repair_baseline_files().await;
     }

@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use super::RunError;
 use super::keys;
 use crate::alert::interactions::{Interactions, SlackHooks};
+use crate::alert::run_alerts::RunAlerts;
 use crate::alert::{Alerter, SlackSender};
 use crate::baseline::Baselines;
 use crate::capture::browser::{BrowserPool, BrowserSettings};
@@ -19,6 +20,7 @@ use crate::capture::client::CaptureClient;
 use crate::capture::worker::Worker;
 use crate::capture::{AssetUrls, CaptureApi, CaptureMetrics, CaptureService};
 use crate::config::{Config, LiveMonitors, Secret};
+use crate::disk::DiskHealth;
 use crate::http::client::client;
 use crate::http::rate_limit::RateLimiter;
 use crate::http::{Auth, Metrics};
@@ -54,6 +56,8 @@ pub struct Services {
     /// Woken when an alert is queued, for the alerter.
     pub alerts: Arc<Notify>,
     pub slack: Option<Arc<SlackSender>>,
+    /// The volumes vigil writes: checked at start, then by [`Services::watch_disk`].
+    pub disk: DiskHealth,
 }
 
 /// The background tasks of the roles, and the signal that stops them.
@@ -95,7 +99,17 @@ impl Services {
             webhook_url: config.server.public_url.join("hooks/capture").expect("valid URL").to_string(),
         };
         let results = Arc::new(Notify::new());
-        let runs = Arc::new(Runs { store: store.clone(), capture, results: results.clone() });
+        let disk = DiskHealth::new(crate::disk::volumes(&config), config.storage.min_free);
+        if let Some(v) = disk.check().trouble() {
+            tracing::error!(
+                volume = v.name,
+                condition = v.condition.code(),
+                "{}; no capture starts until it is fixed",
+                v.describe()
+            );
+        }
+        let runs =
+            Arc::new(Runs { store: store.clone(), capture, results: results.clone(), disk: disk.clone() });
         let blobs = BlobStore::new(&config.storage.data_dir);
         let files = BaselineFiles::new(&config.storage.baselines_dir);
         let baselines = Baselines { store: store.clone(), blobs: blobs.clone(), files };
@@ -119,6 +133,7 @@ impl Services {
             results,
             alerts: Arc::new(Notify::new()),
             slack,
+            disk,
         })
     }
 
@@ -137,6 +152,41 @@ impl Services {
                 }
             })
         }));
+    }
+
+    /// Checks the volumes every few seconds (gauges, operator notices); when `prune`, an
+    /// emergency retention pass runs while a volume is low.
+    pub fn watch_disk(&self, bg: &mut Background, prune: bool) {
+        let free = Family::default();
+        self.metrics.register("storage_free_bytes", "Free bytes on each volume vigil writes", free.clone());
+        let size = Family::default();
+        self.metrics.register("storage_size_bytes", "Size of each volume vigil writes", size.clone());
+        let (notices, rx) = tokio::sync::mpsc::channel(crate::alert::operator::BACKLOG);
+        bg.tasks.spawn(crate::alert::operator::run(rx, self.slack.clone(), bg.stop.clone()));
+        let prune = prune.then(|| {
+            Arc::new(DiskUpkeep { pruner: self.pruner(), baselines: self.baselines.clone() })
+                as Arc<dyn crate::disk::OnTrouble>
+        });
+        let ballast = Some(Arc::new(crate::disk::Ballast::in_dir(&self.config.storage.data_dir)));
+        let watcher = crate::disk::Watcher { health: self.disk.clone(), free, size, notices, prune, ballast };
+        bg.tasks.spawn(watcher.run(bg.stop.clone()));
+    }
+
+    fn run_alerts(&self) -> RunAlerts {
+        RunAlerts {
+            store: self.store.clone(),
+            monitors: self.monitors.clone(),
+            public_url: self.config.server.public_url.clone(),
+            ready: self.alerts.clone(),
+        }
+    }
+
+    fn pruner(&self) -> Pruner {
+        Pruner {
+            store: self.store.clone(),
+            blobs: self.blobs.clone(),
+            retention: self.config.storage.retention,
+        }
     }
 
     /// The capture role: the capture API, its workers and the delivery of their webhooks.
@@ -200,6 +250,7 @@ impl Services {
             capture: service.clone(),
             monitors: self.monitors.clone(),
             auth: self.auth.clone(),
+            disk: self.disk.clone(),
         };
         (crate::capture::router(api), service)
     }
@@ -218,12 +269,11 @@ impl Services {
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             baselines: self.baselines.clone(),
-            public_url: config.server.public_url.clone(),
             monitors: self.monitors.clone(),
             client: client(Duration::from_secs(30)),
             ready: self.results.clone(),
             runs: self.runs.clone(),
-            alert_ready: self.alerts.clone(),
+            alerts: self.run_alerts(),
             verdicts,
         };
         bg.tasks.spawn(processor.run(bg.stop.clone()));
@@ -233,14 +283,12 @@ impl Services {
             after: config.capture.reconcile_after,
             monitors: self.monitors.clone(),
             webhook_received: self.results.clone(),
+            deadline: config.capture.run_deadline,
+            disk: self.disk.clone(),
+            alerts: self.run_alerts(),
         };
         bg.tasks.spawn(reconciler.run(bg.stop.clone()));
-        let pruner = Pruner {
-            store: self.store.clone(),
-            blobs: self.blobs.clone(),
-            retention: config.storage.retention,
-        };
-        bg.tasks.spawn(pruner.run(bg.stop.clone()));
+        bg.tasks.spawn(self.pruner().run(bg.stop.clone()));
         let outcomes = Family::default();
         self.metrics.register("alerts", "Alert send attempts by outcome", outcomes.clone());
         let alerter = Alerter {
@@ -320,6 +368,30 @@ impl Services {
             "database ready"
         );
         Ok(())
+    }
+}
+
+/// What the monitor role does about a volume in trouble: prune at once; once it recovers,
+/// rewrite the baseline files that could not be written meanwhile.
+struct DiskUpkeep {
+    pruner: Pruner,
+    baselines: Baselines,
+}
+
+#[async_trait::async_trait]
+impl crate::disk::OnTrouble for DiskUpkeep {
+    async fn emergency_prune(&self) -> Option<String> {
+        self.pruner.emergency_prune().await
+    }
+
+    async fn recovered(&self) {
+        match self.baselines.repair_files(crate::baseline::REPAIR_AT_START).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(files = n, "baseline files written after the storage recovered"),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check the baseline files after the storage recovered")
+            }
+        }
     }
 }
 

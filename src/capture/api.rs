@@ -36,6 +36,8 @@ pub struct CaptureApi {
     /// The monitors in force: their own captures are trusted by the address policy.
     pub monitors: LiveMonitors,
     pub auth: Auth,
+    /// Captures are refused (503) while the volume they are stored on is in trouble.
+    pub disk: crate::disk::DiskHealth,
 }
 
 impl FromRef<CaptureApi> for Auth {
@@ -69,6 +71,12 @@ async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req = request::parse(&body).map_err(|e| invalid(e.field, e.message))?;
+    if let Some((condition, why)) = state.disk.refusal() {
+        return Err(ApiError::Unavailable {
+            code: condition.code(),
+            message: format!("captures are paused: {why}"),
+        });
+    }
     let spec = req.validate().map_err(|e| invalid(e.field, e.message))?;
     let trusted = req.is_for_monitor(&state.monitors.current());
     super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private)

@@ -28,7 +28,7 @@ pub use values::{InterpolateError, interpolate};
 use ctx::{Ctx, Fields};
 use monitor::{page_url, required};
 use node::{Node, Pos};
-use values::{duration, integer, list, text, text_list};
+use values::{duration, free_space, integer, list, text, text_list};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://vigil.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -210,13 +210,15 @@ fn storage(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<StorageConfig> {
     let retention = or_default(ctx, f, "retention", Duration::from_secs(30 * 24 * 3600), |ctx, n, p| {
         duration(ctx, n, p, Duration::from_secs(3600), Duration::from_secs(10 * 365 * 24 * 3600))
     });
-    f.finish(ctx, &["database_url", "data_dir", "baselines_dir", "max_connections", "retention"]);
+    let min_free = or_default(ctx, f, "min_free", MinFree::Default, free_space);
+    f.finish(ctx, &["database_url", "data_dir", "baselines_dir", "max_connections", "retention", "min_free"]);
     Some(StorageConfig {
         database_url: Secret::new(database_url?),
         data_dir: data_dir?,
         baselines_dir: baselines_dir?,
         max_connections: max_connections?,
         retention: retention?,
+        min_free: min_free?,
     })
 }
 
@@ -286,6 +288,23 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
     let reconcile_after = or_default(ctx, f, "reconcile_after", Duration::from_secs(120), |ctx, n, p| {
         duration(ctx, n, p, Duration::from_secs(1), Duration::from_secs(24 * 3600))
     });
+    // Long enough for every attempt of a capture plus a look by the reconciler.
+    let floor = job_timeout.zip(max_attempts).zip(reconcile_after).map(|((t, n), r)| t * n + 2 * r);
+    let run_deadline = or_default(ctx, f, "run_deadline", Duration::from_secs(3600), |ctx, n, p| {
+        let d = duration(ctx, n, p, Duration::from_secs(10), Duration::from_secs(7 * 24 * 3600))?;
+        match floor {
+            Some(floor) if d < floor => {
+                let floor = humantime::format_duration(floor);
+                ctx.error(
+                    n.pos,
+                    p,
+                    format!("must be at least job_timeout × max_attempts + 2 × reconcile_after ({floor})"),
+                );
+                None
+            }
+            _ => Some(d),
+        }
+    });
     f.finish(
         ctx,
         &[
@@ -299,6 +318,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
             "asset_ttl",
             "allow_private",
             "reconcile_after",
+            "run_deadline",
         ],
     );
     Some(CaptureConfig {
@@ -312,6 +332,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
         asset_ttl: asset_ttl?,
         allow_private: allow_private?,
         reconcile_after: reconcile_after?,
+        run_deadline: run_deadline?,
     })
 }
 

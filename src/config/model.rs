@@ -39,6 +39,32 @@ pub struct StorageConfig {
     pub max_connections: u32,
     /// Captures and diff images older than this are deleted; baselines never are.
     pub retention: Duration,
+    /// The low-water mark of free space on each volume vigil writes; below it no capture starts.
+    pub min_free: MinFree,
+}
+
+/// `storage.min_free`: free space to keep on each volume vigil writes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MinFree {
+    Bytes(u64),
+    /// A share of the volume's size (0.05 for `5%`).
+    Ratio(f64),
+    /// The default: 5 % of the volume, but never more than 1 GiB.
+    Default,
+}
+
+impl MinFree {
+    pub const DEFAULT_RATIO: f64 = 0.05;
+    pub const DEFAULT_CAP: u64 = 1 << 30;
+
+    /// The mark in bytes on a volume of `total` bytes.
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            MinFree::Bytes(b) => b,
+            MinFree::Ratio(r) => (total as f64 * r) as u64,
+            MinFree::Default => ((total as f64 * Self::DEFAULT_RATIO) as u64).min(Self::DEFAULT_CAP),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +81,9 @@ pub struct CaptureConfig {
     pub allow_private: Vec<ipnet::IpNet>,
     /// A pending run untouched this long is looked up in the capture API (the reconciler).
     pub reconcile_after: Duration,
+    /// A run still pending this long after it started is failed (the reconciler), so no run
+    /// stays pending for ever and none silences its monitor's schedule.
+    pub run_deadline: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -210,3 +210,47 @@ fn ten_thousand_monitors_are_accepted() {
     let c = parse(&yaml, "m.yaml", &no_env).unwrap();
     assert_eq!(c.monitors.len(), 10_000);
 }
+
+#[test]
+fn min_free_reads_sizes_and_shares_and_defaults_to_5_percent_capped_at_1_gib() {
+    let read = |v: &str| {
+        parse(&format!("storage:\n  min_free: {v}\n"), "m.yaml", &no_env).map(|c| c.storage.min_free)
+    };
+    assert_eq!(read("2GiB").unwrap(), MinFree::Bytes(2 << 30));
+    assert_eq!(read("500MB").unwrap(), MinFree::Bytes(500_000_000));
+    assert_eq!(read("1048576").unwrap(), MinFree::Bytes(1 << 20));
+    assert_eq!(read("\"10%\"").unwrap(), MinFree::Ratio(0.1));
+    for bad in ["lots", "-3", "\"150%\"", "5 parsecs"] {
+        let errors = errors(&format!("storage:\n  min_free: {bad}\n"));
+        assert!(
+            errors.iter().any(|e| e.contains("storage.min_free") && e.contains("a size like")),
+            "{bad}: {errors:?}"
+        );
+    }
+    let c = parse("monitors: []\n", "m.yaml", &no_env).unwrap();
+    assert_eq!(c.storage.min_free, MinFree::Default);
+    // 5 % of a 64 MB volume; 1 GiB of a 2 TB one.
+    assert_eq!(MinFree::Default.bytes(64_000_000), 3_200_000);
+    assert_eq!(MinFree::Default.bytes(2_000_000_000_000), 1 << 30);
+    assert_eq!(MinFree::Ratio(0.1).bytes(1000), 100);
+}
+
+#[test]
+fn run_deadline_must_outlast_every_capture_attempt() {
+    let c = parse("monitors: []\n", "m.yaml", &no_env).unwrap();
+    assert_eq!(c.capture.run_deadline, Duration::from_secs(3600));
+    let errors = errors(
+        "capture:\n  job_timeout: 60s\n  max_attempts: 3\n  reconcile_after: 60s\n  run_deadline: 4m\n",
+    );
+    assert!(
+        errors.iter().any(|e| e.contains("capture.run_deadline") && e.contains("at least")),
+        "{errors:?}"
+    );
+    let c = parse(
+        "capture:\n  job_timeout: 60s\n  max_attempts: 3\n  reconcile_after: 60s\n  run_deadline: 5m\n",
+        "m.yaml",
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(c.capture.run_deadline, Duration::from_secs(300));
+}

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::ctx::{Ctx, Fields};
-use super::model::Viewport;
+use super::model::{MinFree, Viewport};
 use super::node::{Node, Value};
 
 /// Expands `${NAME}` and `${NAME:-default}`; `$${` is a literal `${`.
@@ -217,6 +217,53 @@ pub(crate) fn percentage(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<f
             None
         }
     }
+}
+
+/// Free space: a share of the volume (`5%`) or a size (`500MB`, `2GiB`, `1048576`).
+pub(crate) fn free_space(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<MinFree> {
+    let what = "a size like \"2GiB\" or \"500MB\", or a share of the volume like \"5%\"";
+    let parsed = match &node.value {
+        Value::Int(i) if *i >= 0 => Some(MinFree::Bytes(*i as u64)),
+        Value::Str(_) => {
+            let s = scalar_text(ctx, node, path, what)?;
+            let s = s.trim();
+            match s.strip_suffix('%') {
+                Some(p) => p
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..100.0).contains(p))
+                    .map(|p| MinFree::Ratio(p / 100.0)),
+                None => byte_size(s).map(MinFree::Bytes),
+            }
+        }
+        _ => None,
+    };
+    if parsed.is_none() {
+        ctx.expected(node, path, what);
+    }
+    parsed
+}
+
+/// `1048576`, `500KB`, `500MB`, `2GB`, `1TB` (powers of 1000) or `KiB` … `TiB` (powers of 1024).
+fn byte_size(s: &str) -> Option<u64> {
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit = match unit.trim() {
+        "" | "B" => 1u64,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "TiB" => 1 << 40,
+        _ => return None,
+    };
+    let bytes = number * unit as f64;
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
 }
 
 /// A list of items; a single scalar is not silently promoted.

@@ -24,6 +24,9 @@ pub enum ApiError {
     Internal,
     #[error("{message}")]
     Invalid { field: String, message: String },
+    /// 503: the service cannot take this now (its disk is full, say); try again later.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error("storage unavailable")]
     Store(#[from] StoreError),
 }
@@ -38,6 +41,7 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -48,7 +52,9 @@ impl ApiError {
             ApiError::NotFound(_) => "not_found",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
-            ApiError::Refused { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Refused { code, .. }
+            | ApiError::Conflict { code, .. }
+            | ApiError::Unavailable { code, .. } => code,
             ApiError::Internal => "internal",
             ApiError::Invalid { .. } => "invalid_request",
             ApiError::Store(e) => e.code(),
@@ -59,8 +65,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::error!(error = ?self, code = self.code(), "request failed");
+        match &self {
+            // Expected while it lasts, and said once by whoever found it (the disk check).
+            ApiError::Unavailable { .. } => tracing::debug!(code = self.code(), "request refused: {self}"),
+            _ if status.is_server_error() => {
+                tracing::error!(error = ?self, code = self.code(), "request failed")
+            }
+            _ => {}
         }
         let mut body = json!({ "error": { "code": self.code(), "message": self.to_string() } });
         if let ApiError::Invalid { field, .. } = &self {

@@ -1,4 +1,7 @@
-//! `/healthz` (the process answers) and `/readyz` (and its database does).
+//! `/healthz` (the process answers) and `/readyz` (its database answers and no volume it writes
+//! is low on space, read-only or failing: see [`crate::disk`]).
+
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -6,24 +9,47 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use std::sync::Arc;
-
+use crate::disk::DiskHealth;
 use crate::store::Store;
 
-pub fn router(store: Arc<dyn Store>) -> Router {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(store)
+#[derive(Clone)]
+struct Ready {
+    store: Arc<dyn Store>,
+    disk: DiskHealth,
+}
+
+pub fn router(store: Arc<dyn Store>, disk: DiskHealth) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(Ready { store, disk })
 }
 
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-async fn readyz(State(store): State<Arc<dyn Store>>) -> (StatusCode, Json<Value>) {
-    match store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready", "database": "ok" }))),
+async fn readyz(State(ready): State<Ready>) -> (StatusCode, Json<Value>) {
+    let database = match ready.store.ping().await {
+        Ok(()) => None,
         Err(e) => {
             tracing::warn!(error = ?e, "readiness check: database unreachable");
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "database": e.code() })))
+            Some(e.code())
         }
+    };
+    let disk = ready.disk.current();
+    let storage = match disk.trouble() {
+        None => json!({ "status": "ok", "volumes": disk.volumes }),
+        Some(v) => json!({ "status": v.condition.code(), "message": v.describe(), "volumes": disk.volumes }),
+    };
+    let ready_now = database.is_none() && disk.trouble().is_none();
+    let body = json!({
+        "status": if ready_now { "ready" } else { "unavailable" },
+        "database": database.unwrap_or("ok"),
+        "storage": storage,
+    });
+    match ready_now {
+        true => (StatusCode::OK, Json(body)),
+        false => (StatusCode::SERVICE_UNAVAILABLE, Json(body)),
     }
 }

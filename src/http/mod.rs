@@ -19,13 +19,14 @@ pub use auth::{Auth, Authenticated};
 pub use error::ApiError;
 pub use metrics::Metrics;
 
+use crate::disk::DiskHealth;
 use crate::store::Store;
 
 /// The features' routes with health and metrics (served by every role), and the request metrics
 /// layer over all of them.
-pub fn router(features: Router, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Router {
+pub fn router(features: Router, store: Arc<dyn Store>, disk: DiskHealth, metrics: Arc<Metrics>) -> Router {
     features
-        .merge(health::router(store))
+        .merge(health::router(store, disk))
         .merge(metrics::router(metrics.clone()))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
 }

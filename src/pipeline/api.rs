@@ -113,6 +113,12 @@ async fn run_now(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = find(&state, &name)?;
+    if let Some((condition, why)) = state.runs.disk.refusal() {
+        return Err(ApiError::Unavailable {
+            code: condition.code(),
+            message: format!("no capture starts now: {why}"),
+        });
+    }
     let run_ids = state.runs.fire(&m, Timestamp::now(), Trigger::Manual).await?;
     if run_ids.is_empty() {
         return Err(ApiError::Conflict {

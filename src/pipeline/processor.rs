@@ -12,16 +12,16 @@ use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
 use super::runs::Runs;
-use crate::alert::{AlertPayload, alert_kind};
+use crate::alert::run_alerts::RunAlerts;
 use crate::baseline::{BaselineError, Baselines};
 use crate::config::{LiveMonitors, Mask, Monitor};
 use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png};
-use crate::ids::{AlertId, RunId};
+use crate::ids::RunId;
 use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::blobs::BlobStore;
 use crate::store::{
-    BaselineSource, NewAlert, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store, Verdict,
+    BaselineSource, NewBaseline, ReceivedWebhook, Run, RunOutcome, RunStatus, Store, Verdict,
 };
 use crate::time::Timestamp;
 
@@ -33,16 +33,14 @@ pub struct Processor {
     pub blobs: BlobStore,
     /// Writes the first capture of a monitor and viewport as its baseline.
     pub baselines: Baselines,
-    /// `server.public_url`, for the review links in alerts.
-    pub public_url: url::Url,
     /// The monitors in force; replaced on reload.
     pub monitors: LiveMonitors,
     pub client: reqwest::Client,
     pub ready: Arc<Notify>,
     /// Re-captures for `retries_on_diff`.
     pub runs: Arc<Runs>,
-    /// Wakes the alerter when an alert is queued.
-    pub alert_ready: Arc<Notify>,
+    /// Queues the alerts of the runs it judges.
+    pub alerts: RunAlerts,
     /// Runs judged, by verdict.
     pub verdicts: prometheus_client::metrics::family::Family<
         Vec<(String, String)>,
@@ -152,7 +150,7 @@ impl Processor {
         };
         if run.status != RunStatus::Pending {
             // Judged already; a crash may have come between the verdict and its alert.
-            return self.queue_alerts(&run).await;
+            return Ok(self.alerts.queue(&run).await?);
         }
         if run.job_id.as_ref().is_some_and(|j| j.as_str() != result.job_id) {
             // The result of a capture this run has replaced (a re-capture, a resubmission).
@@ -195,38 +193,9 @@ impl Processor {
             tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, ?verdict, diff_pixels = ?outcome.diff_pixels, "run judged");
         }
         match self.store.get_run(&run.id).await? {
-            Some(done) => self.queue_alerts(&done).await,
+            Some(done) => Ok(self.alerts.queue(&done).await?),
             None => Ok(()),
         }
-    }
-
-    /// Queues the alerts a finished run calls for (see [`alert_kind`]); queuing twice is a
-    /// no-op (one per run and kind).
-    async fn queue_alerts(&self, run: &Run) -> Result<(), ProcessError> {
-        let Some(verdict) = run.verdict else { return Ok(()) };
-        let previous = match verdict {
-            Verdict::Changed | Verdict::Approved | Verdict::Rejected => None,
-            _ => self.store.previous_verdict(&run.monitor, &run.viewport, run.created_at).await?,
-        };
-        let Some(kind) = alert_kind(verdict, previous) else { return Ok(()) };
-        let monitor = self.monitors.find(&run.monitor);
-        let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
-        let queued = self
-            .store
-            .enqueue_alert(&NewAlert {
-                id: AlertId::new(),
-                run_id: run.id.clone(),
-                monitor: run.monitor.clone(),
-                kind,
-                payload: serde_json::to_string(&payload).expect("serialises"),
-                now: Timestamp::now(),
-            })
-            .await?;
-        if queued {
-            tracing::info!(run = %run.id, monitor = %run.monitor, %kind, "alert queued");
-            self.alert_ready.notify_one();
-        }
-        Ok(())
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, ProcessError> {

@@ -6,6 +6,12 @@
 //! - queued or running: left alone (touched, so it is looked at again later);
 //! - unknown to the API, or never submitted (a crash between recording and submitting): the
 //!   capture is submitted again.
+//!
+//! A run still pending `capture.run_deadline` after it started is failed instead, whatever
+//! held it (a full disk, a result that cannot be fetched or stored): `storage_full` or
+//! `storage_error` when the disk was in trouble since the run started, `run_deadline_exceeded`
+//! otherwise; its failure alert is queued the usual way. So no run stays pending for ever and
+//! none holds up its monitor's schedule.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +19,9 @@ use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
 use super::runs::Runs;
+use crate::alert::run_alerts::RunAlerts;
 use crate::config::LiveMonitors;
+use crate::disk::DiskHealth;
 use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::{Run, RunOutcome, Store, Verdict};
@@ -28,6 +36,12 @@ pub struct Reconciler {
     pub monitors: LiveMonitors,
     /// Wakes the processor.
     pub webhook_received: Arc<Notify>,
+    /// `capture.run_deadline`.
+    pub deadline: Duration,
+    /// Whether the disk was in trouble while a run was pending (the code of its failure).
+    pub disk: DiskHealth,
+    /// Queues the failure alert of a run past its deadline.
+    pub alerts: RunAlerts,
 }
 
 /// Stale runs looked at per pass.
@@ -83,6 +97,28 @@ impl Reconciler {
                 .fail(run, "monitor_removed", "the monitor or viewport is no longer configured")
                 .await;
         };
+        if run.created_at < Timestamp::now().minus(self.deadline) {
+            let deadline = humantime::format_duration(self.deadline);
+            let (code, message) = match self.disk.troubled_since(run.created_at) {
+                Some(condition) => (
+                    condition.run_code(),
+                    format!(
+                        "not finished within capture.run_deadline ({deadline}): the disk was {}",
+                        condition.code()
+                    ),
+                ),
+                None => (
+                    "run_deadline_exceeded",
+                    format!("not finished within capture.run_deadline ({deadline})"),
+                ),
+            };
+            tracing::warn!(run = %run.id, monitor = %run.monitor, code, "{message}; the run is failed");
+            self.fail(run, code, &message).await?;
+            if let Ok(Some(done)) = self.store.get_run(&run.id).await {
+                self.alerts.queue(&done).await.map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
         let Some(job) = &run.job_id else {
             let job = self.runs.resubmit(monitor, viewport, run).await?;
             tracing::info!(run = %run.id, %job, "run was never submitted; submitted now");
@@ -143,7 +179,8 @@ impl Reconciler {
         let outcome = RunOutcome {
             verdict: Some(Verdict::Failed),
             error: Some(
-                serde_json::json!({"code": code, "message": message, "retryable": false}).to_string(),
+                serde_json::json!({"code": code, "message": message, "retryable": code != "monitor_removed"})
+                    .to_string(),
             ),
             ..Default::default()
         };

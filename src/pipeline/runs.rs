@@ -2,14 +2,16 @@
 //! viewport and tick — a second insert of the same tick, say by another replica, is a no-op),
 //! each submitted to the capture API with vigil's own receiver as the webhook. Also the
 //! re-capture of `retries_on_diff` and the reconciler's resubmission. A viewport whose previous
-//! run is still pending is skipped.
+//! run is still pending is skipped; while a volume is low or failing ([`crate::disk`]) the
+//! runs are recorded `skipped` instead of captured.
 
 use std::sync::Arc;
 
 use crate::capture::client::CaptureClient;
 use crate::config::{Monitor, Viewport};
+use crate::disk::DiskHealth;
 use crate::ids::{JobId, RunId};
-use crate::store::{NewRun, Run, Store, Trigger};
+use crate::store::{NewRun, Run, RunOutcome, Store, Trigger, Verdict};
 use crate::time::Timestamp;
 
 /// Starts runs and (re)submits their captures.
@@ -18,6 +20,8 @@ pub struct Runs {
     pub capture: CaptureClient,
     /// Wakes the processor when a result is stored here (a failed submission).
     pub results: Arc<tokio::sync::Notify>,
+    /// No capture starts while a volume is in trouble.
+    pub disk: DiskHealth,
 }
 
 impl Runs {
@@ -31,6 +35,7 @@ impl Runs {
         trigger: Trigger,
     ) -> crate::store::Result<Vec<RunId>> {
         let mut started = Vec::new();
+        let refusal = self.disk.refusal();
         for viewport in &monitor.viewports {
             let key = viewport.key();
             match self.store.pending_run_exists(&monitor.name, &key).await {
@@ -53,6 +58,18 @@ impl Runs {
                 Ok(Some(_)) => {}
                 Ok(None) => continue, // this tick was taken already (another replica)
                 Err(e) => return Err(e),
+            }
+            if let Some((condition, why)) = &refusal {
+                let error = serde_json::json!({"code": condition.code(), "message": why, "retryable": true});
+                let outcome = RunOutcome {
+                    verdict: Some(Verdict::Skipped),
+                    error: Some(error.to_string()),
+                    ..Default::default()
+                };
+                self.store.complete_run(&run.id, &outcome, Timestamp::now()).await?;
+                tracing::warn!(monitor = %monitor.name, viewport = %key, run = %run.id, reason = condition.code(), "tick skipped: {why}");
+                started.push(run.id);
+                continue;
             }
             // Keyed by the run: a retried submission cannot create a second job.
             match self.capture.submit(monitor, viewport, &run.id, run.id.as_str()).await {

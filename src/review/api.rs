@@ -45,10 +45,23 @@ impl From<ReviewError> for ApiError {
             ReviewError::NoSuchRun => ApiError::NotFound("no such run"),
             ReviewError::NoSuchViewport => ApiError::NotFound("no such viewport"),
             ReviewError::Store(s) => ApiError::Store(s),
-            ReviewError::File(f) => {
-                tracing::error!(error = %f, "cannot write the baseline file");
-                ApiError::Internal
-            }
+            ReviewError::File(f) => match f.storage_fault() {
+                // The disk is full or failing. An approval is recorded before its file is written;
+                // the file is rewritten from the database when the disk recovers (and at start).
+                Some(code) => {
+                    tracing::warn!(error = %crate::http::client::error_chain(&f), "cannot write the baseline file");
+                    ApiError::Unavailable {
+                        code,
+                        message: format!(
+                            "cannot read or write the baseline image ({code}); if the run shows approved, its baseline file is rewritten once the disk recovers"
+                        ),
+                    }
+                }
+                None => {
+                    tracing::error!(error = %f, "cannot write the baseline file");
+                    ApiError::Internal
+                }
+            },
             other => ApiError::Conflict { code: other.code(), message: other.to_string() },
         }
     }

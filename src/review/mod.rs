@@ -49,7 +49,7 @@ impl ReviewError {
             ReviewError::Pruned => "capture_pruned",
             ReviewError::NothingToRevert => "nothing_to_revert",
             ReviewError::Store(e) => e.code(),
-            ReviewError::File(_) => "baseline_file",
+            ReviewError::File(f) => f.storage_fault().unwrap_or("baseline_file"),
         }
     }
 }

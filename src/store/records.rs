@@ -34,7 +34,8 @@ text_enum!(
 );
 text_enum!(RunStatus { Pending = "pending", Done = "done" });
 text_enum!(
-    /// docs/architecture.md §6; `approved` and `rejected` come later, from a person.
+    /// docs/architecture.md §6; `approved` and `rejected` come later, from a person;
+    /// `skipped`: not captured, the disk was low or failing when the tick came.
     Verdict {
         BaselineCreated = "baseline_created",
         Unchanged = "unchanged",
@@ -42,6 +43,7 @@ text_enum!(
         Failed = "failed",
         Approved = "approved",
         Rejected = "rejected",
+        Skipped = "skipped",
     }
 );
 text_enum!(JobStatus { Queued = "queued", Running = "running", Completed = "completed", Failed = "failed" });

@@ -174,6 +174,7 @@ impl RunStore for SqlStore {
             Ok(sqlx::query_scalar(
                 "SELECT verdict FROM runs
                  WHERE monitor = $1 AND viewport = $2 AND created_at < $3 AND verdict IS NOT NULL
+                   AND verdict <> 'skipped'
                  ORDER BY created_at DESC, id DESC LIMIT 1",
             )
             .bind(monitor)

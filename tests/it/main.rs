@@ -15,5 +15,6 @@ mod retention;
 mod review;
 mod roles;
 mod server;
+mod storage;
 mod store;
 mod ui;

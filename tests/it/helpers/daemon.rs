@@ -86,6 +86,11 @@ impl Daemon {
         log[log.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Every line logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
     /// SIGKILL: no shutdown code runs, whatever was in flight is cut. Its Chromium processes die
     /// with it, as the service manager (systemd's control group, a container) kills them.
     pub fn kill9(mut self) {

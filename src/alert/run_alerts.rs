@@ -1,0 +1,53 @@
+//! Queuing the alerts a finished run calls for ([`alert_kind`]), wherever the run was finished:
+//! the processor judging a capture, the reconciler failing a run past its deadline.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::{AlertPayload, alert_kind};
+use crate::config::LiveMonitors;
+use crate::ids::AlertId;
+use crate::store::{NewAlert, Run, Store, StoreError, Verdict};
+use crate::time::Timestamp;
+
+#[derive(Clone)]
+pub struct RunAlerts {
+    pub store: Arc<dyn Store>,
+    /// The monitors in force, for the alert's text.
+    pub monitors: LiveMonitors,
+    /// `server.public_url`, for the review links in alerts.
+    pub public_url: url::Url,
+    /// Wakes the alerter when an alert is queued.
+    pub ready: Arc<Notify>,
+}
+
+impl RunAlerts {
+    /// Queues the alerts `run` calls for; queuing twice is a no-op (one per run and kind).
+    pub async fn queue(&self, run: &Run) -> Result<(), StoreError> {
+        let Some(verdict) = run.verdict else { return Ok(()) };
+        let previous = match verdict {
+            Verdict::Changed | Verdict::Approved | Verdict::Rejected | Verdict::Skipped => None,
+            _ => self.store.previous_verdict(&run.monitor, &run.viewport, run.created_at).await?,
+        };
+        let Some(kind) = alert_kind(verdict, previous) else { return Ok(()) };
+        let monitor = self.monitors.find(&run.monitor);
+        let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
+        let queued = self
+            .store
+            .enqueue_alert(&NewAlert {
+                id: AlertId::new(),
+                run_id: run.id.clone(),
+                monitor: run.monitor.clone(),
+                kind,
+                payload: serde_json::to_string(&payload).expect("serialises"),
+                now: Timestamp::now(),
+            })
+            .await?;
+        if queued {
+            tracing::info!(run = %run.id, monitor = %run.monitor, %kind, "alert queued");
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+}
