@@ -25,6 +25,9 @@ const EVERY: Duration = Duration::from_secs(3600);
 const TROUBLE: Exponential = Exponential::new(Duration::from_secs(60), EVERY);
 /// Blobs handled per query, so one pass never holds a long transaction.
 const BATCH: i64 = 500;
+/// How old a file no row refers to must be before the emergency prune deletes it (a capture
+/// is written a moment before its row).
+const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 /// Old files the sweep looks at per pass (the rest wait for the next hour).
 const SWEEP: usize = 10_000;
 
@@ -123,18 +126,24 @@ impl Pruner {
     }
 }
 
-/// While a volume is low on space: a pass now instead of at the next hour. Only what is past
-/// retention goes (never an active baseline, never a capture a baseline version refers to).
+/// While a volume is low on space: a pass now instead of at the next hour, and the sweep of
+/// files no row refers to with an hour's grace instead of the whole retention (such files are
+/// never needed). Only what is past retention goes among the captures: never a baseline
+/// version's image, never a capture younger than the retention.
 #[async_trait::async_trait]
 impl crate::disk::OnTrouble for Pruner {
     async fn emergency_prune(&self) -> Option<String> {
-        match self.prune_once(Timestamp::now().minus(self.retention)).await {
-            Ok(0) => Some(format!(
-                "nothing older than storage.retention ({}) to delete",
+        let expired = self.prune_expired(Timestamp::now().minus(self.retention)).await;
+        let orphans = self.sweep_orphans(Timestamp::now().minus(ORPHAN_GRACE)).await;
+        match (expired, orphans) {
+            (Ok(0), Ok(0)) => Some(format!(
+                "nothing to delete (no capture or diff older than storage.retention, {}, and no stray file)",
                 humantime::format_duration(self.retention)
             )),
-            Ok(n) => Some(format!("{n} captures and diff images older than storage.retention deleted")),
-            Err(e) => {
+            (Ok(n), Ok(m)) => Some(format!(
+                "{n} captures and diff images older than storage.retention and {m} stray files deleted"
+            )),
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!(error = %e, "emergency prune failed");
                 Some(format!("the prune failed ({e})"))
             }

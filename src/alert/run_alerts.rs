@@ -25,29 +25,31 @@ pub struct RunAlerts {
 impl RunAlerts {
     /// Queues the alerts `run` calls for; queuing twice is a no-op (one per run and kind).
     pub async fn queue(&self, run: &Run) -> Result<(), StoreError> {
-        let Some(verdict) = run.verdict else { return Ok(()) };
+        let Some(alert) = self.alert_for(run).await? else { return Ok(()) };
+        if self.store.enqueue_alert(&alert).await? {
+            tracing::info!(run = %run.id, monitor = %run.monitor, kind = %alert.kind, "alert queued");
+            self.ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The alert a finished `run` calls for, if any, to be written with its verdict.
+    pub async fn alert_for(&self, run: &Run) -> Result<Option<NewAlert>, StoreError> {
+        let Some(verdict) = run.verdict else { return Ok(None) };
         let previous = match verdict {
             Verdict::Changed | Verdict::Approved | Verdict::Rejected | Verdict::Skipped => None,
             _ => self.store.previous_verdict(&run.monitor, &run.viewport, run.created_at).await?,
         };
-        let Some(kind) = alert_kind(verdict, previous) else { return Ok(()) };
+        let Some(kind) = alert_kind(verdict, previous) else { return Ok(None) };
         let monitor = self.monitors.find(&run.monitor);
         let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
-        let queued = self
-            .store
-            .enqueue_alert(&NewAlert {
-                id: AlertId::new(),
-                run_id: run.id.clone(),
-                monitor: run.monitor.clone(),
-                kind,
-                payload: serde_json::to_string(&payload).expect("serialises"),
-                now: Timestamp::now(),
-            })
-            .await?;
-        if queued {
-            tracing::info!(run = %run.id, monitor = %run.monitor, %kind, "alert queued");
-            self.ready.notify_one();
-        }
-        Ok(())
+        Ok(Some(NewAlert {
+            id: AlertId::new(),
+            run_id: run.id.clone(),
+            monitor: run.monitor.clone(),
+            kind,
+            payload: serde_json::to_string(&payload).expect("serialises"),
+            now: Timestamp::now(),
+        }))
     }
 }

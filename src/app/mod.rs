@@ -160,7 +160,7 @@ async fn start_roles(
     bg: &mut Background,
 ) -> Result<(axum::Router, (Option<Arc<CaptureService>>, Option<Arc<Scheduler>>)), RunError> {
     services.watch_queues();
-    services.watch_disk(bg, roles.monitor);
+    services.watch_disk(bg, roles);
     if roles.api || roles.ui || roles.monitor {
         services.repair_baseline_files().await;
     }

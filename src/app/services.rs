@@ -100,12 +100,22 @@ impl Services {
         };
         let results = Arc::new(Notify::new());
         let disk = DiskHealth::new(crate::disk::volumes(&config), config.storage.min_free);
-        if let Some(v) = disk.check().trouble() {
+        let health = disk.check();
+        if let Some(v) = health.trouble() {
             tracing::error!(
                 volume = v.name,
                 condition = v.condition.code(),
                 "{}; no capture starts until it is fixed",
                 v.describe()
+            );
+        }
+        for v in health.volumes.iter().filter(|v| v.total_bytes > 0 && v.min_free_bytes >= v.total_bytes) {
+            tracing::error!(
+                volume = v.name,
+                "storage.min_free ({}) is not below the size of the {} volume ({}): no capture will ever start; lower it",
+                crate::disk::human_bytes(v.min_free_bytes),
+                v.name,
+                crate::disk::human_bytes(v.total_bytes)
             );
         }
         let runs =
@@ -154,21 +164,27 @@ impl Services {
         }));
     }
 
-    /// Checks the volumes every few seconds (gauges, operator notices); when `prune`, an
-    /// emergency retention pass runs while a volume is low.
-    pub fn watch_disk(&self, bg: &mut Background, prune: bool) {
+    /// Checks the volumes every few seconds (gauges, operator notices). The monitor role prunes
+    /// at once while a volume is low; every role that writes baselines rewrites the files the
+    /// trouble left unwritten once it ends; the roles that store captures keep the ballast.
+    pub fn watch_disk(&self, bg: &mut Background, roles: super::Roles) {
         let free = Family::default();
         self.metrics.register("storage_free_bytes", "Free bytes on each volume vigil writes", free.clone());
         let size = Family::default();
         self.metrics.register("storage_size_bytes", "Size of each volume vigil writes", size.clone());
         let (notices, rx) = tokio::sync::mpsc::channel(crate::alert::operator::BACKLOG);
         bg.tasks.spawn(crate::alert::operator::run(rx, self.slack.clone(), bg.stop.clone()));
-        let prune = prune.then(|| {
-            Arc::new(DiskUpkeep { pruner: self.pruner(), baselines: self.baselines.clone() })
+        let writes_baselines = roles.api || roles.ui || roles.monitor;
+        let upkeep = writes_baselines.then(|| {
+            let pruner = roles.monitor.then(|| self.pruner());
+            Arc::new(DiskUpkeep { pruner, baselines: self.baselines.clone() })
                 as Arc<dyn crate::disk::OnTrouble>
         });
-        let ballast = Some(Arc::new(crate::disk::Ballast::in_dir(&self.config.storage.data_dir)));
-        let watcher = crate::disk::Watcher { health: self.disk.clone(), free, size, notices, prune, ballast };
+        let stores_captures = roles.capture || roles.monitor;
+        let ballast =
+            stores_captures.then(|| Arc::new(crate::disk::Ballast::in_dir(&self.config.storage.data_dir)));
+        let watcher =
+            crate::disk::Watcher { health: self.disk.clone(), free, size, notices, upkeep, ballast };
         bg.tasks.spawn(watcher.run(bg.stop.clone()));
     }
 
@@ -220,6 +236,7 @@ impl Services {
             config: config.clone(),
             monitors: self.monitors.clone(),
             delivery_ready: delivery_ready.clone(),
+            disk: self.disk.clone(),
         });
         for i in 0..config.capture.workers {
             let worker = Worker {
@@ -371,17 +388,17 @@ impl Services {
     }
 }
 
-/// What the monitor role does about a volume in trouble: prune at once; once it recovers,
-/// rewrite the baseline files that could not be written meanwhile.
+/// What a process does about a volume in trouble: prune at once (the monitor role, which runs
+/// retention); once it recovers, rewrite the baseline files that could not be written meanwhile.
 struct DiskUpkeep {
-    pruner: Pruner,
+    pruner: Option<Pruner>,
     baselines: Baselines,
 }
 
 #[async_trait::async_trait]
 impl crate::disk::OnTrouble for DiskUpkeep {
     async fn emergency_prune(&self) -> Option<String> {
-        self.pruner.emergency_prune().await
+        self.pruner.as_ref()?.emergency_prune().await
     }
 
     async fn recovered(&self) {

@@ -26,6 +26,8 @@ pub struct WorkerSettings {
     /// The monitors in force (their captures are trusted); replaced on reload.
     pub monitors: crate::config::LiveMonitors,
     pub delivery_ready: Arc<tokio::sync::Notify>,
+    /// While a volume is in trouble no job is started: queued jobs wait for the space.
+    pub disk: crate::disk::DiskHealth,
 }
 
 pub struct Worker {
@@ -65,6 +67,9 @@ impl QueueWorker for Worker {
     const NAME: &'static str = "capture";
 
     async fn claim(&self) -> Result<Option<CaptureJob>, WorkError> {
+        if self.settings.disk.refusal().is_some() {
+            return Ok(None);
+        }
         Ok(self.store.claim_job(&self.id, Timestamp::now(), self.lease()).await?)
     }
 

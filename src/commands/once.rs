@@ -103,8 +103,17 @@ async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
                 _ => Err(anyhow::anyhow!("the daemon stopped before it was ready")),
             };
         }
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Ok(Daemon { base, token, client, database_url, stop, task });
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+            if r.status().is_success() {
+                return Ok(Daemon { base, token, client, database_url, stop, task });
+            }
+            // Not a matter of waiting: no capture starts while a volume is in trouble.
+            let body: Value = r.json().await.unwrap_or_default();
+            if let Some(why) = body["storage"]["message"].as_str() {
+                let _ = stop.send(());
+                let _ = task.await;
+                anyhow::bail!("no capture can start: {why} (docs/operations.md)");
+            }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -207,7 +216,7 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
             let verdict = v["verdict"].as_str().unwrap_or("pending (timed out)").to_owned();
             ok &= matches!(verdict.as_str(), "unchanged" | "baseline_created");
             let detail = match verdict.as_str() {
-                "failed" => v["error"]["message"].as_str().unwrap_or("").to_owned(),
+                "failed" | "skipped" => v["error"]["message"].as_str().unwrap_or("").to_owned(),
                 _ => v["diff_ratio"].as_f64().map(crate::alert::message::percent).unwrap_or_default(),
             };
             vec![

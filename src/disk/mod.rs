@@ -107,6 +107,9 @@ pub struct VolumeState {
     /// What went wrong, when the condition is not `ok`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The file system's device id: volumes on the same device share their space.
+    #[serde(skip)]
+    pub device: u64,
 }
 
 /// Every volume at the last check.
@@ -134,15 +137,29 @@ impl Health {
 }
 
 impl VolumeState {
+    fn unknown(volume: &Volume) -> VolumeState {
+        VolumeState {
+            name: volume.name,
+            path: volume.dir.display().to_string(),
+            condition: Condition::Ok,
+            free_bytes: 0,
+            total_bytes: 0,
+            min_free_bytes: 0,
+            detail: None,
+            device: 0,
+        }
+    }
+
     pub fn describe(&self) -> String {
         let free = human_bytes(self.free_bytes);
         match self.condition {
             Condition::Ok => format!("{} volume ({}): {free} free", self.name, self.path),
             Condition::Low => format!(
-                "{} volume ({}) is low on space: {free} free, below the {} mark (storage.min_free)",
+                "{} volume ({}) is low on space: {free} free, below the {} mark (storage.min_free){}",
                 self.name,
                 self.path,
-                human_bytes(self.min_free_bytes)
+                human_bytes(self.min_free_bytes),
+                self.detail.as_deref().map(|d| format!("; {d}")).unwrap_or_default()
             ),
             Condition::ReadOnly => format!("{} volume ({}) is read-only", self.name, self.path),
             Condition::Failing => format!(
@@ -220,15 +237,19 @@ impl Ballast {
         Ballast { path: data_dir.join(Self::FILE), max: Self::MAX }
     }
 
-    /// Releases the ballast when a volume in trouble has less free space than it holds, and
-    /// writes it again when every volume is healthy with room to spare. What it did, if
-    /// anything.
+    /// Releases the ballast when a volume on its file system is low with less free space than
+    /// it holds, and writes it again (at the size the mark calls for now) when every volume is
+    /// healthy with room to spare. What it released, if anything.
     pub fn adjust(&self, health: &Health) -> Option<String> {
         let data = health.volumes.iter().find(|v| v.name == "data")?;
         let size = (data.min_free_bytes / 4).min(self.max);
         let held = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        let nearly_full =
-            health.volumes.iter().any(|v| v.condition != Condition::Ok && v.free_bytes < size.max(1));
+        // Only space on the ballast's own file system helps, and only when it is short of space
+        // (not read-only, not failing).
+        let nearly_full = health
+            .volumes
+            .iter()
+            .any(|v| v.condition == Condition::Low && v.device == data.device && v.free_bytes < size.max(1));
         if held > 0 && nearly_full {
             return match std::fs::remove_file(&self.path) {
                 Ok(()) => Some(format!(
@@ -241,7 +262,7 @@ impl Ballast {
         }
         let roomy = health.trouble().is_none() && data.free_bytes > data.min_free_bytes + 2 * size;
         if size > 0
-            && held < size
+            && held != size
             && roomy
             && let Err(e) = write_zeros(&self.path, size)
         {
@@ -274,13 +295,19 @@ pub struct DiskHealth {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for DiskHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskHealth").field("state", &*self.inner.state.borrow()).finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     volumes: Vec<Volume>,
     min_free: MinFree,
     probe: Box<dyn Probe>,
     state: watch::Sender<Health>,
-    /// The last time a check found trouble.
-    last_trouble: Mutex<Option<Timestamp>>,
+    /// The last time a check found trouble, and the worst trouble it found.
+    last_trouble: Mutex<Option<(Timestamp, Condition)>>,
 }
 
 impl DiskHealth {
@@ -295,15 +322,43 @@ impl DiskHealth {
         }
     }
 
-    /// Looks at every volume now (blocking file system calls) and publishes the result.
+    /// Looks at every volume now (blocking file system calls) and publishes the result. A
+    /// volume that was low counts as recovered only with [`recovery_margin`] above the mark, so
+    /// one that hovers at the mark does not flap between the two every few seconds.
     pub fn check(&self) -> Health {
         let inner = &self.inner;
-        let volumes = inner.volumes.iter().map(|v| assess(&*inner.probe, v, inner.min_free)).collect();
-        let health = Health { volumes };
-        if health.trouble().is_some() {
-            *inner.last_trouble.lock().expect("not poisoned") = Some(Timestamp::now());
+        let before = self.current();
+        let mut volumes: Vec<VolumeState> =
+            inner.volumes.iter().map(|v| assess(&*inner.probe, v, inner.min_free)).collect();
+        for v in &mut volumes {
+            let was_low = before.volumes.iter().any(|b| b.name == v.name && b.condition == Condition::Low);
+            let short = v.min_free_bytes.saturating_add(recovery_margin(v.min_free_bytes));
+            if was_low && v.condition == Condition::Ok && v.free_bytes < short {
+                v.condition = Condition::Low;
+                v.detail = Some(format!("recovers once {} are free", human_bytes(short)));
+            }
         }
-        inner.state.send_replace(health.clone());
+        self.publish(Health { volumes })
+    }
+
+    /// A check that did not finish (a hung file system): every volume is failing.
+    pub fn hung(&self, why: &str) -> Health {
+        let mut health = self.current();
+        if health.volumes.is_empty() {
+            health.volumes = self.inner.volumes.iter().map(VolumeState::unknown).collect();
+        }
+        for v in &mut health.volumes {
+            v.condition = Condition::Failing;
+            v.detail = Some(why.to_owned());
+        }
+        self.publish(health)
+    }
+
+    fn publish(&self, health: Health) -> Health {
+        if let Some(v) = health.trouble() {
+            *self.inner.last_trouble.lock().expect("not poisoned") = Some((Timestamp::now(), v.condition));
+        }
+        self.inner.state.send_replace(health.clone());
         health
     }
 
@@ -320,27 +375,23 @@ impl DiskHealth {
     /// Whether a check found trouble at or after `since` (a run started then that never
     /// finished is counted as the disk's doing).
     pub fn troubled_since(&self, since: Timestamp) -> Option<Condition> {
-        let last = (*self.inner.last_trouble.lock().expect("not poisoned"))?;
-        if last < since {
-            return None;
-        }
-        Some(self.current().trouble().map_or(Condition::Low, |v| v.condition))
+        let (last, condition) = (*self.inner.last_trouble.lock().expect("not poisoned"))?;
+        (last >= since).then_some(condition)
     }
+}
+
+/// How far above the mark a low volume must get before it counts as recovered: 5 % of the
+/// mark, at least 1 MiB.
+pub fn recovery_margin(mark: u64) -> u64 {
+    (mark / 20).max(1 << 20)
 }
 
 /// One volume's condition. A directory not created yet is judged by its nearest existing
 /// parent (that is where its files will go).
 fn assess(probe: &dyn Probe, volume: &Volume, min_free: MinFree) -> VolumeState {
     let dir = existing_ancestor(&volume.dir);
-    let mut state = VolumeState {
-        name: volume.name,
-        path: volume.dir.display().to_string(),
-        condition: Condition::Ok,
-        free_bytes: 0,
-        total_bytes: 0,
-        min_free_bytes: 0,
-        detail: None,
-    };
+    let mut state = VolumeState::unknown(volume);
+    state.device = device(&dir);
     match probe.space(&dir) {
         Ok(space) => {
             state.free_bytes = space.free;
@@ -371,6 +422,17 @@ fn assess(probe: &dyn Probe, volume: &Volume, min_free: MinFree) -> VolumeState 
     state
 }
 
+#[cfg(unix)]
+fn device(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).map_or(0, |m| m.dev())
+}
+
+#[cfg(not(unix))]
+fn device(_: &Path) -> u64 {
+    0
+}
+
 fn existing_ancestor(dir: &Path) -> PathBuf {
     let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
     dir.ancestors().find(|d| d.is_dir()).unwrap_or(Path::new(".")).to_owned()
@@ -394,33 +456,48 @@ pub struct Watcher {
     pub size: Family<Vec<(String, String)>, Gauge>,
     /// Operator notices, posted in order (log always, Slack when configured).
     pub notices: mpsc::Sender<String>,
-    pub prune: Option<Arc<dyn OnTrouble>>,
+    /// What to do when trouble starts and ends; `None`: nothing but tell.
+    pub upkeep: Option<Arc<dyn OnTrouble>>,
     /// Released when a volume is nearly full; `None`: no ballast (a process that stores nothing).
     pub ballast: Option<Arc<Ballast>>,
 }
 
 /// A pruning pass while the disk stays low, at most this often.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
+/// How long the operator notice waits for the emergency prune's result.
+const PRUNE_WAIT: Duration = Duration::from_secs(60);
+/// A check (statvfs and a probe write per volume) that takes longer is a hung file system.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Watcher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut was: Option<Condition> = None;
         let mut pruned_at: Option<tokio::time::Instant> = None;
+        // A check that outlived its timeout: awaited again instead of starting another.
+        let mut stuck: Option<tokio::task::JoinHandle<(Health, Option<String>)>> = None;
         loop {
-            let (health, ballast) = (self.health.clone(), self.ballast.clone());
-            let checked = tokio::task::spawn_blocking(move || {
-                let now = health.check();
-                let released = ballast.and_then(|b| b.adjust(&now));
-                (now, released)
-            });
-            let Ok((now, released)) = checked.await else { return };
-            if let Some(released) = released {
-                tracing::warn!("{released}");
-                self.notify(format!(":warning: vigil: a volume is full; {released}."));
-            }
+            let mut check = stuck.take().unwrap_or_else(|| self.spawn_check());
+            let now = match tokio::time::timeout(CHECK_TIMEOUT, &mut check).await {
+                Ok(Ok((now, released))) => {
+                    if let Some(released) = released {
+                        tracing::warn!("{released}");
+                        self.notify(format!(":warning: vigil: a volume is full; {released}."));
+                    }
+                    now
+                }
+                Ok(Err(e)) => self.health.hung(&format!("the storage check failed: {e}")),
+                Err(_) => {
+                    stuck = Some(check);
+                    let why = format!(
+                        "the storage check did not finish within {CHECK_TIMEOUT:?} (a hung file system?)"
+                    );
+                    self.health.hung(&why)
+                }
+            };
             self.record(&now);
             let trouble = now.trouble().cloned();
             let condition = trouble.as_ref().map(|v| v.condition);
+            let prune_due = pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
             match (&trouble, was) {
                 (Some(v), prev) if prev != Some(v.condition) => {
                     tracing::error!(volume = v.name, path = %v.path, condition = v.condition.code(), free_bytes = v.free_bytes, "{}; captures are paused", v.describe());
@@ -429,7 +506,7 @@ impl Watcher {
                         v.describe(),
                         v.condition.run_code()
                     );
-                    if v.condition == Condition::Low {
+                    if v.condition == Condition::Low && prune_due {
                         pruned_at = Some(tokio::time::Instant::now());
                         if let Some(freed) = self.prune().await {
                             text.push_str(&format!(" Emergency prune: {freed}."));
@@ -437,10 +514,7 @@ impl Watcher {
                     }
                     self.notify(text);
                 }
-                (Some(v), _)
-                    if v.condition == Condition::Low
-                        && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) =>
-                {
+                (Some(v), _) if v.condition == Condition::Low && prune_due => {
                     pruned_at = Some(tokio::time::Instant::now());
                     if let Some(freed) = self.prune().await {
                         tracing::warn!(volume = v.name, "still low on space; emergency prune: {freed}");
@@ -453,8 +527,8 @@ impl Watcher {
                         ":white_check_mark: vigil: storage recovered, captures resume ({}).",
                         summary.join("; ")
                     ));
-                    if let Some(p) = &self.prune {
-                        p.recovered().await;
+                    if let Some(upkeep) = self.upkeep.clone() {
+                        tokio::spawn(async move { upkeep.recovered().await });
                     }
                 }
                 _ => {}
@@ -467,6 +541,15 @@ impl Watcher {
         }
     }
 
+    fn spawn_check(&self) -> tokio::task::JoinHandle<(Health, Option<String>)> {
+        let (health, ballast) = (self.health.clone(), self.ballast.clone());
+        tokio::task::spawn_blocking(move || {
+            let now = health.check();
+            let released = ballast.and_then(|b| b.adjust(&now));
+            (now, released)
+        })
+    }
+
     fn record(&self, health: &Health) {
         for v in &health.volumes {
             let labels = vec![("volume".to_owned(), v.name.to_owned())];
@@ -475,10 +558,22 @@ impl Watcher {
         }
     }
 
+    /// The emergency prune, waited for at most [`PRUNE_WAIT`] (it goes on after that, and its
+    /// result is logged).
     async fn prune(&self) -> Option<String> {
-        match &self.prune {
-            Some(p) => p.emergency_prune().await,
-            None => None,
+        let upkeep = self.upkeep.clone()?;
+        let mut task = tokio::spawn(async move { upkeep.emergency_prune().await });
+        match tokio::time::timeout(PRUNE_WAIT, &mut task).await {
+            Ok(Ok(freed)) => freed,
+            Ok(Err(e)) => Some(format!("the prune failed ({e})")),
+            Err(_) => {
+                tokio::spawn(async move {
+                    if let Ok(Some(freed)) = task.await {
+                        tracing::warn!("emergency prune: {freed}");
+                    }
+                });
+                Some("still running (its result will be in the log)".into())
+            }
         }
     }
 

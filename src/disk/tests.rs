@@ -102,6 +102,7 @@ fn the_worst_volume_is_the_one_reported() {
                 total_bytes: 0,
                 min_free_bytes: 0,
                 detail: None,
+                device: 0,
             })
             .collect(),
     };
@@ -162,7 +163,7 @@ async fn the_operator_hears_once_when_trouble_starts_and_once_when_it_ends() {
         free: free.clone(),
         size: Family::default(),
         notices,
-        prune: Some(prune.clone()),
+        upkeep: Some(prune.clone()),
         ballast: None,
     };
     let (stop, stop_rx) = watch::channel(false);
@@ -192,6 +193,7 @@ fn volume(name: &'static str, condition: Condition, free: u64, mark: u64) -> Vol
         total_bytes: 100 << 20,
         min_free_bytes: mark,
         detail: None,
+        device: 1,
     }
 }
 
@@ -214,10 +216,61 @@ fn the_ballast_is_written_with_room_to_spare_and_released_when_a_volume_is_nearl
     };
     assert_eq!(ballast.adjust(&low(2 << 20)), None);
     assert!(ballast.path.exists());
+    // Read-only, or on another file system: deleting the ballast would not help.
+    let read_only = Health {
+        volumes: vec![
+            volume("database", Condition::ReadOnly, 0, 8 << 20),
+            volume("data", Condition::Ok, 50 << 20, 8 << 20),
+        ],
+    };
+    assert_eq!(ballast.adjust(&read_only), None);
+    let mut elsewhere = low(10 << 10);
+    elsewhere.volumes[0].device = 2;
+    assert_eq!(ballast.adjust(&elsewhere), None);
+    assert!(ballast.path.exists());
     let released = ballast.adjust(&low(10 << 10)).expect("released");
     assert!(released.contains("released the 1.0 MiB ballast"), "{released}");
     assert!(!ballast.path.exists());
     // Not written again while any volume is in trouble.
     assert_eq!(ballast.adjust(&low(10 << 20)), None);
     assert!(!ballast.path.exists());
+}
+
+#[test]
+fn a_low_volume_recovers_only_with_a_margin_above_the_mark() {
+    let (health, faults, dir) = setup(MinFree::Bytes(10 << 20));
+    let set_free = |free: u64| faults.space.lock().unwrap().get_mut(&dir).unwrap().free = free;
+    let condition = |h: Health| h.trouble().map(|v| v.condition);
+    set_free(9 << 20);
+    assert_eq!(condition(health.check()), Some(Condition::Low));
+    // Back above the mark, but not by the margin (1 MiB here): still low, and it says why.
+    set_free((10 << 20) + (512 << 10));
+    let h = health.check();
+    assert_eq!(condition(h.clone()), Some(Condition::Low));
+    assert!(
+        h.trouble().unwrap().describe().ends_with("recovers once 11.0 MiB are free"),
+        "{}",
+        h.trouble().unwrap().describe()
+    );
+    set_free((11 << 20) + 1);
+    assert_eq!(condition(health.check()), None);
+    // Healthy volumes need only be above the mark.
+    set_free((10 << 20) + (512 << 10));
+    assert_eq!(condition(health.check()), None);
+    assert_eq!(recovery_margin(1 << 30), (1 << 30) / 20);
+}
+
+#[test]
+fn a_check_that_never_finishes_marks_every_volume_failing() {
+    let (health, _, _) = setup(MinFree::Bytes(0));
+    assert!(health.check().trouble().is_none());
+    let h = health.hung("the storage check did not finish within 30s");
+    assert!(h.volumes.iter().all(|v| v.condition == Condition::Failing));
+    let (condition, why) = health.refusal().expect("refused");
+    assert_eq!(condition.code(), "storage_error");
+    assert!(why.contains("did not finish"), "{why}");
+    assert_eq!(
+        health.troubled_since(Timestamp::now().minus(Duration::from_secs(1))),
+        Some(Condition::Failing)
+    );
 }

@@ -24,7 +24,7 @@ use crate::config::LiveMonitors;
 use crate::disk::DiskHealth;
 use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
-use crate::store::{Run, RunOutcome, Store, Verdict};
+use crate::store::{Run, RunOutcome, RunStatus, Store, Verdict};
 use crate::time::Timestamp;
 
 pub struct Reconciler {
@@ -113,11 +113,7 @@ impl Reconciler {
                 ),
             };
             tracing::warn!(run = %run.id, monitor = %run.monitor, code, "{message}; the run is failed");
-            self.fail(run, code, &message).await?;
-            if let Ok(Some(done)) = self.store.get_run(&run.id).await {
-                self.alerts.queue(&done).await.map_err(|e| e.to_string())?;
-            }
-            return Ok(());
+            return self.fail_alerting(run, code, &message).await;
         }
         let Some(job) = &run.job_id else {
             let job = self.runs.resubmit(monitor, viewport, run).await?;
@@ -175,12 +171,35 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Fails the run and queues its failure alert together (see `fail_run_alerting`).
+    async fn fail_alerting(&self, run: &Run, code: &str, message: &str) -> Result<(), String> {
+        let now = Timestamp::now();
+        let error = serde_json::json!({"code": code, "message": message, "retryable": true}).to_string();
+        let failed = Run {
+            status: RunStatus::Done,
+            verdict: Some(Verdict::Failed),
+            error: Some(error.clone()),
+            updated_at: now,
+            completed_at: Some(now),
+            ..run.clone()
+        };
+        let alert = self.alerts.alert_for(&failed).await.map_err(|e| e.to_string())?;
+        let done = self
+            .store
+            .fail_run_alerting(&run.id, &error, now, alert.as_ref())
+            .await
+            .map_err(|e| e.to_string())?;
+        if done && alert.is_some() {
+            self.alerts.ready.notify_one();
+        }
+        Ok(())
+    }
+
     async fn fail(&self, run: &Run, code: &str, message: &str) -> Result<(), String> {
         let outcome = RunOutcome {
             verdict: Some(Verdict::Failed),
             error: Some(
-                serde_json::json!({"code": code, "message": message, "retryable": code != "monitor_removed"})
-                    .to_string(),
+                serde_json::json!({"code": code, "message": message, "retryable": false}).to_string(),
             ),
             ..Default::default()
         };

@@ -11,7 +11,7 @@ use crate::capture::client::CaptureClient;
 use crate::config::{Monitor, Viewport};
 use crate::disk::DiskHealth;
 use crate::ids::{JobId, RunId};
-use crate::store::{NewRun, Run, RunOutcome, Store, Trigger, Verdict};
+use crate::store::{NewRun, Run, Store, Trigger};
 use crate::time::Timestamp;
 
 /// Starts runs and (re)submits their captures.
@@ -54,22 +54,18 @@ impl Runs {
                 trigger,
                 now: Timestamp::now(),
             };
+            if let Some((condition, why)) = &refusal {
+                let error = serde_json::json!({"code": condition.code(), "message": why, "retryable": true});
+                if self.store.insert_skipped_run(&run, &error.to_string()).await?.is_some() {
+                    tracing::warn!(monitor = %monitor.name, viewport = %key, run = %run.id, reason = condition.code(), "tick skipped: {why}");
+                    started.push(run.id);
+                }
+                continue;
+            }
             match self.store.insert_run(&run).await {
                 Ok(Some(_)) => {}
                 Ok(None) => continue, // this tick was taken already (another replica)
                 Err(e) => return Err(e),
-            }
-            if let Some((condition, why)) = &refusal {
-                let error = serde_json::json!({"code": condition.code(), "message": why, "retryable": true});
-                let outcome = RunOutcome {
-                    verdict: Some(Verdict::Skipped),
-                    error: Some(error.to_string()),
-                    ..Default::default()
-                };
-                self.store.complete_run(&run.id, &outcome, Timestamp::now()).await?;
-                tracing::warn!(monitor = %monitor.name, viewport = %key, run = %run.id, reason = condition.code(), "tick skipped: {why}");
-                started.push(run.id);
-                continue;
             }
             // Keyed by the run: a retried submission cannot create a second job.
             match self.capture.submit(monitor, viewport, &run.id, run.id.as_str()).await {
@@ -114,6 +110,7 @@ impl Runs {
         viewport: &Viewport,
         run: &Run,
     ) -> Result<JobId, String> {
+        self.refuse_while_disk_in_trouble()?;
         let key = format!("{}/{}", run.id, run.attempt + 1);
         let job = self.capture.submit(monitor, viewport, &run.id, &key).await?;
         self.store.recapture_run(&run.id, &job, Timestamp::now()).await.map_err(|e| e.to_string())?;
@@ -122,6 +119,7 @@ impl Runs {
 
     /// The reconciler: a pending run whose job never existed (or was lost) gets a new one.
     pub async fn resubmit(&self, monitor: &Monitor, viewport: &Viewport, run: &Run) -> Result<JobId, String> {
+        self.refuse_while_disk_in_trouble()?;
         // Never submitted (a crash in between): keyed by the run, as the first submission was, so
         // a submission that did reach the API is not made twice. Lost jobs get a fresh key.
         let key = match &run.job_id {
@@ -131,5 +129,14 @@ impl Runs {
         let job = self.capture.submit(monitor, viewport, &run.id, &key).await?;
         self.store.set_run_job(&run.id, &job, Timestamp::now()).await.map_err(|e| e.to_string())?;
         Ok(job)
+    }
+
+    /// No capture starts while a volume is in trouble: the run waits (for the space, or for
+    /// its deadline).
+    fn refuse_while_disk_in_trouble(&self) -> Result<(), String> {
+        match self.disk.refusal() {
+            Some((condition, why)) => Err(format!("no capture starts now ({}): {why}", condition.code())),
+            None => Ok(()),
+        }
     }
 }

@@ -12,6 +12,17 @@ pub trait AlertStore: Send + Sync {
     /// `false` when this run already has an alert of this kind (never alert twice).
     async fn enqueue_alert(&self, alert: &NewAlert) -> Result<bool>;
 
+    /// Fails a pending run (`error`: the JSON `{code, message, retryable}`) and queues its
+    /// alert, in one transaction: either both are recorded or neither, so the alert cannot be
+    /// lost between them. `false` when the run was no longer pending (nothing written).
+    async fn fail_run_alerting(
+        &self,
+        run: &RunId,
+        error: &str,
+        now: Timestamp,
+        alert: Option<&NewAlert>,
+    ) -> Result<bool>;
+
     async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>>;
 
     async fn record_alert_attempt(&self, id: &AlertId, attempt: &Attempt, now: Timestamp) -> Result<()>;
@@ -47,6 +58,49 @@ impl AlertStore for SqlStore {
             .execute(p)
             .await?;
             Ok(r.rows_affected() == 1)
+        })
+    }
+
+    async fn fail_run_alerting(
+        &self,
+        run: &RunId,
+        error: &str,
+        now: Timestamp,
+        alert: Option<&NewAlert>,
+    ) -> Result<bool> {
+        on_pool!(self, |p| {
+            let mut tx = p.write_tx().await?;
+            let failed = sqlx::query(
+                "UPDATE runs SET status = 'done', verdict = 'failed', error = $2, updated_at = $3, completed_at = $3
+                 WHERE id = $1 AND status = 'pending'",
+            )
+            .bind(run)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if failed.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            if let Some(a) = alert {
+                sqlx::query(
+                    "INSERT INTO alerts (id, run_id, monitor, kind, payload, status, attempts, next_attempt_at,
+                         created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
+                     ON CONFLICT (run_id, kind) DO NOTHING",
+                )
+                .bind(&a.id)
+                .bind(&a.run_id)
+                .bind(&a.monitor)
+                .bind(a.kind)
+                .bind(&a.payload)
+                .bind(a.now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(true)
         })
     }
 

@@ -84,10 +84,12 @@ impl StoreError {
     pub fn storage_fault(&self) -> Option<&'static str> {
         let StoreError::Database(sqlx::Error::Database(db)) = self else { return None };
         let code = db.code().unwrap_or_default();
-        if let Ok(sqlite) = code.parse::<i32>() {
-            return match sqlite & 0xff {
-                13 => Some("storage_full"),
-                8 | 10 | 11 | 14 => Some("storage_error"),
+        // SQLite's codes are numbers, and so are many of PostgreSQL's SQLSTATEs (53100): tell
+        // them apart by the error's type, not by the code's shape.
+        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            return match code.parse::<i32>().map(|c| c & 0xff) {
+                Ok(13) => Some("storage_full"),
+                Ok(8 | 10 | 11 | 14) => Some("storage_error"),
                 _ => None,
             };
         }
@@ -190,5 +192,60 @@ impl Database for SqlStore {
 
     async fn close(&self) {
         pool::on_pool!(self, |p| p.close().await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::StoreError;
+
+    /// A server error with a SQLSTATE, as PostgreSQL reports them (its own error type cannot be
+    /// built outside sqlx).
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SQLSTATE {}", self.0)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "server error"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn server(code: &'static str) -> StoreError {
+        StoreError::Database(sqlx::Error::Database(Box::new(ServerError(code))))
+    }
+
+    #[test]
+    fn server_sqlstates_are_not_read_as_sqlite_codes() {
+        // 53100 & 0xff would be 108 and 22026 & 0xff would be 10 (SQLITE_IOERR) if read as SQLite's.
+        assert_eq!((server("53100").code(), server("53100").is_retryable()), ("storage_full", true));
+        assert_eq!(server("58030").code(), "storage_error");
+        assert_eq!((server("22026").code(), server("22026").is_retryable()), ("database_error", false));
+        assert_eq!(server("57P01").code(), "database_unavailable");
+        assert_eq!(server("08006").code(), "database_unavailable");
     }
 }

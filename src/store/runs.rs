@@ -11,6 +11,11 @@ pub trait RunStore: Send + Sync {
     /// `None` when a run for the same (monitor, viewport, scheduled_for) exists already.
     async fn insert_run(&self, run: &NewRun) -> Result<Option<Run>>;
 
+    /// A tick recorded as `skipped` (done, never captured; `error` says why), in one statement:
+    /// no pending run is left behind when the database then fails. `None` when the tick has its
+    /// run already, as [`RunStore::insert_run`].
+    async fn insert_skipped_run(&self, run: &NewRun, error: &str) -> Result<Option<Run>>;
+
     async fn get_run(&self, id: &RunId) -> Result<Option<Run>>;
 
     async fn run_for_job(&self, job: &JobId) -> Result<Option<Run>>;
@@ -79,6 +84,21 @@ impl RunStore for SqlStore {
                  RETURNING *",
             )
             .bind(&run.id).bind(&run.monitor).bind(&run.viewport).bind(run.scheduled_for).bind(run.trigger).bind(run.now)
+            .fetch_optional(p).await?)
+        })
+    }
+
+    async fn insert_skipped_run(&self, run: &NewRun, error: &str) -> Result<Option<Run>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_as(
+                "INSERT INTO runs (id, monitor, viewport, scheduled_for, trigger, status, verdict, attempt, error,
+                                   created_at, updated_at, completed_at)
+                 VALUES ($1, $2, $3, $4, $5, 'done', 'skipped', 0, $7, $6, $6, $6)
+                 ON CONFLICT (monitor, viewport, scheduled_for) DO NOTHING
+                 RETURNING *",
+            )
+            .bind(&run.id).bind(&run.monitor).bind(&run.viewport).bind(run.scheduled_for).bind(run.trigger).bind(run.now)
+            .bind(error)
             .fetch_optional(p).await?)
         })
     }

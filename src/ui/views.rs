@@ -17,6 +17,7 @@ pub const FILTERS: &[(&str, &str)] = &[
     ("approved", "Approved"),
     ("rejected", "Rejected"),
     ("baseline_created", "New baseline"),
+    ("skipped", "Skipped"),
     ("pending", "Running"),
     ("never", "Never run"),
 ];

@@ -135,3 +135,70 @@ async fn monitors_run_on_their_schedule() {
     let off: vigil::config::MonitorName = "off".parse().unwrap();
     assert!(store.list_runs(&off, None, 10).await.unwrap().is_empty(), "disabled monitors do not run");
 }
+
+/// A capture API that takes every job and never finishes one: `GET` answers "running" for ever.
+async fn capture_api_that_never_finishes() -> String {
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/v1/capture",
+            post(|| async {
+                let job = JobId::new();
+                (
+                    axum::http::StatusCode::ACCEPTED,
+                    axum::Json(serde_json::json!({"job_id": job, "status": "queued"})),
+                )
+            }),
+        )
+        .route(
+            "/v1/capture/{id}",
+            get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+                axum::Json(serde_json::json!({"job_id": id, "status": "running"}))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// Nothing stays pending for ever: a run whose capture never finishes is failed at
+/// `capture.run_deadline` with `run_deadline_exceeded`, its failure alert is sent once, and the
+/// monitor takes runs again.
+#[tokio::test]
+async fn a_run_that_never_finishes_is_failed_at_its_deadline_and_alerted_once() {
+    let slack = crate::helpers::slack::FakeSlack::start().await;
+    let provider = capture_api_that_never_finishes().await;
+    let yaml = format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
+         capture:\n  provider: {{url: \"{provider}\", api_key: provider-key}}\n  job_timeout: 5s\n  max_attempts: 1\n  reconcile_after: 1s\n  run_deadline: 10s\n\
+         slack:\n  bot_token: {}\n  channel: {}\n  api_url: {}/\n\
+         monitors:\n  - name: home\n    url: https://example.com/\n    schedule: \"0 0 1 1 *\"\n    viewports: [320x200]\n",
+        crate::helpers::slack::BOT_TOKEN,
+        crate::helpers::slack::CHANNEL_ID,
+        slack.api_url,
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let started = std::time::Instant::now();
+    let (status, body) = crate::monitoring::api(&app, reqwest::Method::POST, "/api/monitors/home/runs").await;
+    assert_eq!(status, 202, "{body}");
+    let run = body["run_ids"][0].as_str().unwrap().to_owned();
+    let (status, _) = crate::monitoring::api(&app, reqwest::Method::POST, "/api/monitors/home/runs").await;
+    assert_eq!(status, 409, "pending until its deadline");
+    let failed = wait_for("the run failed at its deadline", Duration::from_secs(60), || async {
+        let (_, v) = crate::monitoring::api(&app, reqwest::Method::GET, &format!("/api/runs/{run}")).await;
+        (v["status"] == "done").then_some(v)
+    })
+    .await;
+    assert!(started.elapsed() >= Duration::from_secs(10), "not before the deadline");
+    assert_eq!(failed["verdict"], "failed", "{failed}");
+    assert_eq!(failed["error"]["code"], "run_deadline_exceeded", "{failed}");
+    wait_for("the failure alert", Duration::from_secs(30), || async {
+        (slack.posted().len() == 1).then_some(())
+    })
+    .await;
+    assert!(slack.posted()[0].text.contains("home"), "{:?}", slack.posted()[0].text);
+    let (status, body) = crate::monitoring::api(&app, reqwest::Method::POST, "/api/monitors/home/runs").await;
+    assert_eq!(status, 202, "the monitor runs again: {body}");
+    assert_eq!(slack.posted().len(), 1, "one alert");
+}

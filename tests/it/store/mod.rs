@@ -165,6 +165,23 @@ async fn runs(store: &dyn InspectStore) {
     assert_eq!(next.len(), 3);
     assert_eq!(next[0].scheduled_for, t(5000));
     assert!(store.list_runs(&name("docs"), None, 10).await.unwrap().is_empty());
+
+    // A tick skipped for the disk: done at once with its reason, never pending; the same tick
+    // again is a no-op; it is no verdict to compare against.
+    let skip = store.insert_skipped_run(&new("1280x800", 9000), r#"{"code":"storage_low"}"#).await.unwrap();
+    let skip = skip.expect("recorded");
+    assert_eq!(
+        (skip.status, skip.verdict, skip.completed_at),
+        (RunStatus::Done, Some(Verdict::Skipped), Some(t(9000)))
+    );
+    assert_eq!(skip.error.as_deref(), Some(r#"{"code":"storage_low"}"#));
+    assert!(store.insert_skipped_run(&new("1280x800", 9000), "{}").await.unwrap().is_none());
+    assert!(store.insert_run(&new("1280x800", 9000)).await.unwrap().is_none(), "the tick has its run");
+    assert_eq!(
+        store.previous_verdict(&name("home"), "1280x800", t(9999)).await.unwrap(),
+        Some(Verdict::Approved),
+        "the skipped run is passed over: the verdict before it counts"
+    );
 }
 
 async fn jobs(store: &dyn InspectStore) {
@@ -550,6 +567,38 @@ async fn alerts(store: &dyn InspectStore) {
     let of_run = store.alerts_for_run(&run).await.unwrap();
     assert_eq!(of_run.iter().map(|a| a.kind).collect::<Vec<_>>(), [AlertKind::Changed, AlertKind::Failed]);
     assert!(store.alerts_for_run(&RunId::new()).await.unwrap().is_empty());
+
+    // A run past its deadline: failed and alerted in one transaction, once.
+    let new_run = NewRun {
+        id: RunId::new(),
+        monitor: name("home"),
+        viewport: "640x480".into(),
+        scheduled_for: t(7000),
+        trigger: Trigger::Schedule,
+        now: t(7000),
+    };
+    let pending = store.insert_run(&new_run).await.unwrap().expect("inserted");
+    let alert = NewAlert {
+        id: AlertId::new(),
+        run_id: pending.id.clone(),
+        kind: AlertKind::Failed,
+        now: t(7100),
+        ..a.clone()
+    };
+    let error = r#"{"code":"run_deadline_exceeded"}"#;
+    assert!(store.fail_run_alerting(&pending.id, error, t(7100), Some(&alert)).await.unwrap());
+    let failed = store.get_run(&pending.id).await.unwrap().unwrap();
+    assert_eq!(
+        (failed.status, failed.verdict, failed.completed_at),
+        (RunStatus::Done, Some(Verdict::Failed), Some(t(7100)))
+    );
+    assert_eq!(failed.error.as_deref(), Some(error));
+    let again = NewAlert { id: AlertId::new(), ..alert.clone() };
+    assert!(
+        !store.fail_run_alerting(&pending.id, "{}", t(7200), Some(&again)).await.unwrap(),
+        "done already"
+    );
+    assert_eq!(store.alerts_for_run(&pending.id).await.unwrap().len(), 1, "and no second alert");
 }
 
 #[tokio::test]
