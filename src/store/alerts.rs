@@ -43,21 +43,10 @@ pub trait AlertStore: Send + Sync {
 impl AlertStore for SqlStore {
     async fn enqueue_alert(&self, a: &NewAlert) -> Result<bool> {
         on_pool!(self, |p| {
-            let r = sqlx::query(
-                "INSERT INTO alerts (id, run_id, monitor, kind, payload, status, attempts, next_attempt_at,
-                     created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
-                 ON CONFLICT (run_id, kind) DO NOTHING",
-            )
-            .bind(&a.id)
-            .bind(&a.run_id)
-            .bind(&a.monitor)
-            .bind(a.kind)
-            .bind(&a.payload)
-            .bind(a.now)
-            .execute(p)
-            .await?;
-            Ok(r.rows_affected() == 1)
+            let mut tx = p.write_tx().await?;
+            let queued = insert_alert(&mut tx, a).await?;
+            tx.commit().await?;
+            Ok(queued)
         })
     }
 
@@ -84,20 +73,7 @@ impl AlertStore for SqlStore {
                 return Ok(false);
             }
             if let Some(a) = alert {
-                sqlx::query(
-                    "INSERT INTO alerts (id, run_id, monitor, kind, payload, status, attempts, next_attempt_at,
-                         created_at, updated_at)
-                     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
-                     ON CONFLICT (run_id, kind) DO NOTHING",
-                )
-                .bind(&a.id)
-                .bind(&a.run_id)
-                .bind(&a.monitor)
-                .bind(a.kind)
-                .bind(&a.payload)
-                .bind(a.now)
-                .execute(&mut *tx)
-                .await?;
+                insert_alert(&mut tx, a).await?;
             }
             tx.commit().await?;
             Ok(true)
@@ -164,4 +140,37 @@ impl AlertStore for SqlStore {
                 .await?)
         })
     }
+}
+
+/// Queues an alert in a transaction of either backend; `false` when the run has its alert of
+/// that kind already.
+async fn insert_alert<DB>(tx: &mut sqlx::Transaction<'_, DB>, a: &NewAlert) -> Result<bool>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    for<'q> AlertId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> RunId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> MonitorName: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> AlertKind: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'r> (String,): sqlx::FromRow<'r, DB::Row>,
+{
+    let inserted: Option<String> = sqlx::query_scalar(
+        "INSERT INTO alerts (id, run_id, monitor, kind, payload, status, attempts, next_attempt_at,
+             created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)
+         ON CONFLICT (run_id, kind) DO NOTHING
+         RETURNING id",
+    )
+    .bind(&a.id)
+    .bind(&a.run_id)
+    .bind(&a.monitor)
+    .bind(a.kind)
+    .bind(&a.payload)
+    .bind(a.now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(inserted.is_some())
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use vigil::disk::{FileSystem, Probe};
 
 use crate::helpers::daemon::{Daemon, free_port, rows, scalar};
+use crate::helpers::pg::is_root;
 use crate::helpers::slack::{BOT_TOKEN, CHANNEL_ID, FakeSlack};
 use crate::helpers::{TestSite, wait_for};
 use crate::monitoring::{TOKEN, page};
@@ -75,15 +76,6 @@ impl Drop for Volume {
     fn drop(&mut self) {
         let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
     }
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }
 
 async fn run_now(d: &Daemon, monitor: &str) -> (u16, Value) {

@@ -155,7 +155,7 @@ fn as_user(user: Option<&str>, program: &Path) -> Command {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
