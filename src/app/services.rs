@@ -172,6 +172,12 @@ impl Services {
         self.metrics.register("storage_free_bytes", "Free bytes on each volume vigil writes", free.clone());
         let size = Family::default();
         self.metrics.register("storage_size_bytes", "Size of each volume vigil writes", size.clone());
+        let healthy = Family::default();
+        self.metrics.register(
+            "storage_healthy",
+            "1 when a volume vigil writes is above storage.min_free and writable, else 0",
+            healthy.clone(),
+        );
         let (notices, rx) = tokio::sync::mpsc::channel(crate::alert::operator::BACKLOG);
         bg.tasks.spawn(crate::alert::operator::run(rx, self.slack.clone(), bg.stop.clone()));
         let writes_baselines = roles.api || roles.ui || roles.monitor;
@@ -183,8 +189,16 @@ impl Services {
         let stores_captures = roles.capture || roles.monitor;
         let ballast =
             stores_captures.then(|| Arc::new(crate::disk::Ballast::in_dir(&self.config.storage.data_dir)));
-        let watcher =
-            crate::disk::Watcher { health: self.disk.clone(), free, size, notices, upkeep, ballast };
+        let watcher = crate::disk::Watcher {
+            health: self.disk.clone(),
+            free,
+            size,
+            healthy,
+            notices,
+            upkeep,
+            ballast,
+            check_timeout: crate::disk::CHECK_TIMEOUT,
+        };
         bg.tasks.spawn(watcher.run(bg.stop.clone()));
     }
 

@@ -451,15 +451,19 @@ pub trait OnTrouble: Send + Sync + 'static {
 /// trouble starts and ends.
 pub struct Watcher {
     pub health: DiskHealth,
-    /// `vigil_storage_free_bytes{volume}` and `vigil_storage_size_bytes{volume}`.
+    /// `vigil_storage_free_bytes{volume}`, `vigil_storage_size_bytes{volume}` and
+    /// `vigil_storage_healthy{volume}` (1, or 0 while low, read-only or failing).
     pub free: Family<Vec<(String, String)>, Gauge>,
     pub size: Family<Vec<(String, String)>, Gauge>,
+    pub healthy: Family<Vec<(String, String)>, Gauge>,
     /// Operator notices, posted in order (log always, Slack when configured).
     pub notices: mpsc::Sender<String>,
     /// What to do when trouble starts and ends; `None`: nothing but tell.
     pub upkeep: Option<Arc<dyn OnTrouble>>,
     /// Released when a volume is nearly full; `None`: no ballast (a process that stores nothing).
     pub ballast: Option<Arc<Ballast>>,
+    /// A check that takes longer is a hung file system ([`CHECK_TIMEOUT`]).
+    pub check_timeout: Duration,
 }
 
 /// A pruning pass while the disk stays low, at most this often.
@@ -467,7 +471,7 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How long the operator notice waits for the emergency prune's result.
 const PRUNE_WAIT: Duration = Duration::from_secs(60);
 /// A check (statvfs and a probe write per volume) that takes longer is a hung file system.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Watcher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
@@ -477,7 +481,7 @@ impl Watcher {
         let mut stuck: Option<tokio::task::JoinHandle<(Health, Option<String>)>> = None;
         loop {
             let mut check = stuck.take().unwrap_or_else(|| self.spawn_check());
-            let now = match tokio::time::timeout(CHECK_TIMEOUT, &mut check).await {
+            let now = match tokio::time::timeout(self.check_timeout, &mut check).await {
                 Ok(Ok((now, released))) => {
                     if let Some(released) = released {
                         tracing::warn!("{released}");
@@ -489,7 +493,8 @@ impl Watcher {
                 Err(_) => {
                     stuck = Some(check);
                     let why = format!(
-                        "the storage check did not finish within {CHECK_TIMEOUT:?} (a hung file system?)"
+                        "the storage check did not finish within {:?} (a hung file system?)",
+                        self.check_timeout
                     );
                     self.health.hung(&why)
                 }
@@ -497,7 +502,8 @@ impl Watcher {
             self.record(&now);
             let trouble = now.trouble().cloned();
             let condition = trouble.as_ref().map(|v| v.condition);
-            let prune_due = pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
+            let any_low = now.volumes.iter().any(|v| v.condition == Condition::Low);
+            let prune_due = any_low && pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY);
             match (&trouble, was) {
                 (Some(v), prev) if prev != Some(v.condition) => {
                     tracing::error!(volume = v.name, path = %v.path, condition = v.condition.code(), free_bytes = v.free_bytes, "{}; captures are paused", v.describe());
@@ -506,7 +512,7 @@ impl Watcher {
                         v.describe(),
                         v.condition.run_code()
                     );
-                    if v.condition == Condition::Low && prune_due {
+                    if prune_due {
                         pruned_at = Some(tokio::time::Instant::now());
                         if let Some(freed) = self.prune().await {
                             text.push_str(&format!(" Emergency prune: {freed}."));
@@ -514,7 +520,7 @@ impl Watcher {
                     }
                     self.notify(text);
                 }
-                (Some(v), _) if v.condition == Condition::Low && prune_due => {
+                (Some(v), _) if prune_due => {
                     pruned_at = Some(tokio::time::Instant::now());
                     if let Some(freed) = self.prune().await {
                         tracing::warn!(volume = v.name, "still low on space; emergency prune: {freed}");
@@ -555,6 +561,7 @@ impl Watcher {
             let labels = vec![("volume".to_owned(), v.name.to_owned())];
             self.free.get_or_create(&labels).set(v.free_bytes.min(i64::MAX as u64) as i64);
             self.size.get_or_create(&labels).set(v.total_bytes.min(i64::MAX as u64) as i64);
+            self.healthy.get_or_create(&labels).set(i64::from(v.condition == Condition::Ok));
         }
     }
 

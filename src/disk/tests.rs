@@ -162,9 +162,11 @@ async fn the_operator_hears_once_when_trouble_starts_and_once_when_it_ends() {
         health: health.clone(),
         free: free.clone(),
         size: Family::default(),
+        healthy: Family::default(),
         notices,
         upkeep: Some(prune.clone()),
         ballast: None,
+        check_timeout: CHECK_TIMEOUT,
     };
     let (stop, stop_rx) = watch::channel(false);
     faults.space.lock().unwrap().get_mut(&dir).unwrap().free = 100 << 10;
@@ -273,4 +275,53 @@ fn a_check_that_never_finishes_marks_every_volume_failing() {
         health.troubled_since(Timestamp::now().minus(Duration::from_secs(1))),
         Some(Condition::Failing)
     );
+}
+
+/// A file system whose every call waits until the test lets it go (a hung NFS mount).
+struct Hung(Mutex<std::sync::mpsc::Receiver<()>>);
+
+impl Probe for Hung {
+    fn space(&self, _: &Path) -> std::io::Result<Space> {
+        let _ = self.0.lock().unwrap().recv();
+        Ok(Space { free: 50 << 20, total: 100 << 20, read_only: false })
+    }
+
+    fn write_test(&self, _: &Path) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Real time: paused time does not advance while a blocking task runs.
+#[tokio::test]
+async fn a_hung_check_marks_the_volumes_failing_until_it_returns() {
+    let (release, blocked) = std::sync::mpsc::channel();
+    let health = DiskHealth::with_probe(
+        vec![Volume { name: "data", dir: PathBuf::from("/") }],
+        MinFree::Bytes(0),
+        Box::new(Hung(Mutex::new(blocked))),
+    );
+    let (notices, mut rx) = mpsc::channel(16);
+    let watcher = Watcher {
+        health: health.clone(),
+        free: Family::default(),
+        size: Family::default(),
+        healthy: Family::default(),
+        notices,
+        upkeep: None,
+        ballast: None,
+        check_timeout: Duration::from_millis(200),
+    };
+    let (stop, stop_rx) = watch::channel(false);
+    let task = tokio::spawn(watcher.run(stop_rx));
+    let hung = rx.recv().await.unwrap();
+    assert!(hung.contains("did not finish within 200ms"), "{hung}");
+    assert_eq!(health.refusal().map(|(c, _)| c.code()), Some("storage_error"));
+    // The stuck check is waited for again, not started twice; once it returns, all is well.
+    release.send(()).unwrap();
+    let recovered = rx.recv().await.unwrap();
+    assert!(recovered.contains("storage recovered"), "{recovered}");
+    assert!(health.refusal().is_none());
+    stop.send(true).unwrap();
+    drop(release);
+    task.await.unwrap();
 }

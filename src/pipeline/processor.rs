@@ -75,6 +75,10 @@ enum ProcessError {
     Blob(#[from] crate::store::blobs::BlobError),
     #[error("baseline")]
     Baseline(#[from] BaselineError),
+    /// A change to confirm with another capture while no capture may start (the disk): the
+    /// result waits, rather than alerting on an unconfirmed change.
+    #[error("{0}")]
+    Paused(String),
 }
 
 /// Results read per claim.
@@ -176,6 +180,12 @@ impl Processor {
             && let Some(viewport) = monitor.viewports.iter().find(|v| v.key() == run.viewport)
         {
             // `retries_on_diff`: look again before alerting; only a change that persists counts.
+            if let Some((condition, why)) = self.runs.disk.refusal() {
+                return Err(ProcessError::Paused(format!(
+                    "a change waits for its confirming capture ({}): {why}",
+                    condition.code()
+                )));
+            }
             match self.runs.recapture(monitor, viewport, &run).await {
                 Ok(job) => {
                     tracing::info!(run = %run.id, monitor = %run.monitor, %job, attempt = run.attempt + 1, diff_pixels = ?outcome.diff_pixels, "change seen; capturing again before alerting");

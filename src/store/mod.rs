@@ -79,8 +79,9 @@ impl StoreError {
     }
 
     /// The database's disk is full (`storage_full`) or failing (`storage_error`): SQLite's
-    /// `SQLITE_FULL` and `SQLITE_IOERR`/`READONLY`/`CANTOPEN`/`CORRUPT` (extended codes
-    /// included), PostgreSQL's `disk_full` and `io_error`.
+    /// `SQLITE_FULL` and `SQLITE_IOERR`/`READONLY`/`CANTOPEN` (extended codes included),
+    /// PostgreSQL's `disk_full` and `io_error`. A corrupt database is no passing fault: it stays
+    /// a `database_error`.
     pub fn storage_fault(&self) -> Option<&'static str> {
         let StoreError::Database(sqlx::Error::Database(db)) = self else { return None };
         let code = db.code().unwrap_or_default();
@@ -89,7 +90,7 @@ impl StoreError {
         if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
             return match code.parse::<i32>().map(|c| c & 0xff) {
                 Ok(13) => Some("storage_full"),
-                Ok(8 | 10 | 11 | 14) => Some("storage_error"),
+                Ok(8 | 10 | 14) => Some("storage_error"),
                 _ => None,
             };
         }

@@ -125,11 +125,17 @@ impl Pool {
 }
 
 /// Whether a connection given back may be used again: not if a transaction is still counted on
-/// it once the pending rollback of a dropped transaction has run (the ping waits for that).
+/// it once the pending rollback of a dropped transaction has run (the ping waits for that: on
+/// SQLite the count drops only when the rollback has run).
 async fn discard_if_poisoned<C: Connection>(
     conn: &mut C,
     _: PoolConnectionMetadata,
 ) -> Result<bool, sqlx::Error> {
+    // The usual case costs nothing: no transaction counted (sqlx pings every released
+    // connection after this hook anyway).
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     conn.ping().await?;
     if conn.is_in_transaction() {
         tracing::warn!(

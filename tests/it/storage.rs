@@ -170,8 +170,18 @@ async fn a_full_disk_is_seen_survived_and_recovered_from_without_a_person() {
         (posted_text(&slack, "low on space") == 1).then_some(())
     })
     .await;
+    let capture = serde_json::json!({"url": site.url("home")});
+    let r = d.client.post(d.url("/v1/capture")).bearer_auth(TOKEN).json(&capture).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("storage_low")),
+        "the capture API too: {body}"
+    );
     let metrics = d.client.get(d.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("vigil_storage_free_bytes{volume=\"data\"}"), "{metrics}");
+    assert!(metrics.contains("vigil_storage_healthy{volume=\"data\"} 0"), "{metrics}");
     // Whatever was in flight ends within its deadline, with the disk still full.
     let pending = rows(&db_url, "SELECT id FROM runs WHERE status = 'pending'").await;
     for run in pending.iter().chain([&in_flight]) {

@@ -586,6 +586,10 @@ async fn alerts(store: &dyn InspectStore) {
         ..a.clone()
     };
     let error = r#"{"code":"run_deadline_exceeded"}"#;
+    // Both or neither: an alert that cannot be written (its id is taken) leaves the run pending.
+    let clash = NewAlert { id: a.id.clone(), ..alert.clone() };
+    assert!(store.fail_run_alerting(&pending.id, error, t(7050), Some(&clash)).await.is_err());
+    assert_eq!(store.get_run(&pending.id).await.unwrap().unwrap().status, RunStatus::Pending);
     assert!(store.fail_run_alerting(&pending.id, error, t(7100), Some(&alert)).await.unwrap());
     let failed = store.get_run(&pending.id).await.unwrap().unwrap();
     assert_eq!(
@@ -615,4 +619,23 @@ async fn conformance_story_postgres() {
 async fn unsupported_database_url_is_refused() {
     let err = vigil::store::connect_for_inspection("mysql://localhost/x", 1).await.err().expect("refused");
     assert_eq!(err.code(), "unsupported_database_url");
+}
+
+/// A database file vigil may not write (opened read-only here; a read-only mount or a full disk
+/// alike) answers writes with a storage code, retryable: a 503, not a 500.
+#[tokio::test]
+async fn a_database_that_refuses_writes_reports_a_storage_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/vigil.db", dir.path().display());
+    vigil::store::connect(&url, 1).await.unwrap().close().await;
+    let store = vigil::store::connect(&format!("{url}?mode=ro"), 1).await.unwrap();
+    let monitors = [MonitorUpsert {
+        name: name("home"),
+        url: "https://example.com/".into(),
+        config: "{}".into(),
+        enabled: true,
+    }];
+    let err = store.sync_monitors(&monitors, t(0)).await.expect_err("read-only");
+    assert_eq!((err.code(), err.is_retryable()), ("storage_error", true), "{err:?}");
+    store.close().await;
 }
