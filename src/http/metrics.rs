@@ -115,6 +115,25 @@ async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
         .into_response()
 }
 
+/// The method as a label: the standard ones by name, anything else a client made up as `other`
+/// (a label per made-up method would let unauthenticated requests grow the registry without
+/// bound).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Counts and times every request by its route pattern (not the raw path, which would let
 /// clients create unbounded label values).
 pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
@@ -122,7 +141,7 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method()).to_owned();
     let start = Instant::now();
     let response = next.run(req).await;
     let m = &metrics;

@@ -26,6 +26,18 @@ async fn health_and_metrics(backend: Backend) {
 
     let r = app.client.get(app.url("/no/such/page")).send().await.unwrap();
     assert_eq!(r.status(), 404);
+    // Made-up methods (no authentication needed) share one label: the registry stays small.
+    for i in 0..50 {
+        let method =
+            reqwest::Method::from_bytes(format!("MADEUP{i}{}", "X".repeat(2000)).as_bytes()).unwrap();
+        app.client.request(method, app.url("/healthz")).send().await.unwrap();
+    }
+    let text = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("MADEUP"), "a label per made-up method");
+    assert!(
+        text.contains(r#"vigil_http_requests_total{method="other",route="/healthz",status="405"} 50"#),
+        "{text}"
+    );
     // The database and directories exist where the config says.
     assert!(app.data_dir().is_dir());
     app.stop().await.expect("clean shutdown");
