@@ -47,20 +47,13 @@ pub struct Volume {
 /// the data directory and the baselines directory.
 pub fn volumes(config: &Config) -> Vec<Volume> {
     let mut out = Vec::new();
-    if let Some(file) = sqlite_file(config.storage.database_url.expose()) {
+    if let Some(file) = crate::store::sqlite_file(config.storage.database_url.expose()) {
         let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         out.push(Volume { name: "database", dir: dir.to_owned() });
     }
     out.push(Volume { name: "data", dir: config.storage.data_dir.clone() });
     out.push(Volume { name: "baselines", dir: config.storage.baselines_dir.clone() });
     out
-}
-
-/// The file of a `sqlite://path?…` URL (none for `:memory:`).
-fn sqlite_file(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
 }
 
 /// How a volume is.

@@ -135,9 +135,9 @@ fn volumes_are_the_sqlite_directory_the_data_and_the_baselines() {
             ("baselines", PathBuf::from("baselines")),
         ]
     );
-    assert_eq!(sqlite_file("sqlite://vigil.db"), Some(PathBuf::from("vigil.db")));
-    assert_eq!(sqlite_file("sqlite::memory:"), None);
-    assert_eq!(sqlite_file("postgres://h/db"), None);
+    assert_eq!(crate::store::sqlite_file("sqlite://vigil.db"), Some(PathBuf::from("vigil.db")));
+    assert_eq!(crate::store::sqlite_file("sqlite::memory:"), None);
+    assert_eq!(crate::store::sqlite_file("postgres://h/db"), None);
     assert_eq!(human_bytes(17), "17 B");
     assert_eq!(human_bytes(3 << 29), "1.5 GiB");
 }

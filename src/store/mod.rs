@@ -121,6 +121,13 @@ pub enum Backend {
     Postgres,
 }
 
+/// The file of a `sqlite://path?…` URL (none for `:memory:` or another backend).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
 /// Connects to `url` (`sqlite://path`, `postgres://…`) and runs pending migrations.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(open(url, max_connections).await?))

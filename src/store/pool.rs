@@ -108,6 +108,7 @@ impl Pool {
             .connect_with(options)
             .await?;
         SQLITE_MIGRATIONS.run(&pool).await?;
+        private_to_owner(super::sqlite_file(url).as_deref());
         Ok(Pool::Sqlite(pool))
     }
 
@@ -123,6 +124,29 @@ impl Pool {
         Ok(Pool::Postgres(pool))
     }
 }
+
+/// The database holds monitor settings (headers, cookies) and review history: nobody but its
+/// owner and group may read it. SQLite creates the file (and its `-wal` and `-shm` files, with
+/// the same mode) under the umask, usually readable by everyone; the bits for others are
+/// cleared at every start, the owner's and group's left as the operator set them.
+#[cfg(unix)]
+fn private_to_owner(file: Option<&std::path::Path>) {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(file) = file else { return };
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0
+            && let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & !0o007))
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot make the database file private");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn private_to_owner(_: Option<&std::path::Path>) {}
 
 /// Whether a connection given back may be used again: not if a transaction is still counted on
 /// it once the pending rollback of a dropped transaction has run (the ping waits for that: on

@@ -639,3 +639,26 @@ async fn a_database_that_refuses_writes_reports_a_storage_fault() {
     assert_eq!((err.code(), err.is_retryable()), ("storage_error", true), "{err:?}");
     store.close().await;
 }
+
+/// The SQLite file holds monitor headers and cookies: others may not read it (nor its WAL).
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_file_is_not_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vigil.db");
+    let store = vigil::store::connect(&format!("sqlite://{}", file.display()), 1).await.unwrap();
+    let monitors = [MonitorUpsert {
+        name: name("home"),
+        url: "https://example.com/".into(),
+        config: "{}".into(),
+        enabled: true,
+    }];
+    store.sync_monitors(&monitors, t(0)).await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", file.display());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o007, 0, "{path} is {mode:o}");
+    }
+    store.close().await;
+}
