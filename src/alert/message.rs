@@ -120,6 +120,13 @@ impl AlertPayload {
         }
     }
 
+    /// [`AlertPayload::summary`] for Slack's `text` (also parsed for mentions and links): the
+    /// parts that come from the page (an HTTP reason phrase, an error) are escaped, so a page
+    /// cannot make it say `<!channel>` or add a link of its own.
+    pub fn fallback_text(&self) -> String {
+        escape(&truncate(&self.summary(), MAX_ERROR_CHARS))
+    }
+
     /// The `message` of the capture's `{code, message}` error, or the raw text.
     fn error_message(&self) -> String {
         let Some(raw) = &self.error else { return "unknown error".into() };
@@ -143,7 +150,7 @@ impl AlertPayload {
         let mut fields = vec![
             md(format!("*Monitor*\n{}", self.monitor)),
             md(format!("*Viewport*\n{}", self.viewport)),
-            md(format!("*URL*\n<{}|{}>", self.url, escape(&self.url))),
+            md(format!("*URL*\n{}", link(&self.url))),
         ];
         if self.kind == AlertKind::Changed {
             fields.push(md(format!(
@@ -177,10 +184,9 @@ impl AlertPayload {
                 }
             }
             AlertKind::Failed => {
+                let error = truncate(&self.error_message(), MAX_ERROR_CHARS);
                 blocks.push(
-                    SlackSectionBlock::new()
-                        .with_text(md(format!("*Error*\n{}", escape(&self.error_message()))))
-                        .into(),
+                    SlackSectionBlock::new().with_text(md(format!("*Error*\n{}", escape(&error)))).into(),
                 );
             }
             AlertKind::Recovered => {}
@@ -222,6 +228,25 @@ pub fn percent(ratio: f64) -> String {
         format!("{p:.4}%")
     } else {
         format!("{p:.2}%")
+    }
+}
+
+/// Slack's limits: a section field's text (2,000), a section's text (3,000). The page-derived
+/// parts are cut so that even escaped (`&` becomes five characters) they stay inside them.
+const MAX_URL_CHARS: usize = 900;
+const MAX_SHOWN_URL_CHARS: usize = 150;
+const MAX_ERROR_CHARS: usize = 550;
+
+/// A link to `url` for a mrkdwn field, within Slack's 2,000-character field limit: `|`, `<`
+/// and `>` cannot appear in a link's target (they would end it), so they are percent-encoded; a
+/// URL too long to link is shown as text, cut.
+fn link(url: &str) -> String {
+    let target = url.replace('|', "%7C").replace('<', "%3C").replace('>', "%3E");
+    let shown = escape(&truncate(url, MAX_SHOWN_URL_CHARS));
+    if target.chars().count() <= MAX_URL_CHARS {
+        format!("<{target}|{shown}>")
+    } else {
+        escape(&truncate(url, MAX_URL_CHARS / 3))
     }
 }
 
@@ -324,5 +349,47 @@ mod tests {
         let back: AlertPayload = serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
         assert!(p.summary().starts_with("pricing changed (1280x800): 0.40%"));
+    }
+
+    #[test]
+    fn page_derived_text_is_escaped_and_every_part_stays_within_slacks_limits() {
+        // A 1,236-character URL with a `|`, and an error a hostile page wrote.
+        let url = format!("https://example.com/a|b?q={}", "&".repeat(1200));
+        let failed = AlertPayload {
+            kind: AlertKind::Failed,
+            url: url.clone(),
+            error: Some(
+                serde_json::json!({
+                    "code": "http_error",
+                    "message": format!("the page answered HTTP 500 <!channel> <https://evil.example|Approve now> {}", "&".repeat(5000))
+                })
+                .to_string(),
+            ),
+            ..changed()
+        };
+        let json = serde_json::to_value(failed.blocks()).unwrap();
+        let blocks = json.as_array().unwrap();
+        assert!(blocks.len() <= 50);
+        assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= 150);
+        for field in blocks[1]["fields"].as_array().unwrap() {
+            assert!(field["text"].as_str().unwrap().chars().count() <= 2000, "{field}");
+        }
+        let text = json.to_string();
+        assert!(
+            !text.contains("<!channel>") && !text.contains("<https://evil"),
+            "page text reached Slack as markup"
+        );
+        for block in blocks.iter().filter(|b| b["type"] == "section") {
+            if let Some(t) = block["text"]["text"].as_str() {
+                assert!(t.chars().count() <= 3000, "section text of {}", t.chars().count());
+            }
+        }
+        let fallback = failed.fallback_text();
+        assert!(!fallback.contains("<!channel>") && fallback.contains("&lt;!channel&gt;"), "{fallback}");
+        assert!(fallback.chars().count() <= 3000);
+        // A URL short enough is a link whose target keeps its `|` encoded.
+        let short = AlertPayload { url: "https://example.com/a|b".into(), ..changed() };
+        let json = serde_json::to_value(short.blocks()).unwrap().to_string();
+        assert!(json.contains("<https://example.com/a%7Cb|https://example.com/a|b>"), "{json}");
     }
 }

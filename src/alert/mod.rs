@@ -262,7 +262,7 @@ impl Alerter {
             event_payload: Some([("alert_id".to_owned(), alert.id.to_string())].into()),
         };
         let content = SlackMessageContent::new()
-            .with_text(payload.summary())
+            .with_text(payload.fallback_text())
             .with_blocks(payload.blocks())
             .with_metadata(metadata);
         let request = SlackApiChatPostMessageRequest::new(SlackChannelId(channel), content)

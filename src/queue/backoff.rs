@@ -43,14 +43,17 @@ pub enum Step {
 
 /// The next step after attempt number `attempts` (1-based) that did not succeed, on a schedule
 /// of delays (its length is the number of attempts; each delay gets ±20 % jitter). A
-/// `retry_after` the peer asked for replaces the planned delay (at most [`MAX_RETRY_AFTER`]).
+/// `retry_after` the peer asked for lengthens the planned delay (up to [`MAX_RETRY_AFTER`]) but
+/// never shortens it: a peer answering `Retry-After: 3` to every attempt would otherwise use up
+/// a schedule meant to span hours in seconds.
 pub fn on_schedule(schedule: &[Duration], attempts: usize, retry_after: Option<Duration>) -> Step {
     if attempts >= schedule.len() {
         return Step::Dead;
     }
+    let planned = jitter(schedule[attempts]);
     match retry_after {
-        Some(after) => Step::RetryIn(after.min(MAX_RETRY_AFTER)),
-        None => Step::RetryIn(jitter(schedule[attempts])),
+        Some(after) => Step::RetryIn(after.min(MAX_RETRY_AFTER).max(planned)),
+        None => Step::RetryIn(planned),
     }
 }
 
@@ -78,6 +81,9 @@ mod tests {
         assert!((secs(4)..=secs(6)).contains(&d), "{d:?}");
         assert_eq!(on_schedule(&schedule, 1, Some(secs(60))), Step::RetryIn(secs(60)));
         assert_eq!(on_schedule(&schedule, 1, Some(secs(86_400))), Step::RetryIn(MAX_RETRY_AFTER));
+        // A shorter Retry-After does not cut the schedule short: its span is kept.
+        let Step::RetryIn(d) = on_schedule(&schedule, 2, Some(secs(3))) else { panic!() };
+        assert!(d >= secs(240), "{d:?}");
         assert_eq!(on_schedule(&schedule, 3, None), Step::Dead);
         assert_eq!(on_schedule(&schedule, 3, Some(secs(1))), Step::Dead, "no attempts left");
     }

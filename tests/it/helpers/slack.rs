@@ -207,7 +207,15 @@ async fn upload_url(
         .into_response()
 }
 
-async fn upload(State(s): State<FakeSlack>, Path(id): Path<String>, body: Bytes) -> Response {
+async fn upload(
+    State(s): State<FakeSlack>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if headers.contains_key(header::AUTHORIZATION) {
+        return s.refuse("the bot token was sent to the upload URL".into());
+    }
     let mut inner = s.inner.lock().unwrap();
     let Some(file) = inner.files.iter_mut().find(|f| f.0 == id) else {
         return (StatusCode::NOT_FOUND, "no such upload").into_response();
