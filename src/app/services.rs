@@ -374,6 +374,7 @@ impl Services {
             reviewer: self.reviewer.clone(),
             auth: self.auth.clone(),
             secure_cookies: self.config.server.public_url.scheme() == "https",
+            sign_in: Arc::new(crate::ui::sign_in_limiter()),
         })
     }
 

@@ -26,6 +26,11 @@ impl RateLimiter {
         })
     }
 
+    /// `per_second` (may be below one) with bursts of `burst`.
+    pub fn with_burst(per_second: f64, burst: u32) -> Self {
+        Self { rate: per_second, burst: f64::from(burst), buckets: Mutex::new(HashMap::new()) }
+    }
+
     /// Takes one token for `addr`; `Err(wait)` says how long until one is available.
     pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
         let addr = client_key(addr);
@@ -104,6 +109,16 @@ mod tests {
             let _ = limiter.check(IpAddr::V4(std::net::Ipv4Addr::from(i)), t0);
         }
         assert!(limiter.buckets.lock().unwrap().len() <= MAX_TRACKED);
+    }
+
+    #[test]
+    fn a_slow_rate_with_a_burst() {
+        let limiter = RateLimiter::with_burst(0.2, 10);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        assert!((0..10).all(|_| limiter.check(a, t0).is_ok()));
+        assert_eq!(limiter.check(a, t0).unwrap_err(), Duration::from_secs(5));
+        assert!(limiter.check(a, t0 + Duration::from_secs(5)).is_ok());
     }
 
     #[test]

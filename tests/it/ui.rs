@@ -249,3 +249,27 @@ async fn the_dashboard_pages_through_ten_thousand_monitors() {
     assert_eq!(body.matches("<tr data-monitor=").count(), 50);
     eprintln!("dashboard page of 10,000 monitors (debug build): {took:?}");
 }
+
+/// Guessing tokens at the sign-in form: ten tries at once, then one every 5 s per address
+/// (500 guesses took 0.16 s before); each failure is logged.
+#[tokio::test]
+async fn sign_in_guesses_are_throttled() {
+    let app = crate::helpers::TestApp::spawn(
+        crate::helpers::Backend::Sqlite,
+        &format!("auth:\n  api_tokens: [\"{TOKEN}\"]\nmonitors: []\n"),
+    )
+    .await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let attempt = |token: &'static str| {
+        client.post(app.url("/login")).urlencoded(&[("token", token), ("next", "/")]).send()
+    };
+    for _ in 0..10 {
+        assert_eq!(attempt("wrong-token-0123456789").await.unwrap().status(), 401);
+    }
+    let r = attempt("wrong-token-0123456789").await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(r.text().await.unwrap().contains("Too many sign-in attempts"));
+    // Even the right token waits its turn: the limit is on attempts, not on failures.
+    assert_eq!(attempt(TOKEN).await.unwrap().status(), 429);
+}
