@@ -15,7 +15,7 @@
 //! A volume can also fill to the last byte faster than a check (another program writing), and
 //! then the database cannot even record that the runs in flight failed. For that moment vigil
 //! keeps a **ballast** ([`Ballast`]): a file in `data_dir` holding a quarter of the low-water
-//! mark (at most 64 MiB), deleted when a volume is nearly full so that the runs in flight can be
+//! mark (at most 16 MiB), deleted when a volume is nearly full so that the runs in flight can be
 //! recorded (failed or done), and written again once the space is back.
 
 use std::io::Write;
@@ -224,7 +224,7 @@ pub struct Ballast {
 
 impl Ballast {
     pub const FILE: &str = ".vigil-ballast";
-    pub const MAX: u64 = 64 << 20;
+    pub const MAX: u64 = 16 << 20;
 
     pub fn in_dir(data_dir: &Path) -> Ballast {
         Ballast { path: data_dir.join(Self::FILE), max: Self::MAX }

@@ -272,6 +272,16 @@ impl Processor {
                 ..Default::default()
             });
         };
+        if baseline.source == BaselineSource::FirstCapture && baseline.run_id.as_ref() == Some(&run.id) {
+            // This run made the baseline, and the process died before the run's verdict was
+            // recorded: its verdict is the one it would have had, not "unchanged" against itself.
+            return Ok(RunOutcome {
+                verdict: Some(Verdict::BaselineCreated),
+                current_sha256: Some(baseline.sha256.clone()),
+                baseline_sha256: Some(baseline.sha256),
+                ..Default::default()
+            });
+        }
         let base_png = self.baselines.blob(&baseline.sha256).await?;
         let options = diff_options(monitor, reported_masks);
         let compared = tokio::task::spawn_blocking(move || {

@@ -40,7 +40,7 @@ impl Home {
         let config = dir.path().join("vigil.yaml");
         let yaml = format!(
             "server:\n  listen: 127.0.0.1:{port}\n  shutdown_timeout: 2s\n{server}\
-             storage:\n  database_url: \"{database_url}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n{body}",
+             storage:\n  database_url: \"{database_url}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n  min_free: 8MiB\n{body}",
             dir.path().join("data").display(),
             dir.path().join("baselines").display(),
         );

@@ -217,8 +217,7 @@ async fn story(backend: Backend) {
     assert_eq!(pricing["runs"].as_array().unwrap().len(), 3, "{pricing}");
     assert_eq!(slack.posted().len(), 2);
     assert!(slack.refused().is_empty(), "requests Slack would refuse: {:?}", slack.refused());
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for line in [
+    let expected = [
         "vigil_runs_judged_total{verdict=\"baseline_created\"} 3",
         "vigil_runs_judged_total{verdict=\"changed\"} 2",
         "vigil_runs_judged_total{verdict=\"unchanged\"} 2",
@@ -227,9 +226,21 @@ async fn story(backend: Backend) {
         "vigil_queue_depth{queue=\"alerts_pending\"} 0",
         "vigil_queue_depth{queue=\"runs_pending\"} 0",
         "vigil_queue_depth{queue=\"webhooks_unprocessed\"} 0",
-    ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
-    }
+    ];
+    // Slack has the last image before vigil records the alert as sent: wait for the record.
+    let metrics_url = app.url("/metrics");
+    let mut metrics = String::new();
+    let settled = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            metrics = app.client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+            if expected.iter().all(|line| metrics.lines().any(|l| l == *line)) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "{expected:?} in\n{metrics}");
     eprintln!(
         "{backend:?}: first cycle (3 baselines) {first_cycle:?}, second cycle (3 diffs + alert) {second_cycle:?}"
     );

@@ -98,7 +98,7 @@ impl TestApp {
             .with_test_writer()
             .try_init();
         let header = format!(
-            "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\nstorage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n",
+            "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\nstorage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n  min_free: 8MiB\n",
             db.url,
             dir.path().join("data").display(),
             dir.path().join("baselines").display(),
