@@ -33,7 +33,7 @@ pub enum ReviewError {
     Pruned,
     #[error("there is no earlier baseline to go back to")]
     NothingToRevert,
-    #[error("storage")]
+    #[error("the database refused ({})", .0.code())]
     Store(#[from] StoreError),
     #[error("baseline file: {0}")]
     File(#[from] BlobError),

@@ -91,15 +91,15 @@ impl Pool {
     }
 
     /// SQLite, the embedded default: one file, WAL journal, a busy timeout so concurrent writers
-    /// wait instead of failing. `synchronous = FULL`: a commit is on disk before it returns, so
-    /// whatever vigil acknowledged (a run id, a job id, an approval) survives an OS crash or a
-    /// power cut too; vigil writes a few rows per capture, so the fsync per commit costs nothing
-    /// that matters.
+    /// wait instead of failing. WAL + `synchronous = NORMAL`: a commit is in the WAL before it
+    /// returns, so whatever vigil acknowledged survives a crash of vigil; only an OS crash or a
+    /// power cut can lose the last transactions (`FULL` would fsync every commit: tried, it
+    /// stretched every write transaction enough to time out concurrent writers under load).
     pub async fn sqlite(url: &str, max_connections: u32) -> Result<Pool> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
+            .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
