@@ -268,8 +268,11 @@ async fn animations_and_the_caret_do_not_change_the_picture() {
     );
     let receiver = TestReceiver::start().await;
     let app = spawn().await;
+    // The page starts its transition 10 ms after load; the delay makes sure that has happened
+    // before the first shot even on a loaded machine (else one capture can be stable before
+    // the transition starts and the other after: two different, correct pictures).
     for _ in 0..2 {
-        let body = json!({"url": site.url("anim"), "viewport": {"width": 400, "height": 200}, "webhook_url": receiver.url});
+        let body = json!({"url": site.url("anim"), "viewport": {"width": 400, "height": 200}, "delay": "500ms", "webhook_url": receiver.url});
         assert_eq!(submit(&app, body).await.status(), 202);
     }
     let hooks = received(&receiver, 2).await;
