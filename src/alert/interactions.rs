@@ -105,7 +105,8 @@ struct Container {
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
-    (status, message.to_owned()).into_response()
+    let code = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "bad_request" };
+    (status, axum::Json(serde_json::json!({"error": {"code": code, "message": message}}))).into_response()
 }
 
 async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: Bytes) -> Response {

@@ -198,12 +198,11 @@ async fn serve(
     services: &Services,
 ) -> Result<(), RunError> {
     let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // The peer address, for the receiver's per-address rate limit.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async {
+    let limits = services.config.server.limits;
+    let server = crate::http::server::serve(listener, app, limits, async {
         let _ = server_stop_rx.await;
     });
-    let mut server = tokio::spawn(async move { server.await });
+    let mut server = tokio::spawn(server);
     let result = tokio::select! {
         r = &mut server => r,
         () = shutdown => {

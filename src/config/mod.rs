@@ -175,8 +175,29 @@ fn server(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<ServerConfig> {
     let shutdown_timeout = or_default(ctx, f, "shutdown_timeout", Duration::from_secs(10), |ctx, n, p| {
         duration(ctx, n, p, Duration::ZERO, Duration::from_secs(600))
     });
-    f.finish(ctx, &["listen", "public_url", "shutdown_timeout"]);
-    Some(ServerConfig { listen: listen?, public_url: public_url?, shutdown_timeout: shutdown_timeout? })
+    let header_timeout = or_default(ctx, f, "header_timeout", Duration::from_secs(10), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_millis(100), Duration::from_secs(600))
+    });
+    let body_timeout = or_default(ctx, f, "body_timeout", Duration::from_secs(30), |ctx, n, p| {
+        duration(ctx, n, p, Duration::from_millis(100), Duration::from_secs(3600))
+    });
+    let max_connections = or_default(ctx, f, "max_connections", 512, |ctx, n, p| {
+        integer(ctx, n, p, 1, 1_000_000).map(|v| v as usize)
+    });
+    f.finish(
+        ctx,
+        &["listen", "public_url", "shutdown_timeout", "header_timeout", "body_timeout", "max_connections"],
+    );
+    Some(ServerConfig {
+        listen: listen?,
+        public_url: public_url?,
+        shutdown_timeout: shutdown_timeout?,
+        limits: ServerLimits {
+            header_timeout: header_timeout?,
+            body_timeout: body_timeout?,
+            max_connections: max_connections?,
+        },
+    })
 }
 
 /// `http://<listen>/`, with an unspecified address (0.0.0.0) replaced by loopback.

@@ -29,6 +29,18 @@ pub struct ServerConfig {
     pub public_url: Url,
     /// Upper bound on finishing in-flight requests after SIGTERM.
     pub shutdown_timeout: Duration,
+    pub limits: ServerLimits,
+}
+
+/// What one client may hold of the server (docs/architecture.md §8).
+#[derive(Debug, Clone, Copy)]
+pub struct ServerLimits {
+    /// Time to send a request's head; also the longest a kept-alive connection may sit idle.
+    pub header_timeout: Duration,
+    /// Time to send a request's whole body, from the end of its head.
+    pub body_timeout: Duration,
+    /// Connections served at once; the next one waits in the listen backlog.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ pub mod error;
 mod health;
 pub mod metrics;
 pub mod rate_limit;
+pub mod server;
 pub mod session;
 
 use std::sync::Arc;
@@ -28,5 +29,6 @@ pub fn router(features: Router, store: Arc<dyn Store>, disk: DiskHealth, metrics
     features
         .merge(health::router(store, disk))
         .merge(metrics::router(metrics.clone()))
+        .layer(axum::middleware::from_fn(error::uniform))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
 }

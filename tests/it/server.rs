@@ -183,3 +183,134 @@ async fn binary_creates_the_default_sqlite_database() {
     .await;
     assert!(exit.success());
 }
+
+/// Reads from a raw connection until the server closes it; what it answered before closing.
+async fn until_closed(stream: &mut tokio::net::TcpStream, deadline: Duration) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(deadline, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server should have closed the connection")
+        .ok();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A silent client, one that sends its head a byte now and then, one that never finishes its
+/// body, and a kept-alive connection left idle: each is closed within the configured bounds
+/// instead of holding a connection (and its memory) for ever.
+#[tokio::test]
+async fn slow_silent_and_idle_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let app =
+        TestApp::spawn_with_server(Backend::Sqlite, "  header_timeout: 1s\n  body_timeout: 1s\n", "").await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut slow_head = TcpStream::connect(&addr).await.unwrap();
+    slow_head.write_all(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\n").await.unwrap();
+    let mut slow_body = TcpStream::connect(&addr).await.unwrap();
+    slow_body
+        .write_all(b"POST /hooks/capture HTTP/1.1\r\nHost: vigil\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"type\"")
+        .await
+        .unwrap();
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "the kept-alive connection's first request is answered");
+
+    let started = Instant::now();
+    until_closed(&mut silent, Duration::from_secs(20)).await;
+    until_closed(&mut slow_head, Duration::from_secs(20)).await;
+    let answer = until_closed(&mut slow_body, Duration::from_secs(20)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"request_timeout""#), "{answer}");
+    until_closed(&mut idle, Duration::from_secs(20)).await;
+    // Each bound is 1 s; all four are gone long before the 80 s the finding saw them live.
+    assert!(started.elapsed() < Duration::from_secs(20));
+    app.stop().await.expect("clean shutdown");
+}
+
+/// At `max_connections`, a new connection waits in the backlog until one closes; it is then
+/// served. Before the cap, 220 slow connections were all held open at once.
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let app =
+        TestApp::spawn_with_server(Backend::Sqlite, "  max_connections: 3\n  header_timeout: 120s\n", "")
+            .await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    // Three silent connections take every slot (the readiness check's kept-alive one may hold
+    // one of them; the rest then wait in the backlog, which changes nothing below).
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        holders.push(TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut waiting = TcpStream::connect(&addr).await.unwrap();
+    waiting.write_all(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n").await.unwrap();
+    let early =
+        tokio::time::timeout(Duration::from_millis(800), until_closed(&mut waiting, Duration::MAX)).await;
+    assert!(early.is_err(), "served beyond the cap: {early:?}");
+    drop(holders);
+    let answer = until_closed(&mut waiting, Duration::from_secs(20)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    app.stop().await.expect("clean shutdown");
+}
+
+/// Every error vigil answers has the one JSON shape, whoever produced it: a path no route has,
+/// a method the route does not take, axum's extractor rejections, a body over the limit, the
+/// Slack hook's refusals.
+#[tokio::test]
+async fn every_error_has_the_one_json_shape() {
+    const TOKEN: &str = "an-api-token-long-enough-to-be-accepted";
+    let app = TestApp::spawn(Backend::Sqlite, &format!("auth:\n  api_tokens: [\"{TOKEN}\"]\n")).await;
+    let c = &app.client;
+    let api = |r: reqwest::RequestBuilder| r.bearer_auth(TOKEN);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16, &str)> = vec![
+        ("unknown path", c.get(app.url("/no/such/page")), 404, "not_found"),
+        ("wrong method", c.delete(app.url("/healthz")), 405, "method_not_allowed"),
+        (
+            "malformed JSON",
+            api(c.post(app.url("/api/runs/approve")))
+                .header("content-type", "application/json")
+                .body("{\"run_ids\": ["),
+            400,
+            "bad_request",
+        ),
+        (
+            "no content type",
+            api(c.post(app.url("/api/runs/approve"))).body("{}"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "JSON of the wrong shape",
+            api(c.post(app.url("/api/runs/approve"))).json(&serde_json::json!({"run_ids": 7})),
+            422,
+            "invalid_request",
+        ),
+        (
+            "body over the route's limit",
+            c.post(app.url("/hooks/slack")).body(vec![b'x'; 300 * 1024]),
+            413,
+            "payload_too_large",
+        ),
+        ("bad query", api(c.get(app.url("/api/changes?limit=lots"))), 400, "bad_request"),
+        ("unsigned Slack hook", c.post(app.url("/hooks/slack")).body("payload=%7B%7D"), 401, "unauthorized"),
+        ("no token", c.get(app.url("/api/monitors")), 401, "unauthorized"),
+    ];
+    for (what, request, status, code) in cases {
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{what}");
+        let kind = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_owned());
+        if status == 405 {
+            assert!(r.headers().get("allow").is_some(), "{what}: Allow header kept");
+        }
+        assert_eq!(kind.as_deref(), Some("application/json"), "{what}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{what}: {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {body}");
+    }
+    app.stop().await.expect("clean shutdown");
+}

@@ -63,6 +63,13 @@ impl TestApp {
         Self::start(db, dir, extra_yaml, true, None).await
     }
 
+    /// Starts the daemon with `server_yaml` (indented keys) added to its `server:` section.
+    pub async fn spawn_with_server(backend: Backend, server_yaml: &str, extra_yaml: &str) -> TestApp {
+        let db = TestDb::create(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_with(db, dir, server_yaml, extra_yaml, false, None).await
+    }
+
     /// Starts the daemon with only `roles` (`vigil run --roles …`).
     pub async fn spawn_with_roles(backend: Backend, extra_yaml: &str, roles: &str) -> TestApp {
         let db = TestDb::create(backend).await;
@@ -91,6 +98,17 @@ impl TestApp {
         watch: bool,
         roles: Option<vigil::Roles>,
     ) -> TestApp {
+        Self::start_with(db, dir, "", extra_yaml, watch, roles).await
+    }
+
+    async fn start_with(
+        db: TestDb,
+        dir: tempfile::TempDir,
+        server_yaml: &str,
+        extra_yaml: &str,
+        watch: bool,
+        roles: Option<vigil::Roles>,
+    ) -> TestApp {
         vigil::init_tls();
         // RUST_LOG=vigil=debug cargo test … shows the daemon's log for a failing test.
         let _ = tracing_subscriber::fmt()
@@ -98,7 +116,7 @@ impl TestApp {
             .with_test_writer()
             .try_init();
         let header = format!(
-            "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\nstorage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n  min_free: 8MiB\n",
+            "server:\n  listen: 127.0.0.1:0\n  shutdown_timeout: 5s\n{server_yaml}storage:\n  database_url: \"{}\"\n  data_dir: \"{}\"\n  baselines_dir: \"{}\"\n  min_free: 8MiB\n",
             db.url,
             dir.path().join("data").display(),
             dir.path().join("baselines").display(),
