@@ -21,7 +21,7 @@ use crate::config::{LiveMonitors, MonitorName};
 use crate::http::{Auth, session};
 use crate::ids::RunId;
 use crate::review::{ReviewError, Reviewer};
-use crate::store::{BaselineSource, Store, Verdict};
+use crate::store::{BaselineSource, Run, Store, Verdict};
 use crate::time::Timestamp;
 use views::*;
 
@@ -63,7 +63,8 @@ pub fn router(state: Ui) -> Router {
         .with_state(state)
 }
 
-/// A signed-in browser. Pages without one redirect to the sign-in form.
+/// A signed-in browser. A browser without one is sent to the sign-in form; a client that does
+/// not take HTML (a script, an API fuzzer) gets 401, as the API answers it.
 pub struct Session {
     index: usize,
     csrf: String,
@@ -85,8 +86,13 @@ impl FromRequestParts<Ui> for Session {
             (Some(cookie), Some(index)) => {
                 Ok(Session { index, csrf: session::csrf(&state.auth.session_key, &cookie), cookie })
             }
+            _ if !takes_html(&parts.headers) => Err(crate::http::auth::Unauthorized.into_response()),
             _ => {
-                let next = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                // After signing in the browser GETs `next`: a form's POST target would be a 405.
+                let next = match parts.method {
+                    axum::http::Method::GET => parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+                    _ => "/",
+                };
                 let to = format!(
                     "/login?next={}",
                     url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
@@ -95,6 +101,11 @@ impl FromRequestParts<Ui> for Session {
             }
         }
     }
+}
+
+/// Whether the client reads HTML: browsers say so in `Accept` for pages and forms alike.
+fn takes_html(headers: &axum::http::HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().filter_map(|v| v.to_str().ok()).any(|v| v.contains("text/html"))
 }
 
 /// A signed-in browser's form whose CSRF token belongs to its session: what every UI route that
@@ -339,22 +350,66 @@ async fn run_page(State(state): State<Ui>, session: Session, Path(id): Path<Stri
         Ok(None) => return (StatusCode::NOT_FOUND, "no such run").into_response(),
         Err(e) => return failure(e),
     };
-    let changes = match state.store.list_changes(None, None, 500).await {
+    let changes = match state.store.list_changes(None, None, QUEUE_WINDOW).await {
         Ok(c) => c,
         Err(e) => return failure(e),
     };
-    let position = changes.iter().position(|c| c.id == run.id);
-    let (previous, next) = match position {
-        Some(i) => (
-            i.checked_sub(1).map(|p| changes[p].id.to_string()),
-            changes.get(i + 1).map(|c| c.id.to_string()),
-        ),
-        None => (None, changes.first().map(|c| c.id.to_string())),
+    let (newer, older) = match neighbours(&*state.store, &run, &changes).await {
+        Ok(n) => n,
+        Err(e) => return failure(e),
     };
     let url = state.monitors.find(&run.monitor).map(|m| m.url.to_string()).unwrap_or_default();
     let monitor_changes = changes.iter().filter(|c| c.monitor == run.monitor).count();
     let layout = layout(&state, &session).await;
-    html(ReviewPage { layout, run: RunDetail::new(&run, url), previous, next, monitor_changes })
+    html(ReviewPage {
+        layout,
+        run: RunDetail::new(&run, url),
+        newer: newer.map(|r| r.to_string()),
+        older: older.map(|r| r.to_string()),
+        monitor_changes,
+    })
+}
+
+/// The newest changes the review page reads: its neighbours and the per-monitor count.
+const QUEUE_WINDOW: i64 = 500;
+
+/// A run's place in the review queue: (created_at, id), the order of `list_changes`.
+fn queue_key(r: &Run) -> (Timestamp, &RunId) {
+    (r.created_at, &r.id)
+}
+
+/// The change of `changes` that comes right after `key` in the queue.
+fn next_newer<'a>(changes: &'a [Run], key: (Timestamp, &RunId)) -> Option<&'a Run> {
+    changes.iter().filter(|c| queue_key(c) > key).min_by(|a, b| queue_key(a).cmp(&queue_key(b)))
+}
+
+/// The change of `changes` that comes right before `key` in the queue.
+fn next_older<'a>(changes: &'a [Run], key: (Timestamp, &RunId)) -> Option<&'a Run> {
+    changes.iter().filter(|c| queue_key(c) < key).max_by(|a, b| queue_key(a).cmp(&queue_key(b)))
+}
+
+/// The changes awaiting review just after and just before `run`: `(newer, older)`. Found by
+/// creation time rather than by `run`'s index in the queue, because a run already approved or
+/// rejected is no longer in it (taking the queue's head there linked "older" to the newest
+/// change, of any monitor). `window` is the newest [`QUEUE_WINDOW`] changes; past it, the
+/// older one is read from `run`'s own time on, and the newer one is the oldest in the window
+/// (newer than `run`, if not the very next).
+async fn neighbours(
+    store: &dyn Store,
+    run: &Run,
+    window: &[Run],
+) -> crate::store::Result<(Option<RunId>, Option<RunId>)> {
+    let key = queue_key(run);
+    let newer = next_newer(window, key).map(|c| c.id.clone());
+    let mut older = next_older(window, key).map(|c| c.id.clone());
+    if older.is_none() && window.len() as i64 == QUEUE_WINDOW {
+        // `before` is exclusive and the runs of one tick share their creation time: start a
+        // millisecond later and let the key drop `run` and the same-time runs after it.
+        let before = run.created_at.plus(std::time::Duration::from_millis(1));
+        let earlier = store.list_changes(None, Some(before), QUEUE_WINDOW).await?;
+        older = next_older(&earlier, key).map(|c| c.id.clone());
+    }
+    Ok((newer, older))
 }
 
 fn review_failure(e: ReviewError) -> Response {

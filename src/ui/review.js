@@ -9,6 +9,8 @@
   const cur = $("stack-cur");
   let mode = "side";
 
+  // Only the chosen mode's view is shown (the stylesheet makes `hidden` beat any display), so
+  // the comparison starts right under the controls.
   function show(next) {
     mode = next;
     if (views.side) views.side.hidden = mode !== "side";
@@ -19,45 +21,84 @@
     apply();
   }
 
+  function zoom() {
+    return parseFloat($("zoom").value) || 1;
+  }
+
   function apply() {
-    if (!cur) return;
-    if (mode === "overlay") {
-      cur.style.clipPath = "none";
-      cur.style.opacity = $("opacity").value / 100;
-    } else if (mode === "swipe") {
-      cur.style.opacity = 1;
-      cur.style.clipPath = "inset(0 0 0 " + $("swipe").value + "%)";
+    if (cur) {
+      if (mode === "overlay") {
+        cur.style.clipPath = "none";
+        cur.style.opacity = $("opacity").value / 100;
+      } else if (mode === "swipe") {
+        cur.style.opacity = 1;
+        cur.style.clipPath = "inset(0 0 0 " + $("swipe").value + "%)";
+      }
     }
-    const z = parseFloat($("zoom").value);
-    const inner = $("stack-inner");
-    if (inner) inner.style.transform = "scale(" + z + ")";
-    const d = $("diff-img");
-    if (d) d.style.transform = "scale(" + z + ")";
+    // The wrappers are scaled, not the images, so a region's mark scales with them.
+    ["stack-inner", "diff-inner"].forEach((id) => {
+      if ($(id)) $(id).style.transform = "scale(" + zoom() + ")";
+    });
   }
 
   document.querySelectorAll('input[name="mode"]').forEach((r) =>
     r.addEventListener("change", () => show(r.value)));
   ["opacity", "swipe", "zoom"].forEach((id) => $(id) && $(id).addEventListener("input", apply));
 
-  // Zoom to a region: overlay view at 200 %, scrolled so the region is in view.
+  // Outlines the region inside the view's scaled wrapper (in image pixels, like the region).
+  function mark(inner, g) {
+    let m = inner.querySelector(".region-mark");
+    if (!m) {
+      m = document.createElement("div");
+      m.className = "region-mark";
+      m.setAttribute("aria-hidden", "true");
+      inner.appendChild(m);
+    }
+    m.style.left = g.x + "px";
+    m.style.top = g.y + "px";
+    m.style.width = g.w + "px";
+    m.style.height = g.h + "px";
+  }
+
+  // Zoom to a region: overlay view (diff only without a baseline) at 200 %. The view is brought
+  // on screen first, then scrolled inside so the region sits in its middle.
   document.querySelectorAll("a.region").forEach((a) =>
     a.addEventListener("click", (e) => {
       e.preventDefault();
-      const target = views.stack ? "overlay" : "diff";
+      const target = views.stack ? "overlay" : views.diff ? "diff" : null;
+      if (!target) return;
       document.querySelector('input[name="mode"][value="' + target + '"]').checked = true;
       $("zoom").value = "2";
       show(target);
       const box = target === "overlay" ? views.stack : views.diff;
-      if (box) box.scrollTo({ left: a.dataset.x * 2 - 40, top: a.dataset.y * 2 - 40 });
+      const g = { x: +a.dataset.x, y: +a.dataset.y, w: +a.dataset.w, h: +a.dataset.h };
+      mark(box.querySelector(".zoom-inner"), g);
+      box.scrollIntoView({ block: "nearest" });
+      const z = zoom();
+      box.scrollTo({
+        left: g.x * z - Math.max(0, (box.clientWidth - g.w * z) / 2),
+        top: g.y * z - Math.max(0, (box.clientHeight - g.h * z) / 2),
+      });
     }));
 
+  // Keys pressed in a text field are text, not shortcuts. Anywhere else (the page, a link, a
+  // button, the zoom select, and the view-mode radios, which keep the focus once clicked) they
+  // are shortcuts.
+  const NOT_TEXT = ["radio", "checkbox", "range", "button", "submit", "reset", "color", "file", "image"];
+  function typing(el) {
+    if (!el || !el.tagName) return false;
+    if (el.isContentEditable) return true;
+    const tag = el.tagName.toLowerCase();
+    if (tag === "textarea") return true;
+    return tag === "input" && !NOT_TEXT.includes((el.type || "text").toLowerCase());
+  }
+
   document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey) return;
-    const tag = (e.target.tagName || "").toLowerCase();
-    if (tag === "input" || tag === "select" || tag === "textarea") return;
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || e.defaultPrevented) return;
+    if (typing(e.target)) return;
     if (e.key === "a" && $("approve-form")) $("approve-form").submit();
     else if (e.key === "r" && $("reject-form")) $("reject-form").submit();
-    else if (e.key === "j" && root.dataset.next) location.href = root.dataset.next;
-    else if (e.key === "k" && root.dataset.previous) location.href = root.dataset.previous;
+    else if (e.key === "j" && root.dataset.older) location.href = root.dataset.older;
+    else if (e.key === "k" && root.dataset.newer) location.href = root.dataset.newer;
   });
 })();

@@ -248,8 +248,9 @@ impl RunDetail {
 pub struct ReviewPage {
     pub layout: Layout,
     pub run: RunDetail,
-    pub previous: Option<String>,
-    pub next: Option<String>,
+    /// The change awaiting review created just after / before this run (keys `k` / `j`).
+    pub newer: Option<String>,
+    pub older: Option<String>,
     pub monitor_changes: usize,
 }
 

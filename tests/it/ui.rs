@@ -131,8 +131,12 @@ async fn pages_need_a_session_and_forms_their_csrf_token() {
     let id = change["id"].as_str().unwrap();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
 
-    // No session: to the sign-in form, and back afterwards.
+    // No session: a browser goes to the sign-in form, and back afterwards; a client that does
+    // not read HTML is told 401, as by the API.
     let r = client.get(app.url(&format!("/runs/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "unauthorized");
+    let r = client.get(app.url(&format!("/runs/{id}"))).header("accept", "text/html").send().await.unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], format!("/login?next=%2Fruns%2F{id}"));
     let r = client
