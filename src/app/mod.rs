@@ -133,6 +133,7 @@ pub async fn run_with(
     if let Some(path) = options.config_path {
         let outcomes = prometheus_client::metrics::family::Family::default();
         services.metrics.register("config_reloads", "Configuration reloads by outcome", outcomes.clone());
+        crate::http::Metrics::seed(&outcomes, "outcome", &["applied", "rejected"]);
         let reloader = crate::reload::Reloader {
             outcomes,
             path,

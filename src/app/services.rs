@@ -264,6 +264,7 @@ impl Services {
         }
         let outcomes = Family::default();
         self.metrics.register("webhook_deliveries", "Webhook delivery attempts by outcome", outcomes.clone());
+        Metrics::seed(&outcomes, "outcome", &["delivered", "retry", "dead"]);
         let deliverer = Deliverer {
             store: self.store.clone(),
             key: self.webhook_key.clone(),
@@ -296,6 +297,11 @@ impl Services {
         let config = &self.config;
         let verdicts = Family::default();
         self.metrics.register("runs_judged", "Runs judged, by verdict", verdicts.clone());
+        Metrics::seed(
+            &verdicts,
+            "verdict",
+            &["baseline_created", "unchanged", "changed", "failed", "skipped"],
+        );
         let processor = Processor {
             store: self.store.clone(),
             blobs: self.blobs.clone(),
@@ -322,6 +328,7 @@ impl Services {
         bg.tasks.spawn(self.pruner().run(bg.stop.clone()));
         let outcomes = Family::default();
         self.metrics.register("alerts", "Alert send attempts by outcome", outcomes.clone());
+        Metrics::seed(&outcomes, "outcome", &["sent", "retry", "dead"]);
         let alerter = Alerter {
             store: self.store.clone(),
             blobs: self.blobs.clone(),

@@ -53,6 +53,7 @@ impl CaptureMetrics {
         };
         registry.register("capture_jobs", "Capture jobs by state", m.jobs.clone());
         registry.register("capture_attempts", "Capture attempts by outcome", m.attempts.clone());
+        crate::http::Metrics::seed(&m.attempts, "outcome", &["completed", "retried", "failed"]);
         registry.register("capture_duration_seconds", "Duration of successful captures", m.duration.clone());
         registry.register(
             "browser_launches",

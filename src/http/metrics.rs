@@ -1,12 +1,14 @@
-//! `/metrics` in the Prometheus text format. Feature modules register their own metrics in the
-//! shared registry; this module adds the HTTP request metrics every route gets.
+//! `/metrics`, in OpenMetrics or the Prometheus text format 0.0.4 as the scraper's `Accept`
+//! asks. Feature modules register their own metrics in the shared registry, and seed the label
+//! values they know of so that every family is there from the start, at zero; this module adds
+//! the HTTP request metrics every route gets.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -66,6 +68,20 @@ impl Metrics {
             webhooks_refused.clone(),
         );
         let queues = Family::default();
+        Self::seed(
+            &webhooks_refused,
+            "reason",
+            &[
+                "missing_signature",
+                "malformed_signature",
+                "stale_timestamp",
+                "invalid_signature",
+                "rate_limited",
+                "slack_stale",
+                "slack_signature",
+                "slack_replay",
+            ],
+        );
         registry.register("queue_depth", "Work waiting, by queue", queues.clone());
         Arc::new(Self {
             registry: Mutex::new(registry),
@@ -81,6 +97,18 @@ impl Metrics {
     /// Lets feature modules add their metrics.
     pub fn register(&self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
         self.registry.lock().expect("metrics registry poisoned").register(name, help, metric);
+    }
+
+    /// Creates `family`'s series for each of `values` of `label`, at zero, so that the family is
+    /// scraped (and alert rules on it work) before its first event.
+    pub fn seed<M: prometheus_client::metrics::TypedMetric + Default>(
+        family: &Family<Vec<(String, String)>, M>,
+        label: &str,
+        values: &[&str],
+    ) {
+        for value in values {
+            let _ = family.get_or_create(&vec![(label.to_owned(), (*value).to_owned())]);
+        }
     }
 
     /// Runs `hook` before every scrape (to refresh gauges that come from the database).
@@ -101,18 +129,73 @@ pub fn router(metrics: Arc<Metrics>) -> Router {
     Router::new().route("/metrics", get(scrape)).with_state(metrics)
 }
 
-async fn scrape(State(metrics): State<Arc<Metrics>>) -> Response {
+async fn scrape(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> Response {
     let refreshes: Vec<_> = {
         let hooks = metrics.before_scrape.lock().expect("metrics hooks poisoned");
         hooks.iter().map(|hook| hook()).collect()
     };
     futures_util::future::join_all(refreshes).await;
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-        metrics.encode(),
-    )
-        .into_response()
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let (kind, body) = match wants_openmetrics(accept) {
+        true => (OPENMETRICS, metrics.encode()),
+        false => (PROMETHEUS_TEXT, to_prometheus_text(&metrics.encode())),
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, kind), (header::VARY, "accept")], body).into_response()
+}
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Whether `accept` prefers OpenMetrics to the Prometheus text format (Prometheus itself sends
+/// `application/openmetrics-text;version=1.0.0,…,text/plain;version=0.0.4;q=0.5,*/*;q=0.1`);
+/// anything else, curl's `*/*` included, gets the text format every consumer reads.
+fn wants_openmetrics(accept: &str) -> bool {
+    let quality = |wanted: &str| {
+        accept
+            .split(',')
+            .filter_map(|range| {
+                let mut parts = range.split(';').map(str::trim);
+                let kind = parts.next()?;
+                let q = parts
+                    .filter_map(|p| p.strip_prefix("q="))
+                    .find_map(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                kind.eq_ignore_ascii_case(wanted).then_some(q)
+            })
+            .fold(0.0_f32, f32::max)
+    };
+    let openmetrics = quality("application/openmetrics-text");
+    openmetrics > 0.0 && openmetrics >= quality("text/plain")
+}
+
+/// The Prometheus text format 0.0.4 from OpenMetrics: a counter's HELP and TYPE name its
+/// `_total` series, an info metric becomes a gauge named `_info`, and the `# UNIT` and `# EOF`
+/// lines, which that format does not have, go. The series lines are the same in both.
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (new_name, new_kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "unknown" => (name.to_owned(), "untyped"),
+                other => (name.to_owned(), other),
+            };
+            // HELP comes before TYPE in OpenMetrics: fix the HELP line just written.
+            if let Some(help_at) = out.rfind(&format!("# HELP {name} ")) {
+                out.replace_range(help_at + 7..help_at + 7 + name.len(), &new_name);
+            }
+            out.push_str(&format!("# TYPE {new_name} {new_kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The method as a label: the standard ones by name, anything else a client made up as `other`
