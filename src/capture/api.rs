@@ -51,15 +51,10 @@ pub fn router(state: CaptureApi) -> Router {
         .route("/v1/capture", post(create).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)))
         .route("/v1/capture/{id}", get(show))
         .route("/v1/assets/{id}", get(asset))
-        .route("/openapi.json", get(openapi))
         .with_state(state)
 }
 
 /// The OpenAPI 3.1 description of this API.
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")).into_response()
-}
-
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError::Invalid { field: field.into(), message: message.into() }
 }

@@ -453,7 +453,7 @@ async fn the_openapi_document_matches_the_request_type() {
     let app = spawn().await;
     let spec: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(spec["openapi"], "3.1.0");
-    for path in ["/v1/capture", "/v1/capture/{job_id}", "/v1/assets/{asset_id}"] {
+    for path in ["/v1/capture", "/v1/capture/{id}", "/v1/assets/{id}"] {
         assert!(spec["paths"][path].is_object(), "{path} documented");
     }
     // Every request field the server accepts is documented, and nothing else.
