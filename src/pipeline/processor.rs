@@ -70,7 +70,7 @@ enum ProcessError {
     #[error("storage")]
     Store(#[from] crate::store::StoreError),
     #[error("cannot fetch the capture: {0}")]
-    Fetch(String),
+    Fetch(FetchError),
     #[error("blob store")]
     Blob(#[from] crate::store::blobs::BlobError),
     #[error("baseline")]
@@ -81,8 +81,34 @@ enum ProcessError {
     Paused(String),
 }
 
+/// Why a capture could not be downloaded.
+#[derive(Debug)]
+struct FetchError {
+    message: String,
+    /// The link answered that the asset is not there (403, 404, 410: expired, pruned, never
+    /// there); asking again will not change that, a fresh link may.
+    gone: bool,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl FetchError {
+    fn transient(message: impl Into<String>) -> ProcessError {
+        ProcessError::Fetch(FetchError { message: message.into(), gone: false })
+    }
+}
+
 /// Results read per claim.
 const BATCH: i64 = 20;
+/// A result that cannot be processed waits its own backoff (2 s, 4 s … 5 min) while the others
+/// go on; after this many failed downloads of its capture (about 20 minutes) its run fails
+/// with `asset_unavailable`.
+const ITEM_BACKOFF: Exponential = Exponential::new(Duration::from_secs(2), Duration::from_secs(300));
+const MAX_FETCH_ATTEMPTS: i32 = 10;
 /// After a batch in which a result could not be processed (the database, the asset's server):
 /// 1 s, 2 s, 4 s … 30 s before the next look, unless a new result wakes the processor.
 const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
@@ -101,12 +127,12 @@ impl QueueWorker for Processor {
     const NAME: &'static str = "processor";
 
     async fn claim(&self) -> Result<Option<Vec<ReceivedWebhook>>, WorkError> {
-        let batch = self.store.unprocessed_webhooks(BATCH).await?;
+        let batch = self.store.unprocessed_webhooks(BATCH, Timestamp::now()).await?;
         Ok((!batch.is_empty()).then_some(batch))
     }
 
-    /// Each result of the batch; one that fails is left unprocessed, tried again after the
-    /// backoff, and does not hold up the others.
+    /// Each result of the batch; one that fails is left unprocessed and waits its own backoff
+    /// (the batch as a whole backs off only when even that cannot be recorded).
     async fn work(&self, batch: Vec<ReceivedWebhook>) -> Result<Next, WorkError> {
         let mut failed = 0;
         for hook in batch {
@@ -119,10 +145,16 @@ impl QueueWorker for Processor {
                         failed += 1;
                     }
                 }
-                // Transient (database, network): left unprocessed and tried again.
+                // Transient (database, network): left unprocessed and tried again later.
                 Err(e) => {
-                    tracing::warn!(error = %e, webhook = %hook.webhook_id, "processing failed; will retry");
-                    failed += 1;
+                    let wait = ITEM_BACKOFF.delay(hook.attempts.max(0) as u32 + 1);
+                    tracing::warn!(error = %e, webhook = %hook.webhook_id, attempts = hook.attempts + 1, retry_in = ?wait, "processing failed; will retry");
+                    if let Err(e) =
+                        self.store.defer_webhook(&hook.webhook_id, Timestamp::now().plus(wait)).await
+                    {
+                        tracing::warn!(error = ?e, "cannot record the retry; the result will be seen again");
+                        failed += 1;
+                    }
                 }
             }
         }
@@ -162,7 +194,13 @@ impl Processor {
             return Ok(());
         }
         let outcome = match (result.status.as_str(), result.asset_url.as_deref()) {
-            ("completed", Some(url)) => self.judge(&run, url, &result.masks).await?,
+            ("completed", Some(url)) => match self.judge(&run, url, &result.masks).await {
+                Err(ProcessError::Fetch(e)) if e.gone => self.judge_fresh_link(&run, &result, url, e).await?,
+                Err(ProcessError::Fetch(e)) if hook.attempts + 1 >= MAX_FETCH_ATTEMPTS => {
+                    asset_unavailable(&e)
+                }
+                other => other?,
+            },
             _ => RunOutcome {
                 verdict: Some(Verdict::Failed),
                 error: Some(
@@ -208,17 +246,44 @@ impl Processor {
         }
     }
 
+    /// The capture's link said it is gone (expired while vigil was down, pruned): asks the
+    /// capture API for the job again (`GET /v1/capture/{id}` signs a fresh link) and judges
+    /// that. The run fails with `asset_unavailable` when the API has no capture to give.
+    async fn judge_fresh_link(
+        &self,
+        run: &Run,
+        result: &Result_,
+        stale: &str,
+        gone: FetchError,
+    ) -> Result<RunOutcome, ProcessError> {
+        let Ok(job) = result.job_id.parse() else { return Ok(asset_unavailable(&gone)) };
+        let doc = self.runs.capture.lookup(&job).await.map_err(FetchError::transient)?;
+        let fresh = doc.as_ref().filter(|d| d["status"] == "completed").and_then(|d| d["asset_url"].as_str());
+        match fresh {
+            Some(url) if url != stale => {
+                tracing::info!(run = %run.id, job = %job, "capture link gone; fetching through a fresh one");
+                match self.judge(run, url, &result.masks).await {
+                    Err(ProcessError::Fetch(e)) if e.gone => Ok(asset_unavailable(&e)),
+                    other => other,
+                }
+            }
+            _ => Ok(asset_unavailable(&gone)),
+        }
+    }
+
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, ProcessError> {
-        let r = self.client.get(url).send().await.map_err(|e| ProcessError::Fetch(e.to_string()))?;
-        if !r.status().is_success() {
-            return Err(ProcessError::Fetch(format!("HTTP {}", r.status())));
+        let r = self.client.get(url).send().await.map_err(|e| FetchError::transient(e.to_string()))?;
+        let status = r.status();
+        if !status.is_success() {
+            let gone = matches!(status.as_u16(), 403 | 404 | 410);
+            return Err(ProcessError::Fetch(FetchError { message: format!("HTTP {status}"), gone }));
         }
         if r.content_length().is_some_and(|n| n as usize > MAX_ASSET_BYTES) {
-            return Err(ProcessError::Fetch("larger than 64 MiB".into()));
+            return Err(FetchError::transient("larger than 64 MiB"));
         }
-        let bytes = r.bytes().await.map_err(|e| ProcessError::Fetch(e.to_string()))?;
+        let bytes = r.bytes().await.map_err(|e| FetchError::transient(e.to_string()))?;
         if bytes.len() > MAX_ASSET_BYTES {
-            return Err(ProcessError::Fetch("larger than 64 MiB".into()));
+            return Err(FetchError::transient("larger than 64 MiB"));
         }
         Ok(bytes.to_vec())
     }
@@ -316,6 +381,16 @@ impl Processor {
             error: None,
         })
     }
+}
+
+/// The verdict of a run whose capture cannot be downloaded: failed, for good.
+fn asset_unavailable(e: &FetchError) -> RunOutcome {
+    let error = serde_json::json!({
+        "code": "asset_unavailable",
+        "message": format!("the capture could not be downloaded: {e}"),
+        "retryable": false,
+    });
+    RunOutcome { verdict: Some(Verdict::Failed), error: Some(error.to_string()), ..Default::default() }
 }
 
 /// The verdict on a capture that cannot be compared (not a PNG within the limits).

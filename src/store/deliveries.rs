@@ -31,7 +31,11 @@ pub trait DeliveryStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool>;
 
-    async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>>;
+    /// The unprocessed results that are due at `now` (not waiting out a backoff), oldest first.
+    async fn unprocessed_webhooks(&self, limit: i64, now: Timestamp) -> Result<Vec<ReceivedWebhook>>;
+
+    /// A result that could not be processed: one more failed attempt, and not before `retry_at`.
+    async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp) -> Result<()>;
 
     async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()>;
 
@@ -124,12 +128,27 @@ impl DeliveryStore for SqlStore {
         })
     }
 
-    async fn unprocessed_webhooks(&self, limit: i64) -> Result<Vec<ReceivedWebhook>> {
+    async fn unprocessed_webhooks(&self, limit: i64, now: Timestamp) -> Result<Vec<ReceivedWebhook>> {
         on_pool!(self, |p| {
             Ok(sqlx::query_as(
-                "SELECT * FROM received_webhooks WHERE processed_at IS NULL ORDER BY received_at, webhook_id LIMIT $1",
+                "SELECT * FROM received_webhooks WHERE processed_at IS NULL AND (retry_at IS NULL OR retry_at <= $2) \
+                 ORDER BY received_at, webhook_id LIMIT $1",
             )
-            .bind(limit).fetch_all(p).await?)
+            .bind(limit).bind(now).fetch_all(p).await?)
+        })
+    }
+
+    async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "UPDATE received_webhooks SET attempts = attempts + 1, retry_at = $2 \
+                 WHERE webhook_id = $1 AND processed_at IS NULL",
+            )
+            .bind(webhook_id)
+            .bind(retry_at)
+            .execute(p)
+            .await?;
+            Ok(())
         })
     }
 
@@ -147,9 +166,12 @@ impl DeliveryStore for SqlStore {
     async fn requeue_webhook_of_job(&self, job_id: &str) -> Result<bool> {
         on_pool!(self, |p| {
             let r = sqlx::query(
-                "UPDATE received_webhooks SET processed_at = NULL WHERE job_id = $1 AND processed_at IS NOT NULL",
+                "UPDATE received_webhooks SET processed_at = NULL, attempts = 0, retry_at = NULL \
+                 WHERE job_id = $1 AND processed_at IS NOT NULL",
             )
-            .bind(job_id).execute(p).await?;
+            .bind(job_id)
+            .execute(p)
+            .await?;
             Ok(r.rows_affected() == 1)
         })
     }

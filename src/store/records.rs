@@ -263,6 +263,12 @@ pub struct ReceivedWebhook {
     pub payload: String,
     pub received_at: Timestamp,
     pub processed_at: Option<Timestamp>,
+    /// Failed processing attempts so far (see [`DeliveryStore::defer_webhook`]).
+    ///
+    /// [`DeliveryStore::defer_webhook`]: super::DeliveryStore::defer_webhook
+    pub attempts: i32,
+    /// Not processed again before this.
+    pub retry_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

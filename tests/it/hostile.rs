@@ -366,3 +366,62 @@ async fn hostile_requests_are_refused_and_store_nothing() {
     }
     assert_eq!(scalar(&app.db.url, "SELECT count(*) FROM baselines WHERE monitor = 'stuck'").await, 0);
 }
+
+/// A signed result whose capture cannot be downloaded (issue 13, finding 1). A link that
+/// answers 404 — expired while vigil was down, pruned — is asked for once: the capture API is
+/// asked for a fresh link, and when it has none the run fails with `asset_unavailable`, for
+/// good. A server that fails for now (503) is asked again with a growing backoff, and the run
+/// waits. Before, both were fetched hundreds of times a second and the run stayed pending.
+#[tokio::test]
+async fn a_capture_that_cannot_be_downloaded_fails_its_run_once_without_spinning() {
+    let site = TestSite::start().await;
+    let yaml = format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
+         capture:\n  workers: 2\n  stability_timeout: 0s\n  allow_private: [\"127.0.0.1/32\"]\n\
+         webhook:\n  secret: {SECRET}\n\
+         defaults:\n  schedule: \"0 0 1 1 *\"\n  viewports: [320x200]\n  timeout: 60s\n\
+         monitors:\n  - name: gone\n    url: {0}/hang\n  - name: down\n    url: {0}/hang\n",
+        site.base_url,
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let store: std::sync::Arc<dyn InspectStore> =
+        vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
+    let mut jobs = Vec::new();
+    for monitor in ["gone", "down"] {
+        let run = run_now(&app, monitor).await;
+        let job = wait_for("the run's job", Duration::from_secs(20), || async {
+            store.get_run(&run.parse().unwrap()).await.unwrap().unwrap().job_id
+        })
+        .await;
+        jobs.push((run, job));
+    }
+    let post = |(run, job): &(String, vigil::ids::JobId), asset_url: String| {
+        let body = json!({"type": "capture.completed", "job_id": job, "status": "completed",
+                          "asset_url": asset_url, "metadata": {"run_id": run}})
+        .to_string();
+        signed(&app.client, &app.url("/hooks/capture"), &format!("msg_{job}"), now(), &body).send()
+    };
+    assert_eq!(post(&jobs[0], site.url("missing")).await.unwrap().status(), 204);
+    assert_eq!(post(&jobs[1], format!("{}/status/503", site.base_url)).await.unwrap().status(), 204);
+
+    let v = verdict_of(&app, &jobs[0].0).await;
+    assert_eq!(v["verdict"], "failed", "{v}");
+    assert_eq!(v["error"]["code"], "asset_unavailable", "{v}");
+    // The server that fails for now: asked again after 2 s, then 4 s …, the run still waiting.
+    wait_for("a second try of the failing server", Duration::from_secs(30), || async {
+        (site.hits("/status/503") >= 2).then_some(())
+    })
+    .await;
+    let tries = site.hits("/status/503");
+    assert!(tries <= 3, "{tries} downloads in a few seconds: no backoff");
+    let down = store.get_run(&jobs[1].0.parse().unwrap()).await.unwrap().unwrap();
+    assert_eq!(down.verdict, None, "a server failing for now does not fail the run at once");
+    assert_eq!(site.hits("missing"), 1, "a link that is gone is not asked again");
+    let attempts = scalar(
+        &app.db.url,
+        &format!("SELECT attempts FROM received_webhooks WHERE job_id = '{}'", jobs[1].1),
+    )
+    .await;
+    assert!(attempts >= 1, "the failures are counted towards the terminal state");
+    app.stop().await.expect("clean shutdown");
+}

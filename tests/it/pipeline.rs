@@ -99,7 +99,7 @@ async fn captures_are_judged_against_the_baseline() {
     assert!(failed.error.as_deref().unwrap().contains("selector_not_found"), "{failed:?}");
     // Every received webhook was processed.
     wait_for("all webhooks processed", Duration::from_secs(10), || async {
-        store.unprocessed_webhooks(10).await.ok().filter(|w| w.is_empty())
+        store.unprocessed_webhooks(10, vigil::time::Timestamp::now()).await.ok().filter(|w| w.is_empty())
     })
     .await;
 }

@@ -103,7 +103,7 @@ async fn a_capture_that_completes_while_the_daemon_is_down_is_judged_once_after_
     // Judged once: the run's verdict is final, and its webhook (stored by the reconciler) is
     // processed exactly once.
     wait_for("everything processed", Duration::from_secs(10), || async {
-        store.unprocessed_webhooks(10).await.ok().filter(|w| w.is_empty())
+        store.unprocessed_webhooks(10, vigil::time::Timestamp::now()).await.ok().filter(|w| w.is_empty())
     })
     .await;
     assert_eq!(slack.posted().len(), 1);

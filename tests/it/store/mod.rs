@@ -427,7 +427,7 @@ async fn received(store: &dyn InspectStore) {
         "same job, new id"
     );
     assert!(store.record_received_webhook("msg_3", "job_3", "{}", t(3)).await.unwrap());
-    let todo = store.unprocessed_webhooks(10).await.unwrap();
+    let todo = store.unprocessed_webhooks(10, Timestamp::now()).await.unwrap();
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_1", "msg_3"]);
     store.mark_webhook_processed("msg_1", t(4)).await.unwrap();
     let done = store.get_received_webhook("msg_1").await.unwrap().unwrap();
@@ -436,15 +436,25 @@ async fn received(store: &dyn InspectStore) {
         ("job_1", "{\"a\":1}", Some(t(4)))
     );
     assert!(store.get_received_webhook("msg_2").await.unwrap().is_none());
-    let todo = store.unprocessed_webhooks(10).await.unwrap();
+    let todo = store.unprocessed_webhooks(10, Timestamp::now()).await.unwrap();
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_3"]);
     // Back in the queue (once: a waiting one is not "requeued").
     assert!(store.requeue_webhook_of_job("job_1").await.unwrap());
     assert!(!store.requeue_webhook_of_job("job_1").await.unwrap());
     assert!(!store.requeue_webhook_of_job("job_3").await.unwrap(), "still waiting");
     assert!(!store.requeue_webhook_of_job("job_none").await.unwrap());
-    let todo = store.unprocessed_webhooks(10).await.unwrap();
+    let todo = store.unprocessed_webhooks(10, Timestamp::now()).await.unwrap();
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_1", "msg_3"]);
+    // A result that failed waits out its backoff, counted; the others are not held up.
+    let now = Timestamp::now();
+    store.defer_webhook("msg_1", now.plus(std::time::Duration::from_secs(60))).await.unwrap();
+    let todo = store.unprocessed_webhooks(10, now).await.unwrap();
+    assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_3"]);
+    let later = store.unprocessed_webhooks(10, now.plus(std::time::Duration::from_secs(61))).await.unwrap();
+    assert_eq!(
+        later.iter().map(|w| (w.webhook_id.as_str(), w.attempts)).collect::<Vec<_>>(),
+        [("msg_1", 1), ("msg_3", 0)]
+    );
 }
 
 async fn baselines(store: &dyn InspectStore) {
