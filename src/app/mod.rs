@@ -130,10 +130,11 @@ pub async fn run_with(
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut bg = Background { tasks: JoinSet::new(), stop: stop_rx };
     let (routes, started) = start_roles(&services, roles, options.schedule, &mut bg).await?;
+    // Registered without a file to reload too: the family is there, at zero, for every daemon.
+    let outcomes = prometheus_client::metrics::family::Family::default();
+    services.metrics.register("config_reloads", "Configuration reloads by outcome", outcomes.clone());
+    crate::http::Metrics::seed(&outcomes, "outcome", &["applied", "rejected"]);
     if let Some(path) = options.config_path {
-        let outcomes = prometheus_client::metrics::family::Family::default();
-        services.metrics.register("config_reloads", "Configuration reloads by outcome", outcomes.clone());
-        crate::http::Metrics::seed(&outcomes, "outcome", &["applied", "rejected"]);
         let reloader = crate::reload::Reloader {
             outcomes,
             path,

@@ -15,12 +15,13 @@ use serde_json::json;
 
 use super::CaptureService;
 use super::document::document;
+use super::policy::PolicyError;
 use super::request::{self, MAX_BODY_BYTES};
 use crate::config::{Config, LiveMonitors};
 use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::{AssetId, JobId};
 use crate::store::blobs::BlobStore;
-use crate::store::{JobInsert, NewJob, Store};
+use crate::store::{JobInsert, JobStatus, NewJob, Store};
 use crate::time::Timestamp;
 
 /// How long an `Idempotency-Key` replays the first answer.
@@ -74,14 +75,21 @@ async fn create(
     }
     let spec = req.validate().map_err(|e| invalid(e.field, e.message))?;
     let trusted = req.is_for_monitor(&state.monitors.current());
-    super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private)
-        .await
-        .map_err(|e| ApiError::Refused { code: e.code(), message: e.to_string() })?;
+    // A host that does not resolve now may resolve when the job runs (DNS trouble passes): the
+    // job is taken, and the policy is applied again to every request the page makes and to the
+    // webhook's. An address the policy forbids is refused at once.
+    match super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private).await {
+        Ok(()) | Err(PolicyError::Unresolvable { .. }) => {}
+        Err(e) => return Err(ApiError::Refused { code: e.code(), message: e.to_string() }),
+    }
     // The webhook is a request we make on the client's behalf: the same policy applies to it.
     if let Some(hook) = req.webhook_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
-        super::policy::check_url(&hook, trusted, &state.config.capture.allow_private)
-            .await
-            .map_err(|e| ApiError::Refused { code: e.code(), message: format!("webhook_url: {e}") })?;
+        match super::policy::check_url(&hook, trusted, &state.config.capture.allow_private).await {
+            Ok(()) | Err(PolicyError::Unresolvable { .. }) => {}
+            Err(e) => {
+                return Err(ApiError::Refused { code: e.code(), message: format!("webhook_url: {e}") });
+            }
+        }
     }
     let key = headers
         .get("idempotency-key")
@@ -91,6 +99,22 @@ async fn create(
             // Scoped per token: two clients may use the same key.
             format!("{}:{k}", auth.fingerprint(&state.auth))
         });
+    let waiting = state.store.count_jobs().await?;
+    let waiting: i64 = waiting
+        .iter()
+        .filter(|(s, _)| matches!(s, JobStatus::Queued | JobStatus::Running))
+        .map(|(_, n)| n)
+        .sum();
+    if waiting >= i64::from(state.config.capture.max_queued) {
+        return Err(ApiError::TooMany {
+            code: "queue_full",
+            message: format!(
+                "{waiting} captures are waiting (capture.max_queued is {}); try again later",
+                state.config.capture.max_queued
+            ),
+            retry_after: 30,
+        });
+    }
     let now = Timestamp::now();
     let job = NewJob {
         id: JobId::new(),
@@ -104,13 +128,28 @@ async fn create(
             state.capture.jobs_ready.notify_one();
             job
         }
-        JobInsert::Existing(job) => job,
+        JobInsert::Existing(job) => {
+            // The same key with another request is a client's mistake, not a replay: say so
+            // rather than hand back a job for a different page.
+            let same = serde_json::from_slice::<serde_json::Value>(&body).ok()
+                == serde_json::from_str::<serde_json::Value>(&job.request).ok();
+            if !same {
+                return Err(ApiError::Refused {
+                    code: "idempotency_key_reused",
+                    message: format!(
+                        "this Idempotency-Key was used for job {} with another request body",
+                        job.id
+                    ),
+                });
+            }
+            job
+        }
     };
     let location = format!("/v1/capture/{}", job.id);
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(json!({ "job_id": job.id, "status": "queued" })),
+        Json(json!({ "job_id": job.id, "status": job.status.as_str() })),
     )
         .into_response())
 }

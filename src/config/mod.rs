@@ -326,9 +326,13 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
             _ => Some(d),
         }
     });
+    let max_queued = or_default(ctx, f, "max_queued", 1000, |ctx, n, p| {
+        integer(ctx, n, p, 1, 10_000_000).map(|v| v as u32)
+    });
     f.finish(
         ctx,
         &[
+            "max_queued",
             "provider",
             "workers",
             "chromium_path",
@@ -354,6 +358,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
         allow_private: allow_private?,
         reconcile_after: reconcile_after?,
         run_deadline: run_deadline?,
+        max_queued: max_queued?,
     })
 }
 

@@ -96,6 +96,8 @@ pub struct CaptureConfig {
     /// A run still pending this long after it started is failed (the reconciler), so no run
     /// stays pending for ever and none silences its monitor's schedule.
     pub run_deadline: Duration,
+    /// Jobs waiting (queued or running) beyond which `POST /v1/capture` answers 429.
+    pub max_queued: u32,
 }
 
 #[derive(Debug, Clone)]

@@ -9,6 +9,7 @@ mod faults;
 mod hostile;
 mod layout;
 mod monitoring;
+mod outside;
 mod pipeline;
 mod receiver;
 mod retention;

@@ -13,7 +13,7 @@ use crate::monitoring::{TOKEN, api, image, run_now, verdict_of};
 use crate::review::{HomeChanged, home_changed};
 
 /// Evaluates `expression` in the page until it is true.
-async fn until(page: &Page, what: &str, expression: &str) {
+pub(crate) async fn until(page: &Page, what: &str, expression: &str) {
     wait_for(what, Duration::from_secs(20), || async {
         let v: Value = page.evaluate(expression).await.ok()?.into_value().ok()?;
         (v == Value::Bool(true)).then_some(())
