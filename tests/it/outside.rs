@@ -121,7 +121,10 @@ async fn schemathesis_finds_no_defect() {
     let HomeChanged { app, change, .. } = home_changed().await;
     let cookie = sign_in(&app).await;
     let mut st = Command::new(tool(tools_dir().join("venv/bin/st")));
-    st.env("VIGIL_RUN_ID", change["id"].as_str().unwrap())
+    // Its cache goes in the working directory: not the checkout's.
+    let cwd = tempfile::tempdir().unwrap();
+    st.current_dir(cwd.path())
+        .env("VIGIL_RUN_ID", change["id"].as_str().unwrap())
         .arg("--config-file")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/schemathesis.toml"))
         .args(["run", &app.url("/openapi.json"), "--checks", "all", "--max-examples", "10", "--seed", "1"])
