@@ -399,9 +399,12 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
     };
     let rate_limit =
         or_default(ctx, f, "rate_limit", 100, |ctx, n, p| integer(ctx, n, p, 0, 1_000_000).map(|v| v as u32));
+    let max_in_flight =
+        or_default(ctx, f, "max_in_flight", 8, |ctx, n, p| integer(ctx, n, p, 1, 256).map(|v| v as usize));
     f.finish(
         ctx,
         &[
+            "max_in_flight",
             "secret",
             "previous_secrets",
             "tolerance",
@@ -412,6 +415,7 @@ fn webhook(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<WebhookConfig> {
         ],
     );
     Some(WebhookConfig {
+        max_in_flight: max_in_flight?,
         rate_limit: rate_limit?,
         secret: secret?,
         previous_secrets: previous_secrets?,

@@ -60,7 +60,7 @@ impl DeliveryStore for SqlStore {
 
     async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>> {
         on_pool!(self, |p| {
-            let sql = claim_outbox_sql("webhook_deliveries", p.skip_locked());
+            let sql = claim_outbox_sql("webhook_deliveries", p.skip_locked(), Some("url"));
             Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(p).await?)
         })
     }

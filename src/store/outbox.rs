@@ -5,13 +5,22 @@ use super::{Attempt, OutboxStatus};
 use crate::time::Timestamp;
 
 /// Leases the next due row of an outbox table (`$1` = now, `$2` = lease end).
-pub(crate) fn claim_outbox_sql(table: &str, lock: &str) -> String {
+///
+/// With `one_per` (a column), a row is not claimed while another with the same value is in
+/// flight: one slow destination holds one deliverer, never all of them.
+pub(crate) fn claim_outbox_sql(table: &str, lock: &str, one_per: Option<&str>) -> String {
+    let fair = one_per.map_or_else(String::new, |column| {
+        format!(
+            "AND {column} NOT IN (SELECT {column} FROM {table} \
+             WHERE status = 'pending' AND lease_expires_at > $1)"
+        )
+    });
     format!(
         "UPDATE {table} SET lease_expires_at = $2, updated_at = $1
          WHERE id = (
              SELECT id FROM {table}
              WHERE status = 'pending' AND next_attempt_at <= $1
-               AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+               AND (lease_expires_at IS NULL OR lease_expires_at <= $1) {fair}
              ORDER BY next_attempt_at, id LIMIT 1 {lock}
          )
          RETURNING *"

@@ -513,3 +513,49 @@ fn a_daemon_dropped_without_shutdown_takes_its_browser_with_it() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+/// Six client endpoints that never answer (each held until the 15 s webhook timeout) do not
+/// hold up another client's result: deliveries run side by side, one per destination at a time.
+/// With one deliverer, the last result waited 6 × 15 s (issue 13, finding 4).
+#[tokio::test]
+async fn slow_webhook_receivers_do_not_hold_up_the_others() {
+    let site = TestSite::start().await;
+    site.set("red", RED_BOX);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = format!("http://{}", listener.local_addr().unwrap());
+    let never = axum::Router::new().route(
+        "/slow/{n}",
+        axum::routing::post(|| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            "too late"
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, never).await.unwrap() });
+    let fast = TestReceiver::start().await;
+    let app = spawn().await;
+    let capture = |hook: String| json!({"url": site.url("red"), "viewport": {"width": 100, "height": 100}, "webhook_url": hook});
+    for n in 0..6 {
+        assert_eq!(submit(&app, capture(format!("{slow}/slow/{n}"))).await.status(), 202);
+    }
+    let r = submit(&app, capture(fast.url.clone())).await;
+    let job = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
+    wait_for("the last capture", Duration::from_secs(60), || async {
+        let d: Value = app
+            .client
+            .get(app.url(&format!("/v1/capture/{job}")))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (d["status"] == "completed").then_some(())
+    })
+    .await;
+    // Within the first slow attempt's timeout: nothing waited for the six.
+    wait_for("the fast receiver's webhook", Duration::from_secs(10), || async {
+        (!fast.all().is_empty()).then_some(())
+    })
+    .await;
+}
