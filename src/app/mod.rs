@@ -70,6 +70,9 @@ impl Default for RunOptions {
     }
 }
 
+/// The token `monitors.example.yaml` falls back to; a daemon that accepts it says so at start.
+pub const EXAMPLE_TOKEN: &str = "change-me-to-a-long-random-token";
+
 /// Runs the daemon with every role until `shutdown` resolves, then stops accepting connections
 /// and lets in-flight requests finish (up to `server.shutdown_timeout`).
 pub async fn run(
@@ -127,6 +130,11 @@ pub async fn run_with(
     init_tls();
     let services = Services::build(config, roles).await?;
     tracing::info!(%roles, "starting");
+    if services.config.auth.api_tokens.iter().any(|t| t.expose() == EXAMPLE_TOKEN) {
+        tracing::warn!(
+            "auth.api_tokens holds the example's token, which anyone who read the README knows: set VIGIL_API_TOKEN or replace it before other machines can reach this daemon"
+        );
+    }
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut bg = Background { tasks: JoinSet::new(), stop: stop_rx };
     let (routes, started) = start_roles(&services, roles, options.schedule, &mut bg).await?;

@@ -559,3 +559,36 @@ async fn slow_webhook_receivers_do_not_hold_up_the_others() {
     })
     .await;
 }
+
+/// An Idempotency-Key replayed with the same request gives the same job; with another request
+/// it is refused (422 `idempotency_key_reused`) instead of silently answering with a job for a
+/// different page. Beyond `capture.max_queued` waiting jobs, a new one is refused with 429
+/// `queue_full` and `Retry-After` (a fuzz run had queued 1,057).
+#[tokio::test]
+async fn idempotency_keys_and_the_queue_limit() {
+    let site = TestSite::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &config("  max_queued: 2\n")).await;
+    let post = |body: Value, key: &str| {
+        app.client
+            .post(app.url("/v1/capture"))
+            .bearer_auth(TOKEN)
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let hang = json!({"url": format!("{}/hang", site.base_url), "timeout": "60s"});
+    let first = post(hang.clone(), "key-1").await.unwrap();
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    let again: Value = post(hang.clone(), "key-1").await.unwrap().json().await.unwrap();
+    assert_eq!(again["job_id"], first["job_id"], "a replay is the same job");
+    let other = post(json!({"url": site.url("elsewhere")}), "key-1").await.unwrap();
+    assert_eq!(other.status(), 422);
+    assert_eq!(other.json::<Value>().await.unwrap()["error"]["code"], "idempotency_key_reused");
+
+    assert_eq!(post(hang.clone(), "key-2").await.unwrap().status(), 202);
+    let full = post(hang, "key-3").await.unwrap();
+    assert_eq!(full.status(), 429);
+    assert!(full.headers().contains_key("retry-after"));
+    assert_eq!(full.json::<Value>().await.unwrap()["error"]["code"], "queue_full");
+}

@@ -69,8 +69,12 @@ async fn readyz_reports_an_unreachable_database() {
     assert_eq!(r.status(), 200, "liveness does not depend on the database");
 }
 
-/// Runs the real binary on a config, returns the child and the address it listens on.
-fn start_binary(dir: &std::path::Path, database_url: &str) -> (std::process::Child, String) {
+/// Runs the real binary on a config, returns the child and the address it listens on, and
+/// whether it warned that it accepts the example's token.
+fn start_binary(
+    dir: &std::path::Path,
+    database_url: &str,
+) -> (std::process::Child, String, std::sync::Arc<std::sync::atomic::AtomicBool>) {
     let config = dir.join("monitors.yaml");
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/monitors.example.yaml")).unwrap();
@@ -81,13 +85,19 @@ fn start_binary(dir: &std::path::Path, database_url: &str) -> (std::process::Chi
         .current_dir(dir)
         .env("VIGIL_DATABASE_URL", database_url)
         .env("RUST_LOG", "info")
+        .env_remove("VIGIL_API_TOKEN")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let warned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = warned.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("WARN") && line.contains("the example's token") {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
                 && let Some(addr) = v["address"].as_str()
             {
@@ -96,13 +106,13 @@ fn start_binary(dir: &std::path::Path, database_url: &str) -> (std::process::Chi
         }
     });
     let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the daemon logged its address");
-    (child, addr)
+    (child, addr, warned)
 }
 
 async fn binary_starts_and_stops_on_sigterm(backend: Backend) {
     let db = TestDb::create(backend).await;
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start_binary(dir.path(), &db.url);
+    let (mut child, addr, warned) = start_binary(dir.path(), &db.url);
     vigil::init_tls();
     let client = reqwest::Client::new();
     let ready =
@@ -115,6 +125,12 @@ async fn binary_starts_and_stops_on_sigterm(backend: Backend) {
         .await;
     assert_eq!(ready.status(), 200);
     assert_eq!(client.get(format!("http://{addr}/healthz")).send().await.unwrap().status(), 200);
+    // The example's well-known token is accepted, and the log says so.
+    crate::helpers::wait_for("the warning about the example's token", Duration::from_secs(10), || {
+        let seen = warned.load(std::sync::atomic::Ordering::SeqCst);
+        async move { seen.then_some(()) }
+    })
+    .await;
     if backend == Backend::Sqlite {
         assert!(dir.path().join("vigil.db").exists() || db.url.contains("vigil.db"));
     }
@@ -158,7 +174,7 @@ async fn binary_runs_example_config_and_stops_on_sigterm_postgres() {
 async fn binary_creates_the_default_sqlite_database() {
     // No database URL given: the example's default, sqlite://vigil.db in the working directory.
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, addr) = start_binary(dir.path(), "");
+    let (mut child, addr, _) = start_binary(dir.path(), "");
     vigil::init_tls();
     let client = reqwest::Client::new();
     crate::helpers::wait_for("readyz 200", Duration::from_secs(20), || {
