@@ -289,6 +289,14 @@ async fn hostile_requests_are_refused_and_store_nothing() {
         (
             "UI approve without a session or CSRF token",
             no_redirects.post(app.url(&format!("/runs/{stuck}/approve"))).urlencoded(&[("csrf", "0")]),
+            401,
+        ),
+        (
+            "UI approve without a session, from a browser",
+            no_redirects
+                .post(app.url(&format!("/runs/{stuck}/approve")))
+                .header("accept", "text/html")
+                .urlencoded(&[("csrf", "0")]),
             303,
         ),
         (
