@@ -173,27 +173,27 @@ fn wants_openmetrics(accept: &str) -> bool {
 /// lines, which that format does not have, go. The series lines are the same in both.
 fn to_prometheus_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
+    // OpenMetrics gives HELP before TYPE; the name it should carry is known at TYPE.
+    let mut help: Option<&str> = None;
     for line in openmetrics.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
-            let (new_name, new_kind) = match kind {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').map_or("", |(_, text)| text));
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "unknown"));
+            let (name, kind) = match kind {
                 "counter" => (format!("{name}_total"), "counter"),
                 "info" => (format!("{name}_info"), "gauge"),
                 "unknown" => (name.to_owned(), "untyped"),
                 other => (name.to_owned(), other),
             };
-            // HELP comes before TYPE in OpenMetrics: fix the HELP line just written.
-            if let Some(help_at) = out.rfind(&format!("# HELP {name} ")) {
-                out.replace_range(help_at + 7..help_at + 7 + name.len(), &new_name);
+            if let Some(text) = help.take() {
+                out.push_str(&format!("# HELP {name} {text}\n"));
             }
-            out.push_str(&format!("# TYPE {new_name} {new_kind}\n"));
-            continue;
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+        } else if !(line == "# EOF" || line.starts_with("# UNIT ")) {
+            out.push_str(line);
+            out.push('\n');
         }
-        out.push_str(line);
-        out.push('\n');
     }
     out
 }
@@ -231,4 +231,34 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
     m.latency.get_or_create(&RouteLabels { route: route.clone() }).observe(start.elapsed().as_secs_f64());
     m.requests.get_or_create(&RequestLabels { method, route, status: response.status().as_u16() }).inc();
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_text_format_names_each_counter_by_its_series() {
+        let om = "# HELP vigil_alerts Alert send attempts.\n# TYPE vigil_alerts counter\n\
+                  vigil_alerts_total{outcome=\"sent\"} 1\n# HELP vigil_up Up.\n# TYPE vigil_up gauge\n\
+                  # UNIT vigil_up seconds\nvigil_up 1\n# EOF\n";
+        assert_eq!(
+            to_prometheus_text(om),
+            "# HELP vigil_alerts_total Alert send attempts.\n# TYPE vigil_alerts_total counter\n\
+             vigil_alerts_total{outcome=\"sent\"} 1\n# HELP vigil_up Up.\n# TYPE vigil_up gauge\nvigil_up 1\n"
+        );
+    }
+
+    #[test]
+    fn accept_picks_openmetrics_only_when_preferred() {
+        // What Prometheus sends, curl's default, and a text-only scraper.
+        assert!(wants_openmetrics(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        ));
+        assert!(!wants_openmetrics("*/*"));
+        assert!(!wants_openmetrics(""));
+        assert!(!wants_openmetrics("text/plain;version=0.0.4"));
+        assert!(!wants_openmetrics("text/plain, application/openmetrics-text;q=0.5"));
+        assert!(!wants_openmetrics("application/openmetrics-text;q=0"));
+    }
 }
