@@ -21,7 +21,7 @@ use crate::config::{Config, LiveMonitors};
 use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::{AssetId, JobId};
 use crate::store::blobs::BlobStore;
-use crate::store::{JobInsert, JobStatus, NewJob, Store};
+use crate::store::{JobInsert, NewJob, Store};
 use crate::time::Timestamp;
 
 /// How long an `Idempotency-Key` replays the first answer.
@@ -99,12 +99,7 @@ async fn create(
             // Scoped per token: two clients may use the same key.
             format!("{}:{k}", auth.fingerprint(&state.auth))
         });
-    let waiting = state.store.count_jobs().await?;
-    let waiting: i64 = waiting
-        .iter()
-        .filter(|(s, _)| matches!(s, JobStatus::Queued | JobStatus::Running))
-        .map(|(_, n)| n)
-        .sum();
+    let waiting = state.store.waiting_jobs().await?;
     if waiting >= i64::from(state.config.capture.max_queued) {
         return Err(ApiError::TooMany {
             code: "queue_full",

@@ -47,6 +47,10 @@ pub trait JobStore: Send + Sync {
     /// How many jobs are in each state (for metrics).
     async fn count_jobs(&self) -> Result<Vec<(JobStatus, i64)>>;
 
+    /// Jobs queued or running: the capture API's backlog, read on every submission (an index
+    /// range, not a pass over the finished jobs the table keeps).
+    async fn waiting_jobs(&self) -> Result<i64>;
+
     /// Running jobs whose lease expired with no attempts left: marked failed and returned.
     async fn fail_abandoned_jobs(&self, now: Timestamp, error: &str) -> Result<Vec<CaptureJob>>;
 
@@ -188,6 +192,14 @@ impl JobStore for SqlStore {
         on_pool!(self, |p| {
             Ok(sqlx::query_as("SELECT status, COUNT(*) FROM capture_jobs GROUP BY status ORDER BY status")
                 .fetch_all(p)
+                .await?)
+        })
+    }
+
+    async fn waiting_jobs(&self) -> Result<i64> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM capture_jobs WHERE status IN ('queued', 'running')")
+                .fetch_one(p)
                 .await?)
         })
     }

@@ -292,6 +292,7 @@ async fn jobs(store: &dyn InspectStore) {
     );
 
     let counts = store.count_jobs().await.unwrap();
+    assert_eq!(store.waiting_jobs().await.unwrap(), 0, "finished jobs are not waiting");
     assert_eq!(counts, [(JobStatus::Completed, 1), (JobStatus::Failed, 2)]);
 
     // An expired idempotency key is released for a new request.
@@ -299,6 +300,7 @@ async fn jobs(store: &dyn InspectStore) {
         JobInsert::Created(j) => assert_ne!(j.id, a.id),
         other => panic!("expected a new job, got {other:?}"),
     }
+    assert_eq!(store.waiting_jobs().await.unwrap(), 1, "the new job is queued");
 }
 
 /// Several workers claiming while clients insert (with idempotency keys, which read before they
