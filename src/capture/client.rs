@@ -52,7 +52,12 @@ impl CaptureClient {
         let r = self.client.get(url).bearer_auth(&self.token).send().await.map_err(|e| e.to_string())?;
         match r.status() {
             reqwest::StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => r.json().await.map(Some).map_err(|e| e.to_string()),
+            s if s.is_success() => {
+                // A result document is a few kilobytes; a peer may not make it more.
+                let body =
+                    crate::http::client::body_within(r, 1024 * 1024).await.map_err(|e| e.to_string())?;
+                serde_json::from_slice(&body).map(Some).map_err(|e| e.to_string())
+            }
             s => Err(format!("HTTP {s}")),
         }
     }

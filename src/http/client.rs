@@ -13,6 +13,31 @@ pub fn client(timeout: Duration) -> reqwest::Client {
         .expect("a TLS provider is installed at start")
 }
 
+/// Why [`body_within`] gave up.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{}", error_chain(.0))]
+    Failed(#[from] reqwest::Error),
+}
+
+/// The response's body, read chunk by chunk and abandoned past `limit` bytes: a peer that
+/// streams without a `Content-Length` cannot make vigil buffer more than that.
+pub async fn body_within(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// An error and its causes on one line (`a: b: c`), for logs and recorded attempts.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -16,6 +16,7 @@ use crate::alert::run_alerts::RunAlerts;
 use crate::baseline::{BaselineError, Baselines};
 use crate::config::{LiveMonitors, Mask, Monitor};
 use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png};
+use crate::http::client::BodyError;
 use crate::ids::RunId;
 use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
@@ -88,6 +89,9 @@ struct FetchError {
     /// The link answered that the asset is not there (403, 404, 410: expired, pruned, never
     /// there); asking again will not change that, a fresh link may.
     gone: bool,
+    /// No later attempt can succeed: the capture API has no capture for the job, or the file
+    /// is over the size limit. The run fails at once.
+    terminal: bool,
 }
 
 impl std::fmt::Display for FetchError {
@@ -98,19 +102,24 @@ impl std::fmt::Display for FetchError {
 
 impl FetchError {
     fn transient(message: impl Into<String>) -> ProcessError {
-        ProcessError::Fetch(FetchError { message: message.into(), gone: false })
+        ProcessError::Fetch(FetchError { message: message.into(), gone: false, terminal: false })
+    }
+
+    fn terminal(message: impl Into<String>) -> ProcessError {
+        ProcessError::Fetch(FetchError { message: message.into(), gone: false, terminal: true })
     }
 }
 
 /// Results read per claim.
 const BATCH: i64 = 20;
 /// A result that cannot be processed waits its own backoff (2 s, 4 s … 5 min) while the others
-/// go on; after this many failed downloads of its capture (about 20 minutes) its run fails
-/// with `asset_unavailable`.
+/// go on; after this many failed downloads of its capture (about 20 minutes; other failures,
+/// such as a busy database or a paused disk, do not count) its run fails with
+/// `asset_unavailable`.
 const ITEM_BACKOFF: Exponential = Exponential::new(Duration::from_secs(2), Duration::from_secs(300));
 const MAX_FETCH_ATTEMPTS: i32 = 10;
-/// After a batch in which a result could not be processed (the database, the asset's server):
-/// 1 s, 2 s, 4 s … 30 s before the next look, unless a new result wakes the processor.
+/// After a batch in which even a result's retry could not be recorded (the database): 1 s, 2 s,
+/// 4 s … 30 s before the next look, unless a new result wakes the processor.
 const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
 
 impl Processor {
@@ -148,10 +157,10 @@ impl QueueWorker for Processor {
                 // Transient (database, network): left unprocessed and tried again later.
                 Err(e) => {
                     let wait = ITEM_BACKOFF.delay(hook.attempts.max(0) as u32 + 1);
+                    let download = matches!(e, ProcessError::Fetch(_));
                     tracing::warn!(error = %e, webhook = %hook.webhook_id, attempts = hook.attempts + 1, retry_in = ?wait, "processing failed; will retry");
-                    if let Err(e) =
-                        self.store.defer_webhook(&hook.webhook_id, Timestamp::now().plus(wait)).await
-                    {
+                    let retry_at = Timestamp::now().plus(wait);
+                    if let Err(e) = self.store.defer_webhook(&hook.webhook_id, retry_at, download).await {
                         tracing::warn!(error = ?e, "cannot record the retry; the result will be seen again");
                         failed += 1;
                     }
@@ -194,13 +203,22 @@ impl Processor {
             return Ok(());
         }
         let outcome = match (result.status.as_str(), result.asset_url.as_deref()) {
-            ("completed", Some(url)) => match self.judge(&run, url, &result.masks).await {
-                Err(ProcessError::Fetch(e)) if e.gone => self.judge_fresh_link(&run, &result, url, e).await?,
-                Err(ProcessError::Fetch(e)) if hook.attempts + 1 >= MAX_FETCH_ATTEMPTS => {
-                    asset_unavailable(&e)
+            ("completed", Some(url)) => {
+                let judged = match self.judge(&run, url, &result.masks).await {
+                    Err(ProcessError::Fetch(e)) if e.gone => {
+                        self.judge_fresh_link(&run, &result, url, e).await
+                    }
+                    other => other,
+                };
+                match judged {
+                    Err(ProcessError::Fetch(e))
+                        if e.terminal || hook.fetch_failures + 1 >= MAX_FETCH_ATTEMPTS =>
+                    {
+                        asset_unavailable(&e)
+                    }
+                    other => other?,
                 }
-                other => other?,
-            },
+            }
             _ => RunOutcome {
                 verdict: Some(Verdict::Failed),
                 error: Some(
@@ -248,7 +266,8 @@ impl Processor {
 
     /// The capture's link said it is gone (expired while vigil was down, pruned): asks the
     /// capture API for the job again (`GET /v1/capture/{id}` signs a fresh link) and judges
-    /// that. The run fails with `asset_unavailable` when the API has no capture to give.
+    /// that. When the API has no capture to give, that is final; any other failure counts as
+    /// one failed download.
     async fn judge_fresh_link(
         &self,
         run: &Run,
@@ -256,18 +275,19 @@ impl Processor {
         stale: &str,
         gone: FetchError,
     ) -> Result<RunOutcome, ProcessError> {
-        let Ok(job) = result.job_id.parse() else { return Ok(asset_unavailable(&gone)) };
+        let no_capture =
+            || FetchError::terminal(format!("{gone}, and the capture API has no capture for the job"));
+        let Ok(job) = result.job_id.parse() else { return Err(no_capture()) };
         let doc = self.runs.capture.lookup(&job).await.map_err(FetchError::transient)?;
         let fresh = doc.as_ref().filter(|d| d["status"] == "completed").and_then(|d| d["asset_url"].as_str());
         match fresh {
             Some(url) if url != stale => {
                 tracing::info!(run = %run.id, job = %job, "capture link gone; fetching through a fresh one");
-                match self.judge(run, url, &result.masks).await {
-                    Err(ProcessError::Fetch(e)) if e.gone => Ok(asset_unavailable(&e)),
-                    other => other,
-                }
+                self.judge(run, url, &result.masks).await
             }
-            _ => Ok(asset_unavailable(&gone)),
+            // The same link (a provider whose links do not expire): gone for now, maybe not for good.
+            Some(_) => Err(ProcessError::Fetch(gone)),
+            None => Err(no_capture()),
         }
     }
 
@@ -276,16 +296,17 @@ impl Processor {
         let status = r.status();
         if !status.is_success() {
             let gone = matches!(status.as_u16(), 403 | 404 | 410);
-            return Err(ProcessError::Fetch(FetchError { message: format!("HTTP {status}"), gone }));
+            return Err(ProcessError::Fetch(FetchError {
+                message: format!("HTTP {status}"),
+                gone,
+                terminal: false,
+            }));
         }
-        if r.content_length().is_some_and(|n| n as usize > MAX_ASSET_BYTES) {
-            return Err(FetchError::transient("larger than 64 MiB"));
+        match crate::http::client::body_within(r, MAX_ASSET_BYTES).await {
+            Ok(bytes) => Ok(bytes),
+            Err(e @ BodyError::TooLarge(_)) => Err(FetchError::terminal(e.to_string())),
+            Err(e) => Err(FetchError::transient(e.to_string())),
         }
-        let bytes = r.bytes().await.map_err(|e| FetchError::transient(e.to_string()))?;
-        if bytes.len() > MAX_ASSET_BYTES {
-            return Err(FetchError::transient("larger than 64 MiB"));
-        }
-        Ok(bytes.to_vec())
     }
 
     /// Stores a blob (off the async threads); its digest.

@@ -144,6 +144,12 @@ impl Reconciler {
                         // was set aside as superseded while the run still pointed at an older
                         // job (a crash between a re-capture's submission and its record), and is
                         // the run's result now. Otherwise it is waiting: look again later.
+                        // The run points at the job first: a processor that picks the requeued
+                        // result up at once must not find it superseded again.
+                        self.store
+                            .set_run_job(&run.id, job, Timestamp::now())
+                            .await
+                            .map_err(|e| e.to_string())?;
                         let requeued = self
                             .store
                             .requeue_webhook_of_job(job.as_str())
@@ -152,10 +158,6 @@ impl Reconciler {
                         if requeued {
                             tracing::info!(run = %run.id, %job, "a result set aside earlier is the run's own; processing it again");
                         }
-                        self.store
-                            .set_run_job(&run.id, job, Timestamp::now())
-                            .await
-                            .map_err(|e| e.to_string())?;
                     }
                     self.webhook_received.notify_one();
                 }

@@ -34,8 +34,9 @@ pub trait DeliveryStore: Send + Sync {
     /// The unprocessed results that are due at `now` (not waiting out a backoff), oldest first.
     async fn unprocessed_webhooks(&self, limit: i64, now: Timestamp) -> Result<Vec<ReceivedWebhook>>;
 
-    /// A result that could not be processed: one more failed attempt, and not before `retry_at`.
-    async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp) -> Result<()>;
+    /// A result that could not be processed: one more failed attempt (and one more failed
+    /// download of its capture when `download`), and not before `retry_at`.
+    async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp, download: bool) -> Result<()>;
 
     async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()>;
 
@@ -138,14 +139,15 @@ impl DeliveryStore for SqlStore {
         })
     }
 
-    async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp) -> Result<()> {
+    async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp, download: bool) -> Result<()> {
         on_pool!(self, |p| {
             sqlx::query(
-                "UPDATE received_webhooks SET attempts = attempts + 1, retry_at = $2 \
-                 WHERE webhook_id = $1 AND processed_at IS NULL",
+                "UPDATE received_webhooks SET attempts = attempts + 1, fetch_failures = fetch_failures + $3, \
+                 retry_at = $2 WHERE webhook_id = $1 AND processed_at IS NULL",
             )
             .bind(webhook_id)
             .bind(retry_at)
+            .bind(i32::from(download))
             .execute(p)
             .await?;
             Ok(())
@@ -166,7 +168,7 @@ impl DeliveryStore for SqlStore {
     async fn requeue_webhook_of_job(&self, job_id: &str) -> Result<bool> {
         on_pool!(self, |p| {
             let r = sqlx::query(
-                "UPDATE received_webhooks SET processed_at = NULL, attempts = 0, retry_at = NULL \
+                "UPDATE received_webhooks SET processed_at = NULL, attempts = 0, fetch_failures = 0, retry_at = NULL \
                  WHERE job_id = $1 AND processed_at IS NOT NULL",
             )
             .bind(job_id)

@@ -68,11 +68,14 @@ impl StoreError {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => true,
             sqlx::Error::Database(db) => {
-                // SQLite: 5 = SQLITE_BUSY, 6 = SQLITE_LOCKED; PostgreSQL: serialization,
-                // deadlock, admin shutdown and connection classes.
                 let code = db.code().unwrap_or_default();
-                matches!(code.as_ref(), "5" | "6" | "40001" | "40P01" | "57P01" | "57P03")
-                    || code.starts_with("08")
+                // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), extended codes included (sqlx
+                // reports 517 for BUSY_SNAPSHOT, 262 for LOCKED_SHAREDCACHE …).
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    return matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6));
+                }
+                // PostgreSQL: serialization, deadlock, admin shutdown and connection classes.
+                matches!(code.as_ref(), "40001" | "40P01" | "57P01" | "57P03") || code.starts_with("08")
             }
             _ => false,
         }
@@ -255,5 +258,27 @@ mod tests {
         assert_eq!((server("22026").code(), server("22026").is_retryable()), ("database_error", false));
         assert_eq!(server("57P01").code(), "database_unavailable");
         assert_eq!(server("08006").code(), "database_unavailable");
+    }
+
+    /// A write that lost a race to another connection's commit gets SQLite's extended code
+    /// SQLITE_BUSY_SNAPSHOT (517): busy, so worth another try — not a permanent database error.
+    #[tokio::test]
+    async fn sqlite_extended_busy_codes_are_retryable() {
+        use sqlx::{Connection, Executor};
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let mut a = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let mut b = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        a.execute("PRAGMA journal_mode = WAL; CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1)")
+            .await
+            .unwrap();
+        a.execute("BEGIN; SELECT * FROM t").await.unwrap();
+        b.execute("INSERT INTO t VALUES (2)").await.unwrap();
+        let lost = a.execute("INSERT INTO t VALUES (3)").await.unwrap_err();
+        let sqlx::Error::Database(db) = &lost else { panic!("{lost:?}") };
+        assert_eq!(db.code().as_deref(), Some("517"), "{lost:?}");
+        let error = StoreError::Database(lost);
+        assert!(error.is_retryable(), "{error:?}");
+        assert_eq!(error.code(), "database_unavailable");
     }
 }

@@ -267,6 +267,8 @@ pub struct ReceivedWebhook {
     ///
     /// [`DeliveryStore::defer_webhook`]: super::DeliveryStore::defer_webhook
     pub attempts: i32,
+    /// Of those, failed downloads of its capture: the budget before its run fails.
+    pub fetch_failures: i32,
     /// Not processed again before this.
     pub retry_at: Option<Timestamp>,
 }

@@ -431,5 +431,11 @@ async fn a_capture_that_cannot_be_downloaded_fails_its_run_once_without_spinning
     )
     .await;
     assert!(attempts >= 1, "the failures are counted towards the terminal state");
+    let downloads = scalar(
+        &app.db.url,
+        &format!("SELECT fetch_failures FROM received_webhooks WHERE job_id = '{}'", jobs[1].1),
+    )
+    .await;
+    assert_eq!(downloads, attempts, "each of them a failed download");
     app.stop().await.expect("clean shutdown");
 }

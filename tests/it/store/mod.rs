@@ -449,14 +449,23 @@ async fn received(store: &dyn InspectStore) {
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_1", "msg_3"]);
     // A result that failed waits out its backoff, counted; the others are not held up.
     let now = Timestamp::now();
-    store.defer_webhook("msg_1", now.plus(std::time::Duration::from_secs(60))).await.unwrap();
+    store.defer_webhook("msg_1", now.plus(std::time::Duration::from_secs(60)), true).await.unwrap();
     let todo = store.unprocessed_webhooks(10, now).await.unwrap();
     assert_eq!(todo.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_3"]);
     let later = store.unprocessed_webhooks(10, now.plus(std::time::Duration::from_secs(61))).await.unwrap();
     assert_eq!(
-        later.iter().map(|w| (w.webhook_id.as_str(), w.attempts)).collect::<Vec<_>>(),
-        [("msg_1", 1), ("msg_3", 0)]
+        later.iter().map(|w| (w.webhook_id.as_str(), w.attempts, w.fetch_failures)).collect::<Vec<_>>(),
+        [("msg_1", 1, 1), ("msg_3", 0, 0)]
     );
+    // A failure that is not a download (a busy database) backs off without using the budget.
+    store.defer_webhook("msg_3", now, false).await.unwrap();
+    let msg_3 = store.get_received_webhook("msg_3").await.unwrap().unwrap();
+    assert_eq!((msg_3.attempts, msg_3.fetch_failures), (1, 0));
+    // A requeued result starts afresh.
+    store.mark_webhook_processed("msg_1", now).await.unwrap();
+    assert!(store.requeue_webhook_of_job("job_1").await.unwrap());
+    let msg_1 = store.get_received_webhook("msg_1").await.unwrap().unwrap();
+    assert_eq!((msg_1.attempts, msg_1.fetch_failures, msg_1.retry_at), (0, 0, None));
 }
 
 async fn baselines(store: &dyn InspectStore) {
