@@ -265,21 +265,17 @@ impl Services {
         let outcomes = Family::default();
         self.metrics.register("webhook_deliveries", "Webhook delivery attempts by outcome", outcomes.clone());
         Metrics::seed(&outcomes, "outcome", &["delivered", "retry", "dead"]);
-        // Several deliverers, each claiming a destination no other has in flight: six slow
-        // endpoints no longer hold up a monitor's own result behind them.
-        let client = client(config.webhook.timeout);
-        for _ in 0..config.webhook.max_in_flight {
-            let deliverer = Deliverer {
-                store: self.store.clone(),
-                key: self.webhook_key.clone(),
-                client: client.clone(),
-                schedule: config.webhook.retry_schedule.clone(),
-                timeout: config.webhook.timeout,
-                ready: delivery_ready.clone(),
-                outcomes: outcomes.clone(),
-            };
-            bg.tasks.spawn(deliverer.run(bg.stop.clone()));
-        }
+        let deliverer = Deliverer {
+            store: self.store.clone(),
+            key: self.webhook_key.clone(),
+            client: client(config.webhook.timeout),
+            schedule: config.webhook.retry_schedule.clone(),
+            timeout: config.webhook.timeout,
+            ready: delivery_ready,
+            outcomes,
+            max_in_flight: config.webhook.max_in_flight,
+        };
+        bg.tasks.spawn(deliverer.run(bg.stop.clone()));
         let api = CaptureApi {
             config: config.clone(),
             store: self.store.clone(),

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use tokio::sync::{Notify, watch};
+use std::sync::Mutex;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
 
 use crate::queue::backoff::{self, Exponential, Step};
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
@@ -26,6 +29,17 @@ pub struct Deliverer {
     pub timeout: Duration,
     pub ready: Arc<Notify>,
     pub outcomes: Family<Vec<(String, String)>, Counter>,
+    /// Deliveries in flight at once (`webhook.max_in_flight`).
+    pub max_in_flight: usize,
+}
+
+/// The delivery loop: one claimer (one poll of the outbox, however many are in flight), each
+/// claimed delivery sent in a task of its own while a slot is free. The claim skips a URL that
+/// already has a delivery in flight, so one slow receiver holds one slot, never all of them.
+struct Deliveries {
+    deliverer: Arc<Deliverer>,
+    slots: Arc<Semaphore>,
+    in_flight: Arc<Mutex<JoinSet<()>>>,
 }
 
 /// What to do after attempt number `attempts` (1-based) got `status`: only 2xx succeeds, 410
@@ -53,26 +67,48 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
 
 impl Deliverer {
-    /// Runs until `stop`: claims due deliveries, wakes when one is queued.
+    /// Runs until `stop`: claims due deliveries while a slot is free, wakes when one is queued
+    /// or a slot frees; then lets the attempts in flight finish.
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let wake = self.ready.clone();
-        queue::run(self, Pacing::new(Duration::from_millis(500), TROUBLE), Some(wake), stop).await
+        let in_flight = Arc::new(Mutex::new(JoinSet::new()));
+        let deliveries = Deliveries {
+            slots: Arc::new(Semaphore::new(self.max_in_flight.max(1))),
+            deliverer: Arc::new(self),
+            in_flight: in_flight.clone(),
+        };
+        queue::run(deliveries, Pacing::new(Duration::from_millis(500), TROUBLE), Some(wake), stop).await;
+        let mut in_flight = std::mem::take(&mut *in_flight.lock().expect("not poisoned"));
+        while in_flight.join_next().await.is_some() {}
     }
 }
 
 #[async_trait::async_trait]
-impl QueueWorker for Deliverer {
-    type Item = Delivery;
+impl QueueWorker for Deliveries {
+    type Item = (Delivery, OwnedSemaphorePermit);
     const NAME: &'static str = "webhook_delivery";
 
-    async fn claim(&self) -> Result<Option<Delivery>, WorkError> {
+    async fn claim(&self) -> Result<Option<Self::Item>, WorkError> {
+        // Every slot busy: wait; a finishing attempt wakes the loop.
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else { return Ok(None) };
         // The attempt is bounded by the client's timeout; the rest is recording it.
-        let lease = self.timeout + self.timeout.min(Duration::from_secs(30));
-        Ok(self.store.claim_delivery(Timestamp::now(), lease).await?)
+        let timeout = self.deliverer.timeout;
+        let lease = timeout + timeout.min(Duration::from_secs(30));
+        let claimed = self.deliverer.store.claim_delivery(Timestamp::now(), lease).await?;
+        Ok(claimed.map(|d| (d, slot)))
     }
 
-    async fn work(&self, d: Delivery) -> Result<Next, WorkError> {
-        self.attempt(d).await?;
+    async fn work(&self, (d, slot): Self::Item) -> Result<Next, WorkError> {
+        let deliverer = self.deliverer.clone();
+        let mut in_flight = self.in_flight.lock().expect("not poisoned");
+        while in_flight.try_join_next().is_some() {}
+        in_flight.spawn(async move {
+            // An attempt that cannot be recorded is logged; its lease runs out and it is
+            // attempted again (at least once, never lost).
+            let _ = deliverer.attempt(d).await;
+            drop(slot);
+            deliverer.ready.notify_one();
+        });
         Ok(Next::Continue)
     }
 }
