@@ -156,8 +156,13 @@ pub async fn run_with(
         };
         bg.tasks.spawn(reloader.run(bg.stop.clone()));
     }
-    let app =
-        crate::http::router(routes, services.store.clone(), services.disk.clone(), services.metrics.clone());
+    let app = crate::http::router(
+        routes,
+        services.store.clone(),
+        services.disk.clone(),
+        services.metrics.clone(),
+        services.config.server.limits.body_timeout,
+    );
     let started = Started { background: bg.tasks, stop, capture: started.0, cron: started.1 };
     serve(listener, app, shutdown, services.config.server.shutdown_timeout, started, &services).await
 }

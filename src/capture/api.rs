@@ -15,7 +15,6 @@ use serde_json::json;
 
 use super::CaptureService;
 use super::document::document;
-use super::policy::PolicyError;
 use super::request::{self, MAX_BODY_BYTES};
 use crate::config::{Config, LiveMonitors};
 use crate::http::{ApiError, Auth, Authenticated};
@@ -75,21 +74,16 @@ async fn create(
     }
     let spec = req.validate().map_err(|e| invalid(e.field, e.message))?;
     let trusted = req.is_for_monitor(&state.monitors.current());
-    // A host that does not resolve now may resolve when the job runs (DNS trouble passes): the
-    // job is taken, and the policy is applied again to every request the page makes and to the
-    // webhook's. An address the policy forbids is refused at once.
-    match super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private).await {
-        Ok(()) | Err(PolicyError::Unresolvable { .. }) => {}
-        Err(e) => return Err(ApiError::Refused { code: e.code(), message: e.to_string() }),
-    }
+    super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private)
+        .await
+        .map_err(|e| ApiError::Refused { code: e.code(), message: e.to_string() })?;
     // The webhook is a request we make on the client's behalf: the same policy applies to it.
+    // A host that does not resolve is refused too: accepted, it could be pointed at a private
+    // address afterwards, and the delivery does not look again.
     if let Some(hook) = req.webhook_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
-        match super::policy::check_url(&hook, trusted, &state.config.capture.allow_private).await {
-            Ok(()) | Err(PolicyError::Unresolvable { .. }) => {}
-            Err(e) => {
-                return Err(ApiError::Refused { code: e.code(), message: format!("webhook_url: {e}") });
-            }
-        }
+        super::policy::check_url(&hook, trusted, &state.config.capture.allow_private)
+            .await
+            .map_err(|e| ApiError::Refused { code: e.code(), message: format!("webhook_url: {e}") })?;
     }
     let key = headers
         .get("idempotency-key")
@@ -99,7 +93,9 @@ async fn create(
             // Scoped per token: two clients may use the same key.
             format!("{}:{k}", auth.fingerprint(&state.auth))
         });
-    let waiting = state.store.waiting_jobs().await?;
+    // A monitor's own capture is not refused: a client filling the queue must not make every
+    // monitor fail and alert. (Replays of an existing key count against the limit too.)
+    let waiting = if trusted { 0 } else { state.store.waiting_jobs().await? };
     if waiting >= i64::from(state.config.capture.max_queued) {
         return Err(ApiError::TooMany {
             code: "queue_full",

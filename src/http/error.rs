@@ -147,7 +147,12 @@ pub async fn uniform(req: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let text = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    // A rejection's text says what was wrong with the request; a server error's may name
+    // internals, so it gets the status's reason instead.
+    let text = match status.is_server_error() {
+        true => Default::default(),
+        false => axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default(),
+    };
     let text = String::from_utf8_lossy(&text);
     let message = match text.trim() {
         "" => status.canonical_reason().unwrap_or("error").to_lowercase(),

@@ -32,11 +32,20 @@ async fn openapi() -> axum::response::Response {
 
 /// The features' routes with health, metrics and the API's description (served by every role), and the request metrics
 /// layer over all of them.
-pub fn router(features: Router, store: Arc<dyn Store>, disk: DiskHealth, metrics: Arc<Metrics>) -> Router {
+/// Layers, innermost first: the request body's deadline, the one error shape, the metrics (so
+/// the 408s and 413s are counted too).
+pub fn router(
+    features: Router,
+    store: Arc<dyn Store>,
+    disk: DiskHealth,
+    metrics: Arc<Metrics>,
+    body_timeout: std::time::Duration,
+) -> Router {
     features
         .merge(health::router(store, disk))
         .merge(metrics::router(metrics.clone()))
         .route("/openapi.json", axum::routing::get(openapi))
+        .layer(axum::middleware::from_fn_with_state(body_timeout, server::body_deadline))
         .layer(axum::middleware::from_fn(error::uniform))
         .layer(axum::middleware::from_fn_with_state(metrics, metrics::track))
 }

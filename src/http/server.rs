@@ -1,21 +1,25 @@
 //! The HTTP/1.1 server: the router on hyper connections, with bounds on what one client can hold
 //! (docs/architecture.md §8). A connection must send each request's head within
 //! `header_timeout` — the same clock closes a kept-alive connection that sits idle — and its body
-//! within `body_timeout`; at most `max_connections` are served at once, the next waiting in the
-//! kernel's listen backlog. axum's own `serve` sets no timeout at all, so a slow or silent client
+//! within `body_timeout`, and must read what it is sent: a write that makes no progress for
+//! `body_timeout` ends the connection. At most `max_connections` are served at once, the next
+//! waiting in the kernel's listen backlog. axum's own `serve` sets no timeout at all, so a slow or silent client
 //! held a connection (and its memory) for ever.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, Method, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -26,9 +30,6 @@ use tower::ServiceExt as _;
 use super::error::ApiError;
 use crate::config::ServerLimits;
 
-/// The largest request body any route takes (axum's default limit; routes set lower ones).
-pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
-
 /// Serves `app` on `listener` until `stop` resolves, then stops accepting and lets each
 /// connection finish the request in hand; returns when the last connection has closed (the
 /// caller bounds that wait).
@@ -38,7 +39,6 @@ pub async fn serve(
     limits: ServerLimits,
     stop: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let app = app.layer(axum::middleware::from_fn_with_state(limits.body_timeout, body_deadline));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing_tx, closing) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -87,9 +87,13 @@ async fn connection(
         req.extensions_mut().insert(ConnectInfo(peer));
         req
     });
+    // A client that stops reading its answers would hold the connection for ever (the kernel
+    // keeps probing a zero window): a write that makes no progress for `body_timeout` ends it.
+    let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(limits.body_timeout));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    let conn = builder.serve_connection(TokioIo::new(Box::pin(stream)), TowerToHyperService::new(service));
     let mut conn = std::pin::pin!(conn);
     let closing = async move {
         let _ = closing.wait_for(|c| *c).await.map(|_| ());
@@ -106,44 +110,58 @@ async fn connection(
     }
 }
 
-/// Reads the whole request body within `timeout` from the end of its head, so that the handler
-/// never waits on a client that sends a byte now and then. Bodies are small (2 MiB at most), so
-/// reading them here costs nothing the handler would not spend anyway.
+/// Gives the request's body `timeout` from the end of its head, in total: a client that sends a
+/// byte now and then cannot hold a handler (and its connection) longer. The body is not read
+/// here — the route's extractors read it after authentication, within their own size limits —
+/// only bounded; when the deadline cut it, the answer is 408 and the connection closes.
 pub async fn body_deadline(State(timeout): State<Duration>, req: Request, next: Next) -> Response {
-    let (parts, body) = req.into_parts();
-    let may_have_body = !matches!(parts.method, Method::GET | Method::HEAD)
-        || parts.headers.contains_key(header::CONTENT_LENGTH)
-        || parts.headers.contains_key(header::TRANSFER_ENCODING);
-    if !may_have_body {
-        return next.run(Request::from_parts(parts, body)).await;
+    let expired = Arc::new(AtomicBool::new(false));
+    let req = req.map(|body| {
+        Body::new(DeadlineBody {
+            inner: body,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            expired: expired.clone(),
+        })
+    });
+    let response = next.run(req).await;
+    if !expired.load(Ordering::SeqCst) {
+        return response;
     }
-    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) if is_length_limit(&e) => {
-            return ApiError::TooLarge { limit: MAX_BODY_BYTES }.into_response();
-        }
-        Ok(Err(_)) => {
-            return closing(ApiError::BadRequest { message: "the request body could not be read".into() });
-        }
-        Err(_) => return closing(ApiError::RequestTimeout),
-    };
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
-}
-
-fn is_length_limit(e: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = s.source();
-    }
-    false
-}
-
-/// An answer after which the connection is closed: the rest of the body is not worth reading.
-fn closing(error: ApiError) -> Response {
-    let mut response = error.into_response();
+    let mut response = ApiError::RequestTimeout.into_response();
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
+}
+
+/// A request body that fails once its deadline has passed, and says so in `expired`.
+struct DeadlineBody {
+    inner: Body,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    expired: Arc<AtomicBool>,
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        if self.deadline.as_mut().poll(cx).is_ready() {
+            self.expired.store(true, Ordering::SeqCst);
+            return Poll::Ready(Some(Err(axum::Error::new(ApiError::RequestTimeout))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }

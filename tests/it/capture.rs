@@ -568,7 +568,11 @@ async fn slow_webhook_receivers_do_not_hold_up_the_others() {
 #[tokio::test]
 async fn idempotency_keys_and_the_queue_limit() {
     let site = TestSite::start().await;
-    let app = TestApp::spawn(Backend::Sqlite, &config("  max_queued: 2\n")).await;
+    let monitor = format!(
+        "monitors:\n  - name: watched\n    url: {}/hang\n    schedule: \"0 0 1 1 *\"\n",
+        site.base_url
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &format!("{}{monitor}", config("  max_queued: 2\n"))).await;
     let post = |body: Value, key: &str| {
         app.client
             .post(app.url("/v1/capture"))
@@ -592,4 +596,7 @@ async fn idempotency_keys_and_the_queue_limit() {
     assert_eq!(full.status(), 429);
     assert!(full.headers().contains_key("retry-after"));
     assert_eq!(full.json::<Value>().await.unwrap()["error"]["code"], "queue_full");
+    // A monitor's own capture still goes in: a full queue must not fail every monitor.
+    let own = json!({"url": format!("{}/hang", site.base_url), "metadata": {"monitor": "watched"}});
+    assert_eq!(post(own, "key-4").await.unwrap().status(), 202);
 }

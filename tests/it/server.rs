@@ -330,3 +330,31 @@ async fn every_error_has_the_one_json_shape() {
     }
     app.stop().await.expect("clean shutdown");
 }
+
+/// A client that asks and never reads the answers (pipelined requests for a large document)
+/// leaves the server blocked writing to it; the write timeout ends that connection. Before, it
+/// held its connection slot for ever: 512 such clients shut the server.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+    let app = TestApp::spawn_with_server(
+        Backend::Sqlite,
+        "  max_connections: 1\n  header_timeout: 2s\n  body_timeout: 1s\n",
+        "",
+    )
+    .await;
+    let addr = app.base_url.trim_start_matches("http://").to_owned();
+    let mut stalled = TcpStream::connect(&addr).await.unwrap();
+    // 300 × the OpenAPI document is far more than the socket buffers hold.
+    let ask = "GET /openapi.json HTTP/1.1\r\nHost: vigil\r\n\r\n".repeat(300);
+    stalled.write_all(ask.as_bytes()).await.unwrap();
+    // The only slot is the stalled client's until the write timeout ends it; then this one
+    // is served.
+    let mut next = TcpStream::connect(&addr).await.unwrap();
+    next.write_all(b"GET /healthz HTTP/1.1\r\nHost: vigil\r\nConnection: close\r\n\r\n").await.unwrap();
+    let answer = until_closed(&mut next, Duration::from_secs(30)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    drop(stalled);
+    app.stop().await.expect("clean shutdown");
+}
