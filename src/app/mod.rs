@@ -229,7 +229,7 @@ async fn serve(
                 Err(_) => {
                     tracing::warn!("requests still in flight after the shutdown timeout; closing them");
                     server.abort();
-                    Ok(Ok(()))
+                    Ok(())
                 }
             }
         }
@@ -255,8 +255,6 @@ async fn serve(
     if tokio::time::timeout(grace, services.store.close()).await.is_err() {
         tracing::warn!("database connections did not close within the shutdown timeout; leaving them");
     }
-    match result {
-        Ok(r) => r.map_err(RunError::Serve),
-        Err(join) => Err(RunError::Serve(std::io::Error::other(join))),
-    }
+    // The server itself cannot fail (accept errors are waited out); only its task can panic.
+    result.map_err(|join| RunError::Serve(std::io::Error::other(join)))
 }

@@ -38,7 +38,7 @@ pub async fn serve(
     app: Router,
     limits: ServerLimits,
     stop: impl Future<Output = ()> + Send,
-) -> std::io::Result<()> {
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing_tx, closing) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -70,7 +70,6 @@ pub async fn serve(
     drop(listener);
     let _ = closing_tx.send(true);
     while connections.join_next().await.is_some() {}
-    Ok(())
 }
 
 async fn connection(
