@@ -127,6 +127,7 @@ impl Services {
             tokens: Arc::new(config.auth.api_tokens.clone()),
             session_key,
             session_ttl: config.auth.session_ttl,
+            sessions: store.clone(),
         };
         let slack = config.slack.as_ref().map(|s| Arc::new(SlackSender::new(s, client(s.timeout))));
         Ok(Services {

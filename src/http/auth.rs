@@ -13,6 +13,7 @@ use subtle::ConstantTimeEq;
 use super::session;
 use crate::config::Secret;
 use crate::signing::SigningKey;
+use crate::store::SessionStore;
 use crate::time::Timestamp;
 
 /// What checking a request's credentials needs; every feature state that has authenticated
@@ -25,15 +26,34 @@ pub struct Auth {
     pub session_key: SigningKey,
     /// `auth.session_ttl`.
     pub session_ttl: Duration,
+    /// Where signed-out sessions are remembered.
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 impl Auth {
-    /// The token index of a valid session cookie in `parts`.
-    pub fn signed_in(&self, parts: &Parts) -> Option<usize> {
+    /// The token index of a valid session cookie in `parts`: signed, unexpired, its token still
+    /// configured, and not signed out. A database that cannot say counts as signed out.
+    pub async fn signed_in(&self, parts: &Parts) -> Option<usize> {
         let cookie = parts.headers.get(header::COOKIE)?.to_str().ok()?;
         let value = session::from_cookie_header(cookie)?;
         let now = Timestamp::now().millis() / 1000;
-        session::verify(&self.session_key, value, &self.tokens, now, self.session_ttl.as_secs() as i64)
+        let index =
+            session::verify(&self.session_key, value, &self.tokens, now, self.session_ttl.as_secs() as i64)?;
+        let (id, _) = session::id_and_expiry(value)?;
+        match self.sessions.session_revoked(id).await {
+            Ok(false) => Some(index),
+            Ok(true) => None,
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot check the session against the sign-outs; refusing it");
+                None
+            }
+        }
+    }
+
+    /// Ends the session of `cookie` (its value) for good, on every replica.
+    pub async fn sign_out(&self, cookie: &str) -> Result<(), crate::store::StoreError> {
+        let Some((id, expires)) = session::id_and_expiry(cookie) else { return Ok(()) };
+        self.sessions.revoke_session(id, expires, Timestamp::now().millis() / 1000).await
     }
 
     /// The fingerprint of the token at `index`.
@@ -80,7 +100,7 @@ where
         let Some(given) = bearer.map(str::trim) else {
             // The web UI's images: a signed-in browser may read (never change) through the API.
             if matches!(parts.method, axum::http::Method::GET | axum::http::Method::HEAD)
-                && let Some(index) = auth.signed_in(parts)
+                && let Some(index) = auth.signed_in(parts).await
             {
                 return Ok(Authenticated { index });
             }

@@ -1,7 +1,9 @@
 //! Browser sessions for the web UI: sign in once with an API token, then a signed cookie.
-//! Stateless: the cookie carries its expiry and the token's fingerprint (never the token), signed
-//! with a key of its own (`data_dir/ui-secret`). A session ends when it expires or when its token
-//! is removed from `auth.api_tokens` (at the next restart: `auth` is not hot-reloaded). The CSRF token of a session is a second HMAC of the cookie,
+//! The cookie carries its expiry, the token's fingerprint (never the token) and a random id,
+//! signed with a key of its own (`data_dir/ui-secret`). A session ends when it expires, when its
+//! token is removed from `auth.api_tokens` (at the next restart: `auth` is not hot-reloaded), or
+//! when it signs out: its id is then kept in the database until its expiry
+//! ([`crate::store::SessionStore`]). The CSRF token of a session is a second HMAC of the cookie,
 //! so every form can be checked without server-side state. Pure: no I/O, time passed in.
 
 use subtle::ConstantTimeEq;
@@ -36,6 +38,15 @@ pub fn verify(key: &SigningKey, value: &str, tokens: &[Secret], now: i64, max_tt
         return None;
     }
     tokens.iter().position(|t| fingerprint(t.expose()) == fp)
+}
+
+/// A cookie's random id and expiry (Unix seconds), as written by [`issue`]; meaningful only for
+/// a cookie [`verify`] accepted.
+pub fn id_and_expiry(value: &str) -> Option<(&str, i64)> {
+    let mut parts = value.split('.');
+    let expires = parts.next()?.parse().ok()?;
+    let _fingerprint = parts.next()?;
+    Some((parts.next()?, expires))
 }
 
 /// The CSRF token forms of this session must carry.
@@ -74,6 +85,9 @@ mod tests {
             .unwrap()
             .derive("x");
         assert_eq!(verify(&other_key, &cookie, &tokens, 999, 3600), None);
+        let (id, expires) = id_and_expiry(&cookie).unwrap();
+        assert_eq!((id.len(), expires), (24, 1_000));
+        assert_ne!(id, id_and_expiry(&issue(&key(), "second-token-0123456789", 1_000)).unwrap().0);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod pool;
 mod records;
 mod retention;
 mod runs;
+mod sessions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +34,7 @@ pub use monitors::MonitorStore;
 pub use records::*;
 pub use retention::RetentionStore;
 pub use runs::RunStore;
+pub use sessions::SessionStore;
 
 use crate::config::MonitorName;
 use crate::ids::{AlertId, AssetId, BaselineId, JobId, MessageId, RunId};
@@ -165,7 +167,15 @@ pub struct SqlStore {
 /// Everything the daemon keeps in its database. Every method is one transaction. Times are
 /// passed in, never read from the database's clock, so replicas and tests agree on "now".
 pub trait Store:
-    Database + MonitorStore + RunStore + JobStore + DeliveryStore + BaselineStore + AlertStore + RetentionStore
+    Database
+    + MonitorStore
+    + RunStore
+    + JobStore
+    + DeliveryStore
+    + BaselineStore
+    + AlertStore
+    + RetentionStore
+    + SessionStore
 {
 }
 
@@ -178,6 +188,7 @@ impl<T> Store for T where
         + BaselineStore
         + AlertStore
         + RetentionStore
+        + SessionStore
 {
 }
 

@@ -81,7 +81,7 @@ impl FromRequestParts<Ui> for Session {
             .and_then(|v| v.to_str().ok())
             .and_then(session::from_cookie_header)
             .map(str::to_owned);
-        let index = state.auth.signed_in(parts);
+        let index = state.auth.signed_in(parts).await;
         match (cookie, index) {
             (Some(cookie), Some(index)) => {
                 Ok(Session { index, csrf: session::csrf(&state.auth.session_key, &cookie), cookie })
@@ -249,7 +249,12 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(Verified(_): Verified) -> Response {
+async fn logout(State(state): State<Ui>, Verified(session): Verified) -> Response {
+    // Remembered server-side too: a copy of the cookie (another tab, a stolen one) no longer
+    // works either.
+    if let Err(e) = state.auth.sign_out(&session.cookie).await {
+        return failure(e);
+    }
     let mut r = Redirect::to("/login").into_response();
     let cookie = format!("{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0", session::COOKIE);
     r.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("ASCII"));

@@ -225,6 +225,23 @@ async fn pages_need_a_session_and_forms_their_csrf_token() {
         .await
         .unwrap();
     assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    // Signed out for good: a copy of the old cookie (another tab, a stolen one) is refused too,
+    // on the pages and on the API's images.
+    let r = client
+        .get(app.url(&format!("/runs/{id}")))
+        .header("cookie", &cookie)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303, "the signed-out cookie still opens pages");
+    let r = client
+        .get(app.url(&format!("/api/runs/{id}/current.png")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the signed-out cookie still reads images");
 }
 
 /// The dashboard with 10,000 monitors: paginated, and timed (the figure goes in the docs).

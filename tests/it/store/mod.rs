@@ -38,6 +38,7 @@ async fn story(backend: Backend) {
     jobs(&*store).await;
     concurrent_claims(store.clone()).await;
     deliveries(&*store).await;
+    sessions(&*store).await;
     received(&*store).await;
     let depth = |depths: Vec<(&str, i64)>, q: &str| depths.into_iter().find(|(n, _)| *n == q).unwrap().1;
     assert_eq!(depth(store.queue_depths().await.unwrap(), "webhooks_unprocessed"), 2);
@@ -624,6 +625,18 @@ async fn alerts(store: &dyn InspectStore) {
         "done already"
     );
     assert_eq!(store.alerts_for_run(&pending.id).await.unwrap().len(), 1, "and no second alert");
+}
+
+async fn sessions(store: &dyn InspectStore) {
+    assert!(!store.session_revoked("abc").await.unwrap());
+    store.revoke_session("abc", 2_000, 1_000).await.unwrap();
+    store.revoke_session("abc", 2_000, 1_000).await.unwrap(); // signing out twice is fine
+    assert!(store.session_revoked("abc").await.unwrap());
+    assert!(!store.session_revoked("abd").await.unwrap());
+    // Once the cookie has expired anyway, its row goes at the next sign-out.
+    store.revoke_session("xyz", 9_000, 2_000).await.unwrap();
+    assert!(!store.session_revoked("abc").await.unwrap(), "expired rows are forgotten");
+    assert!(store.session_revoked("xyz").await.unwrap());
 }
 
 #[tokio::test]
