@@ -1,7 +1,8 @@
-//! `/healthz` (the process answers) and `/readyz` (its database answers and no volume it writes
-//! is low on space, read-only or failing: see [`crate::disk`]).
+//! `/healthz` (the process answers) and `/readyz` (its database takes a write and no volume it
+//! writes is low on space, read-only or failing: see [`crate::disk`]).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,18 +12,55 @@ use serde_json::{Value, json};
 
 use crate::disk::DiskHealth;
 use crate::store::Store;
+use crate::time::Timestamp;
 
 #[derive(Clone)]
 struct Ready {
     store: Arc<dyn Store>,
     disk: DiskHealth,
+    /// The last write check and its outcome: `/readyz` needs no token, so a client polling it
+    /// must not turn into a database write per request.
+    written: Arc<tokio::sync::Mutex<Option<WriteCheck>>>,
 }
 
+/// When the database last took (`None`) or refused (its error code) a write.
+type WriteCheck = (Instant, Option<&'static str>);
+
+/// How long a write check's outcome stands.
+const WRITE_CHECK_EVERY: Duration = Duration::from_secs(5);
+
 pub fn router(store: Arc<dyn Store>, disk: DiskHealth) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .with_state(Ready { store, disk })
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(Ready {
+        store,
+        disk,
+        written: Default::default(),
+    })
+}
+
+impl Ready {
+    /// The database's error code, if it cannot be read now (asked every time) or written
+    /// (asked at most every [`WRITE_CHECK_EVERY`]).
+    async fn database(&self) -> Option<&'static str> {
+        if let Err(e) = self.store.ping().await {
+            tracing::warn!(error = ?e, "readiness check: database unreachable");
+            return Some(e.code());
+        }
+        let mut last = self.written.lock().await;
+        if let Some((at, outcome)) = *last
+            && at.elapsed() < WRITE_CHECK_EVERY
+        {
+            return outcome;
+        }
+        let outcome = match self.store.check_writable(Timestamp::now()).await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = ?e, "readiness check: the database does not take writes");
+                Some(e.code())
+            }
+        };
+        *last = Some((Instant::now(), outcome));
+        outcome
+    }
 }
 
 async fn healthz() -> Json<Value> {
@@ -30,13 +68,7 @@ async fn healthz() -> Json<Value> {
 }
 
 async fn readyz(State(ready): State<Ready>) -> (StatusCode, Json<Value>) {
-    let database = match ready.store.ping().await {
-        Ok(()) => None,
-        Err(e) => {
-            tracing::warn!(error = ?e, "readiness check: database unreachable");
-            Some(e.code())
-        }
-    };
+    let database = ready.database().await;
     let disk = ready.disk.current();
     let storage = match disk.trouble() {
         None => json!({ "status": "ok", "volumes": disk.volumes }),

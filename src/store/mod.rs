@@ -198,6 +198,8 @@ pub trait Database: Send + Sync + 'static {
     fn backend(&self) -> Backend;
     /// A trivial query: is the database reachable?
     async fn ping(&self) -> Result<()>;
+    /// A trivial write, committed: does the database take writes (not read-only, not full)?
+    async fn check_writable(&self, now: Timestamp) -> Result<()>;
     async fn close(&self);
 }
 
@@ -210,6 +212,22 @@ impl Database for SqlStore {
     async fn ping(&self) -> Result<()> {
         pool::on_pool!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(drop))?;
         Ok(())
+    }
+
+    async fn check_writable(&self, now: Timestamp) -> Result<()> {
+        use pool::Dialect;
+        pool::on_pool!(self, |p| {
+            let mut tx = p.write_tx().await?;
+            sqlx::query(
+                "INSERT INTO readiness (id, checked_at) VALUES (1, $1) \
+                 ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            )
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     async fn close(&self) {

@@ -69,6 +69,42 @@ async fn readyz_reports_an_unreachable_database() {
     assert_eq!(r.status(), 200, "liveness does not depend on the database");
 }
 
+/// A database that still answers reads but refuses writes (switched to read-only, as a standby
+/// or an operator would) is not ready: `/readyz` writes, it does not only ping (issue 13,
+/// finding 8: it said ready while writes failed).
+#[tokio::test]
+async fn readyz_reports_a_database_that_refuses_writes() {
+    let app = TestApp::spawn(Backend::Postgres, "").await;
+    let mut admin = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&crate::helpers::db::admin_url()).await.unwrap()
+    };
+    let name = app.db.url.rsplit('/').next().unwrap().to_owned();
+    // New sessions start read-only; the daemon's current connections are cut so it opens new ones.
+    sqlx::query(&format!("ALTER DATABASE {name} SET default_transaction_read_only = on"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let body =
+        crate::helpers::wait_for("readyz to see the refused writes", Duration::from_secs(30), || async {
+            let r = app.client.get(app.url("/readyz")).send().await.ok()?;
+            if r.status() != 503 {
+                return None;
+            }
+            r.json::<serde_json::Value>().await.ok()
+        })
+        .await;
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_ne!(body["database"], "ok", "{body}");
+    assert_eq!(app.client.get(app.url("/healthz")).send().await.unwrap().status(), 200, "still alive");
+}
+
 /// Runs the real binary on a config, returns the child and the address it listens on, and
 /// whether it warned that it accepts the example's token.
 fn start_binary(
