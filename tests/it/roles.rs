@@ -223,3 +223,66 @@ fn the_monitor_role_alone_needs_a_capture_api() {
     assert_eq!(code, Some(2), "a usage error: {stderr}");
     assert!(stderr.contains("unknown role \"scheduler\""), "{stderr}");
 }
+
+/// A capture result whose link is dead (here 404; in life, expired while vigil was down) is not
+/// the end: the processor asks the capture API for the job again (`GET /v1/capture/{id}` signs
+/// a fresh link), fetches that one and judges the run. The provider's own webhooks cannot get
+/// through here (another secret), so only the forged result with the dead link arrives.
+#[tokio::test]
+async fn a_dead_capture_link_is_refreshed_through_the_capture_api() {
+    const OWN_SECRET: &str = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldCB5b3Ugd2FudA==";
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let provider = spawn_provider("").await;
+    let capture = format!("  provider: {{url: \"{}/\", api_key: \"{PROVIDER_KEY}\"}}\n", provider.base_url);
+    let yaml = config(&site, &slack, &capture).replacen(
+        "slack:",
+        &format!("webhook:\n  secret: \"{OWN_SECRET}\"\nslack:"),
+        1,
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let run = run_now(&app, "home").await;
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
+    let job = wait_for("the run's job", Duration::from_secs(20), || async {
+        store.get_run(&run.parse().unwrap()).await.unwrap().unwrap().job_id
+    })
+    .await;
+    wait_for("the provider to finish the capture", Duration::from_secs(60), || async {
+        let doc: serde_json::Value = provider
+            .client
+            .get(provider.url(&format!("/v1/capture/{job}")))
+            .bearer_auth(PROVIDER_KEY)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (doc["status"] == "completed").then_some(())
+    })
+    .await;
+    let body = serde_json::json!({"type": "capture.completed", "job_id": job, "status": "completed",
+                                  "asset_url": site.url("missing"), "metadata": {"run_id": run}})
+    .to_string();
+    let ts = vigil::time::Timestamp::now().millis() / 1000;
+    let sig = standardwebhooks::Webhook::new(OWN_SECRET)
+        .unwrap()
+        .sign("msg_dead_link", ts, body.as_bytes())
+        .unwrap();
+    let r = app
+        .client
+        .post(app.url("/hooks/capture"))
+        .header("webhook-id", "msg_dead_link")
+        .header("webhook-timestamp", ts.to_string())
+        .header("webhook-signature", sig)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let v = verdict_of(&app, &run).await;
+    assert_eq!(v["verdict"], "baseline_created", "{v}");
+    assert_eq!(site.hits("missing"), 1, "the dead link was tried once");
+}
