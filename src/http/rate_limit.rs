@@ -33,6 +33,17 @@ impl RateLimiter {
 
     /// Takes one token for `addr`; `Err(wait)` says how long until one is available.
     pub fn check(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.bucket(addr, now, 1.0)
+    }
+
+    /// Whether `addr` has a token, without taking it: for limits that charge only failures
+    /// (the sign-in form charges a wrong token, not a right one).
+    pub fn peek(&self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.bucket(addr, now, 0.0)
+    }
+
+    /// Refills `addr`'s bucket to `now`; takes `cost` tokens if one is there.
+    fn bucket(&self, addr: IpAddr, now: Instant, cost: f64) -> Result<(), Duration> {
         let addr = client_key(addr);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() >= MAX_TRACKED && !buckets.contains_key(&addr) {
@@ -49,7 +60,7 @@ impl RateLimiter {
         *tokens = (*tokens + now.saturating_duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
         *at = now;
         if *tokens >= 1.0 {
-            *tokens -= 1.0;
+            *tokens -= cost;
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - *tokens) / self.rate))
@@ -119,6 +130,16 @@ mod tests {
         assert!((0..10).all(|_| limiter.check(a, t0).is_ok()));
         assert_eq!(limiter.check(a, t0).unwrap_err(), Duration::from_secs(5));
         assert!(limiter.check(a, t0 + Duration::from_secs(5)).is_ok());
+    }
+
+    #[test]
+    fn peeking_takes_nothing() {
+        let limiter = RateLimiter::with_burst(0.2, 2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let t0 = Instant::now();
+        assert!((0..10).all(|_| limiter.peek(a, t0).is_ok()));
+        assert!(limiter.check(a, t0).is_ok() && limiter.check(a, t0).is_ok());
+        assert_eq!(limiter.peek(a, t0).unwrap_err(), Duration::from_secs(5));
     }
 
     #[test]

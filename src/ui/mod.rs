@@ -42,8 +42,10 @@ pub struct Ui {
     pub sign_in: Arc<crate::http::rate_limit::RateLimiter>,
 }
 
-/// Sign-in attempts per client address: ten at once, then one every 5 s. Enough for a person,
-/// a crawl for anyone guessing tokens (500 guesses took 0.16 s without it, 40 min with it).
+/// Failed sign-ins per client address: ten at once, then one every 5 s. Enough for a person, a
+/// crawl for anyone guessing tokens (500 guesses took 0.16 s without it, 40 min with it). Only
+/// wrong tokens are charged, so people signing in behind one proxy address do not use up each
+/// other's attempts.
 pub fn sign_in_limiter() -> crate::http::rate_limit::RateLimiter {
     crate::http::rate_limit::RateLimiter::with_burst(0.2, 10)
 }
@@ -211,7 +213,7 @@ async fn login(
 ) -> Response {
     let client = extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     if let Some(addr) = client
-        && let Err(wait) = state.sign_in.check(addr, std::time::Instant::now())
+        && let Err(wait) = state.sign_in.peek(addr, std::time::Instant::now())
     {
         tracing::warn!(client = %addr, "sign-in attempts too fast; refused");
         let mut r = html(LoginPage {
@@ -225,6 +227,9 @@ async fn login(
     }
     let Some(index) = crate::http::auth::token_index(&state.auth.tokens, form.token.trim()) else {
         tracing::warn!(client = ?client, "sign-in with a token that is not valid");
+        if let Some(addr) = client {
+            let _ = state.sign_in.check(addr, std::time::Instant::now());
+        }
         let mut r = html(LoginPage {
             error: Some("That token is not valid.".into()),
             next: safe_next(form.next.as_deref()),
