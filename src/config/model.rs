@@ -120,7 +120,7 @@ pub struct WebhookConfig {
     /// Requests per second each client address may make to `POST /hooks/capture` (bursts of
     /// twice that); 0 turns the limit off.
     pub rate_limit: u32,
-    /// Deliveries in flight at once, at most one per destination URL.
+    /// Deliveries in flight at once, at most one per origin (scheme, host, port).
     pub max_in_flight: usize,
 }
 

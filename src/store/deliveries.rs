@@ -61,7 +61,11 @@ impl DeliveryStore for SqlStore {
 
     async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>> {
         on_pool!(self, |p| {
-            let sql = claim_outbox_sql("webhook_deliveries", p.skip_locked(), Some("url"));
+            let sql = claim_outbox_sql(
+                "webhook_deliveries",
+                p.skip_locked(),
+                Some("COALESCE(NULLIF(destination, ''), url)"),
+            );
             Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(p).await?)
         })
     }
@@ -203,6 +207,15 @@ impl DeliveryStore for SqlStore {
     }
 }
 
+/// A delivery's origin (`https://host:port`), the unit of fairness; the URL itself when it has
+/// none.
+fn destination(url: &str) -> String {
+    match url::Url::parse(url).map(|u| u.origin()) {
+        Ok(origin @ url::Origin::Tuple(..)) => origin.ascii_serialization(),
+        _ => url.to_owned(),
+    }
+}
+
 /// The row lock and the statements that insert in a transaction are the same SQL on both
 /// backends; these helpers take either backend's transaction.
 pub(super) async fn insert_delivery<DB>(tx: &mut sqlx::Transaction<'_, DB>, d: &NewDelivery) -> Result<()>
@@ -216,13 +229,14 @@ where
     for<'q> Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     sqlx::query(
-        "INSERT INTO webhook_deliveries (id, job_id, url, payload, status, attempts, next_attempt_at,
-             created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5, $5)",
+        "INSERT INTO webhook_deliveries (id, job_id, url, destination, payload, status, attempts,
+             next_attempt_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
     )
     .bind(&d.id)
     .bind(&d.job_id)
     .bind(&d.url)
+    .bind(destination(&d.url))
     .bind(&d.payload)
     .bind(d.now)
     .execute(&mut **tx)

@@ -6,8 +6,8 @@ use crate::time::Timestamp;
 
 /// Leases the next due row of an outbox table (`$1` = now, `$2` = lease end).
 ///
-/// With `one_per` (a column), a row is not claimed while another with the same value is in
-/// flight: one slow destination holds one deliverer, never all of them.
+/// With `one_per` (a column or an expression over the row), a row is not claimed while another
+/// with the same value is in flight: one slow destination holds one slot, never all of them.
 pub(crate) fn claim_outbox_sql(table: &str, lock: &str, one_per: Option<&str>) -> String {
     let fair = one_per.map_or_else(String::new, |column| {
         format!(

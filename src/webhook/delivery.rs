@@ -34,8 +34,9 @@ pub struct Deliverer {
 }
 
 /// The delivery loop: one claimer (one poll of the outbox, however many are in flight), each
-/// claimed delivery sent in a task of its own while a slot is free. The claim skips a URL that
-/// already has a delivery in flight, so one slow receiver holds one slot, never all of them.
+/// claimed delivery sent in a task of its own while a slot is free. The claim skips an origin
+/// that already has a delivery in flight, so one slow receiver holds one slot, never all of
+/// them.
 struct Deliveries {
     deliverer: Arc<Deliverer>,
     slots: Arc<Semaphore>,
