@@ -26,6 +26,8 @@ async fn story(backend: Backend) {
     let store = vigil::store::connect_for_inspection(&db.url, 5).await.expect("connect and migrate");
     assert_eq!(store.backend() == vigil::store::Backend::Postgres, backend == Backend::Postgres);
     store.ping().await.unwrap();
+    store.check_writable(Timestamp::now()).await.unwrap();
+    store.check_writable(Timestamp::now()).await.unwrap(); // the one row is updated, not added
     let depths = store.queue_depths().await.unwrap();
     assert_eq!(depths.len(), 6);
     assert!(depths.iter().all(|(_, n)| *n == 0), "a fresh database has no work: {depths:?}");
