@@ -541,20 +541,7 @@ async fn slow_webhook_receivers_do_not_hold_up_the_others() {
     }
     let r = submit(&app, capture(fast.url.clone())).await;
     let job = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
-    wait_for("the last capture", Duration::from_secs(60), || async {
-        let d: Value = app
-            .client
-            .get(app.url(&format!("/v1/capture/{job}")))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (d["status"] == "completed").then_some(())
-    })
-    .await;
+    assert_eq!(app.capture_finished(TOKEN, &job).await["status"], "completed");
     // Within the first slow attempt's timeout: nothing waited for the six.
     wait_for("the fast receiver's webhook", Duration::from_secs(10), || async {
         (!fast.all().is_empty()).then_some(())

@@ -148,13 +148,9 @@ async fn hostile_requests_are_refused_and_store_nothing() {
         .send()
         .await
         .unwrap();
-    let job_url = format!("/v1/capture/{}", r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap());
-    let captured: Value = wait_for("the API capture", Duration::from_secs(60), || async {
-        let d: Value =
-            app.client.get(app.url(&job_url)).bearer_auth(TOKEN).send().await.ok()?.json().await.ok()?;
-        (d["status"] == "completed").then_some(d)
-    })
-    .await;
+    let api_job = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
+    let captured = app.capture_finished(TOKEN, &api_job).await;
+    assert_eq!(captured["status"], "completed", "{captured}");
     let asset_url = captured["asset_url"].as_str().unwrap().to_owned();
     let asset_id = asset_url.split("/v1/assets/").nth(1).unwrap().split('?').next().unwrap().to_owned();
     let expired = vigil::capture::AssetUrls {
@@ -334,12 +330,9 @@ async fn hostile_requests_are_refused_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let job_url = format!("/v1/capture/{}", r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap());
-    let failed: Value = wait_for("the redirected capture to fail", Duration::from_secs(60), || async {
-        let d: Value = c.get(app.url(&job_url)).bearer_auth(TOKEN).send().await.ok()?.json().await.ok()?;
-        (d["status"] == "failed").then_some(d)
-    })
-    .await;
+    let redirected = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned();
+    let failed = app.capture_finished(TOKEN, &redirected).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(failed["error"]["code"], "url_not_allowed", "{failed}");
     let now_stored = stored(&app).await;
     assert_eq!(now_stored.1, before.1, "no file written");

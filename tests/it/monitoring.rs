@@ -376,20 +376,8 @@ async fn a_result_set_aside_as_superseded_is_judged_once_it_is_the_runs_own() {
     body.as_object_mut().unwrap().remove("webhook_url");
     let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
     let job: JobId = r.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().parse().unwrap();
-    let doc = wait_for("the capture", Duration::from_secs(60), || async {
-        let d: Value = app
-            .client
-            .get(app.url(&format!("/v1/capture/{job}")))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (d["status"] == "completed").then_some(d)
-    })
-    .await;
+    let doc = app.capture_finished(TOKEN, job.as_str()).await;
+    assert_eq!(doc["status"], "completed", "{doc}");
     // Its result came while the run pointed elsewhere: stored, and set aside as processed.
     store
         .record_received_webhook("msg_set_aside", job.as_str(), &doc.to_string(), Timestamp::now())

@@ -248,20 +248,7 @@ async fn a_dead_capture_link_is_refreshed_through_the_capture_api() {
         store.get_run(&run.parse().unwrap()).await.unwrap().unwrap().job_id
     })
     .await;
-    wait_for("the provider to finish the capture", Duration::from_secs(60), || async {
-        let doc: serde_json::Value = provider
-            .client
-            .get(provider.url(&format!("/v1/capture/{job}")))
-            .bearer_auth(PROVIDER_KEY)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (doc["status"] == "completed").then_some(())
-    })
-    .await;
+    assert_eq!(provider.capture_finished(PROVIDER_KEY, job.as_str()).await["status"], "completed");
     let body = serde_json::json!({"type": "capture.completed", "job_id": job, "status": "completed",
                                   "asset_url": site.url("missing"), "metadata": {"run_id": run}})
     .to_string();

@@ -21,6 +21,15 @@ pub(crate) async fn until(page: &Page, what: &str, expression: &str) {
     .await;
 }
 
+/// The daemon's own browser pool, as a person's browser for these tests.
+pub(crate) fn browser_pool(profiles: &std::path::Path) -> BrowserPool {
+    BrowserPool::new(BrowserSettings {
+        chromium_path: None,
+        profile_root: profiles.to_owned(),
+        recycle_after: 100,
+    })
+}
+
 async fn text_of(page: &Page, selector: &str) -> String {
     page.find_element(selector).await.unwrap().inner_text().await.unwrap().unwrap_or_default()
 }
@@ -31,11 +40,7 @@ async fn a_person_reviews_a_change_in_the_browser() {
     let run_id = change["id"].as_str().unwrap().to_owned();
 
     let profiles = tempfile::tempdir().unwrap();
-    let pool = BrowserPool::new(BrowserSettings {
-        chromium_path: None,
-        profile_root: profiles.path().to_owned(),
-        recycle_after: 100,
-    });
+    let pool = browser_pool(profiles.path());
     let browser = pool.get().await.unwrap();
     let (_, tab) = browser.open_page().await.unwrap();
 

@@ -161,6 +161,25 @@ impl TestApp {
         app
     }
 
+    /// Polls `GET /v1/capture/{job}` (with `token`) until the job has completed or failed; its
+    /// document.
+    pub async fn capture_finished(&self, token: &str, job: &str) -> serde_json::Value {
+        wait_for(&format!("capture job {job} to finish"), Duration::from_secs(60), || async {
+            let d: serde_json::Value = self
+                .client
+                .get(self.url(&format!("/v1/capture/{job}")))
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            (d["status"] == "completed" || d["status"] == "failed").then_some(d)
+        })
+        .await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }
