@@ -3,10 +3,12 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use crate::baseline::Baselines;
 use crate::config::{Config, MonitorName};
-use crate::review::Reviewer;
+use crate::queue::backoff::Exponential;
+use crate::review::{ReviewError, Reviewer};
 use crate::store::blobs::{BaselineFiles, BlobStore};
 use crate::store::{BaselineSource, Store};
 
@@ -81,8 +83,7 @@ pub fn approve(path: &Path, target: &str) -> ExitCode {
         };
         let by = actor();
         for id in runs {
-            let a =
-                reviewer.approve(&id, &by, BaselineSource::Cli).await.map_err(|e| format!("{id}: {e}"))?;
+            let a = approve_retrying(&reviewer, &id, &by).await.map_err(|e| format!("{id}: {e}"))?;
             let note = match (a.already, a.older_than_latest) {
                 (true, _) => " (it was the baseline already)",
                 (false, true) => " (note: a newer run exists)",
@@ -103,6 +104,29 @@ pub fn approve(path: &Path, target: &str) -> ExitCode {
         }
         Ok(())
     })
+}
+
+/// Approves `id`, trying again (0.25 s, 0.5 s … 4 s, six tries) while the database is busy: the
+/// daemon writes to the same database, and SQLite's lock can be held past its busy timeout on
+/// a loaded machine. An approval is idempotent, so trying again is safe.
+async fn approve_retrying(
+    reviewer: &Reviewer,
+    id: &crate::ids::RunId,
+    by: &str,
+) -> Result<crate::review::Approval, ReviewError> {
+    const BUSY: Exponential = Exponential::new(Duration::from_millis(250), Duration::from_secs(4));
+    let mut tries = 0;
+    loop {
+        match reviewer.approve(id, by, BaselineSource::Cli).await {
+            Err(ReviewError::Store(e)) if e.is_retryable() && tries < 5 => {
+                tries += 1;
+                let wait = BUSY.delay(tries);
+                eprintln!("{id}: the database is busy ({}); trying again in {wait:?}", e.code());
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `vigil status`: every monitor and viewport with its latest verdict and changes awaiting review.

@@ -288,7 +288,7 @@ async fn approve_and_status_from_the_command_line() {
     site.set("home", &page("home", "rgb(0,0,255)"));
     let change = verdict_of(&app, &run_now(&app, "home").await).await;
     let file = app.config_file.clone().unwrap();
-    let vigil = |args: &[&str]| {
+    let vigil = move |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
             .args(args)
             .arg("--config")
@@ -307,8 +307,22 @@ async fn approve_and_status_from_the_command_line() {
     );
     assert!(out.contains("1 change awaiting review"), "{out}");
 
-    let (code, out, err) = vigil(&["approve", "home"]);
+    // The daemon's write lock held past SQLite's 5 s busy timeout (a loaded machine): the
+    // command says the database is busy and tries again instead of failing.
+    let mut locker = {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&app.db.url).await.unwrap()
+    };
+    sqlx::Executor::execute(&mut locker, "BEGIN IMMEDIATE").await.unwrap();
+    let approving = tokio::task::spawn_blocking({
+        let vigil = vigil.clone();
+        move || vigil(&["approve", "home"])
+    });
+    tokio::time::sleep(Duration::from_secs(6)).await; // the fault: a lock held this long
+    sqlx::Executor::execute(&mut locker, "COMMIT").await.unwrap();
+    let (code, out, err) = approving.await.unwrap();
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("the database is busy"), "{err}");
     assert!(
         out.contains(&format!("home 320x200 approved as baseline from {}", change["id"].as_str().unwrap())),
         "{out}"
