@@ -84,12 +84,12 @@ impl Services {
         let session_key = keys::session_key(&config)?;
         // The monitor role calls this process's capture API like any client, with a token of
         // its own; or the external provider, with its key.
-        let (capture_base, token) = match &config.capture.provider {
-            Some(p) => (p.url.clone(), p.api_key.expose().to_owned()),
+        let (capture_base, token, internal) = match &config.capture.provider {
+            Some(p) => (p.url.clone(), p.api_key.expose().to_owned(), None),
             None => {
                 let token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
                 config.auth.api_tokens.push(Secret::new(token.clone()));
-                (config.server.public_url.clone(), token)
+                (config.server.public_url.clone(), token, Some(config.auth.api_tokens.len() - 1))
             }
         };
         let capture = CaptureClient {
@@ -125,6 +125,7 @@ impl Services {
         let baselines = Baselines { store: store.clone(), blobs: blobs.clone(), files };
         let auth = Auth {
             tokens: Arc::new(config.auth.api_tokens.clone()),
+            internal,
             session_key,
             session_ttl: config.auth.session_ttl,
             sessions: store.clone(),
@@ -212,6 +213,13 @@ impl Services {
         }
     }
 
+    /// A client for URLs peers give (webhook deliveries, capture links), through the address
+    /// policy except for vigil's own endpoints.
+    fn guarded_client(&self, timeout: Duration) -> crate::capture::egress::GuardedClient {
+        let policy = crate::capture::egress::Policy::system(&self.config.capture.allow_private);
+        crate::capture::egress::GuardedClient::new(timeout, policy, &self.config.own_endpoints())
+    }
+
     fn pruner(&self) -> Pruner {
         Pruner {
             store: self.store.clone(),
@@ -228,6 +236,7 @@ impl Services {
             chromium_path: config.capture.chromium_path.clone(),
             profile_root: config.storage.data_dir.clone(),
             recycle_after: config.capture.recycle_after,
+            page_memory: config.capture.page_memory,
         });
         let asset_urls = AssetUrls {
             base: config.server.public_url.clone(),
@@ -249,7 +258,6 @@ impl Services {
         let delivery_ready = Arc::new(Notify::new());
         let settings = Arc::new(crate::capture::worker::WorkerSettings {
             config: config.clone(),
-            monitors: self.monitors.clone(),
             delivery_ready: delivery_ready.clone(),
             disk: self.disk.clone(),
         });
@@ -269,7 +277,7 @@ impl Services {
         let deliverer = Deliverer {
             store: self.store.clone(),
             key: self.webhook_key.clone(),
-            client: client(config.webhook.timeout),
+            client: self.guarded_client(config.webhook.timeout),
             schedule: config.webhook.retry_schedule.clone(),
             timeout: config.webhook.timeout,
             ready: delivery_ready,
@@ -282,7 +290,6 @@ impl Services {
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             capture: service.clone(),
-            monitors: self.monitors.clone(),
             auth: self.auth.clone(),
             disk: self.disk.clone(),
         };
@@ -309,7 +316,7 @@ impl Services {
             blobs: self.blobs.clone(),
             baselines: self.baselines.clone(),
             monitors: self.monitors.clone(),
-            client: client(Duration::from_secs(30)),
+            client: self.guarded_client(Duration::from_secs(30)),
             ready: self.results.clone(),
             runs: self.runs.clone(),
             alerts: self.run_alerts(),

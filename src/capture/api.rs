@@ -16,7 +16,7 @@ use serde_json::json;
 use super::CaptureService;
 use super::document::document;
 use super::request::{self, MAX_BODY_BYTES};
-use crate::config::{Config, LiveMonitors};
+use crate::config::Config;
 use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::{AssetId, JobId};
 use crate::store::blobs::BlobStore;
@@ -33,8 +33,6 @@ pub struct CaptureApi {
     pub store: Arc<dyn Store>,
     pub blobs: BlobStore,
     pub capture: Arc<CaptureService>,
-    /// The monitors in force: their own captures are trusted by the address policy.
-    pub monitors: LiveMonitors,
     pub auth: Auth,
     /// Captures are refused (503) while the volume they are stored on is in trouble.
     pub disk: crate::disk::DiskHealth,
@@ -73,17 +71,34 @@ async fn create(
         });
     }
     let spec = req.validate().map_err(|e| invalid(e.field, e.message))?;
-    let trusted = req.is_for_monitor(&state.monitors.current());
-    super::policy::check_url(&spec.url, trusted, &state.config.capture.allow_private)
+    let capture = &state.config.capture;
+    let pixels = (f64::from(spec.width) * spec.scale).ceil() * (f64::from(spec.height) * spec.scale).ceil();
+    if pixels > capture.max_pixels as f64 {
+        return Err(ApiError::Refused {
+            code: "capture_too_large",
+            message: format!(
+                "the viewport is {pixels} device pixels; capture.max_pixels allows {}",
+                capture.max_pixels
+            ),
+        });
+    }
+    // One policy for every capture, a monitor's or a client's; checked here to refuse early,
+    // and again on every connection the page makes.
+    let policy = super::egress::Policy::system(&capture.allow_private);
+    policy
+        .check_url(&spec.url)
         .await
         .map_err(|e| ApiError::Refused { code: e.code(), message: e.to_string() })?;
-    // The webhook is a request we make on the client's behalf: the same policy applies to it.
-    // A host that does not resolve is refused too: accepted, it could be pointed at a private
-    // address afterwards, and the delivery does not look again.
+    // The webhook is a request we make on the client's behalf: the same policy applies to it,
+    // here and again at every delivery attempt. A host that does not resolve is refused too.
     if let Some(hook) = req.webhook_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
-        super::policy::check_url(&hook, trusted, &state.config.capture.allow_private)
-            .await
-            .map_err(|e| ApiError::Refused { code: e.code(), message: format!("webhook_url: {e}") })?;
+        let own = state.config.own_endpoints().iter().any(|u| u.origin() == hook.origin());
+        if !own {
+            policy
+                .check_url(&hook)
+                .await
+                .map_err(|e| ApiError::Refused { code: e.code(), message: format!("webhook_url: {e}") })?;
+        }
     }
     let key = headers
         .get("idempotency-key")
@@ -93,9 +108,11 @@ async fn create(
             // Scoped per token: two clients may use the same key.
             format!("{}:{k}", auth.fingerprint(&state.auth))
         });
-    // A monitor's own capture is not refused: a client filling the queue must not make every
-    // monitor fail and alert. (Replays of an existing key count against the limit too.)
-    let waiting = if trusted { 0 } else { state.store.waiting_jobs().await? };
+    // The monitor role's captures (its own token, not anything in the request) are not
+    // refused: a client filling the queue must not make every monitor fail and alert.
+    // (Replays of an existing key count against the limit too.)
+    let internal = state.auth.internal == Some(auth.index);
+    let waiting = if internal { 0 } else { state.store.waiting_jobs().await? };
     if waiting >= i64::from(state.config.capture.max_queued) {
         return Err(ApiError::TooMany {
             code: "queue_full",

@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chromiumoxide::Page;
 use chromiumoxide::browser::{Browser, BrowserConfig};
-use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
+use chromiumoxide::cdp::browser_protocol::browser::{
+    BrowserContextId, SetDownloadBehaviorBehavior, SetDownloadBehaviorParams,
+};
 use chromiumoxide::cdp::browser_protocol::target::{CreateBrowserContextParams, CreateTargetParams};
 use chromiumoxide::error::CdpError;
 use futures_util::StreamExt;
@@ -23,6 +25,8 @@ pub struct BrowserSettings {
     /// Where each browser's throw-away profile directory is made.
     pub profile_root: PathBuf,
     pub recycle_after: u32,
+    /// `capture.page_memory`: a renderer process above this resident size is killed.
+    pub page_memory: u64,
 }
 
 /// A running browser. Dropped when the pool has replaced it and no capture uses it any more.
@@ -31,6 +35,10 @@ pub struct LiveBrowser {
     alive: Arc<AtomicBool>,
     died: tokio::sync::watch::Receiver<bool>,
     captures: AtomicU32,
+    /// A capture could not close its tabs: the browser is replaced rather than trusted again.
+    condemned: AtomicBool,
+    /// Renderers killed for using more than `capture.page_memory`.
+    memory_kills: Arc<AtomicU64>,
     _profile: tempfile::TempDir,
 }
 
@@ -39,11 +47,23 @@ impl LiveBrowser {
         self.alive.load(Ordering::Acquire)
     }
 
-    /// A blank page in a fresh browser context: no cookies or storage shared with other jobs.
-    /// (Opening it ahead of time was measured: it competes with the capture in progress for the
-    /// same two cores and made throughput worse, not better.)
-    pub async fn open_page(&self) -> Result<(BrowserContextId, Page), CdpError> {
-        open_fresh(&self.browser).await
+    /// A blank page in a fresh browser context whose every connection goes through `proxy`
+    /// (an `http://` URL; loopback included): no cookies or storage shared with other jobs,
+    /// downloads refused. (Opening it ahead of time was measured: it competes with the capture
+    /// in progress for the same two cores and made throughput worse, not better.)
+    pub async fn open_page(&self, proxy: &str) -> Result<(BrowserContextId, Page), CdpError> {
+        open_fresh(&self.browser, proxy).await
+    }
+
+    /// Marks the browser for replacement: the next capture launches a new one, and this one is
+    /// closed when no capture uses it.
+    pub fn condemn(&self) {
+        self.condemned.store(true, Ordering::Release);
+    }
+
+    /// How many renderers the memory watchdog has killed so far.
+    pub fn memory_kills(&self) -> u64 {
+        self.memory_kills.load(Ordering::Acquire)
     }
 
     /// Resolves when the browser's connection is lost (crash, kill).
@@ -53,11 +73,25 @@ impl LiveBrowser {
     }
 }
 
-async fn open_fresh(browser: &Browser) -> Result<(BrowserContextId, Page), CdpError> {
-    let ctx = browser.create_browser_context(CreateBrowserContextParams::default()).await?;
-    let mut target = CreateTargetParams::new("about:blank");
-    target.browser_context_id = Some(ctx.clone());
-    match browser.new_page(target).await {
+async fn open_fresh(browser: &Browser, proxy: &str) -> Result<(BrowserContextId, Page), CdpError> {
+    let params = CreateBrowserContextParams::builder()
+        .proxy_server(proxy)
+        // Chromium sends localhost and loopback addresses direct unless told otherwise.
+        .proxy_bypass_list("<-loopback>")
+        .build();
+    let ctx = browser.create_browser_context(params).await?;
+    let open = async {
+        let deny = SetDownloadBehaviorParams::builder()
+            .behavior(SetDownloadBehaviorBehavior::Deny)
+            .browser_context_id(ctx.clone())
+            .build()
+            .map_err(CdpError::msg)?;
+        browser.execute(deny).await?;
+        let mut target = CreateTargetParams::new("about:blank");
+        target.browser_context_id = Some(ctx.clone());
+        browser.new_page(target).await
+    };
+    match open.await {
         Ok(page) => Ok((ctx, page)),
         Err(e) => {
             let _ = browser.dispose_browser_context(ctx).await;
@@ -132,10 +166,14 @@ impl BrowserPool {
         let mut current = self.current.lock().await;
         if let Some(b) = current.as_ref() {
             let fresh = b.captures.fetch_add(1, Ordering::AcqRel) < self.settings.recycle_after;
-            if b.is_alive() && fresh {
+            if b.is_alive() && fresh && !b.condemned.load(Ordering::Acquire) {
                 return Ok(b.clone());
             }
-            tracing::info!(alive = b.is_alive(), "relaunching Chromium");
+            tracing::info!(
+                alive = b.is_alive(),
+                condemned = b.condemned.load(Ordering::Acquire),
+                "relaunching Chromium"
+            );
             let old = current.take().expect("checked");
             self.retired.lock().expect("not poisoned").push(old);
         }
@@ -151,6 +189,7 @@ impl BrowserPool {
             .prefix("chromium-")
             .tempdir_in(&self.settings.profile_root)
             .map_err(|e| CaptureError::Launch(chromiumoxide::error::CdpError::Io(e)))?;
+        write_preferences(profile.path());
         let mut builder = BrowserConfig::builder()
             .chrome_executable(&exe)
             .new_headless_mode()
@@ -171,12 +210,26 @@ impl BrowserPool {
         ] {
             builder = builder.arg(arg);
         }
+        // Containment (docs/capture.md). Each capture's context has its own proxy; anything
+        // outside those contexts goes to a port where nothing listens. WebRTC may not send UDP
+        // around the proxy. The JavaScript heap is bounded below the renderer's memory limit.
+        let heap_mib = ((self.settings.page_memory / 2) >> 20).max(64).to_string();
+        let js_flags = format!("--max-old-space-size={heap_mib}");
+        for (key, value) in [
+            ("proxy-server", "http://127.0.0.1:9"),
+            ("proxy-bypass-list", "<-loopback>"),
+            ("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"),
+            ("js-flags", js_flags.as_str()),
+        ] {
+            builder = builder.arg((key, value));
+        }
         if is_root() {
             builder = builder.no_sandbox();
         }
         let config =
             builder.build().map_err(|e| CaptureError::Launch(chromiumoxide::error::CdpError::msg(e)))?;
-        let (browser, mut handler) = Browser::launch(config).await.map_err(CaptureError::Launch)?;
+        let (mut browser, mut handler) = Browser::launch(config).await.map_err(CaptureError::Launch)?;
+        let pid = browser.get_mut_child().and_then(|c| c.as_mut_inner().id());
         let alive = Arc::new(AtomicBool::new(true));
         let flag = alive.clone();
         let (died_tx, died) = tokio::sync::watch::channel(false);
@@ -201,8 +254,20 @@ impl BrowserPool {
             .instrument(tracing::info_span!("chromium")),
         );
         self.launches.inc();
-        tracing::info!(executable = %exe.display(), "Chromium started");
-        Ok(LiveBrowser { browser, alive, died, captures: AtomicU32::new(0), _profile: profile })
+        let memory_kills = Arc::new(AtomicU64::new(0));
+        if let Some(pid) = pid {
+            tokio::spawn(watch_memory(pid, self.settings.page_memory, memory_kills.clone(), died.clone()));
+        }
+        tracing::info!(executable = %exe.display(), ?pid, "Chromium started");
+        Ok(LiveBrowser {
+            browser,
+            alive,
+            died,
+            captures: AtomicU32::new(0),
+            condemned: AtomicBool::new(false),
+            memory_kills,
+            _profile: profile,
+        })
     }
 
     /// Closes retired browsers that no capture uses any more.
@@ -245,6 +310,93 @@ impl BrowserPool {
             .status()
             .is_ok_and(|s| s.success())
     }
+}
+
+/// Profile preferences no flag sets: no DNS prefetching or preconnecting (a page could look names
+/// up around the proxy), and WebRTC only through the proxy.
+fn write_preferences(profile: &Path) {
+    let prefs = serde_json::json!({
+        "net": {"network_prediction_options": 2},
+        "webrtc": {"ip_handling_policy": "disable_non_proxied_udp", "multiple_routes_enabled": false,
+                   "nonproxied_udp_enabled": false},
+    });
+    let dir = profile.join("Default");
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join("Preferences"), prefs.to_string()));
+    if let Err(e) = written {
+        tracing::warn!(error = %e, "cannot write the browser profile's preferences");
+    }
+}
+
+/// How often renderer memory is looked at.
+const MEMORY_WATCH: Duration = Duration::from_millis(200);
+
+/// Kills any renderer process of the browser `pid` whose resident memory passes `limit`: the
+/// page's tab crashes and its capture fails with `page_memory_exceeded`. A page can allocate
+/// for at most one interval before it is seen (documented in docs/capture.md).
+async fn watch_memory(
+    pid: u32,
+    limit: u64,
+    kills: Arc<AtomicU64>,
+    mut died: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = died.wait_for(|dead| *dead) => return,
+            () = tokio::time::sleep(MEMORY_WATCH) => {}
+        }
+        let over = tokio::task::spawn_blocking(move || renderers_over(pid, limit)).await.unwrap_or_default();
+        for (renderer, rss) in over {
+            if rustix::process::kill_process(renderer, rustix::process::Signal::KILL).is_ok() {
+                kills.fetch_add(1, Ordering::AcqRel);
+                tracing::warn!(
+                    renderer = renderer.as_raw_nonzero().get(),
+                    rss,
+                    limit,
+                    "killed a page's renderer over capture.page_memory"
+                );
+            }
+        }
+    }
+}
+
+/// Renderer processes descending from `root` with more than `limit` bytes resident.
+fn renderers_over(root: u32, limit: u64) -> Vec<(rustix::process::Pid, u64)> {
+    let page = rustix::param::page_size() as u64;
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
+        let ppid =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parents.push((pid, ppid));
+        }
+    }
+    let mut tree = vec![root];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    let mut out = Vec::new();
+    for pid in tree.into_iter().skip(1) {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        // A zygote's child rewrites its title: the arguments may be one string with spaces.
+        if !cmdline.windows(15).any(|w| w == b"--type=renderer") {
+            continue;
+        }
+        let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .map_or(0, |pages| pages * page);
+        if let Some(p) = rustix::process::Pid::from_raw(pid as i32).filter(|_| rss > limit) {
+            out.push((p, rss));
+        }
+    }
+    out
 }
 
 /// Profiles of browsers whose daemon died without cleaning up (kill -9, power loss) are left

@@ -133,7 +133,6 @@ mod tests {
         assert_eq!(spec.delay, std::time::Duration::from_millis(250));
         assert_eq!(spec.mask_selectors, ["#clock"]);
         assert_eq!(spec.wait_for.as_deref(), Some("#main"));
-        assert!(parsed.is_for_monitor(&config.monitors), "trusted as the monitor's own capture");
         assert_eq!(req["metadata"]["run_id"], run.as_str());
     }
 }

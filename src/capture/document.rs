@@ -21,6 +21,9 @@ pub struct StoredResult {
     pub masks: Vec<Region>,
     pub stable: bool,
     pub clipped: bool,
+    /// JavaScript dialogs the page opened, dismissed so the capture could go on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dialogs: Vec<super::tab::Dialog>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -49,6 +52,8 @@ pub struct CaptureDocument {
     pub stable: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clipped: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dialogs: Vec<super::tab::Dialog>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ApiCaptureError>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +114,7 @@ pub fn document(job: &CaptureJob, urls: &AssetUrls, now_unix: i64) -> CaptureDoc
         masks: None,
         stable: None,
         clipped: None,
+        dialogs: Vec::new(),
         error: None,
         attempts: Some(job.attempts),
         metadata,
@@ -131,6 +137,7 @@ pub fn document(job: &CaptureJob, urls: &AssetUrls, now_unix: i64) -> CaptureDoc
                 doc.masks = Some(result.masks);
                 doc.stable = Some(result.stable);
                 doc.clipped = Some(result.clipped);
+                doc.dialogs = result.dialogs;
             }
         }
         JobStatus::Failed => {

@@ -14,14 +14,9 @@ use chromiumoxide::cdp::browser_protocol::emulation::{
     MediaFeature, SetDeviceMetricsOverrideParams, SetEmulatedMediaParams, SetFocusEmulationEnabledParams,
     SetUserAgentOverrideParams,
 };
-use chromiumoxide::cdp::browser_protocol::fetch::{
-    ContinueRequestParams, EnableParams as FetchEnableParams, EventRequestPaused, FailRequestParams,
-    RequestPattern, RequestStage,
-};
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
-use chromiumoxide::cdp::browser_protocol::network::ErrorReason;
 use chromiumoxide::cdp::browser_protocol::network::{
-    CookieParam, EventResponseReceived, Headers, ResourceType, SetExtraHttpHeadersParams,
+    CookieParam, EventRequestWillBeSent, EventResponseReceived, ResourceType,
 };
 use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent, NavigateParams, PrintToPdfParams,
@@ -49,123 +44,99 @@ pub struct CaptureOutput {
     pub stable: bool,
     /// The page was taller than `max_height` and was cut there.
     pub clipped: bool,
+    /// JavaScript dialogs the page opened (dismissed, so the capture went on).
+    pub dialogs: Vec<super::tab::Dialog>,
+}
+
+/// The limits and the way out every capture has (docs/capture.md).
+#[derive(Debug, Clone)]
+pub struct Containment {
+    /// Where the page's connections may go.
+    pub policy: super::egress::Policy,
+    /// Device pixels a screenshot may have (`capture.max_pixels`).
+    pub max_pixels: u64,
+    /// The capture, tabs closed included, ends within this (`capture.job_timeout`).
+    pub deadline: Duration,
 }
 
 const FREEZE_CSS: &str = "*,*::before,*::after{animation-delay:0s!important;animation-duration:0s!important;\
 animation-iteration-count:1!important;transition:none!important;caret-color:transparent!important;\
 scroll-behavior:auto!important}";
 
-/// `guard`: for untrusted (API-submitted) captures, the private ranges they may reach; every
-/// request the page makes, redirects included, is checked against the address policy before it
-/// leaves. `None` for monitors of the YAML file, which are trusted.
+/// Captures `spec` in a fresh browser context whose connections all go through a proxy of its
+/// own ([`super::egress`]). Whatever happens — success, failure, timeout — the context and
+/// every target it opened (popups included) are closed, and the proxy with its connections,
+/// before this returns.
 pub async fn capture(
     live: &Arc<LiveBrowser>,
     spec: &CaptureSpec,
     stability_timeout: Duration,
-    guard: Option<&[ipnet::IpNet]>,
+    limits: &Containment,
 ) -> Result<CaptureOutput, CaptureError> {
     let t0 = Instant::now();
-    let (ctx, page) = live.open_page().await?;
-    let t_page = t0.elapsed();
+    let proxy = super::egress::Proxy::start(limits.policy.clone()).await.map_err(CaptureError::Egress)?;
+    let kills_before = live.memory_kills();
+    let (ctx, page) = live.open_page(&proxy.url()).await?;
+    let context = super::tab::OpenContext { live: live.clone(), ctx: Some(ctx) };
+    tracing::debug!(opened = ?t0.elapsed(), "page opened");
+    let dialogs = Arc::new(std::sync::Mutex::new(Vec::new()));
     let work = async {
         let mut crashed = page.event_listener::<EventTargetCrashed>().await?;
-        let refused = Arc::new(std::sync::Mutex::new(None));
-        let guard_task = match guard {
-            Some(allow) => Some(start_guard(&page, allow.to_vec(), refused.clone()).await?),
+        let dialog_task = super::tab::dismiss_dialogs(&page, dialogs.clone()).await?;
+        let secrets_task = match super::tab::secret_headers(spec) {
+            Some(headers) => Some(super::tab::send_secrets_to_origin(&page, &spec.url, headers).await?),
             None => None,
         };
-        tracing::debug!(?t_page, guarded = ?t0.elapsed(), "page opened");
+        let refused = |host: &str| proxy.refusal(host);
         let r = tokio::select! {
-            r = in_page(&page, spec, stability_timeout) => r,
+            r = in_page(&page, spec, stability_timeout, limits.max_pixels, &refused) => r,
             Some(_) = crashed.next() => Err(CaptureError::BrowserGone),
         };
-        if let Some(t) = guard_task {
+        dialog_task.abort();
+        if let Some(t) = secrets_task {
             t.abort();
         }
-        // A navigation that failed because the guard refused it says why.
-        match (r, refused.lock().expect("not poisoned").take()) {
-            (Err(_), Some(policy)) => Err(CaptureError::Policy(policy)),
-            (r, _) => r,
-        }
+        r
     };
     // A dead browser never answers: stop waiting for it at once.
     let result = tokio::select! {
-        r = work => r,
+        r = tokio::time::timeout(limits.deadline, work) => r.unwrap_or(Err(CaptureError::JobTimeout(limits.deadline))),
         () = live.died() => Err(CaptureError::BrowserGone),
     };
-    // Disposing the context closes its page; nobody waits for that.
-    if live.is_alive() {
-        let live = live.clone();
-        tokio::spawn(async move {
-            let _ = live.browser.dispose_browser_context(ctx).await;
-        });
+    context.close().await;
+    let (refused, first) = proxy.refusals();
+    drop(proxy);
+    if let Some(first) = &first {
+        tracing::info!(refused, first = %first, "the address policy refused connections of the page");
     }
-    if result.is_err() && !live.is_alive() {
-        return Err(CaptureError::BrowserGone);
+    match result {
+        Ok(mut out) => {
+            out.dialogs = std::mem::take(&mut *dialogs.lock().expect("not poisoned"));
+            Ok(out)
+        }
+        Err(CaptureError::BrowserGone | CaptureError::Cdp(_)) if live.memory_kills() > kills_before => {
+            Err(CaptureError::PageMemory)
+        }
+        Err(_) if !live.is_alive() => Err(CaptureError::BrowserGone),
+        Err(e) => Err(e),
     }
-    result
 }
 
-/// Pauses every request of the page and lets it continue only if its URL passes the policy.
-async fn start_guard(
-    page: &Page,
-    allow: Vec<ipnet::IpNet>,
-    refused: Arc<std::sync::Mutex<Option<super::policy::PolicyError>>>,
-) -> Result<tokio::task::JoinHandle<()>, CaptureError> {
-    let mut paused = page.event_listener::<EventRequestPaused>().await?;
-    let pattern = RequestPattern {
-        url_pattern: Some("*".into()),
-        resource_type: None,
-        request_stage: Some(RequestStage::Request),
-    };
-    page.execute(FetchEnableParams { patterns: Some(vec![pattern]), handle_auth_requests: None }).await?;
-    let page = page.clone();
-    Ok(tokio::spawn(async move {
-        let mut verdicts: std::collections::HashMap<String, Result<(), super::policy::PolicyError>> =
-            Default::default();
-        while let Some(ev) = paused.next().await {
-            let verdict = match url::Url::parse(&ev.request.url) {
-                Ok(u) if matches!(u.scheme(), "data" | "blob" | "about") => Ok(()),
-                Ok(u) => {
-                    let key = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
-                    match verdicts.get(&key) {
-                        Some(v) => v.clone(),
-                        None => {
-                            let v = super::policy::check_url(&u, false, &allow).await;
-                            verdicts.insert(key, v.clone());
-                            v
-                        }
-                    }
-                }
-                Err(_) => Err(super::policy::PolicyError::Scheme),
-            };
-            let sent = match verdict {
-                Ok(()) => page.execute(ContinueRequestParams::new(ev.request_id.clone())).await.map(|_| ()),
-                Err(e) => {
-                    tracing::warn!(url = %ev.request.url, reason = %e, "capture request refused");
-                    refused.lock().expect("not poisoned").get_or_insert(e);
-                    page.execute(FailRequestParams::new(ev.request_id.clone(), ErrorReason::BlockedByClient))
-                        .await
-                        .map(|_| ())
-                }
-            };
-            if sent.is_err() {
-                break;
-            }
-        }
-    }))
-}
+/// Why the proxy refused connections to a host, if it did.
+type Refused<'a> = dyn Fn(&str) -> Option<super::policy::PolicyError> + Send + Sync + 'a;
 
 async fn in_page(
     page: &Page,
     spec: &CaptureSpec,
     stability_timeout: Duration,
+    max_pixels: u64,
+    refused: &Refused<'_>,
 ) -> Result<CaptureOutput, CaptureError> {
     let start = Instant::now();
     let deadline = start + spec.timeout;
     emulate(page, spec).await?;
     let emulated = start.elapsed();
-    navigate(page, spec, deadline).await?;
+    navigate(page, spec, deadline, refused).await?;
     let loaded = start.elapsed();
     if let Some(sel) = &spec.wait_for {
         wait_for_selector(page, sel, deadline).await?;
@@ -187,9 +158,10 @@ async fn in_page(
                 masks: Vec::new(),
                 stable: true,
                 clipped: false,
+                dialogs: Vec::new(),
             })
         }
-        Format::Png => shoot_png(page, spec, stability_timeout).await,
+        Format::Png => shoot_png(page, spec, stability_timeout, max_pixels).await,
     }
 }
 
@@ -214,19 +186,6 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
     if let Some(ua) = &spec.user_agent {
         page.execute(SetUserAgentOverrideParams::new(ua.clone())).await?;
     }
-    let mut headers = serde_json::Map::new();
-    for (k, v) in &spec.headers {
-        headers.insert(k.clone(), v.clone().into());
-    }
-    if let Some(auth) = &spec.basic_auth {
-        let token =
-            base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", auth.username, auth.password));
-        headers.insert("Authorization".into(), format!("Basic {token}").into());
-    }
-    if !headers.is_empty() {
-        page.execute(SetExtraHttpHeadersParams::new(Headers::new(serde_json::Value::Object(headers))))
-            .await?;
-    }
     if !spec.cookies.is_empty() {
         let cookies = spec
             .cookies
@@ -247,7 +206,33 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
     Ok(())
 }
 
-async fn navigate(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<(), CaptureError> {
+/// Loads the page. A navigation that fails because the policy refused a host of its redirect
+/// chain says so (`url_not_allowed`), rather than what the browser made of the refusal.
+async fn navigate(
+    page: &Page,
+    spec: &CaptureSpec,
+    deadline: Instant,
+    refused: &Refused<'_>,
+) -> Result<(), CaptureError> {
+    let mut requests = page.event_listener::<EventRequestWillBeSent>().await?;
+    let r = load(page, spec, deadline).await;
+    if r.is_ok() {
+        return r;
+    }
+    // The main frame's documents: the URL and every redirect's target.
+    let main = page.mainframe().await.ok().flatten();
+    while let Some(Some(ev)) = requests.next().now_or_never() {
+        if ev.r#type == Some(ResourceType::Document) && ev.frame_id.is_some() && ev.frame_id == main {
+            let host = url::Url::parse(&ev.request.url).ok().and_then(|u| u.host_str().map(str::to_owned));
+            if let Some(policy) = host.as_deref().and_then(refused) {
+                return Err(CaptureError::Policy(policy));
+            }
+        }
+    }
+    r
+}
+
+async fn load(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<(), CaptureError> {
     let mut events = page.event_listener::<EventLifecycleEvent>().await?;
     let mut responses = page.event_listener::<EventResponseReceived>().await?;
     let wanted = match spec.wait_until {
@@ -428,9 +413,18 @@ async fn shoot_png(
     page: &Page,
     spec: &CaptureSpec,
     stability_timeout: Duration,
+    max_pixels: u64,
 ) -> Result<CaptureOutput, CaptureError> {
     let shot_started = Instant::now();
+    // A popup the page opened is in front now, and a tab behind draws no frames: the
+    // screenshot would wait for one until the capture times out.
+    page.bring_to_front().await?;
     let (clip, clipped) = clip_rect(page, spec).await?;
+    // Checked before the browser draws it: an image is held whole, in Chromium and here.
+    let pixels = (clip.width * spec.scale).ceil() * (clip.height * spec.scale).ceil();
+    if pixels > max_pixels as f64 {
+        return Err(CaptureError::TooLarge { pixels: pixels as u64, max: max_pixels });
+    }
     let masks = mask_rects(page, spec, &clip).await?;
     let params = CaptureScreenshotParams {
         format: Some(CaptureScreenshotFormat::Png),
@@ -474,5 +468,6 @@ async fn shoot_png(
         masks,
         stable,
         clipped,
+        dialogs: Vec::new(),
     })
 }

@@ -33,6 +33,12 @@ pub enum CaptureError {
     /// `code`: `storage_full` or `storage_error`.
     #[error("cannot store the capture: {message}")]
     Storage { code: &'static str, message: String },
+    #[error("the capture would be {pixels} device pixels; capture.max_pixels allows {max}")]
+    TooLarge { pixels: u64, max: u64 },
+    #[error("the page used more memory than capture.page_memory allows and was stopped")]
+    PageMemory,
+    #[error("cannot start the capture's proxy")]
+    Egress(#[source] std::io::Error),
 }
 
 impl CaptureError {
@@ -51,15 +57,20 @@ impl CaptureError {
             CaptureError::BadImage(_) => "bad_image",
             CaptureError::Policy(e) => e.code(),
             CaptureError::Storage { code, .. } => code,
+            CaptureError::TooLarge { .. } => "capture_too_large",
+            CaptureError::PageMemory => "page_memory_exceeded",
+            CaptureError::Egress(_) => "browser_error",
         }
     }
 
     /// Transient trouble worth another attempt.
     pub fn is_retryable(&self) -> bool {
         match self {
-            CaptureError::NoChromium { .. } | CaptureError::SelectorNotFound(_) | CaptureError::Policy(_) => {
-                false
-            }
+            CaptureError::NoChromium { .. }
+            | CaptureError::SelectorNotFound(_)
+            | CaptureError::Policy(_)
+            | CaptureError::TooLarge { .. }
+            | CaptureError::PageMemory => false,
             // A server error or rate limit may pass; a 404 or 401 will not by retrying.
             CaptureError::HttpStatus { status, .. } => *status >= 500 || *status == 429 || *status == 408,
             _ => true,

@@ -6,10 +6,12 @@ pub mod api;
 pub mod browser;
 pub mod client;
 pub mod document;
+pub mod egress;
 pub mod engine;
 pub mod error;
 pub mod policy;
 pub mod request;
+pub mod tab;
 pub mod worker;
 
 use std::sync::Arc;

@@ -1,12 +1,11 @@
-//! Which addresses a capture may reach (docs/architecture.md §10). Link-local and cloud metadata
-//! addresses are always refused; private, loopback and other internal ranges only for monitors of
-//! the YAML file (trusted) or when `capture.allow_private` lists them. Checked on the resolved
-//! addresses.
+//! Which addresses a capture may reach (docs/capture.md). Link-local and cloud metadata addresses
+//! are always refused; private, loopback and other internal ranges only when
+//! `capture.allow_private` lists them — for monitors of the YAML file and API clients alike.
+//! Checked on resolved addresses, by [`super::egress`], which connects to what it checked.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use url::Url;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
@@ -84,42 +83,14 @@ pub fn classify(ip: IpAddr) -> Class {
     }
 }
 
-/// Whether `ip` may be captured.
-pub fn allowed(ip: IpAddr, trusted: bool, allow_private: &[IpNet]) -> Result<(), Class> {
+/// Whether `ip` may be reached.
+pub fn allowed(ip: IpAddr, allow_private: &[IpNet]) -> Result<(), Class> {
     match classify(ip) {
         Class::Forbidden => Err(Class::Forbidden),
-        Class::Private if trusted || allow_private.iter().any(|n| n.contains(&ip)) => Ok(()),
+        Class::Private if allow_private.iter().any(|n| n.contains(&ip)) => Ok(()),
         Class::Private => Err(Class::Private),
         Class::Public => Ok(()),
     }
-}
-
-/// Resolves the URL's host and checks every address it resolves to.
-pub async fn check_url(url: &Url, trusted: bool, allow_private: &[IpNet]) -> Result<(), PolicyError> {
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(PolicyError::Scheme);
-    }
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
-    let port = url.port_or_known_default().unwrap_or(80);
-    let addrs: Vec<IpAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![ip],
-        Err(_) => tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|_| PolicyError::Unresolvable { host: host.clone() })?
-            .map(|a| a.ip())
-            .collect(),
-    };
-    if addrs.is_empty() {
-        return Err(PolicyError::Unresolvable { host });
-    }
-    for ip in addrs {
-        match allowed(ip, trusted, allow_private) {
-            Ok(()) => {}
-            Err(Class::Forbidden) => return Err(PolicyError::Forbidden { host, ip }),
-            Err(_) => return Err(PolicyError::Private { host, ip }),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -162,28 +133,35 @@ mod tests {
     }
 
     #[test]
-    fn allow_list_and_trust() {
+    fn allow_list() {
         let allow: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
-        assert_eq!(allowed(ip("127.0.0.1"), false, &allow), Ok(()));
-        assert_eq!(allowed(ip("10.0.0.1"), false, &allow), Err(Class::Private));
-        assert_eq!(allowed(ip("10.0.0.1"), true, &allow), Ok(()));
-        // Never, whoever asks.
-        let everything: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap()];
-        assert_eq!(allowed(ip("169.254.169.254"), true, &everything), Err(Class::Forbidden));
+        assert_eq!(allowed(ip("127.0.0.1"), &allow), Ok(()));
+        assert_eq!(allowed(ip("10.0.0.1"), &allow), Err(Class::Private));
+        assert_eq!(allowed(ip("::ffff:10.0.0.1"), &allow), Err(Class::Private));
+        // Never, whatever the configuration says.
+        let everything: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+        assert_eq!(allowed(ip("169.254.169.254"), &everything), Err(Class::Forbidden));
+        assert_eq!(allowed(ip("fd00:ec2::254"), &everything), Err(Class::Forbidden));
     }
 
     #[tokio::test]
     async fn resolved_addresses_are_checked() {
-        let u = |s: &str| Url::parse(s).unwrap();
+        let u = |s: &str| url::Url::parse(s).unwrap();
+        let policy = |allow: &[&str]| {
+            super::super::egress::Policy::system(
+                &allow.iter().map(|n| n.parse().unwrap()).collect::<Vec<IpNet>>(),
+            )
+        };
         assert!(matches!(
-            check_url(&u("http://169.254.169.254/latest/meta-data"), true, &[]).await,
+            policy(&["0.0.0.0/0"]).check_url(&u("http://169.254.169.254/latest/meta-data")).await,
             Err(PolicyError::Forbidden { .. })
         ));
         assert!(matches!(
-            check_url(&u("http://localhost:8080/"), false, &[]).await,
+            policy(&[]).check_url(&u("http://localhost:8080/")).await,
             Err(PolicyError::Private { .. })
         ));
-        assert_eq!(check_url(&u("http://localhost:8080/"), true, &[]).await, Ok(()));
-        assert!(matches!(check_url(&u("http://[::1]/"), false, &[]).await, Err(PolicyError::Private { .. })));
+        assert_eq!(policy(&["127.0.0.0/8", "::1/128"]).check_url(&u("http://localhost:8080/")).await, Ok(()));
+        assert!(matches!(policy(&[]).check_url(&u("http://[::1]/")).await, Err(PolicyError::Private { .. })));
+        assert_eq!(policy(&[]).check_url(&u("file:///etc/passwd")).await, Err(PolicyError::Scheme));
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use url::Url;
 
-use crate::config::{Format, Monitor, WaitUntil};
+use crate::config::{Format, WaitUntil};
 
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub const MAX_VIEWPORT_SIDE: u32 = 8192;
@@ -280,19 +280,6 @@ impl CaptureRequest {
             }
         }
         Ok((selectors, rects))
-    }
-
-    /// The `monitor` named in the metadata, if any.
-    pub fn metadata_monitor(&self) -> Option<String> {
-        let meta: serde_json::Value = serde_json::from_str(self.metadata.as_ref()?.get()).ok()?;
-        meta.get("monitor")?.as_str().map(str::to_owned)
-    }
-
-    /// A request for a monitor of the YAML file (trusted: private addresses allowed).
-    pub fn is_for_monitor(&self, monitors: &[Monitor]) -> bool {
-        let Some(name) = self.metadata_monitor() else { return false };
-        let Ok(url) = Url::parse(self.url.trim()) else { return false };
-        monitors.iter().any(|m| m.name.as_str() == name && m.url == url)
     }
 }
 

@@ -21,10 +21,8 @@ use crate::time::Timestamp;
 
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// Timeouts, the address policy and the monitors (which are trusted) come from here.
+    /// Timeouts, limits and the address policy come from here.
     pub config: Arc<crate::config::Config>,
-    /// The monitors in force (their captures are trusted); replaced on reload.
-    pub monitors: crate::config::LiveMonitors,
     pub delivery_ready: Arc<tokio::sync::Notify>,
     /// While a volume is in trouble no job is started: queued jobs wait for the space.
     pub disk: crate::disk::DiskHealth,
@@ -123,7 +121,9 @@ impl Worker {
     async fn process_in_span(&self, job: CaptureJob) -> Result<(), StoreError> {
         let started = Instant::now();
         let job_timeout = self.settings.config.capture.job_timeout;
-        let outcome = tokio::time::timeout(job_timeout, self.capture(&job))
+        // The engine ends the capture (its tabs closed) within the job timeout; this bound is
+        // for the rest (launching the browser, storing the image).
+        let outcome = tokio::time::timeout(job_timeout + Duration::from_secs(30), self.capture(&job))
             .await
             .unwrap_or(Err(CaptureError::JobTimeout(job_timeout)));
         let now = Timestamp::now();
@@ -165,7 +165,8 @@ impl Worker {
                     ("failed", None)
                 };
                 metrics.attempts.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
-                tracing::warn!(error = %e, code = e.code(), retry, "capture failed");
+                let error = crate::http::client::error_chain(&e);
+                tracing::warn!(%error, code = e.code(), retry, "capture failed");
                 let hook = if retry {
                     None
                 } else {
@@ -193,14 +194,19 @@ impl Worker {
         let req = super::request::parse(job.request.as_bytes())
             .map_err(|e| CaptureError::Navigation(format!("stored request unreadable: {e}")))?;
         let spec = req.validate().map_err(|e| CaptureError::Navigation(e.to_string()))?;
-        // Checked again here: DNS may have changed since the request was accepted.
+        // Checked again here to fail early with a clear error (DNS may have changed since the
+        // request was accepted); the page's every connection is checked again by its proxy.
         let capture = &self.settings.config.capture;
-        let trusted = req.is_for_monitor(&self.settings.monitors.current());
-        super::policy::check_url(&spec.url, trusted, &capture.allow_private).await?;
+        let policy = super::egress::Policy::system(&capture.allow_private);
+        policy.check_url(&spec.url).await?;
         let t = Instant::now();
         let live = self.service.pool.get().await?;
-        let guard = (!trusted).then_some(capture.allow_private.as_slice());
-        let out = super::engine::capture(&live, &spec, capture.stability_timeout, guard).await?;
+        let limits = super::engine::Containment {
+            policy,
+            max_pixels: capture.max_pixels,
+            deadline: capture.job_timeout,
+        };
+        let out = super::engine::capture(&live, &spec, capture.stability_timeout, &limits).await?;
         drop(live);
         let captured = t.elapsed();
         let blobs = self.blobs.clone();
@@ -232,6 +238,7 @@ impl Worker {
                 masks: out.masks,
                 stable: out.stable,
                 clipped: out.clipped,
+                dialogs: out.dialogs,
             },
         ))
     }

@@ -96,13 +96,23 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
         chromium_path: args.chromium.clone(),
         profile_root: profiles.path().to_owned(),
         recycle_after: u32::MAX,
+        page_memory: 1 << 30,
     });
     let start = Instant::now();
     let live = pool.get().await.map_err(|e| e.to_string())?;
     let launched = start.elapsed();
     let shot = Instant::now();
-    // The person at the keyboard chose the URL: no address guard.
-    let result = crate::capture::engine::capture(&live, &spec, std::time::Duration::from_secs(5), None).await;
+    // The person at the keyboard chose the URL: private addresses are theirs to capture, but
+    // the page's connections still go through the proxy, and metadata addresses stay refused.
+    let everywhere: Vec<ipnet::IpNet> =
+        vec!["0.0.0.0/0".parse().expect("valid"), "::/0".parse().expect("valid")];
+    let limits = crate::capture::engine::Containment {
+        policy: crate::capture::egress::Policy::system(&everywhere),
+        max_pixels: 500_000_000,
+        deadline: spec.timeout + std::time::Duration::from_secs(30),
+    };
+    let result =
+        crate::capture::engine::capture(&live, &spec, std::time::Duration::from_secs(5), &limits).await;
     let took = shot.elapsed();
     drop(live);
     pool.shutdown().await;

@@ -28,7 +28,7 @@ pub use values::{InterpolateError, interpolate};
 use ctx::{Ctx, Fields};
 use monitor::{page_url, required};
 use node::{Node, Pos};
-use values::{duration, free_space, integer, list, text, text_list};
+use values::{duration, free_space, integer, list, size, text, text_list};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://vigil.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -262,7 +262,7 @@ fn provider(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<Option<ExternalProv
     }
 }
 
-/// `capture.allow_private`: address ranges (or single addresses) API captures may reach.
+/// `capture.allow_private`: private address ranges (or single addresses) captures may reach.
 fn allow_private(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Vec<ipnet::IpNet>> {
     let items = list(ctx, n, p, "address ranges like 10.0.0.0/8")?;
     let mut out = Vec::new();
@@ -329,9 +329,16 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
     let max_queued = or_default(ctx, f, "max_queued", 1000, |ctx, n, p| {
         integer(ctx, n, p, 1, 10_000_000).map(|v| v as u32)
     });
+    let max_pixels = or_default(ctx, f, "max_pixels", 25_000_000, |ctx, n, p| {
+        integer(ctx, n, p, 10_000, 500_000_000).map(|v| v as u64)
+    });
+    let page_memory =
+        or_default(ctx, f, "page_memory", 1 << 30, |ctx, n, p| size(ctx, n, p, 128 << 20, 64 << 30));
     f.finish(
         ctx,
         &[
+            "max_pixels",
+            "page_memory",
             "max_queued",
             "provider",
             "workers",
@@ -359,6 +366,8 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
         reconcile_after: reconcile_after?,
         run_deadline: run_deadline?,
         max_queued: max_queued?,
+        max_pixels: max_pixels?,
+        page_memory: page_memory?,
     })
 }
 

@@ -22,6 +22,17 @@ pub struct Config {
     pub monitors: Vec<Monitor>,
 }
 
+impl Config {
+    /// vigil's own endpoints, which the operator configured: `server.public_url` (where the
+    /// capture API and the webhook receiver are reached) and the capture provider. Webhook
+    /// deliveries and capture downloads to these are not put through the address policy.
+    pub fn own_endpoints(&self) -> Vec<Url> {
+        let mut own = vec![self.server.public_url.clone()];
+        own.extend(self.capture.provider.as_ref().map(|p| p.url.clone()));
+        own
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
@@ -98,6 +109,11 @@ pub struct CaptureConfig {
     pub run_deadline: Duration,
     /// Jobs waiting (queued or running) beyond which `POST /v1/capture` answers 429.
     pub max_queued: u32,
+    /// Device pixels (width × height × scale²) a capture may have; checked before the
+    /// screenshot is taken.
+    pub max_pixels: u64,
+    /// Resident memory one page's renderer process may use before it is killed.
+    pub page_memory: u64,
 }
 
 #[derive(Debug, Clone)]

@@ -245,6 +245,23 @@ pub(crate) fn free_space(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<M
     parsed
 }
 
+/// A size in bytes within `[min, max]`: `1073741824`, `512MiB`, `1GB`.
+pub(crate) fn size(ctx: &mut Ctx<'_>, node: &Node, path: &str, min: u64, max: u64) -> Option<u64> {
+    let what = format!("a size like \"1GiB\" or \"512MiB\", from {} MiB to {} MiB", min >> 20, max >> 20);
+    let parsed = match &node.value {
+        Value::Int(i) if *i >= 0 => Some(*i as u64),
+        Value::Str(_) => byte_size(scalar_text(ctx, node, path, &what)?.trim()),
+        _ => None,
+    };
+    match parsed {
+        Some(n) if (min..=max).contains(&n) => Some(n),
+        _ => {
+            ctx.expected(node, path, &what);
+            None
+        }
+    }
+}
+
 /// `1048576`, `500KB`, `500MB`, `2GB`, `1TB` (powers of 1000) or `KiB` … `TiB` (powers of 1024).
 fn byte_size(s: &str) -> Option<u64> {
     let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());

@@ -22,6 +22,8 @@ use crate::time::Timestamp;
 pub struct Auth {
     /// `auth.api_tokens` (and the internal token the monitor role uses).
     pub tokens: Arc<Vec<Secret>>,
+    /// The index in `tokens` of the monitor role's own token, when it calls this process.
+    pub internal: Option<usize>,
     /// Signs web UI session cookies and CSRF tokens.
     pub session_key: SigningKey,
     /// `auth.session_ttl`.

@@ -5,12 +5,15 @@ use std::time::Duration;
 
 /// A client with `timeout` per request that never follows redirects.
 pub fn client(timeout: Duration) -> reqwest::Client {
+    builder(timeout).build().expect("a TLS provider is installed at start")
+}
+
+/// The settings every client of vigil's shares, for a client that needs more of its own.
+pub fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout)
         .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a TLS provider is installed at start")
 }
 
 /// Why [`body_within`] gave up.

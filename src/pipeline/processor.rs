@@ -36,7 +36,7 @@ pub struct Processor {
     pub baselines: Baselines,
     /// The monitors in force; replaced on reload.
     pub monitors: LiveMonitors,
-    pub client: reqwest::Client,
+    pub client: crate::capture::egress::GuardedClient,
     pub ready: Arc<Notify>,
     /// Re-captures for `retries_on_diff`.
     pub runs: Arc<Runs>,
@@ -292,7 +292,17 @@ impl Processor {
     }
 
     async fn fetch(&self, url: &str) -> Result<Vec<u8>, ProcessError> {
-        let r = self.client.get(url).send().await.map_err(|e| FetchError::transient(e.to_string()))?;
+        // A capture link is fetched like any URL a peer gave: through the address policy, unless
+        // it is on vigil's own capture API or the configured provider.
+        let client = self
+            .client
+            .for_url(url)
+            .map_err(|e| FetchError::terminal(format!("capture link refused: {e}")))?;
+        let r = client
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| FetchError::transient(crate::http::client::error_chain(&e)))?;
         let status = r.status();
         if !status.is_success() {
             let gone = matches!(status.as_u16(), 403 | 404 | 410);

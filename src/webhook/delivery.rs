@@ -23,7 +23,7 @@ use crate::time::Timestamp;
 pub struct Deliverer {
     pub store: Arc<dyn Store>,
     pub key: SigningKey,
-    pub client: reqwest::Client,
+    pub client: crate::capture::egress::GuardedClient,
     /// Delay before each attempt; its length is the number of attempts.
     pub schedule: Vec<Duration>,
     pub timeout: Duration,
@@ -118,20 +118,30 @@ impl Deliverer {
     async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
         let ts = Timestamp::now().millis() / 1000;
         let signature = self.key.sign(d.id.as_str(), ts, d.payload.as_bytes());
-        let sent = self
-            .client
-            .post(&d.url)
-            .header(HEADER_ID, d.id.as_str())
-            .header(HEADER_TIMESTAMP, ts.to_string())
-            .header(HEADER_SIGNATURE, signature)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(d.payload.clone())
-            .send()
-            .await;
-        let (status, after, error) = match &sent {
-            Ok(r) => (Some(r.status().as_u16()), retry_after(r.headers()), format!("HTTP {}", r.status())),
-            Err(e) if e.is_timeout() => (None, None, "timed out".to_owned()),
-            Err(e) => (None, None, format!("request failed: {}", crate::http::client::error_chain(e))),
+        // The URL is a client's: resolved through the address policy at every attempt, so a
+        // name that pointed elsewhere when the capture was accepted gets nothing now.
+        let (status, after, error) = match self.client.for_url(&d.url) {
+            Err(e) => (None, None, format!("refused: {e}")),
+            Ok(client) => {
+                let sent = client
+                    .post(&d.url)
+                    .header(HEADER_ID, d.id.as_str())
+                    .header(HEADER_TIMESTAMP, ts.to_string())
+                    .header(HEADER_SIGNATURE, signature)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(d.payload.clone())
+                    .send()
+                    .await;
+                match &sent {
+                    Ok(r) => {
+                        (Some(r.status().as_u16()), retry_after(r.headers()), format!("HTTP {}", r.status()))
+                    }
+                    Err(e) if e.is_timeout() => (None, None, "timed out".to_owned()),
+                    Err(e) => {
+                        (None, None, format!("request failed: {}", crate::http::client::error_chain(e)))
+                    }
+                }
+            }
         };
         let attempts = d.attempts as usize + 1;
         let step = next_step(&self.schedule, attempts, status, after);

@@ -584,7 +584,17 @@ async fn idempotency_keys_and_the_queue_limit() {
     assert_eq!(full.status(), 429);
     assert!(full.headers().contains_key("retry-after"));
     assert_eq!(full.json::<Value>().await.unwrap()["error"]["code"], "queue_full");
-    // A monitor's own capture still goes in: a full queue must not fail every monitor.
-    let own = json!({"url": format!("{}/hang", site.base_url), "metadata": {"monitor": "watched"}});
-    assert_eq!(post(own, "key-4").await.unwrap().status(), 202);
+    // A client that copies a monitor's name and URL into its metadata is a client still
+    // (issue 12): trust never comes from what a request says about itself.
+    let posing = json!({"url": format!("{}/hang", site.base_url), "metadata": {"monitor": "watched"}});
+    assert_eq!(post(posing, "key-4").await.unwrap().status(), 429);
+    // The monitor's own capture, submitted with the monitor role's token, still goes in: a
+    // full queue must not fail every monitor.
+    let run = crate::monitoring::run_now(&app, "watched").await;
+    let store: std::sync::Arc<dyn vigil::store::InspectStore> =
+        vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
+    wait_for("the monitor's capture job", Duration::from_secs(20), || async {
+        store.get_run(&run.parse().unwrap()).await.unwrap().unwrap().job_id
+    })
+    .await;
 }

@@ -4,6 +4,7 @@ mod helpers;
 
 mod capture;
 mod cli;
+mod containment;
 mod diff;
 mod faults;
 mod hostile;

@@ -23,7 +23,7 @@ pub(crate) fn page(title: &str, colour: &str) -> String {
 pub(crate) fn config(site: &TestSite, slack: &FakeSlack, extra_capture: &str) -> String {
     let mut yaml = format!(
         "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
-         capture:\n  workers: 2\n  stability_timeout: 1s\n{extra_capture}\
+         capture:\n  workers: 2\n  stability_timeout: 1s\n  allow_private: [\"127.0.0.1/32\"]\n{extra_capture}\
          slack:\n  bot_token: {BOT_TOKEN}\n  channel: \"#visual\"\n  api_url: {}/\n\
          defaults:\n  schedule: \"0 0 1 1 *\"\n  viewports: [320x200]\n  full_page: false\n  wait_until: load\n  threshold: 1%\n\
          monitors:\n",

@@ -151,7 +151,7 @@ async fn pages_pass_axe_core_and_fit_a_phone() {
     let profiles = tempfile::tempdir().unwrap();
     let pool = browser_pool(profiles.path());
     let browser = pool.get().await.unwrap();
-    let (_, tab) = browser.open_page().await.unwrap();
+    let (_proxy, tab) = crate::ui::person_tab(&browser).await;
     // axe is injected from outside the page; the page's CSP allows only its own scripts.
     tab.execute(SetBypassCspParams::new(true)).await.unwrap();
     let (name, value) = cookie.split_once('=').unwrap();

@@ -57,7 +57,7 @@ async fn captures_are_judged_against_the_baseline() {
     let site = TestSite::start().await;
     site.set("home", RED);
     let yaml = format!(
-        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n\
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [\"127.0.0.1/32\"]\n\
          monitors:\n  - name: home\n    url: {}\n    viewports: [320x200]\n    full_page: false\n    wait_until: load\n    threshold: 1%\n\
          \x20 - name: broken\n    url: {}\n    viewports: [320x200]\n    selector: \"#nope\"\n",
         site.url("home"),
@@ -109,7 +109,7 @@ async fn monitors_run_on_their_schedule() {
     let site = TestSite::start().await;
     site.set("home", RED);
     let yaml = format!(
-        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n\
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\ncapture:\n  workers: 1\n  stability_timeout: 1s\n  allow_private: [\"127.0.0.1/32\"]\n\
          monitors:\n  - name: home\n    url: {url}\n    schedule: \"*/2 * * * * *\"\n    viewports: [320x200]\n    full_page: false\n    wait_until: load\n\
          \x20 - name: off\n    url: {url}\n    schedule: \"* * * * * *\"\n    enabled: false\n",
         url = site.url("home")

@@ -27,7 +27,19 @@ pub(crate) fn browser_pool(profiles: &std::path::Path) -> BrowserPool {
         chromium_path: None,
         profile_root: profiles.to_owned(),
         recycle_after: 100,
+        page_memory: 1 << 30,
     })
+}
+
+/// A tab of that browser, its connections allowed to the test daemon on loopback; the proxy
+/// lives as long as the tab is used.
+pub(crate) async fn person_tab(
+    browser: &vigil::capture::browser::LiveBrowser,
+) -> (vigil::capture::egress::Proxy, Page) {
+    let policy = vigil::capture::egress::Policy::system(&["127.0.0.0/8".parse().unwrap()]);
+    let proxy = vigil::capture::egress::Proxy::start(policy).await.unwrap();
+    let (_, tab) = browser.open_page(&proxy.url()).await.unwrap();
+    (proxy, tab)
 }
 
 async fn text_of(page: &Page, selector: &str) -> String {
@@ -42,7 +54,7 @@ async fn a_person_reviews_a_change_in_the_browser() {
     let profiles = tempfile::tempdir().unwrap();
     let pool = browser_pool(profiles.path());
     let browser = pool.get().await.unwrap();
-    let (_, tab) = browser.open_page().await.unwrap();
+    let (_proxy, tab) = person_tab(&browser).await;
 
     // The review page asks to sign in first, then comes back.
     tab.goto(app.url(&format!("/runs/{run_id}"))).await.unwrap();

@@ -1,0 +1,574 @@
+//! The one way out (docs/capture.md): every connection a captured page makes, and every request
+//! vigil itself makes to a URL a client gave, is resolved once, checked against the address
+//! policy, and connected to the address that was checked. A name therefore cannot answer an
+//! allowed address to the check and a refused one to the connection (DNS rebinding).
+//!
+//! For pages this is a forward proxy inside vigil, one per capture, that the capture's browser
+//! context is created with: subresources, popups, frames in and out of process, workers,
+//! WebSockets, beacons and prefetches all leave through it (CONNECT for TLS and WebSockets,
+//! absolute-form requests for plain HTTP). It lives as long as its capture: when the capture
+//! ends, every connection it carried is cut. For vigil's own requests it is a reqwest resolver
+//! ([`GuardedClient`]).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderName};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use url::Url;
+
+use super::policy::{self, Class, PolicyError};
+
+/// Hosts whose refusal a proxy remembers.
+const MAX_REFUSED_HOSTS: usize = 64;
+
+/// How long a connection to an upstream may take to open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type Resolving = Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send>>;
+
+/// Name resolution; the system's, or in tests one that answers differently each time.
+pub trait Resolve: Send + Sync {
+    fn resolve(&self, host: &str, port: u16) -> Resolving;
+}
+
+/// The operating system's resolver (`getaddrinfo`).
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(&self, host: &str, port: u16) -> Resolving {
+        let host = host.to_owned();
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port)).await?.map(|a| a.ip()).collect())
+        })
+    }
+}
+
+/// The address policy with the resolver it resolves through.
+#[derive(Clone)]
+pub struct Policy {
+    allow_private: Arc<[IpNet]>,
+    resolver: Arc<dyn Resolve>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy").field("allow_private", &self.allow_private).finish_non_exhaustive()
+    }
+}
+
+/// Why the proxy could not connect.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Refused(#[from] PolicyError),
+    #[error("cannot connect to {host}: {error}")]
+    Io { host: String, error: io::Error },
+}
+
+impl Policy {
+    pub fn new(allow_private: &[IpNet], resolver: Arc<dyn Resolve>) -> Self {
+        Self { allow_private: allow_private.into(), resolver }
+    }
+
+    /// With the system's resolver.
+    pub fn system(allow_private: &[IpNet]) -> Self {
+        Self::new(allow_private, Arc::new(SystemResolver))
+    }
+
+    /// Whether `ip` may be reached.
+    pub fn check_ip(&self, host: &str, ip: IpAddr) -> Result<(), PolicyError> {
+        match policy::allowed(ip, &self.allow_private) {
+            Ok(()) => Ok(()),
+            Err(Class::Forbidden) => Err(PolicyError::Forbidden { host: host.to_owned(), ip }),
+            Err(_) => Err(PolicyError::Private { host: host.to_owned(), ip }),
+        }
+    }
+
+    /// The addresses `host` may be reached at, resolved once. One refused address refuses the
+    /// name: which address a connection would use is not the page's to choose.
+    pub async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, PolicyError> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ips = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => self
+                .resolver
+                .resolve(host, port)
+                .await
+                .map_err(|_| PolicyError::Unresolvable { host: host.to_owned() })?,
+        };
+        if ips.is_empty() {
+            return Err(PolicyError::Unresolvable { host: host.to_owned() });
+        }
+        for ip in &ips {
+            self.check_ip(host, *ip)?;
+        }
+        Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+    }
+
+    /// Checks an http(s) URL: its scheme, and every address its host resolves to.
+    pub async fn check_url(&self, url: &Url) -> Result<(), PolicyError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(PolicyError::Scheme);
+        }
+        let host = url.host_str().unwrap_or_default();
+        self.addresses(host, url.port_or_known_default().unwrap_or(80)).await.map(|_| ())
+    }
+
+    /// A connection to `host:port`, at an address that was checked.
+    pub async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, ConnectError> {
+        let addrs = self.addresses(host, port).await?;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+        for addr in addrs {
+            match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => return Ok(stream),
+                Ok(Err(e)) => last = e,
+                Err(_) => last = io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+            }
+        }
+        Err(ConnectError::Io { host: host.to_owned(), error: last })
+    }
+}
+
+/// reqwest resolves through the policy: what it connects to is what was checked.
+impl reqwest::dns::Resolve for Policy {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.clone();
+        Box::pin(async move {
+            let addrs = policy.addresses(name.as_str(), 0).await?;
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The HTTP client for URLs a client gave (webhook deliveries, capture downloads): their hosts
+/// resolve through the policy, except vigil's own endpoints (`server.public_url`, the capture
+/// provider), which the operator configured and may well be on a private network.
+#[derive(Clone)]
+pub struct GuardedClient {
+    guarded: reqwest::Client,
+    plain: reqwest::Client,
+    policy: Policy,
+    own: Arc<[url::Origin]>,
+}
+
+impl GuardedClient {
+    pub fn new(timeout: Duration, policy: Policy, own: &[Url]) -> Self {
+        let guarded = crate::http::client::builder(timeout)
+            .no_proxy()
+            .dns_resolver(Arc::new(policy.clone()))
+            .build()
+            .expect("a TLS provider is installed at start");
+        Self {
+            guarded,
+            plain: crate::http::client::client(timeout),
+            policy,
+            own: own.iter().map(Url::origin).collect(),
+        }
+    }
+
+    /// The client to reach `url` with, or why it may not be reached. A name is checked when the
+    /// request resolves it; an address in the URL is checked here.
+    pub fn for_url(&self, url: &str) -> Result<&reqwest::Client, PolicyError> {
+        let u = Url::parse(url).map_err(|_| PolicyError::Scheme)?;
+        if !matches!(u.scheme(), "http" | "https") {
+            return Err(PolicyError::Scheme);
+        }
+        if self.own.contains(&u.origin()) {
+            return Ok(&self.plain);
+        }
+        match u.host() {
+            Some(url::Host::Ipv4(ip)) => self.policy.check_ip(&ip.to_string(), ip.into())?,
+            Some(url::Host::Ipv6(ip)) => self.policy.check_ip(&ip.to_string(), ip.into())?,
+            Some(url::Host::Domain(_)) => {}
+            None => return Err(PolicyError::Scheme),
+        }
+        Ok(&self.guarded)
+    }
+
+    /// Whether `url` may be reached, resolving it now (for refusing a request up front).
+    pub async fn check(&self, url: &Url) -> Result<(), PolicyError> {
+        if self.own.contains(&url.origin()) {
+            return Ok(());
+        }
+        self.policy.check_url(url).await
+    }
+}
+
+/// A capture's proxy. Dropping it cuts every connection it carries.
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    policy: Policy,
+    /// Refusals by host (the first of each, a bounded number), to say why a navigation failed.
+    refused: Mutex<Vec<(String, PolicyError)>>,
+    /// Connections refused, for one log line per capture rather than one per request.
+    refusals: std::sync::atomic::AtomicUsize,
+    /// The accept loop, the connections and the tunnels.
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Shared {
+    fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().expect("not poisoned");
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, Response<Body>> {
+        match self.policy.connect(host, port).await {
+            Ok(stream) => Ok(stream),
+            Err(ConnectError::Refused(e)) => {
+                tracing::debug!(host, port, reason = %e, "capture request refused");
+                self.refusals.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let message = format!("refused by vigil's address policy: {e}");
+                let mut refused = self.refused.lock().expect("not poisoned");
+                if refused.len() < MAX_REFUSED_HOSTS && !refused.iter().any(|(h, _)| h == host) {
+                    refused.push((host.to_owned(), e));
+                }
+                Err(plain(StatusCode::FORBIDDEN, message))
+            }
+            Err(e @ ConnectError::Io { .. }) => Err(plain(StatusCode::BAD_GATEWAY, e.to_string())),
+        }
+    }
+}
+
+impl Proxy {
+    /// Listens on a fresh loopback port.
+    pub async fn start(policy: Policy) -> io::Result<Proxy> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            policy,
+            refused: Mutex::new(Vec::new()),
+            refusals: Default::default(),
+            tasks: Mutex::new(JoinSet::new()),
+        });
+        let weak = Arc::downgrade(&shared);
+        shared.spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let Some(shared) = weak.upgrade() else { break };
+                let _ = stream.set_nodelay(true);
+                shared.clone().spawn(serve(stream, Arc::downgrade(&shared)));
+            }
+        });
+        Ok(Proxy { addr, shared })
+    }
+
+    /// `http://127.0.0.1:port`, for `--proxy-server` or a browser context.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Why connections to `host` were refused, if they were.
+    pub fn refusal(&self, host: &str) -> Option<PolicyError> {
+        let refused = self.shared.refused.lock().expect("not poisoned");
+        refused
+            .iter()
+            .find(|(h, _)| h.trim_start_matches('[').trim_end_matches(']') == host)
+            .map(|(_, e)| e.clone())
+    }
+
+    /// How many connections were refused, and the first refusal.
+    pub fn refusals(&self) -> (usize, Option<PolicyError>) {
+        let first = self.shared.refused.lock().expect("not poisoned").first().map(|(_, e)| e.clone());
+        (self.shared.refusals.load(std::sync::atomic::Ordering::Relaxed), first)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.tasks.lock().expect("not poisoned").abort_all();
+    }
+}
+
+async fn serve(stream: TcpStream, shared: std::sync::Weak<Shared>) {
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move {
+            let Some(shared) = shared.upgrade() else {
+                return Ok::<_, Infallible>(plain(StatusCode::SERVICE_UNAVAILABLE, "the capture ended"));
+            };
+            Ok(handle(req, shared).await)
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(60))
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
+}
+
+async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+    if req.method() == Method::CONNECT {
+        let Some(authority) = req.uri().authority().cloned() else {
+            return plain(StatusCode::BAD_REQUEST, "CONNECT needs host:port");
+        };
+        let port = authority.port_u16().unwrap_or(443);
+        let mut upstream = match shared.connect(authority.host(), port).await {
+            Ok(s) => s,
+            Err(refusal) => return refusal,
+        };
+        shared.spawn(async move {
+            if let Ok(upgraded) = hyper::upgrade::on(req).await {
+                let mut client = TokioIo::new(upgraded);
+                let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+            }
+        });
+        return Response::new(Body::empty());
+    }
+    forward(req, &shared).await
+}
+
+/// Headers that describe one hop, not the request.
+const HOP_BY_HOP: [HeaderName; 6] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::UPGRADE,
+];
+
+/// A plain-HTTP request in absolute form, sent on a fresh connection to the checked address.
+async fn forward(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
+    let uri = req.uri();
+    if uri.scheme_str() != Some("http") {
+        return plain(StatusCode::BAD_REQUEST, "only absolute http:// requests and CONNECT are proxied");
+    }
+    let Some(host) = uri.host().map(str::to_owned) else {
+        return plain(StatusCode::BAD_REQUEST, "no host in the request");
+    };
+    let port = uri.port_u16().unwrap_or(80);
+    let upstream = match shared.connect(&host, port).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
+    };
+    let (mut sender, connection) = match hyper::client::conn::http1::handshake(TokioIo::new(upstream)).await {
+        Ok(pair) => pair,
+        Err(e) => return plain(StatusCode::BAD_GATEWAY, e.to_string()),
+    };
+    shared.spawn(async move {
+        let _ = connection.await;
+    });
+    let (mut parts, body) = req.into_parts();
+    let authority = parts.uri.authority().map(|a| a.to_string()).unwrap_or_default();
+    parts.uri =
+        parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).parse().expect("a path is a valid URI");
+    strip_hop_by_hop(&mut parts.headers);
+    if let (false, Ok(v)) = (parts.headers.contains_key(header::HOST), authority.parse()) {
+        parts.headers.insert(header::HOST, v);
+    }
+    match sender.send_request(Request::from_parts(parts, body)).await {
+        Ok(response) => {
+            let (mut parts, body) = response.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Response::from_parts(parts, Body::new(body))
+        }
+        Err(e) => plain(StatusCode::BAD_GATEWAY, e.to_string()),
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    let listed: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|s| s.trim().to_ascii_lowercase()))
+        .collect();
+    for name in HOP_BY_HOP.iter() {
+        headers.remove(name);
+    }
+    for name in listed {
+        headers.remove(name.as_str());
+    }
+}
+
+fn plain(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    let mut r = Response::new(Body::from(message.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Answers `first` on the first lookup and `then` on every later one: a rebinding name.
+    struct Rebinding {
+        first: IpAddr,
+        then: IpAddr,
+        lookups: AtomicUsize,
+    }
+
+    impl Resolve for Rebinding {
+        fn resolve(&self, _host: &str, _port: u16) -> Resolving {
+            let n = self.lookups.fetch_add(1, Ordering::SeqCst);
+            let ip = if n == 0 { self.first } else { self.then };
+            Box::pin(async move { Ok(vec![ip]) })
+        }
+    }
+
+    /// A server that answers every connection with `body` and counts them.
+    async fn server(ip: &str, body: &'static str) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind((ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let reply = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = s.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (port, hits)
+    }
+
+    fn tls() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+
+    fn allow(nets: &[&str]) -> Vec<IpNet> {
+        nets.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    async fn get_via(proxy: &Proxy, url: &str) -> (u16, String) {
+        tls();
+        let client =
+            reqwest::Client::builder().proxy(reqwest::Proxy::all(proxy.url()).unwrap()).build().unwrap();
+        let r = client.get(url).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_rebinding_name_is_connected_at_the_address_that_was_checked() {
+        let (allowed_port, allowed_hits) = server("127.0.0.1", "allowed").await;
+        // The refused host listens on the same port number, on another loopback address.
+        let refused = TcpListener::bind(("127.0.0.2", allowed_port)).await.unwrap();
+        let resolver = Arc::new(Rebinding {
+            first: "127.0.0.1".parse().unwrap(),
+            then: "127.0.0.2".parse().unwrap(),
+            lookups: AtomicUsize::new(0),
+        });
+        let policy = Policy::new(&allow(&["127.0.0.1/32"]), resolver.clone());
+        let proxy = Proxy::start(policy.clone()).await.unwrap();
+        let (status, body) = get_via(&proxy, &format!("http://rebind.test:{allowed_port}/")).await;
+        assert_eq!((status, body.as_str()), (200, "allowed"));
+        assert_eq!(allowed_hits.load(Ordering::SeqCst), 1);
+        // The next lookup answers the refused address: refused, and nothing reaches it.
+        let (status, body) = get_via(&proxy, &format!("http://rebind.test:{allowed_port}/")).await;
+        assert_eq!(status, 403, "{body}");
+        assert!(body.contains("127.0.0.2"), "{body}");
+        assert!(matches!(proxy.refusal("rebind.test"), Some(PolicyError::Private { .. })));
+        assert_eq!(proxy.refusals().0, 1);
+        let nothing = tokio::time::timeout(Duration::from_millis(200), refused.accept()).await;
+        assert!(nothing.is_err(), "the refused address saw a connection");
+        assert_eq!(
+            resolver.lookups.load(Ordering::SeqCst),
+            2,
+            "one lookup per request, used for the connection"
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_tunnels_are_checked_like_plain_requests() {
+        let (port, hits) = server("127.0.0.1", "tunnelled").await;
+        let proxy = Proxy::start(Policy::system(&allow(&["127.0.0.1/32"]))).await.unwrap();
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut head = vec![0u8; 1024];
+        let n = s.read(&mut head).await.unwrap();
+        assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"));
+        s.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await.unwrap();
+        assert!(reply.ends_with("tunnelled"), "{reply}");
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+        for target in ["127.0.0.2:80", "169.254.169.254:80", "[::ffff:169.254.169.254]:80", "10.0.0.1:443"] {
+            let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+            s.write_all(format!("CONNECT {target} HTTP/1.1\r\nhost: {target}\r\n\r\n").as_bytes())
+                .await
+                .unwrap();
+            let n = s.read(&mut head).await.unwrap();
+            assert!(String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 403"), "{target}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_with_one_refused_address_is_refused() {
+        struct Both;
+        impl Resolve for Both {
+            fn resolve(&self, _: &str, _: u16) -> Resolving {
+                Box::pin(async { Ok(vec!["127.0.0.1".parse().unwrap(), "169.254.169.254".parse().unwrap()]) })
+            }
+        }
+        let policy = Policy::new(&allow(&["127.0.0.0/8"]), Arc::new(Both));
+        assert!(matches!(policy.addresses("mixed.test", 80).await, Err(PolicyError::Forbidden { .. })));
+    }
+
+    #[tokio::test]
+    async fn dropping_the_proxy_cuts_its_tunnels() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = Proxy::start(Policy::system(&allow(&["127.0.0.1/32"]))).await.unwrap();
+        let mut s = TcpStream::connect(proxy.addr).await.unwrap();
+        s.write_all(format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let (mut upstream, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 256];
+        let _ = s.read(&mut head).await.unwrap();
+        drop(proxy);
+        // The upstream side sees the tunnel close.
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(Duration::from_secs(5), upstream.read(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(n, 0, "the tunnel outlived its capture");
+    }
+
+    #[tokio::test]
+    async fn the_guarded_client_refuses_addresses_in_urls_and_allows_vigils_own() {
+        tls();
+        let own: Url = "http://127.0.0.1:8080/".parse().unwrap();
+        let c = GuardedClient::new(Duration::from_secs(5), Policy::system(&[]), &[own]);
+        assert!(c.for_url("http://127.0.0.1:8080/hooks/capture").is_ok());
+        assert!(matches!(c.for_url("http://127.0.0.1:9090/"), Err(PolicyError::Private { .. })));
+        assert!(matches!(c.for_url("http://[fe80::1]/"), Err(PolicyError::Forbidden { .. })));
+        assert!(matches!(c.for_url("file:///etc/passwd"), Err(PolicyError::Scheme)));
+        // A name is resolved through the policy when the request is made.
+        let refused = c.for_url("http://localhost:9/").unwrap().get("http://localhost:9/").send().await;
+        let e = refused.unwrap_err();
+        assert!(crate::http::client::error_chain(&e).contains("private address"), "{e:?}");
+    }
+}
