@@ -91,8 +91,19 @@ async fn create(
         .map_err(|e| ApiError::Refused { code: e.code(), message: e.to_string() })?;
     // The webhook is a request we make on the client's behalf: the same policy applies to it,
     // here and again at every delivery attempt. A host that does not resolve is refused too.
+    // vigil's own endpoints take results signed with its own key: only its monitor role (its
+    // own token) has its captures delivered there, never a client, whose capture would be
+    // taken for a monitor's.
+    let internal = state.auth.internal == Some(auth.index);
     if let Some(hook) = req.webhook_url.as_deref().and_then(|u| url::Url::parse(u).ok()) {
         let own = state.config.own_endpoints().iter().any(|u| u.origin() == hook.origin());
+        if own && !internal {
+            return Err(ApiError::Refused {
+                code: "url_not_allowed",
+                message: "webhook_url: this vigil's own endpoints take only its own monitors' captures"
+                    .into(),
+            });
+        }
         if !own {
             policy
                 .check_url(&hook)
@@ -111,7 +122,6 @@ async fn create(
     // The monitor role's captures (its own token, not anything in the request) are not
     // refused: a client filling the queue must not make every monitor fail and alert.
     // (Replays of an existing key count against the limit too.)
-    let internal = state.auth.internal == Some(auth.index);
     let waiting = if internal { 0 } else { state.store.waiting_jobs().await? };
     if waiting >= i64::from(state.config.capture.max_queued) {
         return Err(ApiError::TooMany {

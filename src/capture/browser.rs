@@ -61,6 +61,12 @@ impl LiveBrowser {
         self.condemned.store(true, Ordering::Release);
     }
 
+    /// The port of the browser's DevTools endpoint on loopback, which no page may reach.
+    pub fn devtools_port(&self) -> Option<u16> {
+        let address = url::Url::parse(self.browser.websocket_address()).ok()?;
+        address.port()
+    }
+
     /// How many renderers the memory watchdog has killed so far.
     pub fn memory_kills(&self) -> u64 {
         self.memory_kills.load(Ordering::Acquire)
@@ -196,8 +202,34 @@ impl BrowserPool {
             .user_data_dir(profile.path())
             .viewport(None)
             .launch_timeout(Duration::from_secs(30))
-            .request_timeout(Duration::from_secs(60));
+            .request_timeout(Duration::from_secs(60))
+            // chromiumoxide's defaults (puppeteer's) turn the popup blocker off; ours are
+            // those, with it on: a page cannot open tabs without a person's click.
+            .disable_default_args();
+        for (key, value) in [
+            ("enable-features", "NetworkService,NetworkServiceInProcess"),
+            ("disable-features", "TranslateUI"),
+            ("force-color-profile", "srgb"),
+            ("password-store", "basic"),
+            ("lang", "en_US"),
+        ] {
+            builder = builder.arg((key, value));
+        }
         for arg in [
+            "disable-background-timer-throttling",
+            "disable-backgrounding-occluded-windows",
+            "disable-breakpad",
+            "disable-client-side-phishing-detection",
+            "disable-component-extensions-with-background-pages",
+            "disable-default-apps",
+            "disable-dev-shm-usage",
+            "disable-hang-monitor",
+            "disable-ipc-flooding-protection",
+            "disable-prompt-on-repost",
+            "disable-renderer-backgrounding",
+            "metrics-recording-only",
+            "enable-automation",
+            "use-mock-keychain",
             "disable-gpu",
             "disable-background-networking",
             "disable-component-update",

@@ -50,7 +50,12 @@ impl Resolve for SystemResolver {
     fn resolve(&self, host: &str, port: u16) -> Resolving {
         let host = host.to_owned();
         Box::pin(async move {
-            Ok(tokio::net::lookup_host((host.as_str(), port)).await?.map(|a| a.ip()).collect())
+            let _slot = LOOKUPS.acquire().await.map_err(io::Error::other)?;
+            let lookup = tokio::net::lookup_host((host.as_str(), port));
+            match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
+                Ok(addrs) => Ok(addrs?.map(|a| a.ip()).collect()),
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "name lookup timed out")),
+            }
         })
     }
 }
@@ -60,7 +65,18 @@ impl Resolve for SystemResolver {
 pub struct Policy {
     allow_private: Arc<[IpNet]>,
     resolver: Arc<dyn Resolve>,
+    /// Loopback ports no page reaches even when loopback is allowed: vigil's own listener and
+    /// the browser's DevTools port. Live capture proxies are added by themselves.
+    reserved: Arc<[u16]>,
 }
+
+/// The ports of the capture proxies running now: one page may not use another's way out.
+static LIVE_PROXIES: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+
+/// Lookups run on blocking threads, and a name server that never answers keeps one each: at
+/// most this many at once, each given up after [`LOOKUP_TIMEOUT`].
+static LOOKUPS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(16);
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Policy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -79,7 +95,22 @@ pub enum ConnectError {
 
 impl Policy {
     pub fn new(allow_private: &[IpNet], resolver: Arc<dyn Resolve>) -> Self {
-        Self { allow_private: allow_private.into(), resolver }
+        Self { allow_private: allow_private.into(), resolver, reserved: Arc::new([]) }
+    }
+
+    /// The same policy, refusing these loopback ports too.
+    pub fn reserving(mut self, ports: &[u16]) -> Self {
+        self.reserved = self.reserved.iter().chain(ports).copied().collect();
+        self
+    }
+
+    fn check_port(&self, host: &str, addr: SocketAddr) -> Result<(), PolicyError> {
+        let reserved = self.reserved.contains(&addr.port())
+            || LIVE_PROXIES.lock().expect("not poisoned").contains(&addr.port());
+        if reserved && policy::is_loopback(addr.ip()) {
+            return Err(PolicyError::Reserved { host: host.to_owned(), port: addr.port() });
+        }
+        Ok(())
     }
 
     /// With the system's resolver.
@@ -111,10 +142,14 @@ impl Policy {
         if ips.is_empty() {
             return Err(PolicyError::Unresolvable { host: host.to_owned() });
         }
-        for ip in &ips {
-            self.check_ip(host, *ip)?;
+        let mut addrs = Vec::with_capacity(ips.len());
+        for ip in ips {
+            self.check_ip(host, ip)?;
+            let addr = SocketAddr::new(ip, port);
+            self.check_port(host, addr)?;
+            addrs.push(addr);
         }
-        Ok(ips.into_iter().map(|ip| SocketAddr::new(ip, port)).collect())
+        Ok(addrs)
     }
 
     /// Checks an http(s) URL: its scheme, and every address its host resolves to.
@@ -139,6 +174,18 @@ impl Policy {
         }
         Err(ConnectError::Io { host: host.to_owned(), error: last })
     }
+}
+
+/// The policy's refusal inside a failed request, if that is why it failed.
+pub fn refused_by_policy<'e>(e: &'e (dyn std::error::Error + 'static)) -> Option<&'e PolicyError> {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if let Some(p) = e.downcast_ref::<PolicyError>() {
+            return Some(p);
+        }
+        source = e.source();
+    }
+    None
 }
 
 /// reqwest resolves through the policy: what it connects to is what was checked.
@@ -252,6 +299,7 @@ impl Proxy {
     pub async fn start(policy: Policy) -> io::Result<Proxy> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
+        LIVE_PROXIES.lock().expect("not poisoned").push(addr.port());
         let shared = Arc::new(Shared {
             policy,
             refused: Mutex::new(Vec::new()),
@@ -293,6 +341,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.tasks.lock().expect("not poisoned").abort_all();
+        LIVE_PROXIES.lock().expect("not poisoned").retain(|p| *p != self.addr.port());
     }
 }
 
@@ -371,7 +420,8 @@ async fn forward(req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     parts.uri =
         parts.uri.path_and_query().map_or("/", |pq| pq.as_str()).parse().expect("a path is a valid URI");
     strip_hop_by_hop(&mut parts.headers);
-    if let (false, Ok(v)) = (parts.headers.contains_key(header::HOST), authority.parse()) {
+    // The upstream sees the host it was connected for, whatever the client's header said.
+    if let Ok(v) = authority.parse() {
         parts.headers.insert(header::HOST, v);
     }
     match sender.send_request(Request::from_parts(parts, body)).await {

@@ -74,9 +74,11 @@ pub async fn capture(
     limits: &Containment,
 ) -> Result<CaptureOutput, CaptureError> {
     let t0 = Instant::now();
-    let proxy = super::egress::Proxy::start(limits.policy.clone()).await.map_err(CaptureError::Egress)?;
+    let policy = limits.policy.clone().reserving(&live.devtools_port().into_iter().collect::<Vec<_>>());
+    let proxy = super::egress::Proxy::start(policy).await.map_err(CaptureError::Egress)?;
     let kills_before = live.memory_kills();
     let (ctx, page) = live.open_page(&proxy.url()).await?;
+    let popups = super::tab::close_popups(live, ctx.clone()).await;
     let context = super::tab::OpenContext { live: live.clone(), ctx: Some(ctx) };
     tracing::debug!(opened = ?t0.elapsed(), "page opened");
     let dialogs = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -104,6 +106,9 @@ pub async fn capture(
         () = live.died() => Err(CaptureError::BrowserGone),
     };
     context.close().await;
+    if let Ok(task) = popups {
+        task.abort();
+    }
     let (refused, first) = proxy.refusals();
     drop(proxy);
     if let Some(first) = &first {
@@ -114,7 +119,8 @@ pub async fn capture(
             out.dialogs = std::mem::take(&mut *dialogs.lock().expect("not poisoned"));
             Ok(out)
         }
-        Err(CaptureError::BrowserGone | CaptureError::Cdp(_)) if live.memory_kills() > kills_before => {
+        // The tab crashed while the browser lives on, and the watchdog killed a renderer.
+        Err(CaptureError::BrowserGone) if live.is_alive() && live.memory_kills() > kills_before => {
             Err(CaptureError::PageMemory)
         }
         Err(_) if !live.is_alive() => Err(CaptureError::BrowserGone),

@@ -68,7 +68,12 @@ impl CaptureError {
         match self {
             CaptureError::NoChromium { .. }
             | CaptureError::SelectorNotFound(_)
-            | CaptureError::Policy(_)
+            | CaptureError::Policy(
+                super::policy::PolicyError::Scheme
+                | super::policy::PolicyError::Forbidden { .. }
+                | super::policy::PolicyError::Private { .. }
+                | super::policy::PolicyError::Reserved { .. },
+            )
             | CaptureError::TooLarge { .. }
             | CaptureError::PageMemory => false,
             // A server error or rate limit may pass; a 404 or 401 will not by retrying.

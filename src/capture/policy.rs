@@ -17,6 +17,8 @@ pub enum PolicyError {
     Private { host: String, ip: IpAddr },
     #[error("cannot resolve {host}")]
     Unresolvable { host: String },
+    #[error("{host}:{port} is a control port of vigil or its browser, which pages never reach")]
+    Reserved { host: String, port: u16 },
 }
 
 impl PolicyError {
@@ -37,14 +39,35 @@ pub enum Class {
     Public,
 }
 
-pub fn classify(ip: IpAddr) -> Class {
-    let ip = match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        },
+/// The IPv4 address an IPv6 address carries, where the network would reach that IPv4 address:
+/// IPv4-mapped (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::/96`) and
+/// 6to4 (`2002:aabb:ccdd::/48`).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let seg = v6.segments();
+    let tail = std::net::Ipv4Addr::new((seg[6] >> 8) as u8, seg[6] as u8, (seg[7] >> 8) as u8, seg[7] as u8);
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        Some(v4)
+    } else if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(tail)
+    } else if seg[0] == 0x2002 {
+        Some(std::net::Ipv4Addr::new((seg[1] >> 8) as u8, seg[1] as u8, (seg[2] >> 8) as u8, seg[2] as u8))
+    } else if seg[..6] == [0; 6] && !v6.is_unspecified() && !v6.is_loopback() {
+        Some(tail)
+    } else {
+        None
+    }
+}
+
+/// The address as the network sees it: an IPv6 form of an IPv4 address is that IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
         v4 => v4,
-    };
+    }
+}
+
+pub fn classify(ip: IpAddr) -> Class {
+    let ip = canonical(ip);
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();
@@ -53,9 +76,10 @@ pub fn classify(ip: IpAddr) -> Class {
                 || v4.is_multicast()
                 || v4.is_broadcast()
                 || o[0] == 0
-                // Alibaba Cloud's metadata service, Oracle Cloud's.
+                // Alibaba Cloud's metadata service, Oracle Cloud's, Azure's WireServer.
                 || v4 == std::net::Ipv4Addr::new(100, 100, 100, 200)
                 || v4 == std::net::Ipv4Addr::new(192, 0, 0, 192)
+                || v4 == std::net::Ipv4Addr::new(168, 63, 129, 16)
             {
                 Class::Forbidden
             } else if v4.is_loopback()
@@ -71,7 +95,10 @@ pub fn classify(ip: IpAddr) -> Class {
         }
         IpAddr::V6(v6) => {
             let seg = v6.segments();
-            let metadata = v6 == "fd00:ec2::254".parse::<std::net::Ipv6Addr>().expect("valid");
+            // AWS's and Google Cloud's metadata services over IPv6.
+            let metadata = ["fd00:ec2::254", "fd20:ce::254"]
+                .iter()
+                .any(|m| v6 == m.parse::<std::net::Ipv6Addr>().expect("valid"));
             if v6.is_unspecified() || v6.is_multicast() || (seg[0] & 0xffc0) == 0xfe80 || metadata {
                 Class::Forbidden
             } else if v6.is_loopback() || (seg[0] & 0xfe00) == 0xfc00 {
@@ -83,11 +110,18 @@ pub fn classify(ip: IpAddr) -> Class {
     }
 }
 
+/// Whether `ip` is a loopback address, in any of its forms.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    canonical(ip).is_loopback()
+}
+
 /// Whether `ip` may be reached.
 pub fn allowed(ip: IpAddr, allow_private: &[IpNet]) -> Result<(), Class> {
     match classify(ip) {
         Class::Forbidden => Err(Class::Forbidden),
-        Class::Private if allow_private.iter().any(|n| n.contains(&ip)) => Ok(()),
+        Class::Private if allow_private.iter().any(|n| n.contains(&ip) || n.contains(&canonical(ip))) => {
+            Ok(())
+        }
         Class::Private => Err(Class::Private),
         Class::Public => Ok(()),
     }
@@ -112,6 +146,11 @@ mod tests {
             "fd00:ec2::254",
             "100.100.100.200",
             "::ffff:169.254.169.254",
+            "168.63.129.16",
+            "fd20:ce::254",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "::169.254.169.254",
         ] {
             assert_eq!(classify(ip(f)), Class::Forbidden, "{f}");
         }
@@ -124,6 +163,8 @@ mod tests {
             "::1",
             "fc00::1",
             "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:c0a8:101::1",
         ] {
             assert_eq!(classify(ip(p)), Class::Private, "{p}");
         }
@@ -138,6 +179,7 @@ mod tests {
         assert_eq!(allowed(ip("127.0.0.1"), &allow), Ok(()));
         assert_eq!(allowed(ip("10.0.0.1"), &allow), Err(Class::Private));
         assert_eq!(allowed(ip("::ffff:10.0.0.1"), &allow), Err(Class::Private));
+        assert_eq!(allowed(ip("::ffff:127.0.0.1"), &allow), Ok(()), "the IPv4 it carries is allowed");
         // Never, whatever the configuration says.
         let everything: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
         assert_eq!(allowed(ip("169.254.169.254"), &everything), Err(Class::Forbidden));

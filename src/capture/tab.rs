@@ -16,6 +16,7 @@ use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, DialogType, EventJavascriptDialogOpening,
     HandleJavaScriptDialogParams,
 };
+use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, EventTargetCreated};
 use futures_util::StreamExt;
 
 use super::browser::LiveBrowser;
@@ -156,6 +157,27 @@ pub(super) async fn send_secrets_to_origin(
             next.headers = Some(headers);
             if page.execute(next).await.is_err() {
                 break;
+            }
+        }
+    }))
+}
+
+/// Closes every tab the page opens (`window.open`, `target=_blank`) as soon as it appears: a
+/// popup is not part of the picture, a dialog in it would stop the page's shared renderer, and
+/// in front it would stop the page from drawing. Its connections went through the capture's
+/// proxy for as long as it lived.
+pub(super) async fn close_popups(
+    live: &Arc<LiveBrowser>,
+    ctx: BrowserContextId,
+) -> Result<tokio::task::JoinHandle<()>, CaptureError> {
+    let mut created = live.browser.event_listener::<EventTargetCreated>().await?;
+    let live = live.clone();
+    Ok(tokio::spawn(async move {
+        while let Some(ev) = created.next().await {
+            let info = &ev.target_info;
+            if info.browser_context_id.as_ref() == Some(&ctx) && info.opener_id.is_some() {
+                tracing::debug!(url = %info.url, "closing a tab the page opened");
+                let _ = live.browser.execute(CloseTargetParams::new(info.target_id.clone())).await;
             }
         }
     }))

@@ -197,7 +197,12 @@ impl Worker {
         // Checked again here to fail early with a clear error (DNS may have changed since the
         // request was accepted); the page's every connection is checked again by its proxy.
         let capture = &self.settings.config.capture;
-        let policy = super::egress::Policy::system(&capture.allow_private);
+        let policy = super::egress::Policy::system(&capture.allow_private).reserving(&[self
+            .settings
+            .config
+            .server
+            .listen
+            .port()]);
         policy.check_url(&spec.url).await?;
         let t = Instant::now();
         let live = self.service.pool.get().await?;

@@ -298,11 +298,13 @@ impl Processor {
             .client
             .for_url(url)
             .map_err(|e| FetchError::terminal(format!("capture link refused: {e}")))?;
-        let r = client
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| FetchError::transient(crate::http::client::error_chain(&e)))?;
+        let r =
+            client.get(url).send().await.map_err(|e| {
+                match crate::capture::egress::refused_by_policy(&e) {
+                    Some(refusal) => FetchError::terminal(format!("capture link refused: {refusal}")),
+                    None => FetchError::transient(crate::http::client::error_chain(&e)),
+                }
+            })?;
         let status = r.status();
         if !status.is_success() {
             let gone = matches!(status.as_u16(), 403 | 404 | 410);

@@ -241,6 +241,13 @@ async fn hostile_requests_are_refused_and_store_nothing() {
         ("other private range", capture("http://192.168.1.1/"), 422),
         ("loopback outside allow_private", capture("http://127.0.0.2/"), 422),
         (
+            "webhook_url at vigil's own receiver, from a client (it would sign the client's capture)",
+            c.post(app.url("/v1/capture"))
+                .bearer_auth(TOKEN)
+                .json(&json!({"url": site.url("home"), "webhook_url": app.url("/hooks/capture")})),
+            422,
+        ),
+        (
             "webhook_url at the metadata address",
             c.post(app.url("/v1/capture"))
                 .bearer_auth(TOKEN)
