@@ -16,6 +16,11 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, TestApp, wait_for};
 use crate::monitoring::{TOKEN, run_now, verdict_of};
 
+/// A page.
+fn html(body: &str) -> (u16, &'static str, String) {
+    (200, "text/html", body.to_owned())
+}
+
 /// What a server answers for a path (without the query).
 type Pages = fn(&str) -> (u16, &'static str, String);
 
@@ -165,14 +170,15 @@ fn channel_pages(path: &str) -> (u16, &'static str, String) {
              new URLSearchParams(self.location.search).get('sink') + '/service-worker', {mode: 'no-cors'}).catch(() => {})));"
                 .to_owned(),
         ),
-        _ => (200, "text/html", CHANNELS.to_owned()),
+        _ => html(CHANNELS),
     }
 }
 
 fn frame_pages(_: &str) -> (u16, &'static str, String) {
-    let html = "<!doctype html><body><script>const s = new URLSearchParams(location.search).get('sink');\
-                const i = new Image(); i.src = 'http://' + s + '/oopif';</script></body>";
-    (200, "text/html", html.to_owned())
+    html(
+        "<!doctype html><body><script>const s = new URLSearchParams(location.search).get('sink');\
+         const i = new Image(); i.src = 'http://' + s + '/oopif';</script></body>",
+    )
 }
 
 async fn capture(app: &TestApp, url: &str) -> Value {
@@ -258,11 +264,10 @@ fn secret_pages(path: &str) -> (u16, &'static str, String) {
         p => {
             // The page is /page/<third-party port>.
             let port = p.trim_start_matches("/page/");
-            let html = format!(
+            html(&format!(
                 "<!doctype html><body><img src='/own.png'><img src='http://127.0.0.3:{port}/third.png'>\
                  <img src='/bounce/{port}'></body>"
-            );
-            (200, "text/html", html)
+            ))
         }
     }
 }
@@ -303,17 +308,12 @@ async fn a_monitors_secrets_go_only_to_its_own_origin() {
 
 fn dialog_pages(path: &str) -> (u16, &'static str, String) {
     match path {
-        "/alert" => (
-            200,
-            "text/html",
+        "/alert" => html(
             "<!doctype html><body style='background:#0a0'><script>window.open('/nagging'); alert('hello'); \
-             confirm('sure?'); window.print(); document.body.append('after');</script></body>"
-                .to_owned(),
+             confirm('sure?'); window.print(); document.body.append('after');</script></body>",
         ),
         // A same-site popup shares the page's renderer: its dialogs would stop the page too.
-        "/nagging" => {
-            (200, "text/html", "<!doctype html><script>for (;;) alert('again');</script>".to_owned())
-        }
+        "/nagging" => html("<!doctype html><script>for (;;) alert('again');</script>"),
         _ => (
             200,
             "text/html",
@@ -394,17 +394,10 @@ async fn dialogs_are_dismissed_and_a_spinning_tab_ends_with_its_capture() {
 
 fn heavy_pages(path: &str) -> (u16, &'static str, String) {
     match path {
-        "/tall" => (
-            200,
-            "text/html",
-            "<!doctype html><body style='margin:0'><div style='height:20000px'></div></body>".to_owned(),
-        ),
-        _ => (
-            200,
-            "text/html",
+        "/tall" => html("<!doctype html><body style='margin:0'><div style='height:20000px'></div></body>"),
+        _ => html(
             "<!doctype html><body><script>window.keep = []; for (let i = 0; i < 40; i++) \
-             window.keep.push(new Uint8Array(25e6).fill(i + 1));</script><div id=done>done</div></body>"
-                .to_owned(),
+             window.keep.push(new Uint8Array(25e6).fill(i + 1));</script><div id=done>done</div></body>",
         ),
     }
 }

@@ -42,11 +42,13 @@ async fn post_signed(app: &TestApp, id: &str, ts: i64, body: &str) -> reqwest::R
 async fn our_own_captures_arrive_through_the_signed_receiver() {
     let site = TestSite::start().await;
     site.set("p", "<html><body style='background:#0f0'></body></html>");
-    let app = TestApp::spawn(Backend::Sqlite, &config("")).await;
-    let body = json!({"url": site.url("p"), "viewport": {"width": 200, "height": 100},
-                      "webhook_url": app.url("/hooks/capture"), "metadata": {"monitor": "x"}});
-    let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
-    let job: serde_json::Value = r.json().await.unwrap();
+    let monitor = format!(
+        "monitors:\n  - name: x\n    url: {}\n    schedule: \"0 0 1 1 *\"\n    viewports: [200x100]\n",
+        site.url("p")
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &format!("{}{monitor}", config(""))).await;
+    // The monitor role submits with its own token; a client may not name this receiver.
+    let run = crate::monitoring::run_now(&app, "x").await;
     let store = store(&app).await;
     let sent = wait_for("the webhook to be delivered", Duration::from_secs(60), || {
         let store = store.clone();
@@ -57,10 +59,16 @@ async fn our_own_captures_arrive_through_the_signed_receiver() {
     .await;
     let stored =
         store.get_received_webhook(sent[0].id.as_str()).await.unwrap().expect("stored under its webhook-id");
-    assert_eq!(stored.job_id, job["job_id"].as_str().unwrap());
+    let job = store.get_run(&run.parse().unwrap()).await.unwrap().unwrap().job_id.expect("the run's job");
+    assert_eq!(stored.job_id, job.as_str());
     let doc: serde_json::Value = serde_json::from_str(&stored.payload).unwrap();
     assert_eq!(doc["status"], "completed");
-    assert_eq!(doc["metadata"], json!({"monitor": "x"}));
+    assert_eq!(doc["metadata"]["monitor"], "x");
+    assert_eq!(doc["metadata"]["run_id"], run.as_str());
+    // A client naming vigil's own receiver as its webhook is refused (issue 12).
+    let body = json!({"url": site.url("p"), "webhook_url": app.url("/hooks/capture")});
+    let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 422);
 }
 
 #[tokio::test]
