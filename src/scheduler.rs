@@ -96,10 +96,15 @@ impl Scheduler {
         Job::new_async(monitor.schedule.six_fields.as_str(), move |_, _| {
             let (name, monitors, runs) = (name.clone(), monitors.clone(), runs.clone());
             Box::pin(async move {
-                // The tick this fire belongs to, to the second: the same on every replica.
-                let tick = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap_or_else(|_| Utc::now());
                 // The monitor as it is now (a reload may have changed its settings).
                 let Some(monitor) = monitors.find(&name).filter(|m| m.enabled) else { return };
+                // The tick this fire belongs to: the schedule's own instant, whenever the fire
+                // came, and the same on every replica and in a catch-up after a restart.
+                let now = Utc::now();
+                let tick = monitor
+                    .schedule
+                    .previous_fire(now)
+                    .unwrap_or_else(|| now.duration_trunc(TimeDelta::seconds(1)).unwrap_or(now));
                 if !monitor.jitter.is_zero() {
                     tokio::time::sleep(monitor.jitter.mul_f64(rand::random::<f64>())).await;
                 }

@@ -192,7 +192,7 @@ impl BrowserPool {
     async fn launch(&self) -> Result<LiveBrowser, CaptureError> {
         let exe = find_chromium(self.settings.chromium_path.as_deref())?;
         let profile = tempfile::Builder::new()
-            .prefix("chromium-")
+            .prefix(&profile_prefix())
             .tempdir_in(&self.settings.profile_root)
             .map_err(|e| CaptureError::Launch(chromiumoxide::error::CdpError::Io(e)))?;
         write_preferences(profile.path());
@@ -431,13 +431,40 @@ fn renderers_over(root: u32, limit: u64) -> Vec<(rustix::process::Pid, u64)> {
     out
 }
 
+/// The start of this process's profile directories: `chromium-<pid>-<host>-`. Replicas may
+/// share a data directory (issue 14); each knows its own profiles by this name.
+fn profile_prefix() -> String {
+    format!("chromium-{}-{}-", std::process::id(), host_tag())
+}
+
+/// The host name with anything but letters and digits replaced, for a directory name.
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    host.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// Whether the profile directory `name` belongs to a process of this host that is gone.
+/// Another host's profiles, and profiles of a live process, are not this process's to remove.
+fn is_stale_profile(name: &str, host: &str, alive: impl Fn(u32) -> bool) -> bool {
+    let Some(rest) = name.strip_prefix("chromium-") else { return false };
+    let mut parts = rest.splitn(3, '-');
+    match (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next(), parts.next()) {
+        (Some(pid), Some(h), Some(_)) => h == host && !alive(pid),
+        _ => false,
+    }
+}
+
 /// Profiles of browsers whose daemon died without cleaning up (kill -9, power loss) are left
-/// in the profile root; removed at start so months of restarts do not pile them up.
+/// in the profile root; removed at start so months of restarts do not pile them up. Only this
+/// host's profiles of processes that are gone: a replica starting beside others sharing the
+/// directory leaves their live browsers alone.
 fn remove_stale_profiles(root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
+    let host = host_tag();
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
     for entry in entries.flatten() {
         let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with("chromium-") && path.is_dir() {
+        if is_stale_profile(&entry.file_name().to_string_lossy(), &host, alive) && path.is_dir() {
             match std::fs::remove_dir_all(&path) {
                 Ok(()) => tracing::info!(profile = %path.display(), "removed a stale browser profile"),
                 Err(e) => {
@@ -453,5 +480,21 @@ async fn close(mut live: LiveBrowser) {
     if tokio::time::timeout(Duration::from_secs(5), live.browser.wait()).await.is_err() {
         let _ = live.browser.kill().await;
         let _ = live.browser.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_hosts_profiles_of_gone_processes_are_stale() {
+        let alive = |pid: u32| pid == 100;
+        assert!(is_stale_profile("chromium-42-web1-a8Xk2q", "web1", alive), "a dead process of this host");
+        assert!(!is_stale_profile("chromium-100-web1-a8Xk2q", "web1", alive), "a live replica's");
+        assert!(!is_stale_profile("chromium-42-web2-a8Xk2q", "web1", alive), "another host's");
+        assert!(!is_stale_profile("chromium-a8Xk2q", "web1", alive), "not named by a process");
+        assert!(!is_stale_profile("baselines", "web1", alive));
+        assert!(profile_prefix().starts_with(&format!("chromium-{}-", std::process::id())));
     }
 }

@@ -319,12 +319,16 @@ impl Schedule {
         Ok(Self { source: source.to_owned(), six_fields, cron })
     }
 
-    /// The next `n` fire times strictly after `after` (UTC).
-    /// The latest fire time at or before `at`.
+    /// The latest fire time at or before `at`: the schedule's own instant, to the second. (The
+    /// search keeps the sub-second part of a time within a matching second; a tick recorded
+    /// with it would not collide with the same tick recorded by another replica.)
     pub fn previous_fire(&self, at: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
+        use chrono::DurationRound;
+        let at = at.duration_trunc(chrono::TimeDelta::seconds(1)).ok()?;
         self.cron.find_previous_occurrence(&at, true).ok()
     }
 
+    /// The next `n` fire times strictly after `after` (UTC).
     pub fn next_fires(
         &self,
         after: chrono::DateTime<chrono::Utc>,
@@ -432,6 +436,22 @@ mod tests {
         assert_eq!(fmt, ["00:05:00", "00:10:00", "00:15:00"]);
         assert!(Schedule::parse("61 * * * *").is_err());
         assert!(Schedule::parse("* * *").is_err());
+    }
+
+    /// A restart at …:00.754 must record the tick of …:00.000, the one the other replicas wrote
+    /// (issue 14): the schedule's own instant, never the moment of the search.
+    #[test]
+    fn the_previous_fire_is_the_schedules_own_instant() {
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let every_minute = Schedule::parse("* * * * *").unwrap();
+        for now in ["2026-01-01T12:00:00.754Z", "2026-01-01T12:00:59.999Z", "2026-01-01T12:00:00Z"] {
+            assert_eq!(every_minute.previous_fire(at(now)), Some(at("2026-01-01T12:00:00Z")), "{now}");
+        }
+        let every_second = Schedule::parse("* * * * * *").unwrap();
+        assert_eq!(
+            every_second.previous_fire(at("2026-01-01T12:00:07.5Z")),
+            Some(at("2026-01-01T12:00:07Z"))
+        );
     }
 
     #[test]

@@ -6,6 +6,9 @@ use async_trait::async_trait;
 use super::pool::{Dialect, on_pool};
 use super::*;
 
+/// The advisory lock key of [`MonitorStore::sync_monitors`] on PostgreSQL ("vigil:monitors").
+const SYNC_MONITORS_LOCK: i64 = 0x7669_6769_6c3a_6d6f;
+
 #[async_trait]
 pub trait MonitorStore: Send + Sync {
     /// Makes the table match the config: inserts new monitors, updates changed ones, marks the
@@ -17,7 +20,9 @@ pub trait MonitorStore: Send + Sync {
 impl MonitorStore for SqlStore {
     async fn sync_monitors(&self, monitors: &[MonitorUpsert], now: Timestamp) -> Result<SyncSummary> {
         on_pool!(self, |p| {
-            let mut tx = p.write_tx().await?;
+            // Replicas starting together on a fresh database would each read "no monitors" and
+            // insert the same rows (issue 14): one sync at a time.
+            let mut tx = p.exclusive_tx(SYNC_MONITORS_LOCK).await?;
             let mut summary = SyncSummary::default();
             let names: Vec<&str> = monitors.iter().map(|m| m.name.as_str()).collect();
             let existing: Vec<MonitorRecord> =

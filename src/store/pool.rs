@@ -56,6 +56,9 @@ pub trait Dialect {
     fn skip_locked(&self) -> &'static str;
     /// Starts a transaction that will write.
     fn write_tx(&self) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+    /// Starts a write transaction that no other process runs at the same time under the same
+    /// `lock`: a read-then-write that replicas starting together must not interleave.
+    fn exclusive_tx(&self, lock: i64) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
 }
 
 impl Dialect for SqlitePool {
@@ -68,6 +71,11 @@ impl Dialect for SqlitePool {
     async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>> {
         Ok(self.begin_with("BEGIN IMMEDIATE").await?)
     }
+
+    /// SQLite has one writer at a time: an immediate transaction is already exclusive.
+    async fn exclusive_tx(&self, _lock: i64) -> Result<Transaction<'static, Sqlite>> {
+        self.write_tx().await
+    }
 }
 
 impl Dialect for PgPool {
@@ -79,6 +87,14 @@ impl Dialect for PgPool {
 
     async fn write_tx(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.begin().await?)
+    }
+
+    /// A transaction-scoped advisory lock: released at commit or rollback, or when the
+    /// connection dies with its process.
+    async fn exclusive_tx(&self, lock: i64) -> Result<Transaction<'static, Postgres>> {
+        let mut tx = self.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(lock).execute(&mut *tx).await?;
+        Ok(tx)
     }
 }
 

@@ -35,6 +35,7 @@ async fn story(backend: Backend) {
     let again = vigil::store::connect_for_inspection(&db.url, 1).await.expect("second connect");
     again.close().await;
 
+    replicas_starting_together(&db.url).await;
     monitors(&*store).await;
     runs(&*store).await;
     jobs(&*store).await;
@@ -50,6 +51,33 @@ async fn story(backend: Backend) {
     reads::review_reads(&*store).await;
     reads::retention(&*store).await;
     store.close().await;
+}
+
+/// Three replicas starting at once on a fresh database each record the same monitors: none
+/// fails (issue 14 saw `duplicate key … monitors_pkey` in 3 of 6 trials), and each monitor is
+/// one row. The rows are removed again for the rest of the story.
+async fn replicas_starting_together(url: &str) {
+    let monitors: Vec<MonitorUpsert> = (0..20)
+        .map(|i| MonitorUpsert {
+            name: name(&format!("replica-{i:02}")),
+            url: format!("https://example.com/{i}"),
+            config: "{}".into(),
+            enabled: true,
+        })
+        .collect();
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(vigil::store::connect_for_inspection(url, 2).await.unwrap());
+    }
+    let syncs = replicas.iter().map(|r| r.sync_monitors(&monitors, Timestamp::now()));
+    let summaries = futures_util::future::join_all(syncs).await;
+    let added: u64 = summaries.into_iter().map(|s| s.expect("every replica starts").added).sum();
+    assert_eq!(added, 20, "each monitor added once, by whichever replica came first");
+    let summary = replicas[0].sync_monitors(&[], Timestamp::now()).await.unwrap();
+    assert_eq!(summary.removed, 20);
+    for r in replicas {
+        r.close().await;
+    }
 }
 
 async fn monitors(store: &dyn InspectStore) {
