@@ -116,8 +116,11 @@ async fn create(
         .map(|v| v.to_str().map_err(|_| invalid("Idempotency-Key", "must be visible ASCII")))
         .transpose()?
         .map(|k| {
-            // Scoped per token: two clients may use the same key.
-            format!("{}:{k}", auth.fingerprint(&state.auth))
+            // Scoped per client: two clients may use the same key. The monitor role's scope is
+            // one for all replicas (each mints its own token), so a run re-submitted by another
+            // replica is the same job (issue 14).
+            let scope = if internal { "monitor".to_owned() } else { auth.fingerprint(&state.auth) };
+            format!("{scope}:{k}")
         });
     // The monitor role's captures (its own token, not anything in the request) are not
     // refused: a client filling the queue must not make every monitor fail and alert.

@@ -110,8 +110,12 @@ impl FetchError {
     }
 }
 
-/// Results read per claim.
+/// Results leased per claim.
 const BATCH: i64 = 20;
+/// How long a claimed batch is a processor's: long enough for a batch of slow downloads (each
+/// bounded by the client's 30 s timeout) in the usual case; a processor that dies gives its
+/// results back when it runs out.
+const CLAIM_LEASE: Duration = Duration::from_secs(300);
 /// A result that cannot be processed waits its own backoff (2 s, 4 s … 5 min) while the others
 /// go on; after this many failed downloads of its capture (about 20 minutes; other failures,
 /// such as a busy database or a paused disk, do not count) its run fails with
@@ -136,7 +140,8 @@ impl QueueWorker for Processor {
     const NAME: &'static str = "processor";
 
     async fn claim(&self) -> Result<Option<Vec<ReceivedWebhook>>, WorkError> {
-        let batch = self.store.unprocessed_webhooks(BATCH, Timestamp::now()).await?;
+        // Leased: with several replicas on one database, exactly one judges each result.
+        let batch = self.store.claim_webhooks(BATCH, Timestamp::now(), CLAIM_LEASE).await?;
         Ok((!batch.is_empty()).then_some(batch))
     }
 

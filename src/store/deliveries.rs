@@ -34,6 +34,16 @@ pub trait DeliveryStore: Send + Sync {
     /// The unprocessed results that are due at `now` (not waiting out a backoff), oldest first.
     async fn unprocessed_webhooks(&self, limit: i64, now: Timestamp) -> Result<Vec<ReceivedWebhook>>;
 
+    /// Leases up to `limit` due results (unprocessed, past their backoff, not leased by a live
+    /// processor) for `lease`, oldest first: with several replicas, one judges each. Marking a
+    /// result processed or deferring it ends its lease.
+    async fn claim_webhooks(
+        &self,
+        limit: i64,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<ReceivedWebhook>>;
+
     /// A result that could not be processed: one more failed attempt (and one more failed
     /// download of its capture when `download`), and not before `retry_at`.
     async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp, download: bool) -> Result<()>;
@@ -143,11 +153,35 @@ impl DeliveryStore for SqlStore {
         })
     }
 
+    async fn claim_webhooks(
+        &self,
+        limit: i64,
+        now: Timestamp,
+        lease: Duration,
+    ) -> Result<Vec<ReceivedWebhook>> {
+        on_pool!(self, |p| {
+            let sql = format!(
+                "UPDATE received_webhooks SET lease_expires_at = $3 WHERE webhook_id IN (
+                     SELECT webhook_id FROM received_webhooks
+                     WHERE processed_at IS NULL AND (retry_at IS NULL OR retry_at <= $2)
+                       AND (lease_expires_at IS NULL OR lease_expires_at <= $2)
+                     ORDER BY received_at, webhook_id LIMIT $1 {}
+                 )
+                 RETURNING *",
+                p.skip_locked()
+            );
+            let mut claimed: Vec<ReceivedWebhook> =
+                sqlx::query_as(&sql).bind(limit).bind(now).bind(now.plus(lease)).fetch_all(p).await?;
+            claimed.sort_by(|a, b| (a.received_at, &a.webhook_id).cmp(&(b.received_at, &b.webhook_id)));
+            Ok(claimed)
+        })
+    }
+
     async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp, download: bool) -> Result<()> {
         on_pool!(self, |p| {
             sqlx::query(
                 "UPDATE received_webhooks SET attempts = attempts + 1, fetch_failures = fetch_failures + $3, \
-                 retry_at = $2 WHERE webhook_id = $1 AND processed_at IS NULL",
+                 retry_at = $2, lease_expires_at = NULL WHERE webhook_id = $1 AND processed_at IS NULL",
             )
             .bind(webhook_id)
             .bind(retry_at)
@@ -160,7 +194,7 @@ impl DeliveryStore for SqlStore {
 
     async fn mark_webhook_processed(&self, webhook_id: &str, now: Timestamp) -> Result<()> {
         on_pool!(self, |p| {
-            sqlx::query("UPDATE received_webhooks SET processed_at = $2 WHERE webhook_id = $1")
+            sqlx::query("UPDATE received_webhooks SET processed_at = $2, lease_expires_at = NULL WHERE webhook_id = $1")
                 .bind(webhook_id)
                 .bind(now)
                 .execute(p)
@@ -172,8 +206,8 @@ impl DeliveryStore for SqlStore {
     async fn requeue_webhook_of_job(&self, job_id: &str) -> Result<bool> {
         on_pool!(self, |p| {
             let r = sqlx::query(
-                "UPDATE received_webhooks SET processed_at = NULL, attempts = 0, fetch_failures = 0, retry_at = NULL \
-                 WHERE job_id = $1 AND processed_at IS NOT NULL",
+                "UPDATE received_webhooks SET processed_at = NULL, attempts = 0, fetch_failures = 0, retry_at = NULL, \
+                 lease_expires_at = NULL WHERE job_id = $1 AND processed_at IS NOT NULL",
             )
             .bind(job_id)
             .execute(p)

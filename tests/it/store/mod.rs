@@ -46,6 +46,7 @@ async fn story(backend: Backend) {
     let depth = |depths: Vec<(&str, i64)>, q: &str| depths.into_iter().find(|(n, _)| *n == q).unwrap().1;
     assert_eq!(depth(store.queue_depths().await.unwrap(), "webhooks_unprocessed"), 2);
     assert_eq!(depth(store.queue_depths().await.unwrap(), "deliveries_dead"), 0);
+    results_judged_once(&db.url).await;
     baselines(&*store).await;
     alerts(&*store).await;
     reads::review_reads(&*store).await;
@@ -497,6 +498,58 @@ async fn received(store: &dyn InspectStore) {
     assert!(store.requeue_webhook_of_job("job_1").await.unwrap());
     let msg_1 = store.get_received_webhook("msg_1").await.unwrap().unwrap();
     assert_eq!((msg_1.attempts, msg_1.fetch_failures, msg_1.retry_at), (0, 0, None));
+}
+
+/// Three replicas' processors claiming received results at once: each result is leased by
+/// exactly one of them (issue 14: every replica processed every result), a leased result is not
+/// handed out again until its lease runs out, and a deferred one comes back after its backoff.
+async fn results_judged_once(url: &str) {
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        replicas.push(vigil::store::connect_for_inspection(url, 2).await.unwrap());
+    }
+    let now = Timestamp::now();
+    for i in 0..30 {
+        let id = format!("msg_claim_{i:02}");
+        assert!(
+            replicas[0].record_received_webhook(&id, &format!("job_claim_{i:02}"), "{}", now).await.unwrap()
+        );
+    }
+    let lease = Duration::from_secs(300);
+    let claimers = replicas.iter().map(|r| async move {
+        let mut mine = Vec::new();
+        // Bounded: claims that did not lease would hand the same results out for ever.
+        for _ in 0..20 {
+            let batch = r.claim_webhooks(4, now, lease).await.unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            mine.extend(batch.into_iter().map(|w| w.webhook_id));
+        }
+        mine
+    });
+    let mut all: Vec<String> = futures_util::future::join_all(claimers).await.into_iter().flatten().collect();
+    // (The story's own two waiting results are claimed too.)
+    all.retain(|id| id.starts_with("msg_claim_"));
+    let claimed = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((claimed, all.len()), (30, 30), "every result claimed, none twice");
+    // Leased: nobody gets them again until the lease runs out; then they come back.
+    assert!(replicas[1].claim_webhooks(50, now, lease).await.unwrap().is_empty());
+    let after = now.plus(lease + Duration::from_secs(1));
+    let back = replicas[2].claim_webhooks(50, after, lease).await.unwrap();
+    assert_eq!(back.iter().filter(|w| w.webhook_id.starts_with("msg_claim_")).count(), 30);
+    // Deferred: out of the lease, due again after its backoff.
+    replicas[0].defer_webhook("msg_claim_00", after.plus(Duration::from_secs(2)), false).await.unwrap();
+    let due = replicas[1].claim_webhooks(50, after.plus(Duration::from_secs(3)), lease).await.unwrap();
+    assert_eq!(due.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_claim_00"]);
+    for id in all {
+        replicas[0].mark_webhook_processed(&id, now).await.unwrap();
+    }
+    for r in replicas {
+        r.close().await;
+    }
 }
 
 async fn baselines(store: &dyn InspectStore) {
