@@ -110,9 +110,11 @@ impl Reloader {
             Some(store) => match store.sync_monitors(&rows, Timestamp::now()).await {
                 Ok(s) => s,
                 Err(e) => {
-                    // The monitors are in force; the table catches up at the next reload or
-                    // restart.
-                    tracing::warn!(error = ?e, "cannot record the reloaded monitors in the database");
+                    // The monitors are in force, but the processor judges only monitors defined
+                    // as the database has them (replicas must agree): record them as soon as
+                    // the database takes it, unless a newer reload does first.
+                    tracing::warn!(error = ?e, "cannot record the reloaded monitors in the database; retrying");
+                    tokio::spawn(record_later(store.clone(), self.monitors.clone(), rows));
                     Default::default()
                 }
             },
@@ -155,4 +157,25 @@ async fn hangup(r: &mut Reloader) {
 #[cfg(not(unix))]
 async fn hangup(_: &mut Reloader) {
     std::future::pending().await
+}
+
+/// Records the reloaded monitors once the database takes it: 1 s, 2 s … 30 s apart, for as long
+/// as they are the monitors in force.
+async fn record_later(store: Arc<dyn Store>, monitors: LiveMonitors, rows: Vec<crate::store::MonitorUpsert>) {
+    const RETRY: crate::queue::backoff::Exponential =
+        crate::queue::backoff::Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
+    let in_force = monitors.current();
+    for attempt in 1.. {
+        tokio::time::sleep(RETRY.delay(attempt)).await;
+        if !Arc::ptr_eq(&monitors.current(), &in_force) {
+            return; // a newer reload records its own
+        }
+        match store.sync_monitors(&rows, Timestamp::now()).await {
+            Ok(_) => {
+                tracing::info!("the reloaded monitors are recorded in the database");
+                return;
+            }
+            Err(e) => tracing::warn!(error = ?e, attempt, "cannot record the reloaded monitors yet"),
+        }
+    }
 }

@@ -160,6 +160,7 @@ pub async fn run_with(
         routes,
         services.store.clone(),
         services.disk.clone(),
+        services.agreement.clone(),
         services.metrics.clone(),
         services.config.server.limits.body_timeout,
     );

@@ -58,6 +58,8 @@ pub struct Services {
     pub slack: Option<Arc<SlackSender>>,
     /// The volumes vigil writes: checked at start, then by [`Services::watch_disk`].
     pub disk: DiskHealth,
+    /// The monitors this process defines differently than the database does.
+    pub agreement: crate::config::Agreement,
 }
 
 /// The background tasks of the roles, and the signal that stops them.
@@ -146,6 +148,7 @@ impl Services {
             alerts: Arc::new(Notify::new()),
             slack,
             disk,
+            agreement: Default::default(),
         })
     }
 
@@ -321,6 +324,16 @@ impl Services {
             runs: self.runs.clone(),
             alerts: self.run_alerts(),
             verdicts,
+            agreement: self.agreement.clone(),
+            disagreements: {
+                let gauge = prometheus_client::metrics::gauge::Gauge::default();
+                self.metrics.register(
+                    "monitor_config_disagreements",
+                    "Monitors defined differently in this process than in the database (another replica's config); their runs are left to the replicas that agree",
+                    gauge.clone(),
+                );
+                gauge
+            },
         };
         bg.tasks.spawn(processor.run(bg.stop.clone()));
         let reconciler = Reconciler {

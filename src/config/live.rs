@@ -34,6 +34,25 @@ impl LiveMonitors {
     }
 }
 
+/// The monitors whose definition in this process differs from the one in the database, which
+/// the last replica to start or reload wrote (docs/operations.md, replicas). Such a monitor's
+/// runs are left to the replicas that agree; `/readyz` and a metric say which.
+#[derive(Clone, Debug, Default)]
+pub struct Agreement(Arc<RwLock<std::collections::BTreeSet<String>>>);
+
+impl Agreement {
+    /// Records whether this process agrees on `monitor`; whether that changed.
+    pub fn set(&self, monitor: &str, agrees: bool) -> bool {
+        let mut set = self.0.write().unwrap_or_else(|e| e.into_inner());
+        if agrees { set.remove(monitor) } else { set.insert(monitor.to_owned()) }
+    }
+
+    /// The monitors this process disagrees on, by name.
+    pub fn disagreeing(&self) -> Vec<String> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

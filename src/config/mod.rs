@@ -20,7 +20,7 @@ use std::time::Duration;
 use url::Url;
 
 pub use ctx::{ConfigError, ConfigErrors, EnvLookup};
-pub use live::LiveMonitors;
+pub use live::{Agreement, LiveMonitors};
 pub use model::*;
 pub use monitor::DEFAULT_THRESHOLD_RATIO;
 pub use values::{InterpolateError, interpolate};

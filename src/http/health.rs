@@ -18,6 +18,7 @@ use crate::time::Timestamp;
 struct Ready {
     store: Arc<dyn Store>,
     disk: DiskHealth,
+    agreement: crate::config::Agreement,
     /// The last write check and its outcome: `/readyz` needs no token, so a client polling it
     /// must not turn into a database write per request.
     written: Arc<tokio::sync::Mutex<Option<WriteCheck>>>,
@@ -29,10 +30,11 @@ type WriteCheck = (Instant, Option<&'static str>);
 /// How long a write check's outcome stands.
 const WRITE_CHECK_EVERY: Duration = Duration::from_secs(5);
 
-pub fn router(store: Arc<dyn Store>, disk: DiskHealth) -> Router {
+pub fn router(store: Arc<dyn Store>, disk: DiskHealth, agreement: crate::config::Agreement) -> Router {
     Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(Ready {
         store,
         disk,
+        agreement,
         written: Default::default(),
     })
 }
@@ -75,10 +77,22 @@ async fn readyz(State(ready): State<Ready>) -> (StatusCode, Json<Value>) {
         Some(v) => json!({ "status": v.condition.code(), "message": v.describe(), "volumes": disk.volumes }),
     };
     let ready_now = database.is_none() && disk.trouble().is_none();
+    // A replica whose monitors differ from the others' still serves; it leaves those monitors'
+    // runs to the replicas that agree, and says so here.
+    let disagreeing = ready.agreement.disagreeing();
+    let config = match disagreeing.is_empty() {
+        true => json!({ "status": "ok" }),
+        false => json!({
+            "status": "disagrees",
+            "message": "these monitors are defined differently here than in the database (another replica's config); their runs are left to the replicas that agree",
+            "monitors": disagreeing,
+        }),
+    };
     let body = json!({
         "status": if ready_now { "ready" } else { "unavailable" },
         "database": database.unwrap_or("ok"),
         "storage": storage,
+        "config": config,
     });
     match ready_now {
         true => (StatusCode::OK, Json(body)),

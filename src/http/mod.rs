@@ -38,11 +38,12 @@ pub fn router(
     features: Router,
     store: Arc<dyn Store>,
     disk: DiskHealth,
+    agreement: crate::config::Agreement,
     metrics: Arc<Metrics>,
     body_timeout: std::time::Duration,
 ) -> Router {
     features
-        .merge(health::router(store, disk))
+        .merge(health::router(store, disk, agreement))
         .merge(metrics::router(metrics.clone()))
         .route("/openapi.json", axum::routing::get(openapi))
         .layer(axum::middleware::from_fn_with_state(body_timeout, server::body_deadline))

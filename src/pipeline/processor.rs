@@ -47,6 +47,9 @@ pub struct Processor {
         Vec<(String, String)>,
         prometheus_client::metrics::counter::Counter,
     >,
+    /// The monitors defined differently here than in the database, and their count.
+    pub agreement: crate::config::Agreement,
+    pub disagreements: prometheus_client::metrics::gauge::Gauge,
 }
 
 /// The parts of the capture result the processor reads.
@@ -80,6 +83,10 @@ enum ProcessError {
     /// result waits, rather than alerting on an unconfirmed change.
     #[error("{0}")]
     Paused(String),
+    /// This process defines the run's monitor differently than the database (another
+    /// replica's config): the result waits for a replica that agrees.
+    #[error("monitor {0} is defined differently here than in the database; left to a replica that agrees")]
+    Disagrees(String),
 }
 
 /// Why a capture could not be downloaded.
@@ -149,8 +156,18 @@ impl QueueWorker for Processor {
     /// (the batch as a whole backs off only when even that cannot be recorded).
     async fn work(&self, batch: Vec<ReceivedWebhook>) -> Result<Next, WorkError> {
         let mut failed = 0;
+        let mut left = 0;
         for hook in batch {
             match self.process(&hook).await {
+                // Another replica's to judge: given back as it was (no backoff, no attempt
+                // counted), and this processor waits its poll interval before claiming again,
+                // which gives the others their turn.
+                Err(ProcessError::Disagrees(_)) => {
+                    left += 1;
+                    if let Err(e) = self.store.release_webhook(&hook.webhook_id).await {
+                        tracing::warn!(error = ?e, "cannot give the result back; its lease will run out");
+                    }
+                }
                 Ok(()) => {
                     if let Err(e) =
                         self.store.mark_webhook_processed(&hook.webhook_id, Timestamp::now()).await
@@ -172,14 +189,38 @@ impl QueueWorker for Processor {
                 }
             }
         }
-        match failed {
-            0 => Ok(Next::Continue),
-            n => Err(format!("{n} capture results not processed").into()),
+        match (failed, left) {
+            (0, 0) => Ok(Next::Continue),
+            (0, _) => Ok(Next::Wait),
+            (n, _) => Err(format!("{n} capture results not processed").into()),
         }
     }
 }
 
 impl Processor {
+    /// Whether this process defines `monitor` as the database does. Replicas with different
+    /// configs would judge its runs differently (a 50 % threshold here, 1 % there): only those
+    /// that agree with the database — which the last replica to start or reload wrote — judge.
+    async fn agrees_on(&self, monitor: &crate::config::MonitorName) -> Result<bool, ProcessError> {
+        let Some(mine) = self.monitors.find(monitor) else { return Ok(true) };
+        let mine = crate::store::MonitorUpsert::from_monitors(std::slice::from_ref(&mine));
+        let theirs = self.store.monitor_config(monitor).await?;
+        let agrees = theirs.is_none_or(|theirs| mine.first().is_some_and(|m| m.config == theirs));
+        if self.agreement.set(monitor.as_str(), agrees) {
+            self.disagreements.set(self.agreement.disagreeing().len() as i64);
+            match agrees {
+                true => {
+                    tracing::info!(%monitor, "this process's definition of the monitor agrees with the database again")
+                }
+                false => tracing::error!(
+                    %monitor,
+                    "this process defines the monitor differently than the database (another replica's config): its runs are left to the replicas that agree; give every replica the same config"
+                ),
+            }
+        }
+        Ok(agrees)
+    }
+
     async fn process(&self, hook: &ReceivedWebhook) -> Result<(), ProcessError> {
         let Ok(result) = serde_json::from_str::<Result_>(&hook.payload) else {
             tracing::warn!(webhook = %hook.webhook_id, "unreadable capture result; dropped");
@@ -206,6 +247,9 @@ impl Processor {
             // The result of a capture this run has replaced (a re-capture, a resubmission).
             tracing::info!(run = %run.id, job = %result.job_id, "result of a superseded capture; ignored");
             return Ok(());
+        }
+        if !self.agrees_on(&run.monitor).await? {
+            return Err(ProcessError::Disagrees(run.monitor.to_string()));
         }
         let outcome = match (result.status.as_str(), result.asset_url.as_deref()) {
             ("completed", Some(url)) => {

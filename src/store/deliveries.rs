@@ -44,6 +44,9 @@ pub trait DeliveryStore: Send + Sync {
         lease: Duration,
     ) -> Result<Vec<ReceivedWebhook>>;
 
+    /// Gives a claimed result back untouched, for another processor to take.
+    async fn release_webhook(&self, webhook_id: &str) -> Result<()>;
+
     /// A result that could not be processed: one more failed attempt (and one more failed
     /// download of its capture when `download`), and not before `retry_at`.
     async fn defer_webhook(&self, webhook_id: &str, retry_at: Timestamp, download: bool) -> Result<()>;
@@ -174,6 +177,16 @@ impl DeliveryStore for SqlStore {
                 sqlx::query_as(&sql).bind(limit).bind(now).bind(now.plus(lease)).fetch_all(p).await?;
             claimed.sort_by(|a, b| (a.received_at, &a.webhook_id).cmp(&(b.received_at, &b.webhook_id)));
             Ok(claimed)
+        })
+    }
+
+    async fn release_webhook(&self, webhook_id: &str) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query("UPDATE received_webhooks SET lease_expires_at = NULL WHERE webhook_id = $1")
+                .bind(webhook_id)
+                .execute(p)
+                .await?;
+            Ok(())
         })
     }
 

@@ -14,6 +14,10 @@ pub trait MonitorStore: Send + Sync {
     /// Makes the table match the config: inserts new monitors, updates changed ones, marks the
     /// missing ones removed (their history stays).
     async fn sync_monitors(&self, monitors: &[MonitorUpsert], now: Timestamp) -> Result<SyncSummary>;
+
+    /// The definition of `name` as the database has it (the `config` column that
+    /// [`MonitorUpsert`] writes): what the replicas compare theirs with.
+    async fn monitor_config(&self, name: &MonitorName) -> Result<Option<String>>;
 }
 
 #[async_trait]
@@ -65,6 +69,15 @@ impl MonitorStore for SqlStore {
             }
             tx.commit().await?;
             Ok(summary)
+        })
+    }
+
+    async fn monitor_config(&self, name: &MonitorName) -> Result<Option<String>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_scalar("SELECT config FROM monitors WHERE name = $1 AND removed_at IS NULL")
+                .bind(name.as_str())
+                .fetch_optional(p)
+                .await?)
         })
     }
 }

@@ -13,6 +13,7 @@ mod monitoring;
 mod outside;
 mod pipeline;
 mod receiver;
+mod replicas;
 mod retention;
 mod review;
 mod roles;

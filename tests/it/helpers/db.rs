@@ -50,6 +50,11 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// The database of another test app, for a replica: owns nothing (the first app drops it).
+    pub fn sharing(url: &str) -> TestDb {
+        TestDb { url: url.to_owned(), _dir: None, pg_cleanup: None }
+    }
+
     /// Owns nothing; stands in after the real one was moved out.
     pub fn placeholder() -> TestDb {
         TestDb { url: String::new(), _dir: None, pg_cleanup: None }

@@ -77,6 +77,14 @@ impl TestApp {
         Self::start(db, dir, extra_yaml, false, Some(roles.parse().expect("valid roles"))).await
     }
 
+    /// Another replica on `other`'s database, with a directory and a config of its own, and
+    /// only `roles` if given.
+    pub async fn spawn_replica(other: &TestApp, extra_yaml: &str, roles: Option<&str>) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let roles = roles.map(|r| r.parse().expect("valid roles"));
+        Self::start(TestDb::sharing(&other.db.url), dir, extra_yaml, false, roles).await
+    }
+
     /// Replaces the watched config file with the generated header and `extra_yaml`, atomically
     /// (as editors and config-map updates do).
     pub fn rewrite_config(&self, extra_yaml: &str) {

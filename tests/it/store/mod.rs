@@ -95,6 +95,12 @@ async fn monitors(store: &dyn InspectStore) {
     assert_eq!(s, SyncSummary::default());
     let s = store.sync_monitors(&[m("home", "https://a2/")], t(2)).await.unwrap();
     assert_eq!(s, SyncSummary { added: 0, updated: 1, removed: 1 });
+    // What replicas compare their definitions with: the last one written; none for a removed one.
+    assert_eq!(
+        store.monitor_config(&name("home")).await.unwrap().as_deref(),
+        Some("{\"url\":\"https://a2/\"}")
+    );
+    assert_eq!(store.monitor_config(&name("docs")).await.unwrap(), None);
     let listed = store.list_monitors().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].url, "https://a2/");
@@ -535,8 +541,11 @@ async fn results_judged_once(url: &str) {
     all.sort();
     all.dedup();
     assert_eq!((claimed, all.len()), (30, 30), "every result claimed, none twice");
-    // Leased: nobody gets them again until the lease runs out; then they come back.
+    // Leased: nobody gets them again until the lease runs out (or it is given back).
     assert!(replicas[1].claim_webhooks(50, now, lease).await.unwrap().is_empty());
+    replicas[0].release_webhook("msg_claim_29").await.unwrap();
+    let given_back = replicas[1].claim_webhooks(50, now, lease).await.unwrap();
+    assert_eq!(given_back.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_claim_29"]);
     let after = now.plus(lease + Duration::from_secs(1));
     let back = replicas[2].claim_webhooks(50, after, lease).await.unwrap();
     assert_eq!(back.iter().filter(|w| w.webhook_id.starts_with("msg_claim_")).count(), 30);
