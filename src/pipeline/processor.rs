@@ -118,11 +118,12 @@ impl FetchError {
 }
 
 /// Results leased per claim.
-const BATCH: i64 = 20;
-/// How long a claimed batch is a processor's: long enough for a batch of slow downloads (each
-/// bounded by the client's 30 s timeout) in the usual case; a processor that dies gives its
-/// results back when it runs out.
-const CLAIM_LEASE: Duration = Duration::from_secs(300);
+const BATCH: i64 = 5;
+/// How long a claimed batch is a processor's. A processor killed mid-batch (kill -9, a lost
+/// machine) gives its results back when it runs out, so it bounds the recovery; a batch that
+/// takes longer (five downloads each near the client's 30 s timeout) may be picked up by a
+/// second processor meanwhile, which costs duplicate work but never a second verdict.
+const CLAIM_LEASE: Duration = Duration::from_secs(60);
 /// A result that cannot be processed waits its own backoff (2 s, 4 s … 5 min) while the others
 /// go on; after this many failed downloads of its capture (about 20 minutes; other failures,
 /// such as a busy database or a paused disk, do not count) its run fails with
