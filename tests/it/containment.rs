@@ -181,19 +181,18 @@ fn frame_pages(_: &str) -> (u16, &'static str, String) {
     )
 }
 
-async fn capture(app: &TestApp, url: &str) -> Value {
-    let r = app
-        .client
-        .post(app.url("/v1/capture"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"url": url, "viewport": {"width": 320, "height": 200}, "wait_until": "load",
-                      "wait_for": "#done", "timeout": "30s"}))
-        .send()
-        .await
-        .unwrap();
-    let body: Value = r.json().await.unwrap();
-    let job = body["job_id"].as_str().unwrap_or_else(|| panic!("{body}")).to_owned();
+/// Submits a capture with the client's token and waits for its job to finish; its document.
+async fn finished(app: &TestApp, body: Value) -> Value {
+    let r = app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    let accepted: Value = r.json().await.unwrap();
+    let job = accepted["job_id"].as_str().unwrap_or_else(|| panic!("{accepted}")).to_owned();
     app.capture_finished(TOKEN, &job).await
+}
+
+async fn capture(app: &TestApp, url: &str) -> Value {
+    let body = json!({"url": url, "viewport": {"width": 320, "height": 200}, "wait_until": "load",
+                      "wait_for": "#done", "timeout": "30s"});
+    finished(app, body).await
 }
 
 fn config(allow: &str, extra_capture: &str) -> String {
@@ -361,14 +360,12 @@ fn renderer_cpu(data_dir: &std::path::Path) -> u64 {
 async fn dialogs_are_dismissed_and_a_spinning_tab_ends_with_its_capture() {
     let pages = Server::start("127.0.0.1", dialog_pages).await;
     let app = TestApp::spawn(Backend::Sqlite, &config("\"127.0.0.1/32\"", "  job_timeout: 5s\n")).await;
-    let submit = |path: &str| {
-        let body = json!({"url": format!("http://{}{path}", pages.addr), "viewport": {"width": 320, "height": 200},
-                          "wait_until": "load"});
-        app.client.post(app.url("/v1/capture")).bearer_auth(TOKEN).json(&body).send()
+    let page = |path: &str| {
+        json!({"url": format!("http://{}{path}", pages.addr), "viewport": {"width": 320, "height": 200},
+               "wait_until": "load"})
     };
 
-    let job: Value = submit("/alert").await.unwrap().json().await.unwrap();
-    let done = app.capture_finished(TOKEN, job["job_id"].as_str().unwrap()).await;
+    let done = finished(&app, page("/alert")).await;
     assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(
         done["dialogs"],
@@ -376,11 +373,10 @@ async fn dialogs_are_dismissed_and_a_spinning_tab_ends_with_its_capture() {
         "{done}"
     );
 
-    let job: Value = submit("/spin").await.unwrap().json().await.unwrap();
-    let done = app.capture_finished(TOKEN, job["job_id"].as_str().unwrap()).await;
+    let done = finished(&app, page("/spin")).await;
     assert_eq!(done["status"], "failed", "{done}");
     assert_eq!(done["error"]["code"], "capture_timeout", "{done}");
-    // Six spinning tabs would use both cores; once they are closed, the renderers are idle.
+    // A spinning tab uses a core; once it is closed, the renderers are idle.
     let ticks = 100; // USER_HZ on Linux
     wait_for("the spinning tabs to stop using the CPU", Duration::from_secs(20), || async {
         let before = renderer_cpu(&app.data_dir());
@@ -421,24 +417,14 @@ async fn captures_and_pages_stay_within_their_memory_bounds() {
     assert_eq!(r.status(), 422);
     assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "capture_too_large");
 
-    let job: Value = submit(json!({"url": format!("http://{}/tall", pages.addr), "full_page": true,
-                                   "viewport": {"width": 320, "height": 200}, "max_height": 65536}))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let done = app.capture_finished(TOKEN, job["job_id"].as_str().unwrap()).await;
+    let tall = json!({"url": format!("http://{}/tall", pages.addr), "full_page": true,
+                      "viewport": {"width": 320, "height": 200}, "max_height": 65536});
+    let done = finished(&app, tall).await;
     assert_eq!(done["error"]["code"], "capture_too_large", "{done}");
 
-    let job: Value = submit(json!({"url": format!("http://{}/allocate", pages.addr),
-                                   "viewport": {"width": 320, "height": 200}, "wait_until": "load"}))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let done = app.capture_finished(TOKEN, job["job_id"].as_str().unwrap()).await;
+    let allocate = json!({"url": format!("http://{}/allocate", pages.addr),
+                          "viewport": {"width": 320, "height": 200}, "wait_until": "load"});
+    let done = finished(&app, allocate).await;
     assert_eq!(done["status"], "failed", "a page holding 1 GB completed: {done}");
     assert_eq!(done["error"]["code"], "page_memory_exceeded", "{done}");
     app.stop().await.expect("clean shutdown");
