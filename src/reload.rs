@@ -114,7 +114,7 @@ impl Reloader {
                     // as the database has them (replicas must agree): record them as soon as
                     // the database takes it, unless a newer reload does first.
                     tracing::warn!(error = ?e, "cannot record the reloaded monitors in the database; retrying");
-                    tokio::spawn(record_later(store.clone(), self.monitors.clone(), rows));
+                    tokio::spawn(record_later(store.clone(), self.monitors.clone()));
                     Default::default()
                 }
             },
@@ -159,22 +159,23 @@ async fn hangup(_: &mut Reloader) {
     std::future::pending().await
 }
 
-/// Records the reloaded monitors once the database takes it: 1 s, 2 s … 30 s apart, for as long
-/// as they are the monitors in force.
-async fn record_later(store: Arc<dyn Store>, monitors: LiveMonitors, rows: Vec<crate::store::MonitorUpsert>) {
+/// Records the monitors in force once the database takes it: 1 s, 2 s … 30 s apart, until it
+/// has them. If a newer reload came meanwhile, it is the newer monitors that are recorded last.
+async fn record_later(store: Arc<dyn Store>, monitors: LiveMonitors) {
     const RETRY: crate::queue::backoff::Exponential =
         crate::queue::backoff::Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
-    let in_force = monitors.current();
     for attempt in 1.. {
         tokio::time::sleep(RETRY.delay(attempt)).await;
-        if !Arc::ptr_eq(&monitors.current(), &in_force) {
-            return; // a newer reload records its own
-        }
+        let in_force = monitors.current();
+        let rows = crate::store::MonitorUpsert::from_monitors(&in_force);
         match store.sync_monitors(&rows, Timestamp::now()).await {
-            Ok(_) => {
+            // Recorded what is still in force: done (a newer reload records its own, and this
+            // one cannot have overwritten it).
+            Ok(_) if Arc::ptr_eq(&monitors.current(), &in_force) => {
                 tracing::info!("the reloaded monitors are recorded in the database");
                 return;
             }
+            Ok(_) => continue,
             Err(e) => tracing::warn!(error = ?e, attempt, "cannot record the reloaded monitors yet"),
         }
     }

@@ -447,6 +447,10 @@ fn host_tag() -> String {
 /// Another host's profiles, and profiles of a live process, are not this process's to remove.
 fn is_stale_profile(name: &str, host: &str, alive: impl Fn(u32) -> bool) -> bool {
     let Some(rest) = name.strip_prefix("chromium-") else { return false };
+    // Named before profiles carried their process (`chromium-XXXXXX`): left by an older vigil.
+    if !rest.contains('-') {
+        return true;
+    }
     let mut parts = rest.splitn(3, '-');
     match (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next(), parts.next()) {
         (Some(pid), Some(h), Some(_)) => h == host && !alive(pid),
@@ -461,7 +465,10 @@ fn is_stale_profile(name: &str, host: &str, alive: impl Fn(u32) -> bool) -> bool
 fn remove_stale_profiles(root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     let host = host_tag();
-    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    // This process has no browser yet: a profile under its own pid is a previous life's (a
+    // container restarted keeps pid 1 and its host name).
+    let own = std::process::id();
+    let alive = |pid: u32| pid != own && std::path::Path::new(&format!("/proc/{pid}")).exists();
     for entry in entries.flatten() {
         let path = entry.path();
         if is_stale_profile(&entry.file_name().to_string_lossy(), &host, alive) && path.is_dir() {
@@ -493,7 +500,7 @@ mod tests {
         assert!(is_stale_profile("chromium-42-web1-a8Xk2q", "web1", alive), "a dead process of this host");
         assert!(!is_stale_profile("chromium-100-web1-a8Xk2q", "web1", alive), "a live replica's");
         assert!(!is_stale_profile("chromium-42-web2-a8Xk2q", "web1", alive), "another host's");
-        assert!(!is_stale_profile("chromium-a8Xk2q", "web1", alive), "not named by a process");
+        assert!(is_stale_profile("chromium-a8Xk2q", "web1", alive), "an older vigil's, unnamed");
         assert!(!is_stale_profile("baselines", "web1", alive));
         assert!(profile_prefix().starts_with(&format!("chromium-{}-", std::process::id())));
     }

@@ -117,13 +117,15 @@ impl FetchError {
     }
 }
 
-/// Results leased per claim.
-const BATCH: i64 = 5;
-/// How long a claimed batch is a processor's. A processor killed mid-batch (kill -9, a lost
-/// machine) gives its results back when it runs out, so it bounds the recovery; a batch that
-/// takes longer (five downloads each near the client's 30 s timeout) may be picked up by a
-/// second processor meanwhile, which costs duplicate work but never a second verdict.
+/// Results leased per claim: one, so each gets the whole lease.
+const BATCH: i64 = 1;
+/// How long a claimed result is a processor's. A processor killed while judging (kill -9, a
+/// lost machine) gives it back when it runs out, so this bounds the recovery; it is twice the
+/// download timeout (a dead link and its fresh one).
 const CLAIM_LEASE: Duration = Duration::from_secs(60);
+/// A result of a monitor this replica defines differently waits this (plus up to a second)
+/// for a replica that agrees, and comes back here if none took it.
+const DISAGREEMENT_RETRY: Duration = Duration::from_secs(3);
 /// A result that cannot be processed waits its own backoff (2 s, 4 s … 5 min) while the others
 /// go on; after this many failed downloads of its capture (about 20 minutes; other failures,
 /// such as a busy database or a paused disk, do not count) its run fails with
@@ -160,12 +162,15 @@ impl QueueWorker for Processor {
         let mut left = 0;
         for hook in batch {
             match self.process(&hook).await {
-                // Another replica's to judge: given back as it was (no backoff, no attempt
-                // counted), and this processor waits its poll interval before claiming again,
-                // which gives the others their turn.
+                // Another replica's to judge: given back without an attempt counted, due again
+                // after a few seconds and a random part of one (so that its due time does not
+                // fall on this processor's own polls, which would win every race for it), and
+                // out of the way of the results behind it meanwhile.
                 Err(ProcessError::Disagrees(_)) => {
                     left += 1;
-                    if let Err(e) = self.store.release_webhook(&hook.webhook_id).await {
+                    let jitter = Duration::from_millis(rand::random_range(0..1000));
+                    let retry_at = Timestamp::now().plus(DISAGREEMENT_RETRY + jitter);
+                    if let Err(e) = self.store.release_webhook(&hook.webhook_id, retry_at).await {
                         tracing::warn!(error = ?e, "cannot give the result back; its lease will run out");
                     }
                 }
@@ -190,10 +195,10 @@ impl QueueWorker for Processor {
                 }
             }
         }
-        match (failed, left) {
-            (0, 0) => Ok(Next::Continue),
-            (0, _) => Ok(Next::Wait),
-            (n, _) => Err(format!("{n} capture results not processed").into()),
+        match failed {
+            0 if left == 0 => Ok(Next::Continue),
+            0 => Ok(Next::Wait),
+            n => Err(format!("{n} capture results not processed").into()),
         }
     }
 }
@@ -203,10 +208,14 @@ impl Processor {
     /// configs would judge its runs differently (a 50 % threshold here, 1 % there): only those
     /// that agree with the database — which the last replica to start or reload wrote — judge.
     async fn agrees_on(&self, monitor: &crate::config::MonitorName) -> Result<bool, ProcessError> {
-        let Some(mine) = self.monitors.find(monitor) else { return Ok(true) };
-        let mine = crate::store::MonitorUpsert::from_monitors(std::slice::from_ref(&mine));
+        let mine = self.monitors.find(monitor).map(|m| {
+            let rows = crate::store::MonitorUpsert::from_monitors(std::slice::from_ref(&m));
+            rows.into_iter().next().map(|r| r.config).unwrap_or_default()
+        });
         let theirs = self.store.monitor_config(monitor).await?;
-        let agrees = theirs.is_none_or(|theirs| mine.first().is_some_and(|m| m.config == theirs));
+        // A monitor one side has and the other has not (a rollout adding or removing it) is a
+        // disagreement too: the side without it would judge with defaults.
+        let agrees = mine == theirs;
         if self.agreement.set(monitor.as_str(), agrees) {
             self.disagreements.set(self.agreement.disagreeing().len() as i64);
             match agrees {
@@ -249,11 +258,12 @@ impl Processor {
             tracing::info!(run = %run.id, job = %result.job_id, "result of a superseded capture; ignored");
             return Ok(());
         }
-        if !self.agrees_on(&run.monitor).await? {
-            return Err(ProcessError::Disagrees(run.monitor.to_string()));
-        }
         let outcome = match (result.status.as_str(), result.asset_url.as_deref()) {
             ("completed", Some(url)) => {
+                // (A failed capture is failed whatever the config says.)
+                if !self.agrees_on(&run.monitor).await? {
+                    return Err(ProcessError::Disagrees(run.monitor.to_string()));
+                }
                 let judged = match self.judge(&run, url, &result.masks).await {
                     Err(ProcessError::Fetch(e)) if e.gone => {
                         self.judge_fresh_link(&run, &result, url, e).await

@@ -44,8 +44,9 @@ pub trait DeliveryStore: Send + Sync {
         lease: Duration,
     ) -> Result<Vec<ReceivedWebhook>>;
 
-    /// Gives a claimed result back untouched, for another processor to take.
-    async fn release_webhook(&self, webhook_id: &str) -> Result<()>;
+    /// Gives a claimed result back for another processor, due again at `retry_at`, without
+    /// counting an attempt.
+    async fn release_webhook(&self, webhook_id: &str, retry_at: Timestamp) -> Result<()>;
 
     /// A result that could not be processed: one more failed attempt (and one more failed
     /// download of its capture when `download`), and not before `retry_at`.
@@ -180,12 +181,15 @@ impl DeliveryStore for SqlStore {
         })
     }
 
-    async fn release_webhook(&self, webhook_id: &str) -> Result<()> {
+    async fn release_webhook(&self, webhook_id: &str, retry_at: Timestamp) -> Result<()> {
         on_pool!(self, |p| {
-            sqlx::query("UPDATE received_webhooks SET lease_expires_at = NULL WHERE webhook_id = $1")
-                .bind(webhook_id)
-                .execute(p)
-                .await?;
+            sqlx::query(
+                "UPDATE received_webhooks SET lease_expires_at = NULL, retry_at = $2 WHERE webhook_id = $1",
+            )
+            .bind(webhook_id)
+            .bind(retry_at)
+            .execute(p)
+            .await?;
             Ok(())
         })
     }

@@ -543,9 +543,11 @@ async fn results_judged_once(url: &str) {
     assert_eq!((claimed, all.len()), (30, 30), "every result claimed, none twice");
     // Leased: nobody gets them again until the lease runs out (or it is given back).
     assert!(replicas[1].claim_webhooks(50, now, lease).await.unwrap().is_empty());
-    replicas[0].release_webhook("msg_claim_29").await.unwrap();
+    replicas[0].release_webhook("msg_claim_29", now).await.unwrap();
     let given_back = replicas[1].claim_webhooks(50, now, lease).await.unwrap();
     assert_eq!(given_back.iter().map(|w| w.webhook_id.as_str()).collect::<Vec<_>>(), ["msg_claim_29"]);
+    let msg_29 = replicas[1].get_received_webhook("msg_claim_29").await.unwrap().unwrap();
+    assert_eq!(msg_29.attempts, 0, "given back, not failed");
     let after = now.plus(lease + Duration::from_secs(1));
     let back = replicas[2].claim_webhooks(50, after, lease).await.unwrap();
     assert_eq!(back.iter().filter(|w| w.webhook_id.starts_with("msg_claim_")).count(), 30);
