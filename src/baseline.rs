@@ -78,8 +78,7 @@ impl Baselines {
 
     /// A blob's bytes, read off the async threads.
     pub async fn blob(&self, sha256: &str) -> Result<Vec<u8>, BlobError> {
-        let (blobs, sha) = (self.blobs.clone(), sha256.to_owned());
-        tokio::task::spawn_blocking(move || blobs.get(&sha)).await.expect("blob reads do not panic")
+        self.blobs.get(sha256).await
     }
 
     /// Rewrites the files of the `limit` newest active baselines that do not match the

@@ -74,11 +74,7 @@ impl Pruner {
 
     async fn sweep_orphans(&self, cutoff: Timestamp) -> Result<usize, String> {
         let before = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.millis().max(0) as u64);
-        let blobs = self.blobs.clone();
-        let (digests, temps) = tokio::task::spawn_blocking(move || blobs.written_before(before, SWEEP))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let (digests, temps) = self.blobs.written_before(before, SWEEP).await.map_err(|e| e.to_string())?;
         let mut removed = 0;
         for path in temps {
             removed += usize::from(std::fs::remove_file(&path).is_ok());
@@ -88,11 +84,7 @@ impl Pruner {
                 continue;
             }
             // Stored again since it was listed (put renews the time): it stays.
-            let blobs = self.blobs.clone();
-            let gone = tokio::task::spawn_blocking(move || blobs.remove_if_written_before(&sha, before))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let gone = self.blobs.remove_if_written_before(&sha, before).await.map_err(|e| e.to_string())?;
             removed += usize::from(gone);
         }
         Ok(removed)
@@ -111,11 +103,7 @@ impl Pruner {
                     continue;
                 }
                 forgotten_any = true;
-                let blobs = self.blobs.clone();
-                let removed = tokio::task::spawn_blocking(move || blobs.remove(&sha))
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .map_err(|e| e.to_string())?;
+                let removed = self.blobs.remove(&sha).await.map_err(|e| e.to_string())?;
                 pruned += usize::from(removed);
             }
             if !forgotten_any {

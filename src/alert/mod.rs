@@ -283,11 +283,10 @@ impl Alerter {
         let session = slack.session();
         let mut files = Vec::new();
         for image in &payload.images {
-            let blobs = self.blobs.clone();
-            let sha = image.sha256.clone();
-            let bytes = tokio::task::spawn_blocking(move || blobs.get(&sha))
+            let bytes = self
+                .blobs
+                .get(&image.sha256)
                 .await
-                .expect("blob reads do not panic")
                 .map_err(|e| SendError::Fatal(format!("image {} unavailable: {e}", image.filename)))?;
             let request = SlackApiFilesGetUploadUrlExternalRequest::new(image.filename.clone(), bytes.len());
             let url = session.get_upload_url_external(&request).await?;

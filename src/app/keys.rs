@@ -1,27 +1,38 @@
-//! The keys a process signs with: the webhook secret (from the config, or generated on first
-//! start and kept in `data_dir`), and the web UI's session key, which is always its own (the
-//! webhook secret may be shared with capture providers).
+//! The keys a process signs with: the webhook secret (from the config, or generated), the web
+//! UI's session key (always vigil's own: the webhook secret may be shared with capture
+//! providers), and the monitor role's token for the capture API. The generated ones are kept in
+//! the database (`shared_secrets`), so every replica on it holds the same: a webhook signed, a
+//! capture link or a session cookie issued by one is accepted by any other. A copy of each is
+//! written to `data_dir/<name>` (mode 0600) for the operator who must hand the webhook secret
+//! to a capture provider; a key file from before the database held them is carried over.
 
 use std::path::PathBuf;
 
 use crate::config::Config;
 use crate::signing::SigningKey;
 use crate::store::blobs::{BlobError, write_atomic};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read or create the key file {path}")]
-pub struct KeyError {
-    pub path: PathBuf,
-    #[source]
-    pub source: std::io::Error,
+pub enum KeyError {
+    #[error("cannot read or write the key file {path}")]
+    File {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read or store the shared keys in the database")]
+    Store(#[from] StoreError),
+    #[error("the database holds an invalid {0}")]
+    Invalid(&'static str),
 }
 
-/// The key that signs outgoing webhooks: `webhook.secret`, or one generated on first start and
-/// kept in `data_dir/webhook-secret` (enough while sender and receiver are this one process).
-pub fn webhook_key(config: &Config) -> Result<SigningKey, KeyError> {
+/// The key that signs outgoing webhooks: `webhook.secret`, or the generated one every replica
+/// shares.
+pub async fn webhook_key(config: &Config, store: &dyn Store) -> Result<SigningKey, KeyError> {
     match &config.webhook.secret {
         Some(secret) => Ok(SigningKey::from_secret(secret.expose()).expect("validated with the config")),
-        None => stored_key(config, "webhook-secret"),
+        None => shared_key(config, store, "webhook-secret").await,
     }
 }
 
@@ -34,25 +45,39 @@ pub fn webhook_keys(config: &Config, current: &SigningKey) -> Vec<SigningKey> {
 }
 
 /// Signs web UI session cookies and CSRF tokens.
-pub fn session_key(config: &Config) -> Result<SigningKey, KeyError> {
-    stored_key(config, "ui-secret")
+pub async fn session_key(config: &Config, store: &dyn Store) -> Result<SigningKey, KeyError> {
+    shared_key(config, store, "ui-secret").await
 }
 
-/// A key kept in `data_dir/<name>`, generated on first start.
-fn stored_key(config: &Config, name: &str) -> Result<SigningKey, KeyError> {
+/// The token the monitor role calls the built-in capture API with, on whichever replica the
+/// load balancer sends it to.
+pub async fn internal_token(store: &dyn Store) -> Result<String, KeyError> {
+    let candidate = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
+    let token = store.shared_secret("internal-token", &candidate).await?;
+    if token.len() < 32 {
+        return Err(KeyError::Invalid("internal token"));
+    }
+    Ok(token)
+}
+
+/// The key stored in the database under `name`: this process's key file's (from a version
+/// that kept it only there) or a new one when the database has none yet.
+async fn shared_key(config: &Config, store: &dyn Store, name: &'static str) -> Result<SigningKey, KeyError> {
     let path = config.storage.data_dir.join(name);
-    let error = |source| KeyError { path: path.clone(), source };
-    let secret = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().to_owned(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let s = SigningKey::generate_secret();
-            write_atomic(&path, s.as_bytes()).map_err(|e| match e {
-                BlobError::Io { source, .. } => error(source),
-                other => error(std::io::Error::other(other.to_string())),
-            })?;
-            s
-        }
+    let error = |source| KeyError::File { path: path.clone(), source };
+    let on_disk = match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s.trim().to_owned()).filter(|s| SigningKey::from_secret(s).is_ok()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(error(e)),
     };
-    SigningKey::from_secret(&secret).map_err(|_| error(std::io::Error::other("invalid secret in the file")))
+    let candidate = on_disk.clone().unwrap_or_else(SigningKey::generate_secret);
+    let secret = store.shared_secret(name, &candidate).await?;
+    let key = SigningKey::from_secret(&secret).map_err(|_| KeyError::Invalid(name))?;
+    if on_disk.as_deref() != Some(secret.as_str()) {
+        write_atomic(&path, secret.as_bytes()).map_err(|e| match e {
+            BlobError::Io { source, .. } => error(source),
+            other => error(std::io::Error::other(other.to_string())),
+        })?;
+    }
+    Ok(key)
 }

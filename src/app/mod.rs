@@ -37,6 +37,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("cannot use the blob store: {0}")]
+    Blobs(String),
     #[error("{0}")]
     Roles(String),
     #[error(transparent)]

@@ -82,14 +82,14 @@ impl Services {
         }
         let metrics = Metrics::new();
         metrics.monitors.set(config.monitors.len() as i64);
-        let webhook_key = keys::webhook_key(&config)?;
-        let session_key = keys::session_key(&config)?;
-        // The monitor role calls this process's capture API like any client, with a token of
-        // its own; or the external provider, with its key.
+        let webhook_key = keys::webhook_key(&config, &*store).await?;
+        let session_key = keys::session_key(&config, &*store).await?;
+        // The monitor role calls the built-in capture API (at the public URL: any replica) like
+        // any client, with the token the replicas share; or the external provider, with its key.
         let (capture_base, token, internal) = match &config.capture.provider {
             Some(p) => (p.url.clone(), p.api_key.expose().to_owned(), None),
             None => {
-                let token = format!("vigil-internal-{}", hex::encode(rand::random::<[u8; 24]>()));
+                let token = keys::internal_token(&*store).await?;
                 config.auth.api_tokens.push(Secret::new(token.clone()));
                 (config.server.public_url.clone(), token, Some(config.auth.api_tokens.len() - 1))
             }
@@ -122,7 +122,11 @@ impl Services {
         }
         let runs =
             Arc::new(Runs { store: store.clone(), capture, results: results.clone(), disk: disk.clone() });
-        let blobs = BlobStore::new(&config.storage.data_dir);
+        let blobs = BlobStore::open(&config.storage.blobs).map_err(RunError::Blobs)?;
+        // A bucket that is missing or refuses the credentials is a setup error: said now, not
+        // at the first capture.
+        blobs.check().await.map_err(|e| RunError::Blobs(format!("{}: {}", blobs.location(), e.detail())))?;
+        tracing::info!(blobs = %blobs.location(), "blob store");
         let files = BaselineFiles::new(&config.storage.baselines_dir);
         let baselines = Baselines { store: store.clone(), blobs: blobs.clone(), files };
         let auth = Auth {

@@ -203,12 +203,7 @@ async fn asset(
     }
     let id: AssetId = id.parse().map_err(|_| ApiError::NotFound("no such asset"))?;
     let asset = state.store.get_asset(&id).await?.ok_or(ApiError::NotFound("no such asset"))?;
-    let blobs = state.blobs.clone();
-    let sha = asset.sha256.clone();
-    let bytes = tokio::task::spawn_blocking(move || blobs.get(&sha))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|e| {
+    let bytes = state.blobs.get(&asset.sha256).await.map_err(|e| {
         tracing::error!(error = ?e, asset = %id, "asset blob unreadable");
         ApiError::Internal
     })?;

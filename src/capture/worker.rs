@@ -214,12 +214,9 @@ impl Worker {
         let out = super::engine::capture(&live, &spec, capture.stability_timeout, &limits).await?;
         drop(live);
         let captured = t.elapsed();
-        let blobs = self.blobs.clone();
         let bytes = out.bytes;
         let size = bytes.len() as i64;
-        let sha256 = tokio::task::spawn_blocking(move || blobs.put(&bytes))
-            .await
-            .map_err(|e| CaptureError::Storage { code: "storage_error", message: e.to_string() })??;
+        let sha256 = self.blobs.put(bytes).await?;
         let asset = Asset {
             id: AssetId::new(),
             job_id: job.id.clone(),

@@ -54,7 +54,7 @@ pub fn approve(path: &Path, target: &str) -> ExitCode {
     with_store(path, |config, store| async move {
         let baselines = Baselines {
             store: store.clone(),
-            blobs: BlobStore::new(&config.storage.data_dir),
+            blobs: BlobStore::open(&config.storage.blobs)?,
             files: BaselineFiles::new(&config.storage.baselines_dir),
         };
         let reviewer = Reviewer { store: store.clone(), baselines };

@@ -10,6 +10,7 @@ mod model;
 mod monitor;
 mod node;
 pub mod report;
+mod storage;
 mod values;
 
 use std::collections::HashMap;
@@ -28,7 +29,7 @@ pub use values::{InterpolateError, interpolate};
 use ctx::{Ctx, Fields};
 use monitor::{page_url, required};
 use node::{Node, Pos};
-use values::{duration, free_space, integer, list, size, text, text_list};
+use values::{duration, integer, list, size, text, text_list};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://vigil.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -97,7 +98,7 @@ pub fn parse(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Config, Confi
 fn document(ctx: &mut Ctx<'_>, root: &Node) -> Option<Config> {
     let mut f = Fields::of(ctx, root, "")?;
     let server = section(ctx, &mut f, "server", server);
-    let storage = section(ctx, &mut f, "storage", storage);
+    let storage = section(ctx, &mut f, "storage", storage::storage);
     let capture = section(ctx, &mut f, "capture", capture);
     let webhook = section(ctx, &mut f, "webhook", webhook);
     let slack = match f.opt("slack") {
@@ -209,38 +210,6 @@ pub fn default_public_url(listen: SocketAddr) -> Url {
         ip => ip.to_string(),
     };
     Url::parse(&format!("http://{host}:{}/", listen.port())).expect("valid URL")
-}
-
-fn storage(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<StorageConfig> {
-    let database_url = or_default(ctx, f, "database_url", DEFAULT_DATABASE_URL.to_owned(), |ctx, n, p| {
-        let s = text(ctx, n, p)?;
-        let ok = ["sqlite:", "postgres://", "postgresql://"].iter().any(|pre| s.starts_with(pre));
-        if !ok {
-            ctx.error(n.pos, p, "expected a database URL starting with sqlite:// or postgres://");
-            return None;
-        }
-        Some(s)
-    });
-    let data_dir =
-        or_default(ctx, f, "data_dir", PathBuf::from("data"), |ctx, n, p| text(ctx, n, p).map(PathBuf::from));
-    let baselines_dir = or_default(ctx, f, "baselines_dir", PathBuf::from("baselines"), |ctx, n, p| {
-        text(ctx, n, p).map(PathBuf::from)
-    });
-    let max_connections =
-        or_default(ctx, f, "max_connections", 10, |ctx, n, p| integer(ctx, n, p, 1, 1000).map(|v| v as u32));
-    let retention = or_default(ctx, f, "retention", Duration::from_secs(30 * 24 * 3600), |ctx, n, p| {
-        duration(ctx, n, p, Duration::from_secs(3600), Duration::from_secs(10 * 365 * 24 * 3600))
-    });
-    let min_free = or_default(ctx, f, "min_free", MinFree::Default, free_space);
-    f.finish(ctx, &["database_url", "data_dir", "baselines_dir", "max_connections", "retention", "min_free"]);
-    Some(StorageConfig {
-        database_url: Secret::new(database_url?),
-        data_dir: data_dir?,
-        baselines_dir: baselines_dir?,
-        max_connections: max_connections?,
-        retention: retention?,
-        min_free: min_free?,
-    })
 }
 
 /// `capture.provider`: `builtin` (or absent), or `{url, api_key}` of another capture API.

@@ -58,12 +58,38 @@ pub struct ServerLimits {
 pub struct StorageConfig {
     pub database_url: Secret,
     pub data_dir: PathBuf,
+    /// The approved baselines as plain files, an export: the database and the blob store are
+    /// what vigil reads.
     pub baselines_dir: PathBuf,
+    /// Where captures, diffs and baselines' images are kept.
+    pub blobs: BlobLocation,
     pub max_connections: u32,
     /// Captures and diff images older than this are deleted; baselines never are.
     pub retention: Duration,
     /// The low-water mark of free space on each volume vigil writes; below it no capture starts.
     pub min_free: MinFree,
+}
+
+/// `storage.blobs`: where the content-addressed images live.
+#[derive(Debug, Clone)]
+pub enum BlobLocation {
+    /// `file://<dir>`, by default `<data_dir>/blobs`: `<dir>/sha256/ab/cd/abcd…`.
+    Files(PathBuf),
+    /// `s3://<bucket>/<prefix>`: `<prefix>/sha256/ab/cd/abcd…` in an S3-compatible store, shared
+    /// by every replica.
+    S3(S3Location),
+}
+
+/// An S3 bucket and what reaching it takes (`storage.s3`); what is `None` comes from the
+/// `AWS_*` environment.
+#[derive(Debug, Clone)]
+pub struct S3Location {
+    pub bucket: String,
+    pub prefix: String,
+    pub endpoint: Option<Url>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
 }
 
 /// `storage.min_free`: free space to keep on each volume vigil writes.

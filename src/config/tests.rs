@@ -236,6 +236,35 @@ fn min_free_reads_sizes_and_shares_and_defaults_to_5_percent_capped_at_1_gib() {
 }
 
 #[test]
+fn blobs_live_under_data_dir_by_default_or_where_storage_blobs_says() {
+    let c = parse("storage:\n  data_dir: /srv/v\n", "m.yaml", &no_env).unwrap();
+    assert!(matches!(&c.storage.blobs, BlobLocation::Files(d) if d == std::path::Path::new("/srv/v/blobs")));
+    let c = parse("storage:\n  blobs: file:///mnt/images\n", "m.yaml", &no_env).unwrap();
+    assert!(matches!(&c.storage.blobs, BlobLocation::Files(d) if d == std::path::Path::new("/mnt/images")));
+    let yaml = "storage:\n  blobs: s3://vigil-images/prod/eu\n  s3:\n    endpoint: http://127.0.0.1:9000\n    region: eu-west-1\n    secret_access_key: ${S3_SECRET}\n";
+    let env = |k: &str| (k == "S3_SECRET").then(|| "hush".to_owned());
+    let c = parse(yaml, "m.yaml", &env).unwrap();
+    let BlobLocation::S3(s3) = &c.storage.blobs else { panic!("{:?}", c.storage.blobs) };
+    assert_eq!((s3.bucket.as_str(), s3.prefix.as_str()), ("vigil-images", "prod/eu"));
+    assert_eq!(s3.endpoint.as_ref().map(|u| u.as_str()), Some("http://127.0.0.1:9000/"));
+    assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(s3.secret_access_key.as_ref().map(|s| s.expose()), Some("hush"));
+    assert!(!format!("{:?}", c.storage.blobs).contains("hush"), "the secret never prints");
+    for (bad, says) in [
+        ("blobs: s3://AB/x", "bucket of 3 to 63"),
+        ("blobs: s3://ok-bucket/a/../b", "plain path segments"),
+        ("blobs: gs://bucket", "a blob location like"),
+        ("blobs: file://", "a blob location like"),
+        ("s3:\n    region: x", "only read with `blobs: s3://"),
+        ("blobs: s3://ok-bucket\n  s3:\n    endpoint: ftp://x", "http:// or https:// URL"),
+        ("blobs: s3://ok-bucket\n  s3:\n    regoin: x", "regoin"),
+    ] {
+        let errors = errors(&format!("storage:\n  {bad}\n"));
+        assert!(errors.iter().any(|e| e.contains(says)), "{bad}: {errors:?}");
+    }
+}
+
+#[test]
 fn run_deadline_must_outlast_every_capture_attempt() {
     let c = parse("monitors: []\n", "m.yaml", &no_env).unwrap();
     assert_eq!(c.capture.run_deadline, Duration::from_secs(3600));

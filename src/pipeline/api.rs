@@ -17,7 +17,7 @@ use crate::config::{LiveMonitors, Monitor};
 use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::RunId;
 use crate::review::RunView;
-use crate::store::blobs::BlobStore;
+use crate::store::blobs::{BlobError, BlobStore};
 use crate::store::{Run, Store, Trigger};
 use crate::time::Timestamp;
 
@@ -158,11 +158,16 @@ async fn run_image(
         _ => return Err(ApiError::NotFound("no such image (baseline.png, current.png, diff.png)")),
     }
     .ok_or(ApiError::NotFound("this run has no such image"))?;
-    let blobs = state.blobs.clone();
-    let bytes = tokio::task::spawn_blocking(move || blobs.get(&sha))
-        .await
-        .map_err(|_| ApiError::Internal)?
-        .map_err(|_| ApiError::NotFound("the image has been pruned"))?;
+    let bytes = state.blobs.get(&sha).await.map_err(|e| match e {
+        BlobError::NotFound(_) | BlobError::InvalidDigest => ApiError::NotFound("the image has been pruned"),
+        e => {
+            tracing::error!(error = ?e, "run image unreadable");
+            ApiError::Unavailable {
+                code: "storage_error",
+                message: "the image store cannot be read now".into(),
+            }
+        }
+    })?;
     Ok((
         [
             (header::CONTENT_TYPE, "image/png"),

@@ -383,10 +383,7 @@ impl Processor {
 
     /// Stores a blob (off the async threads); its digest.
     async fn put(&self, bytes: Vec<u8>) -> Result<String, ProcessError> {
-        let blobs = self.blobs.clone();
-        Ok(tokio::task::spawn_blocking(move || blobs.put(&bytes))
-            .await
-            .expect("blob writer does not panic")?)
+        Ok(self.blobs.put(bytes).await?)
     }
 
     /// Compares the capture with the baseline (the first capture becomes it) and stores it.

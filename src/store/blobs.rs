@@ -1,14 +1,17 @@
-//! Files on disk: content-addressed blobs (`blobs/sha256/ab/cd/abcd…`) and the approved baseline
-//! files (`baselines/<monitor>/<viewport>.png`). Every write is atomic — temp file in the same
-//! directory, fsync, rename, fsync of the directory — so a crash leaves the old file or the new
-//! one, never half of one.
+//! Content-addressed blobs (captures, diffs, baselines' images: `sha256/ab/cd/abcd…`) in the
+//! [`BlobStore`] — a directory ([`FileBlobs`], `<data_dir>/blobs` by default) or an S3-compatible
+//! bucket ([`ObjectBlobs`], shared by replicas) — and the approved baseline files
+//! (`baselines/<monitor>/<viewport>.png`), an export for people. Every file write is atomic —
+//! temp file in the same directory, fsync, rename, fsync of the directory — so a crash leaves the
+//! old file or the new one, never half of one; an object write is atomic by S3's own rule.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::MonitorName;
+pub use super::objects::ObjectBlobs;
+use crate::config::{BlobLocation, MonitorName};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -24,11 +27,28 @@ pub enum BlobError {
         #[source]
         source: std::io::Error,
     },
+    #[error("object store error")]
+    Object(#[source] object_store::Error),
 }
 
 impl BlobError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, BlobError::Io { .. })
+        matches!(self, BlobError::Io { .. } | BlobError::Object(_))
+    }
+
+    /// What went wrong, on one line of at most 400 characters (an object store's error
+    /// carries the server's whole answer, XML and all).
+    pub fn detail(&self) -> String {
+        let text = match self {
+            BlobError::Object(e) => e.to_string(),
+            BlobError::Io { path, source } => format!("{}: {source}", path.display()),
+            other => other.to_string(),
+        };
+        let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        match line.char_indices().nth(400) {
+            Some((at, _)) => format!("{}…", &line[..at]),
+            None => line,
+        }
     }
 
     /// `storage_full` (no space, quota), `storage_error` (read-only, I/O), or `None` when
@@ -36,6 +56,7 @@ impl BlobError {
     pub fn storage_fault(&self) -> Option<&'static str> {
         match self {
             BlobError::Io { source, .. } => Some(storage_code(source)),
+            BlobError::Object(_) => Some("storage_error"),
             _ => None,
         }
     }
@@ -59,7 +80,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn valid_digest(d: &str) -> bool {
+pub(crate) fn valid_digest(d: &str) -> bool {
     d.len() == 64 && d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
@@ -86,15 +107,135 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BlobError> {
     Ok(())
 }
 
-/// Content-addressed storage under `<data_dir>/blobs/sha256/`.
+/// Where vigil keeps its images: a directory or a bucket. Every call is async; file system
+/// calls run off the async threads.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
-    root: PathBuf,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Files(FileBlobs),
+    Objects(ObjectBlobs),
 }
 
 impl BlobStore {
+    /// The store `storage.blobs` names. Fails only on settings the S3 client refuses.
+    pub fn open(location: &BlobLocation) -> Result<Self, String> {
+        Ok(match location {
+            BlobLocation::Files(dir) => Self::files(FileBlobs::in_dir(dir)),
+            BlobLocation::S3(s3) => Self::objects(ObjectBlobs::s3(s3)?),
+        })
+    }
+
+    pub fn files(files: FileBlobs) -> Self {
+        Self { backend: Backend::Files(files) }
+    }
+
+    pub fn objects(objects: ObjectBlobs) -> Self {
+        Self { backend: Backend::Objects(objects) }
+    }
+
+    /// `file:///…` or `s3://bucket/prefix`, for logs.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Files(f) => format!("file://{}", f.root.parent().unwrap_or(&f.root).display()),
+            Backend::Objects(o) => o.location(),
+        }
+    }
+
+    /// Whether the store answers: a bucket is listed (it exists, the credentials are good); a
+    /// directory is the disk checks' business ([`crate::disk`]).
+    pub async fn check(&self) -> Result<(), BlobError> {
+        match &self.backend {
+            Backend::Files(_) => Ok(()),
+            Backend::Objects(o) => o.written_before(std::time::UNIX_EPOCH, 1).await.map(drop),
+        }
+    }
+
+    /// Stores `bytes` and returns their digest. Storing a blob again renews its write time, so
+    /// the orphan sweep never takes a blob being used again.
+    pub async fn put(&self, bytes: Vec<u8>) -> Result<String, BlobError> {
+        match &self.backend {
+            Backend::Files(f) => blocking(f, move |f| f.put(&bytes)).await,
+            Backend::Objects(o) => o.put(bytes).await,
+        }
+    }
+
+    pub async fn get(&self, digest: &str) -> Result<Vec<u8>, BlobError> {
+        match &self.backend {
+            Backend::Files(f) => {
+                let d = digest.to_owned();
+                blocking(f, move |f| f.get(&d)).await
+            }
+            Backend::Objects(o) => o.get(digest).await,
+        }
+    }
+
+    /// Deletes a blob; `false` if it was not there.
+    pub async fn remove(&self, digest: &str) -> Result<bool, BlobError> {
+        match &self.backend {
+            Backend::Files(f) => {
+                let d = digest.to_owned();
+                blocking(f, move |f| f.remove(&d)).await
+            }
+            Backend::Objects(o) => o.remove(digest, None).await,
+        }
+    }
+
+    /// Deletes a blob only if it was last written before `cutoff`; whether it was deleted.
+    pub async fn remove_if_written_before(
+        &self,
+        digest: &str,
+        cutoff: std::time::SystemTime,
+    ) -> Result<bool, BlobError> {
+        match &self.backend {
+            Backend::Files(f) => {
+                let d = digest.to_owned();
+                blocking(f, move |f| f.remove_if_written_before(&d, cutoff)).await
+            }
+            Backend::Objects(o) => o.remove(digest, Some(cutoff)).await,
+        }
+    }
+
+    /// Blob digests last written before `cutoff`, and temporary files of interrupted writes
+    /// older than that (a directory's only), at most `limit` in all.
+    pub async fn written_before(
+        &self,
+        cutoff: std::time::SystemTime,
+        limit: usize,
+    ) -> Result<(Vec<String>, Vec<PathBuf>), BlobError> {
+        match &self.backend {
+            Backend::Files(f) => blocking(f, move |f| f.written_before(cutoff, limit)).await,
+            Backend::Objects(o) => Ok((o.written_before(cutoff, limit).await?, Vec::new())),
+        }
+    }
+}
+
+/// Runs a file store call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    files: &FileBlobs,
+    call: impl FnOnce(&FileBlobs) -> Result<T, BlobError> + Send + 'static,
+) -> Result<T, BlobError> {
+    let files = files.clone();
+    tokio::task::spawn_blocking(move || call(&files)).await.expect("blob file calls do not panic")
+}
+
+/// Content-addressed files under `<dir>/sha256/`.
+#[derive(Debug, Clone)]
+pub struct FileBlobs {
+    root: PathBuf,
+}
+
+impl FileBlobs {
+    /// The default place: `<data_dir>/blobs`.
     pub fn new(data_dir: &Path) -> Self {
-        Self { root: data_dir.join("blobs").join("sha256") }
+        Self::in_dir(&data_dir.join("blobs"))
+    }
+
+    pub fn in_dir(dir: &Path) -> Self {
+        Self { root: dir.join("sha256") }
     }
 
     pub fn path(&self, digest: &str) -> Result<PathBuf, BlobError> {
@@ -232,7 +373,7 @@ mod tests {
     #[test]
     fn blobs_are_content_addressed_and_idempotent() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::new(dir.path());
+        let store = FileBlobs::new(dir.path());
         let d = store.put(b"hello").unwrap();
         assert_eq!(d, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
         let p = store.path(&d).unwrap();
@@ -250,7 +391,7 @@ mod tests {
     #[test]
     fn bad_names_never_become_paths() {
         let dir = tempfile::tempdir().unwrap();
-        let store = BlobStore::new(dir.path());
+        let store = FileBlobs::new(dir.path());
         assert!(matches!(store.get("../../etc/passwd"), Err(BlobError::InvalidDigest)));
         assert!(matches!(store.get(&"A".repeat(64)), Err(BlobError::InvalidDigest)));
         assert!(matches!(store.get(&"a".repeat(64)), Err(BlobError::NotFound(_))));

@@ -13,6 +13,7 @@ mod deliveries;
 mod inspect;
 mod jobs;
 mod monitors;
+mod objects;
 mod outbox;
 mod pool;
 mod records;

@@ -1,4 +1,5 @@
-//! The `revoked_sessions` table: web UI sessions ended by signing out before they expire.
+//! The `revoked_sessions` table: web UI sessions ended by signing out before they expire; and
+//! `shared_secrets`: the keys every replica signs and checks with alike.
 
 use async_trait::async_trait;
 
@@ -13,6 +14,10 @@ pub trait SessionStore: Send + Sync {
 
     /// Whether the session `id` was signed out.
     async fn session_revoked(&self, id: &str) -> Result<bool>;
+
+    /// The secret stored under `name`; `candidate` is stored (and returned) when none is, so the
+    /// first process to ask decides and every later one gets the same.
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;
 }
 
 #[async_trait]
@@ -33,6 +38,22 @@ impl SessionStore for SqlStore {
             .await?;
             tx.commit().await?;
             Ok(())
+        })
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO shared_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            )
+            .bind(name)
+            .bind(candidate)
+            .execute(p)
+            .await?;
+            Ok(sqlx::query_scalar("SELECT value FROM shared_secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(p)
+                .await?)
         })
     }
 

@@ -12,26 +12,11 @@ use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverridePar
 use chromiumoxide::cdp::browser_protocol::page::SetBypassCspParams;
 use serde_json::Value;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, tool, tools_dir};
 use crate::monitoring::TOKEN;
 use crate::review::{HomeChanged, home_changed};
 use crate::ui::Urlencoded;
 use crate::ui::{browser_pool, until};
-
-fn tools_dir() -> PathBuf {
-    std::env::var_os("VIGIL_TEST_TOOLS")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools"), PathBuf::from)
-}
-
-/// A tool the suite needs: missing is a failure that says how to install it, never a skip.
-fn tool(path: PathBuf) -> PathBuf {
-    assert!(
-        path.exists(),
-        "{} is missing: run `scripts/dev tools` (scripts/dev test does it first)",
-        path.display()
-    );
-    path
-}
 
 fn python() -> PathBuf {
     tool(tools_dir().join("venv/bin/python"))

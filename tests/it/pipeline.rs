@@ -67,7 +67,7 @@ async fn captures_are_judged_against_the_baseline() {
     assert_eq!(changed.total_pixels, Some(64_000));
     let regions: Value = serde_json::from_str(changed.regions.as_deref().unwrap()).unwrap();
     assert_eq!(regions, serde_json::json!([{"x": 0, "y": 0, "width": 100, "height": 50}]));
-    let blobs = vigil::store::blobs::BlobStore::new(&app.data_dir());
+    let blobs = vigil::store::blobs::FileBlobs::new(&app.data_dir());
     let diff = blobs.get(changed.diff_sha256.as_deref().unwrap()).expect("diff image stored");
     assert!(diff.starts_with(b"\x89PNG"));
     assert_eq!(std::fs::read(&baseline_file).unwrap(), file, "a change does not touch the baseline");

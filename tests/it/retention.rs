@@ -32,7 +32,7 @@ async fn pruning(backend: Backend) {
     let first = verdict_of(&app, &run_now(&app, "home").await).await;
     assert_eq!(first["verdict"], "baseline_created");
     let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
-    let blobs = vigil::store::blobs::BlobStore::new(&app.data_dir());
+    let blobs = vigil::store::blobs::FileBlobs::new(&app.data_dir());
     let baseline = store.current_baseline(&"home".parse().unwrap(), "320x200").await.unwrap().unwrap().sha256;
     let old_capture = blobs.put(b"an old capture").unwrap();
     let old_diff = blobs.put(b"an old diff").unwrap();

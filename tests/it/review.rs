@@ -238,7 +238,7 @@ async fn bulk_approval_of_100_changes() {
     let slack = FakeSlack::start().await;
     let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
     let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
-    let blobs = vigil::store::blobs::BlobStore::new(&app.data_dir());
+    let blobs = vigil::store::blobs::FileBlobs::new(&app.data_dir());
     let start = Timestamp::now().minus(Duration::from_secs(3600));
     let mut ids = Vec::new();
     for i in 0..100u64 {

@@ -1,6 +1,7 @@
 //! Test fixtures: a daemon on a random port with its own database, fresh databases on both
 //! backends, and waiting on conditions with a deadline (never fixed sleeps).
 
+pub mod cluster;
 pub mod daemon;
 pub mod db;
 pub mod pg;
@@ -16,6 +17,22 @@ use tokio::task::JoinHandle;
 
 pub use db::{Backend, TestDb};
 pub use site::{TestReceiver, TestSite};
+
+/// Where `scripts/dev tools` installed the test tools (`VIGIL_TEST_TOOLS` names another place).
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("VIGIL_TEST_TOOLS")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".tools"), PathBuf::from)
+}
+
+/// A tool the suite needs: missing is a failure that says how to install it, never a skip.
+pub fn tool(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/dev tools` (scripts/dev test does it first)",
+        path.display()
+    );
+    path
+}
 
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T

@@ -731,6 +731,10 @@ async fn sessions(store: &dyn InspectStore) {
     store.revoke_session("xyz", 9_000, 2_000).await.unwrap();
     assert!(!store.session_revoked("abc").await.unwrap(), "expired rows are forgotten");
     assert!(store.session_revoked("xyz").await.unwrap());
+    // The first replica's key is everyone's.
+    assert_eq!(store.shared_secret("ui", "first").await.unwrap(), "first");
+    assert_eq!(store.shared_secret("ui", "second").await.unwrap(), "first");
+    assert_eq!(store.shared_secret("other", "second").await.unwrap(), "second");
 }
 
 #[tokio::test]
