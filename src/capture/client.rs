@@ -5,8 +5,15 @@
 
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use crate::config::{Format, Mask, Monitor, Viewport, WaitUntil};
 use crate::ids::{JobId, RunId};
+use crate::queue::backoff::{Exponential, jitter};
+
+/// Attempts at one submission, and the wait between them: 0.5 s, 1 s, 2 s (±20 %).
+pub const SUBMIT_ATTEMPTS: u32 = 4;
+pub const SUBMIT_RETRY: Exponential = Exponential::new(Duration::from_millis(500), Duration::from_secs(4));
 
 /// Submits captures to a capture API and looks their jobs up.
 pub struct CaptureClient {
@@ -20,7 +27,10 @@ pub struct CaptureClient {
 
 impl CaptureClient {
     /// Submits the capture of `monitor` at `viewport` for `run`; the job id. Submitting twice
-    /// with the same `idempotency_key` gives the same job.
+    /// with the same `idempotency_key` gives the same job, so a submission that failed on the
+    /// way (a connection cut by a replica's death, a 502 from the load balancer, a 503) is sent
+    /// again, [`SUBMIT_ATTEMPTS`] times in all, [`SUBMIT_RETRY`] apart; a refusal (another 4xx)
+    /// is not.
     pub async fn submit(
         &self,
         monitor: &Monitor,
@@ -29,21 +39,45 @@ impl CaptureClient {
         idempotency_key: &str,
     ) -> Result<JobId, String> {
         let request = capture_request(monitor, viewport, run, &self.webhook_url);
+        let mut failures = 0;
+        loop {
+            match self.submit_once(&request, idempotency_key).await {
+                Ok(job) => return Ok(job),
+                Err((message, true)) if failures + 1 < SUBMIT_ATTEMPTS => {
+                    failures += 1;
+                    let wait = jitter(SUBMIT_RETRY.delay(failures));
+                    tracing::info!(%run, %message, retry_in = ?wait, "capture submission failed; sending it again");
+                    tokio::time::sleep(wait).await;
+                }
+                Err((message, _)) => return Err(message),
+            }
+        }
+    }
+
+    /// One attempt; an error says whether another may do better.
+    async fn submit_once(&self, request: &Value, idempotency_key: &str) -> Result<JobId, (String, bool)> {
         let r = self
             .client
             .post(&self.capture_url)
             .bearer_auth(&self.token)
             .header("idempotency-key", idempotency_key)
-            .json(&request)
+            .json(request)
             .send()
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| (crate::http::client::error_chain(&e), true))?;
         let status = r.status();
-        let body: Value = r.json().await.map_err(|e| e.to_string())?;
+        let transient = matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504);
+        let body =
+            crate::http::client::body_within(r, 1024 * 1024).await.map_err(|e| (e.to_string(), true))?;
+        let body: Value =
+            serde_json::from_slice(&body).map_err(|e| (format!("HTTP {status}: {e}"), transient))?;
         if status != reqwest::StatusCode::ACCEPTED {
-            return Err(format!("HTTP {status}: {body}"));
+            return Err((format!("HTTP {status}: {body}"), transient));
         }
-        body["job_id"].as_str().and_then(|j| j.parse().ok()).ok_or_else(|| format!("no job_id in {body}"))
+        body["job_id"]
+            .as_str()
+            .and_then(|j| j.parse().ok())
+            .ok_or_else(|| (format!("no job_id in {body}"), false))
     }
 
     /// `GET /v1/capture/{id}`: the job's result document, `None` if the API does not know the job.
