@@ -38,14 +38,6 @@ impl Runs {
         let refusal = self.disk.refusal();
         for viewport in &monitor.viewports {
             let key = viewport.key();
-            match self.store.pending_run_exists(&monitor.name, &key).await {
-                Ok(true) => {
-                    tracing::info!(monitor = %monitor.name, viewport = %key, "previous run still pending; tick skipped");
-                    continue;
-                }
-                Ok(false) => {}
-                Err(e) => return Err(e),
-            }
             let run = NewRun {
                 id: RunId::new(),
                 monitor: monitor.name.clone(),
@@ -54,6 +46,19 @@ impl Runs {
                 trigger,
                 now: Timestamp::now(),
             };
+            if self.store.pending_run_exists(&monitor.name, &key).await? {
+                // Recorded, so that every tick has its row and the history says why it has no
+                // capture (a slow page, a replica's work being taken over).
+                let error = serde_json::json!({
+                    "code": "previous_run_pending",
+                    "message": "the previous run of this viewport had not finished",
+                    "retryable": true,
+                });
+                if self.store.insert_skipped_run(&run, &error.to_string()).await?.is_some() {
+                    tracing::info!(monitor = %monitor.name, viewport = %key, run = %run.id, "previous run still pending; tick skipped");
+                }
+                continue;
+            }
             if let Some((condition, why)) = &refusal {
                 let error = serde_json::json!({"code": condition.code(), "message": why, "retryable": true});
                 if self.store.insert_skipped_run(&run, &error.to_string()).await?.is_some() {
