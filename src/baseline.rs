@@ -82,7 +82,8 @@ impl Baselines {
     }
 
     /// Rewrites the files of the `limit` newest active baselines that do not match the
-    /// database; how many were rewritten.
+    /// database, and stores again the image of one whose file matches but whose blob is gone
+    /// (images moved to a bucket without the old ones, a lost object); how many were mended.
     pub async fn repair_files(&self, limit: i64) -> Result<usize, BaselineError> {
         let mut fixed = 0;
         for active in self.store.recent_baselines(limit).await? {
@@ -90,7 +91,12 @@ impl Baselines {
             let files = self.files.clone();
             let (m, v) = (monitor.clone(), viewport.clone());
             let on_disk = tokio::task::spawn_blocking(move || files.read(&m, &v)).await.expect("no panic")?;
-            if on_disk.as_deref().map(sha256_hex).as_deref() == Some(active.sha256.as_str()) {
+            if let Some(png) = on_disk.filter(|f| sha256_hex(f) == active.sha256) {
+                if !self.blobs.exists(&active.sha256).await? {
+                    self.blobs.put(png).await?;
+                    tracing::warn!(%monitor, %viewport, blobs = %self.blobs.location(), "the active baseline's image was not in the blob store; stored again from its file");
+                    fixed += 1;
+                }
                 continue;
             }
             match self.blob(&active.sha256).await {
@@ -100,7 +106,7 @@ impl Baselines {
                     fixed += 1;
                 }
                 Err(e) => {
-                    tracing::error!(%monitor, %viewport, error = %e, "the active baseline's blob is missing")
+                    tracing::error!(%monitor, %viewport, blobs = %self.blobs.location(), error = %e.detail(), "cannot read the active baseline's image; its runs wait until it is back (copy the old data_dir/blobs into the store, docs/operations.md)")
                 }
             }
         }

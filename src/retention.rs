@@ -74,7 +74,7 @@ impl Pruner {
 
     async fn sweep_orphans(&self, cutoff: Timestamp) -> Result<usize, String> {
         let before = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.millis().max(0) as u64);
-        let (digests, temps) = self.blobs.written_before(before, SWEEP).await.map_err(|e| e.to_string())?;
+        let (digests, temps) = self.blobs.written_before(before, SWEEP).await.map_err(|e| e.detail())?;
         let mut removed = 0;
         for path in temps {
             removed += usize::from(std::fs::remove_file(&path).is_ok());
@@ -84,13 +84,14 @@ impl Pruner {
                 continue;
             }
             // Stored again since it was listed (put renews the time): it stays.
-            let gone = self.blobs.remove_if_written_before(&sha, before).await.map_err(|e| e.to_string())?;
+            let gone = self.blobs.remove_if_written_before(&sha, before).await.map_err(|e| e.detail())?;
             removed += usize::from(gone);
         }
         Ok(removed)
     }
 
     async fn prune_expired(&self, cutoff: Timestamp) -> Result<usize, String> {
+        let before = std::time::UNIX_EPOCH + Duration::from_millis(cutoff.millis().max(0) as u64);
         let mut pruned = 0;
         loop {
             let batch = self.store.expired_blobs(cutoff, BATCH).await.map_err(|e| format!("{e:?}"))?;
@@ -103,7 +104,10 @@ impl Pruner {
                     continue;
                 }
                 forgotten_any = true;
-                let removed = self.blobs.remove(&sha).await.map_err(|e| e.to_string())?;
+                // Unless stored again since (another replica's capture of the same bytes): a
+                // new write renews its time.
+                let removed =
+                    self.blobs.remove_if_written_before(&sha, before).await.map_err(|e| e.detail())?;
                 pruned += usize::from(removed);
             }
             if !forgotten_any {

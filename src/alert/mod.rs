@@ -283,11 +283,14 @@ impl Alerter {
         let session = slack.session();
         let mut files = Vec::new();
         for image in &payload.images {
-            let bytes = self
-                .blobs
-                .get(&image.sha256)
-                .await
-                .map_err(|e| SendError::Fatal(format!("image {} unavailable: {e}", image.filename)))?;
+            let bytes = self.blobs.get(&image.sha256).await.map_err(|e| {
+                let error = format!("image {} unavailable: {}", image.filename, e.detail());
+                // A bucket that does not answer now may later; a pruned image will not.
+                match e.is_retryable() {
+                    true => SendError::Retry { after: None, error },
+                    false => SendError::Fatal(error),
+                }
+            })?;
             let request = SlackApiFilesGetUploadUrlExternalRequest::new(image.filename.clone(), bytes.len());
             let url = session.get_upload_url_external(&request).await?;
             let upload = SlackApiFilesUploadViaUrlRequest::new(url.upload_url, bytes, "image/png".into());

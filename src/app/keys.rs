@@ -74,6 +74,11 @@ async fn shared_key(config: &Config, store: &dyn Store, name: &'static str) -> R
     let secret = store.shared_secret(name, &candidate).await?;
     let key = SigningKey::from_secret(&secret).map_err(|_| KeyError::Invalid(name))?;
     if on_disk.as_deref() != Some(secret.as_str()) {
+        if on_disk.is_some() {
+            // Another replica's key came first: whoever was given this file's key (a capture
+            // provider, for the webhook secret) must be given the new one.
+            tracing::warn!(path = %path.display(), "the key file differs from the key the replicas share; replaced with the shared key");
+        }
         write_atomic(&path, secret.as_bytes()).map_err(|e| match e {
             BlobError::Io { source, .. } => error(source),
             other => error(std::io::Error::other(other.to_string())),

@@ -163,6 +163,7 @@ pub async fn run_with(
         services.store.clone(),
         services.disk.clone(),
         services.agreement.clone(),
+        services.blobs.clone(),
         services.metrics.clone(),
         services.config.server.limits.body_timeout,
     );

@@ -1,5 +1,6 @@
 //! Storage health: the free space and writability of every volume vigil writes (the SQLite
-//! database's directory, `storage.data_dir`, `storage.baselines_dir`), checked every few
+//! database's directory, `storage.data_dir`, `storage.baselines_dir`, and a `storage.blobs`
+//! directory outside `data_dir`), checked every few
 //! seconds. Below `storage.min_free`, or read-only, or failing writes, a volume is in trouble,
 //! and while one is:
 //!
@@ -53,6 +54,13 @@ pub fn volumes(config: &Config) -> Vec<Volume> {
     }
     out.push(Volume { name: "data", dir: config.storage.data_dir.clone() });
     out.push(Volume { name: "baselines", dir: config.storage.baselines_dir.clone() });
+    // Images in a directory of their own (`storage.blobs: file://…` outside `data_dir`); a
+    // bucket is looked at by `/readyz`.
+    if let crate::config::BlobLocation::Files(dir) = &config.storage.blobs
+        && !dir.starts_with(&config.storage.data_dir)
+    {
+        out.push(Volume { name: "blobs", dir: dir.clone() });
+    }
     out
 }
 

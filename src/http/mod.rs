@@ -39,11 +39,12 @@ pub fn router(
     store: Arc<dyn Store>,
     disk: DiskHealth,
     agreement: crate::config::Agreement,
+    blobs: crate::store::blobs::BlobStore,
     metrics: Arc<Metrics>,
     body_timeout: std::time::Duration,
 ) -> Router {
     features
-        .merge(health::router(store, disk, agreement))
+        .merge(health::router(store, disk, agreement, blobs))
         .merge(metrics::router(metrics.clone()))
         .route("/openapi.json", axum::routing::get(openapi))
         .layer(axum::middleware::from_fn_with_state(body_timeout, server::body_deadline))

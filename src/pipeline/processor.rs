@@ -75,7 +75,7 @@ enum ProcessError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot fetch the capture: {0}")]
     Fetch(FetchError),
-    #[error("blob store")]
+    #[error("blob store: {}", .0.detail())]
     Blob(#[from] crate::store::blobs::BlobError),
     #[error("baseline")]
     Baseline(#[from] BaselineError),

@@ -27,8 +27,8 @@ pub enum BlobError {
         #[source]
         source: std::io::Error,
     },
-    #[error("object store error")]
-    Object(#[source] object_store::Error),
+    #[error("object store: {0}")]
+    Object(object_store::Error),
 }
 
 impl BlobError {
@@ -150,7 +150,7 @@ impl BlobStore {
     pub async fn check(&self) -> Result<(), BlobError> {
         match &self.backend {
             Backend::Files(_) => Ok(()),
-            Backend::Objects(o) => o.written_before(std::time::UNIX_EPOCH, 1).await.map(drop),
+            Backend::Objects(o) => o.check().await,
         }
     }
 
@@ -170,6 +170,17 @@ impl BlobStore {
                 blocking(f, move |f| f.get(&d)).await
             }
             Backend::Objects(o) => o.get(digest).await,
+        }
+    }
+
+    /// Whether the blob is there (a file's existence, an object's HEAD).
+    pub async fn exists(&self, digest: &str) -> Result<bool, BlobError> {
+        match &self.backend {
+            Backend::Files(f) => {
+                let d = digest.to_owned();
+                blocking(f, move |f| Ok(f.contains(&d))).await
+            }
+            Backend::Objects(o) => o.exists(digest).await,
         }
     }
 

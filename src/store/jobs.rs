@@ -82,10 +82,13 @@ impl JobStore for SqlStore {
                     None => {}
                 }
             }
-            let created: CaptureJob = sqlx::query_as(
+            // A request with the same key committed meanwhile (a client's retry racing its
+            // original, on another replica): that one is the job.
+            let created: Option<CaptureJob> = sqlx::query_as(
                 "INSERT INTO capture_jobs (id, request, status, attempts, max_attempts, next_attempt_at,
                      idempotency_key, created_at, updated_at)
                  VALUES ($1, $2, 'queued', 0, $3, $4, $5, $4, $4)
+                 ON CONFLICT (idempotency_key) DO NOTHING
                  RETURNING *",
             )
             .bind(&job.id)
@@ -93,10 +96,19 @@ impl JobStore for SqlStore {
             .bind(job.max_attempts)
             .bind(job.now)
             .bind(&job.idempotency_key)
-            .fetch_one(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await?;
+            let inserted = match created {
+                Some(created) => JobInsert::Created(created),
+                None => JobInsert::Existing(
+                    sqlx::query_as("SELECT * FROM capture_jobs WHERE idempotency_key = $1")
+                        .bind(&job.idempotency_key)
+                        .fetch_one(&mut *tx)
+                        .await?,
+                ),
+            };
             tx.commit().await?;
-            Ok(JobInsert::Created(created))
+            Ok(inserted)
         })
     }
 

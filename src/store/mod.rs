@@ -4,7 +4,8 @@
 //! Queries are checked at run time, so building needs no database; one conformance story
 //! (tests/it/store/) runs every method on both backends.
 //!
-//! Blobs (captures, diffs) and baseline files live on disk, see [`blobs`].
+//! Blobs (captures, diffs, baselines' images) live in a directory or an S3 bucket, and baseline
+//! files on disk, see [`blobs`].
 
 mod alerts;
 mod baselines;

@@ -14,10 +14,11 @@ use super::blobs::{BlobError, sha256_hex, valid_digest};
 use crate::config::S3Location;
 
 /// One request's longest wait; the client retries a failed request (with backoff) for at most
-/// [`RETRY_FOR`], then the caller's own retry schedule takes over.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// [`RETRY_FOR`], then the caller's own retry schedule takes over. Kept well inside the leases
+/// of the work that stores images (a capture job's, a processed result's 60 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRY_FOR: Duration = Duration::from_secs(30);
+const RETRY_FOR: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct ObjectBlobs {
@@ -35,10 +36,14 @@ impl ObjectBlobs {
 
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(&s3.bucket);
         if let Some(endpoint) = &s3.endpoint {
-            builder = builder
-                .with_endpoint(endpoint.as_str().trim_end_matches('/'))
-                .with_allow_http(endpoint.scheme() == "http");
+            builder = builder.with_endpoint(endpoint.as_str().trim_end_matches('/'));
         }
+        // Plain HTTP only to an endpoint that says so (here or in `AWS_ENDPOINT`), or with
+        // `AWS_ALLOW_HTTP=true`.
+        let env_endpoint = ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"].iter().find_map(|k| std::env::var(k).ok());
+        let endpoint = s3.endpoint.as_ref().map(|u| u.as_str().to_owned()).or(env_endpoint);
+        let allow_http = endpoint.is_some_and(|e| e.starts_with("http://"))
+            || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
         if let Some(region) = &s3.region {
             builder = builder.with_region(region);
         }
@@ -51,9 +56,9 @@ impl ObjectBlobs {
         let options = ClientOptions::new()
             .with_timeout(REQUEST_TIMEOUT)
             .with_connect_timeout(CONNECT_TIMEOUT)
-            .with_allow_http(s3.endpoint.as_ref().is_some_and(|e| e.scheme() == "http"));
+            .with_allow_http(allow_http);
         let retry =
-            RetryConfig { backoff: BackoffConfig::default(), max_retries: 4, retry_timeout: RETRY_FOR };
+            RetryConfig { backoff: BackoffConfig::default(), max_retries: 3, retry_timeout: RETRY_FOR };
         let store = builder
             .with_client_options(options)
             .with_retry(retry)
@@ -103,6 +108,14 @@ impl ObjectBlobs {
         Ok(found.bytes().await.map_err(BlobError::Object)?.to_vec())
     }
 
+    pub async fn exists(&self, digest: &str) -> Result<bool, BlobError> {
+        match self.store.head(&self.key(digest)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(BlobError::Object(e)),
+        }
+    }
+
     /// Deletes a blob (only one last written before `cutoff`, when given); whether it did.
     pub async fn remove(&self, digest: &str, cutoff: Option<SystemTime>) -> Result<bool, BlobError> {
         let key = self.key(digest)?;
@@ -121,7 +134,16 @@ impl ObjectBlobs {
         }
     }
 
-    /// Digests of the blobs last written before `cutoff`, at most `limit`.
+    /// Whether the bucket answers a listing of the prefix (one page, whatever it holds).
+    pub async fn check(&self) -> Result<(), BlobError> {
+        match self.store.list(Some(&self.root)).next().await {
+            Some(Err(e)) => Err(BlobError::Object(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Digests of the blobs last written before `cutoff`, at most `limit` (the whole prefix is
+    /// listed, a thousand keys a request, until that many are found).
     pub async fn written_before(&self, cutoff: SystemTime, limit: usize) -> Result<Vec<String>, BlobError> {
         let mut listing = self.store.list(Some(&self.root));
         let mut out = Vec::new();

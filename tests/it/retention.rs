@@ -78,6 +78,9 @@ async fn pruning(backend: Backend) {
     };
     age(&blobs.path(&orphan).unwrap());
     age(&blobs.path(&baseline).unwrap());
+    // Written when their runs were (an expired blob that was stored again since stays).
+    age(&blobs.path(&old_capture).unwrap());
+    age(&blobs.path(&old_diff).unwrap());
     let tmp = blobs.path(&orphan).unwrap().with_file_name(".tmp-interrupted");
     std::fs::write(&tmp, b"half a capture").unwrap();
     age(&tmp);

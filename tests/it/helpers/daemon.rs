@@ -86,6 +86,11 @@ impl Daemon {
         log[log.len().saturating_sub(40)..].join("\n")
     }
 
+    /// The process id (capture workers lease jobs as `<host>-<pid>-<n>`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Every line logged so far.
     pub fn log_lines(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
