@@ -2,9 +2,10 @@
 //! UI's session key (always vigil's own: the webhook secret may be shared with capture
 //! providers), and the monitor role's token for the capture API. The generated ones are kept in
 //! the database (`shared_secrets`), so every replica on it holds the same: a webhook signed, a
-//! capture link or a session cookie issued by one is accepted by any other. A copy of each is
-//! written to `data_dir/<name>` (mode 0600) for the operator who must hand the webhook secret
-//! to a capture provider; a key file from before the database held them is carried over.
+//! capture link or a session cookie issued by one is accepted by any other. A copy of the
+//! webhook secret and the UI key is written to `data_dir/<name>` (mode 0600), for the operator
+//! who must hand the webhook secret to a capture provider; a key file from before the database
+//! held them is carried over.
 
 use std::path::PathBuf;
 
