@@ -11,6 +11,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/vigil}"
 MOTO="${MOTO:-$ROOT/.tools/venv/bin/moto_server}"
 TICKS="${TICKS:-4}"
+ONE_TABS="${ONE_TABS:-2}"   # the single replica's capture.workers (each capture replica has 2)
 [ -x "$BIN" ] || { echo "build it first: cargo build (or pass the binary)" >&2; exit 1; }
 [ -x "$MOTO" ] || { echo "moto_server missing: scripts/dev tools" >&2; exit 1; }
 INITDB="$(command -v initdb || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -n 1 || true)"
@@ -40,9 +41,9 @@ psql() { command psql -h 127.0.0.1 -p "$PG" -U postgres -Atq "$@"; }
 
 echo "machine: $(nproc) cores; $("$BIN" --version); chromium: $(/usr/bin/chromium --version 2>/dev/null || echo unknown)"
 
-# config NAME PORT PUBLIC_URL PROVIDER_URL|-
+# config NAME PORT PUBLIC_URL PROVIDER_URL|- [TABS]
 config() {
-  local name=$1 port=$2 public=$3 provider=$4
+  local name=$1 port=$2 public=$3 provider=$4 tabs=${5:-2}
   mkdir -p "$W/$name"
   {
     echo "server: {listen: 127.0.0.1:$port, public_url: \"$public\"}"
@@ -54,7 +55,7 @@ config() {
     echo "  s3: {endpoint: \"http://127.0.0.1:$S3\", region: us-east-1, access_key_id: x, secret_access_key: x}"
     echo "auth: {api_tokens: [bench-token-0123456789]}"
     echo "capture:"
-    echo "  workers: 2"
+    echo "  workers: $tabs"
     echo "  allow_private: [127.0.0.0/8]"
     [ "$provider" != - ] && echo "  provider: {url: \"$provider\", api_key: bench-token-0123456789}"
     echo "webhook: {secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw}"
@@ -87,9 +88,9 @@ measure() {
 stop_all() { for p in "${PIDS[@]:2}"; do kill "$p" 2>/dev/null || true; done; wait "${PIDS[@]:2}" 2>/dev/null || true; PIDS=("${PIDS[@]:0:2}"); }
 
 DB=one; psql -c "CREATE DATABASE one"
-P1=$(free_port); config one "$P1" "http://127.0.0.1:$P1/" -
+P1=$(free_port); config one "$P1" "http://127.0.0.1:$P1/" - "$ONE_TABS"
 start one all
-measure "1 replica (all roles, 2 tabs)"
+measure "1 replica (all roles, $ONE_TABS tabs)"
 stop_all
 
 DB=split; psql -c "CREATE DATABASE split"
