@@ -48,7 +48,13 @@ impl Runs {
             };
             if self.store.pending_run_exists(&monitor.name, &key).await? {
                 // Recorded, so that every tick has its row and the history says why it has no
-                // capture (a slow page, a replica's work being taken over).
+                // capture (a slow page, a replica's work being taken over); but not while a
+                // volume is in trouble, where every write counts (the run in flight must still
+                // be recorded) and a fast schedule would write a row a second.
+                if refusal.is_some() {
+                    tracing::info!(monitor = %monitor.name, viewport = %key, "previous run still pending; tick skipped");
+                    continue;
+                }
                 let error = serde_json::json!({
                     "code": "previous_run_pending",
                     "message": "the previous run of this viewport had not finished",
