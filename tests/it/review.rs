@@ -308,19 +308,44 @@ async fn approve_and_status_from_the_command_line() {
     assert!(out.contains("1 change awaiting review"), "{out}");
 
     // The daemon's write lock held past SQLite's 5 s busy timeout (a loaded machine): the
-    // command says the database is busy and tries again instead of failing.
+    // command says the database is busy and tries again instead of failing. The lock is held
+    // until it says so (however long the command took to start), then released.
     let mut locker = {
         use sqlx::Connection;
         sqlx::SqliteConnection::connect(&app.db.url).await.unwrap()
     };
     sqlx::Executor::execute(&mut locker, "BEGIN IMMEDIATE").await.unwrap();
-    let approving = tokio::task::spawn_blocking({
-        let vigil = vigil.clone();
-        move || vigil(&["approve", "home"])
-    });
-    tokio::time::sleep(Duration::from_secs(6)).await; // the fault: a lock held this long
+    let mut approving = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["approve", "home", "--config"])
+        .arg(app.config_file.as_ref().unwrap())
+        .env("USER", "carol")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        use std::io::Read;
+        let (mut pipe, sink) = (approving.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    wait_for("the command to report the busy database", Duration::from_secs(60), || async {
+        stderr.lock().unwrap().contains("the database is busy").then_some(())
+    })
+    .await;
     sqlx::Executor::execute(&mut locker, "COMMIT").await.unwrap();
-    let (code, out, err) = approving.await.unwrap();
+    let done = tokio::task::spawn_blocking(move || approving.wait_with_output().unwrap()).await.unwrap();
+    reader.join().unwrap();
+    let (code, out, err) =
+        (done.status.code(), String::from_utf8(done.stdout).unwrap(), stderr.lock().unwrap().clone());
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(err.contains("the database is busy"), "{err}");
     assert!(
