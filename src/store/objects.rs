@@ -19,6 +19,10 @@ use crate::config::S3Location;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RETRY_FOR: Duration = Duration::from_secs(10);
+/// An object of the same size written this recently is not uploaded again: in one process the
+/// capture worker stores a capture and the processor stores the same bytes seconds later. An
+/// older one is, to renew its time for the orphan sweep (whose cutoff is an hour back at least).
+const FRESH: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct ObjectBlobs {
@@ -89,11 +93,17 @@ impl ObjectBlobs {
         Ok(self.root.clone().join(&digest[0..2]).join(&digest[2..4]).join(digest))
     }
 
-    /// Writes the object whole (S3 puts are atomic), again if it was there: that renews its
-    /// last-modified time, which the orphan sweep goes by.
+    /// Writes the object whole (S3 puts are atomic), again if it was there but not within
+    /// [`FRESH`]: that renews its last-modified time, which the orphan sweep goes by.
     pub async fn put(&self, bytes: Vec<u8>) -> Result<String, BlobError> {
         let digest = sha256_hex(&bytes);
         let key = self.key(&digest)?;
+        if let Ok(meta) = self.store.head(&key).await
+            && meta.size == bytes.len() as u64
+            && SystemTime::from(meta.last_modified).elapsed().is_ok_and(|age| age < FRESH)
+        {
+            return Ok(digest);
+        }
         self.store.put(&key, PutPayload::from(bytes)).await.map_err(BlobError::Object)?;
         Ok(digest)
     }
@@ -176,7 +186,10 @@ mod tests {
             blobs.store.list(None).map(|m| m.unwrap().location.to_string()).collect::<Vec<_>>().await;
         assert_eq!(listed, [format!("vigil/blobs/sha256/2c/f2/{digest}")]);
         assert_eq!(blobs.get(&digest).await.unwrap(), b"hello");
+        let written = blobs.store.head(&blobs.key(&digest).unwrap()).await.unwrap().last_modified;
         assert_eq!(blobs.put(b"hello".to_vec()).await.unwrap(), digest, "storing again is the same blob");
+        let after = blobs.store.head(&blobs.key(&digest).unwrap()).await.unwrap().last_modified;
+        assert_eq!(written, after, "a blob written moments ago is not uploaded again");
     }
 
     #[tokio::test]
