@@ -275,6 +275,7 @@ impl Services {
                 blobs: self.blobs.clone(),
                 service: service.clone(),
                 settings: settings.clone(),
+                warm: Default::default(),
             };
             bg.tasks.spawn(worker.run(bg.stop.clone()));
         }

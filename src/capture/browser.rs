@@ -61,6 +61,11 @@ impl LiveBrowser {
         self.condemned.store(true, Ordering::Release);
     }
 
+    /// Marked for replacement ([`LiveBrowser::condemn`]).
+    pub fn is_condemned(&self) -> bool {
+        self.condemned.load(Ordering::Acquire)
+    }
+
     /// The port of the browser's DevTools endpoint on loopback, which no page may reach.
     pub fn devtools_port(&self) -> Option<u16> {
         let address = url::Url::parse(self.browser.websocket_address()).ok()?;
@@ -92,10 +97,12 @@ async fn open_fresh(browser: &Browser, proxy: &str) -> Result<(BrowserContextId,
             .browser_context_id(ctx.clone())
             .build()
             .map_err(CdpError::msg)?;
-        browser.execute(deny).await?;
         let mut target = CreateTargetParams::new("about:blank");
         target.browser_context_id = Some(ctx.clone());
-        browser.new_page(target).await
+        // Both before anything is loaded: the tab starts blank.
+        let (denied, page) = futures_util::join!(browser.execute(deny), browser.new_page(target));
+        denied?;
+        page
     };
     match open.await {
         Ok(page) => Ok((ctx, page)),
@@ -163,6 +170,12 @@ impl BrowserPool {
             retired: std::sync::Mutex::new(Vec::new()),
             launches: Default::default(),
         }
+    }
+
+    /// Whether `b` is the browser captures are given now (not replaced, dead or condemned).
+    pub async fn is_current(&self, b: &Arc<LiveBrowser>) -> bool {
+        let current = self.current.lock().await;
+        current.as_ref().is_some_and(|c| Arc::ptr_eq(c, b)) && b.is_alive() && !b.is_condemned()
     }
 
     /// The browser to capture with: the running one, or a new one if it died or is due for

@@ -15,12 +15,9 @@ use chromiumoxide::cdp::browser_protocol::emulation::{
     SetUserAgentOverrideParams,
 };
 use chromiumoxide::cdp::browser_protocol::inspector::EventTargetCrashed;
-use chromiumoxide::cdp::browser_protocol::network::{
-    CookieParam, EventRequestWillBeSent, EventResponseReceived, ResourceType,
-};
+use chromiumoxide::cdp::browser_protocol::network::{CookieParam, SetCookiesParams};
 use chromiumoxide::cdp::browser_protocol::page::{
-    CaptureScreenshotFormat, CaptureScreenshotParams, EventLifecycleEvent, NavigateParams, PrintToPdfParams,
-    SetLifecycleEventsEnabledParams, Viewport,
+    CaptureScreenshotFormat, CaptureScreenshotParams, EventFrameNavigated, PrintToPdfParams, Viewport,
 };
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use futures_util::{FutureExt, StreamExt};
@@ -28,8 +25,10 @@ use serde::Deserialize;
 
 use super::browser::LiveBrowser;
 use super::error::CaptureError;
+use super::load::{Refused, navigate};
 use super::request::CaptureSpec;
-use crate::config::{Format, WaitUntil};
+use super::tab::Tab;
+use crate::config::Format;
 use crate::diff::Region;
 
 /// What a capture produced.
@@ -46,6 +45,44 @@ pub struct CaptureOutput {
     pub clipped: bool,
     /// JavaScript dialogs the page opened (dismissed, so the capture went on).
     pub dialogs: Vec<super::tab::Dialog>,
+    /// It ran in a warm tab, kept from the worker's previous capture.
+    pub warm: bool,
+    pub timings: Timings,
+}
+
+/// Where a capture's time went, in milliseconds (`vigil capture --timings`, and the capture
+/// worker's `capture timings` debug line; docs/benchmarks.md).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Timings {
+    /// The capture's proxy, browser context and tab.
+    pub open: u64,
+    /// Viewport, media features, user agent, cookies.
+    pub emulate: u64,
+    /// Navigation until `wait_until` (`networkidle`: the load event, then the quiet window).
+    pub load: u64,
+    /// Animations stopped, fonts and images awaited (a full page scrolled through), `wait_for`
+    /// and `delay`.
+    pub settle: u64,
+    /// Every screenshot until two in a row were identical (or PDF printing).
+    pub shoot: u64,
+    /// Screenshots taken.
+    pub shots: u32,
+    /// Closing the context and its tabs.
+    pub close: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Whether a capture may use and leave a warm tab: not one whose requests carry the monitor's
+/// secrets (`headers`, `basic_auth`: an interception lives on the tab), nor one with a user
+/// agent of its own (it stays on the tab), nor a PDF.
+fn warmable(spec: &CaptureSpec) -> bool {
+    spec.headers.is_empty()
+        && spec.basic_auth.is_none()
+        && spec.user_agent.is_none()
+        && spec.format == Format::Png
 }
 
 /// The limits and the way out every capture has (docs/capture.md).
@@ -63,33 +100,50 @@ const FREEZE_CSS: &str = "*,*::before,*::after{animation-delay:0s!important;anim
 animation-iteration-count:1!important;transition:none!important;caret-color:transparent!important;\
 scroll-behavior:auto!important}";
 
-/// Captures `spec` in a fresh browser context whose connections all go through a proxy of its
-/// own ([`super::egress`]). Whatever happens — success, failure, timeout — the context and
-/// every target it opened (popups included) are closed, and the proxy with its connections,
-/// before this returns.
+/// Captures `spec` in a browser context whose connections all go through a proxy of its own
+/// ([`super::egress`]): a fresh one, or `warm` — the tab this worker kept from its last capture
+/// — when that was of the same origin, cleared first ([`Tab`]). Whatever happens — success,
+/// failure, timeout — every target the page opened (popups) is closed before this returns; the
+/// context and the proxy too, unless the capture went well and the tab is kept in `warm`.
 pub async fn capture(
     live: &Arc<LiveBrowser>,
     spec: &CaptureSpec,
     stability_timeout: Duration,
     limits: &Containment,
+    mut warm: Option<&mut Option<Tab>>,
 ) -> Result<CaptureOutput, CaptureError> {
     let t0 = Instant::now();
-    let policy = limits.policy.clone().reserving(&live.devtools_port().into_iter().collect::<Vec<_>>());
-    let proxy = super::egress::Proxy::start(policy).await.map_err(CaptureError::Egress)?;
     let kills_before = live.memory_kills();
-    let (ctx, page) = live.open_page(&proxy.url()).await?;
-    let popups = super::tab::close_popups(live, ctx.clone()).await;
-    let context = super::tab::OpenContext { live: live.clone(), ctx: Some(ctx) };
-    tracing::debug!(opened = ?t0.elapsed(), "page opened");
+    let warmable = warmable(spec) && warm.is_some();
+    let reused = match warm.as_mut().and_then(|w| w.take()) {
+        Some(tab) if warmable => tab.reuse(live, &spec.url).await,
+        Some(tab) => {
+            tab.close().await;
+            None
+        }
+        None => None,
+    };
+    let tab = match reused {
+        Some(tab) => tab,
+        None => {
+            let policy =
+                limits.policy.clone().reserving(&live.devtools_port().into_iter().collect::<Vec<_>>());
+            Tab::open(live, policy).await?
+        }
+    };
+    let opened = t0.elapsed();
+    let warm_tab = !tab.is_fresh();
+    let page = tab.page.clone();
     let dialogs = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut navigated = page.event_listener::<EventFrameNavigated>().await?;
     let work = async {
         let mut crashed = page.event_listener::<EventTargetCrashed>().await?;
-        let dialog_task = super::tab::dismiss_dialogs(&page, dialogs.clone()).await?;
+        let dialog_task = super::tab::dismiss_dialogs(&tab, dialogs.clone()).await?;
         let secrets_task = match super::tab::secret_headers(spec) {
             Some(headers) => Some(super::tab::send_secrets_to_origin(&page, &spec.url, headers).await?),
             None => None,
         };
-        let refused = |host: &str| proxy.refusal(host);
+        let refused = |host: &str| tab.proxy.refusal(host);
         let r = tokio::select! {
             r = in_page(&page, spec, stability_timeout, limits.max_pixels, &refused) => r,
             Some(_) = crashed.next() => Err(CaptureError::BrowserGone),
@@ -101,22 +155,35 @@ pub async fn capture(
         r
     };
     // A dead browser never answers: stop waiting for it at once.
+    let remaining = limits.deadline.saturating_sub(t0.elapsed());
     let result = tokio::select! {
-        r = tokio::time::timeout(limits.deadline, work) => r.unwrap_or(Err(CaptureError::JobTimeout(limits.deadline))),
+        r = tokio::time::timeout(remaining, work) => r.unwrap_or(Err(CaptureError::JobTimeout(limits.deadline))),
         () = live.died() => Err(CaptureError::BrowserGone),
     };
-    context.close().await;
-    if let Ok(task) = popups {
-        task.abort();
+    let closing = Instant::now();
+    let (refused, first) = tab.proxy.refusals();
+    // A page that opened a dialog is not trusted with the next capture, nor one that went to
+    // another origin (whose storage the next capture's clearing would not reach).
+    let mut strayed = false;
+    while let Some(Some(ev)) = navigated.next().now_or_never() {
+        let elsewhere = url::Url::parse(&ev.frame.url).is_ok_and(|u| u.origin() != spec.url.origin());
+        strayed |= ev.frame.parent_id.is_none() && ev.frame.url != "about:blank" && elsewhere;
     }
-    let (refused, first) = proxy.refusals();
-    drop(proxy);
+    let clean = result.is_ok() && !strayed && dialogs.lock().expect("not poisoned").is_empty();
+    match warm {
+        Some(slot) if clean && warmable && live.is_alive() => *slot = tab.park(&spec.url).await,
+        _ => tab.close().await,
+    }
+    let closed = closing.elapsed();
     if let Some(first) = &first {
         tracing::info!(refused, first = %first, "the address policy refused connections of the page");
     }
     match result {
         Ok(mut out) => {
             out.dialogs = std::mem::take(&mut *dialogs.lock().expect("not poisoned"));
+            out.timings.open = ms(opened);
+            out.warm = warm_tab;
+            out.timings.close = ms(closed);
             Ok(out)
         }
         // The tab crashed while the browser lives on, and the watchdog killed a renderer.
@@ -127,9 +194,6 @@ pub async fn capture(
         Err(e) => Err(e),
     }
 }
-
-/// Why the proxy refused connections to a host, if it did.
-type Refused<'a> = dyn Fn(&str) -> Option<super::policy::PolicyError> + Send + Sync + 'a;
 
 async fn in_page(
     page: &Page,
@@ -148,14 +212,21 @@ async fn in_page(
         wait_for_selector(page, sel, deadline).await?;
     }
     stabilise(page, spec).await?;
-    tracing::debug!(?emulated, ?loaded, stabilised = ?start.elapsed(), "page ready");
     if !spec.delay.is_zero() {
         tokio::time::sleep(spec.delay).await;
     }
+    let settled = start.elapsed();
+    let mut timings = Timings {
+        emulate: ms(emulated),
+        load: ms(loaded - emulated),
+        settle: ms(settled - loaded),
+        ..Timings::default()
+    };
     match spec.format {
         Format::Pdf => {
             let params = PrintToPdfParams { print_background: Some(true), ..Default::default() };
             let bytes = page.pdf(params).await?;
+            timings.shoot = ms(start.elapsed() - settled);
             Ok(CaptureOutput {
                 bytes,
                 content_type: "application/pdf",
@@ -165,9 +236,17 @@ async fn in_page(
                 stable: true,
                 clipped: false,
                 dialogs: Vec::new(),
+                warm: false,
+                timings,
             })
         }
-        Format::Png => shoot_png(page, spec, stability_timeout, max_pixels).await,
+        Format::Png => {
+            let mut out = shoot_png(page, spec, stability_timeout, max_pixels).await?;
+            timings.shoot = ms(start.elapsed() - settled);
+            timings.shots = out.timings.shots;
+            out.timings = timings;
+            Ok(out)
+        }
     }
 }
 
@@ -206,80 +285,9 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
                 p
             })
             .collect();
-        page.set_cookies(cookies).await?;
-    }
-    page.execute(SetLifecycleEventsEnabledParams::new(true)).await?;
-    Ok(())
-}
-
-/// Loads the page. A navigation that fails because the policy refused a host of its redirect
-/// chain says so (`url_not_allowed`), rather than what the browser made of the refusal.
-async fn navigate(
-    page: &Page,
-    spec: &CaptureSpec,
-    deadline: Instant,
-    refused: &Refused<'_>,
-) -> Result<(), CaptureError> {
-    let mut requests = page.event_listener::<EventRequestWillBeSent>().await?;
-    let r = load(page, spec, deadline).await;
-    if r.is_ok() {
-        return r;
-    }
-    // The main frame's documents: the URL and every redirect's target.
-    let main = page.mainframe().await.ok().flatten();
-    while let Some(Some(ev)) = requests.next().now_or_never() {
-        if ev.r#type == Some(ResourceType::Document) && ev.frame_id.is_some() && ev.frame_id == main {
-            let host = url::Url::parse(&ev.request.url).ok().and_then(|u| u.host_str().map(str::to_owned));
-            if let Some(policy) = host.as_deref().and_then(refused) {
-                return Err(CaptureError::Policy(policy));
-            }
-        }
-    }
-    r
-}
-
-async fn load(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<(), CaptureError> {
-    let mut events = page.event_listener::<EventLifecycleEvent>().await?;
-    let mut responses = page.event_listener::<EventResponseReceived>().await?;
-    let wanted = match spec.wait_until {
-        WaitUntil::Load => "load",
-        WaitUntil::Domcontentloaded => "DOMContentLoaded",
-        WaitUntil::Networkidle => "networkIdle",
-    };
-    let remaining = deadline.saturating_duration_since(Instant::now());
-    let nav = tokio::time::timeout(remaining, page.execute(NavigateParams::new(spec.url.to_string())))
-        .await
-        .map_err(|_| CaptureError::NavigationTimeout(spec.timeout))??;
-    if let Some(err) = &nav.result.error_text {
-        return Err(CaptureError::Navigation(err.clone()));
-    }
-    let frame = nav.result.frame_id.clone();
-    let loader = nav.result.loader_id.clone();
-    let wait = async {
-        while let Some(ev) = events.next().await {
-            let same_loader = loader.as_ref().is_none_or(|l| *l == ev.loader_id);
-            if ev.frame_id == frame && same_loader && ev.name == wanted {
-                return true;
-            }
-        }
-        false
-    };
-    match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
-        Ok(true) => {}
-        Ok(false) => return Err(CaptureError::BrowserGone),
-        Err(_) => return Err(CaptureError::NavigationTimeout(spec.timeout)),
-    }
-    // The main document's final response (after redirects), which Chromium reports before the
-    // page's lifecycle events: an error page is not a picture of the site.
-    while let Some(Some(r)) = responses.next().now_or_never() {
-        let same_loader = loader.as_ref().is_none_or(|l| *l == r.loader_id);
-        if r.r#type == ResourceType::Document && r.frame_id.as_ref() == Some(&frame) && same_loader {
-            if r.response.status >= 400 {
-                let text = r.response.status_text.clone();
-                return Err(CaptureError::HttpStatus { status: r.response.status as u16, text });
-            }
-            break;
-        }
+        // Straight to the protocol: chromiumoxide's `set_cookies` refuses any cookie while the
+        // tab shows `about:blank`, which a tab always does before its navigation.
+        page.execute(SetCookiesParams::new(cookies)).await?;
     }
     Ok(())
 }
@@ -333,9 +341,11 @@ async fn stabilise(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> 
     const step = Math.max(window.innerHeight, 200);
     const limit = Math.min(document.documentElement.scrollHeight, {max});
     for (let y = 0; y < limit; y += step) {{ window.scrollTo(0, y); await new Promise(r => requestAnimationFrame(() => r())); }}
-    window.scrollTo(0, 0);
   }}
-  const imgs = Array.from(document.images).filter(i => !i.complete);
+  window.scrollTo(0, 0);
+  // Images in the picture: a lazy image outside a viewport shot never loads.
+  const shown = i => {{ const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; }};
+  const imgs = Array.from(document.images).filter(i => !i.complete && ({full_page} || i.loading !== 'lazy' || shown(i)));
   await settle(Promise.all(imgs.map(i => new Promise(r => {{ i.onload = i.onerror = r; }}))), 5000);
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r())));
   return true;
@@ -421,7 +431,6 @@ async fn shoot_png(
     stability_timeout: Duration,
     max_pixels: u64,
 ) -> Result<CaptureOutput, CaptureError> {
-    let shot_started = Instant::now();
     // A popup the page opened is in front now, and a tab behind draws no frames: the
     // screenshot would wait for one until the capture times out.
     page.bring_to_front().await?;
@@ -437,7 +446,9 @@ async fn shoot_png(
         quality: None,
         clip: Some(Viewport { x: clip.x, y: clip.y, width: clip.width, height: clip.height, scale: 1.0 }),
         from_surface: Some(true),
-        capture_beyond_viewport: Some(true),
+        // Beyond the viewport only when the picture is: otherwise Chromium lays the page out
+        // again at the clip's size for every shot.
+        capture_beyond_viewport: Some(spec.full_page || spec.selector.is_some()),
         optimize_for_speed: Some(true),
     };
     let shoot = || async {
@@ -451,9 +462,11 @@ async fn shoot_png(
     // (and cannot claim it was stable).
     let until = Instant::now() + stability_timeout;
     let mut last = shoot().await?;
+    let mut shots = 1;
     let mut stable = false;
     while !stability_timeout.is_zero() {
         let next = shoot().await?;
+        shots += 1;
         if next == last {
             stable = true;
             break;
@@ -463,7 +476,6 @@ async fn shoot_png(
             break;
         }
     }
-    tracing::debug!(shot = ?shot_started.elapsed(), stable, "screenshot taken");
     let (width, height) = crate::diff::png_dimensions(&last, &crate::diff::Limits::default())
         .map_err(CaptureError::BadImage)?;
     Ok(CaptureOutput {
@@ -475,5 +487,7 @@ async fn shoot_png(
         stable,
         clipped,
         dialogs: Vec::new(),
+        warm: false,
+        timings: Timings { shots, ..Timings::default() },
     })
 }

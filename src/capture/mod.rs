@@ -9,6 +9,7 @@ pub mod document;
 pub mod egress;
 pub mod engine;
 pub mod error;
+mod load;
 pub mod policy;
 pub mod request;
 pub mod tab;
@@ -42,6 +43,8 @@ pub struct CaptureMetrics {
     pub duration: Family<Labels, Histogram, fn() -> Histogram>,
     /// Jobs by state, refreshed from the database when /metrics is scraped.
     pub jobs: Family<Labels, prometheus_client::metrics::gauge::Gauge>,
+    /// Successful captures by the tab they ran in: fresh, or warm (kept from the last capture).
+    pub tabs: Family<Labels, Counter>,
 }
 
 impl CaptureMetrics {
@@ -52,11 +55,14 @@ impl CaptureMetrics {
                 Histogram::new([0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 40.0, 80.0])
             }),
             jobs: Family::default(),
+            tabs: Family::default(),
         };
         registry.register("capture_jobs", "Capture jobs by state", m.jobs.clone());
         registry.register("capture_attempts", "Capture attempts by outcome", m.attempts.clone());
         crate::http::Metrics::seed(&m.attempts, "outcome", &["completed", "retried", "failed"]);
         registry.register("capture_duration_seconds", "Duration of successful captures", m.duration.clone());
+        registry.register("capture_tabs", "Successful captures by the tab they ran in", m.tabs.clone());
+        crate::http::Metrics::seed(&m.tabs, "tab", &["fresh", "warm"]);
         registry.register(
             "browser_launches",
             "Chromium launches (first start and relaunches)",

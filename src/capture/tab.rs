@@ -12,10 +12,12 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EnableParams as FetchEnableParams, EventRequestPaused, HeaderEntry,
     RequestPattern, RequestStage,
 };
+use chromiumoxide::cdp::browser_protocol::network::ClearBrowserCacheParams;
 use chromiumoxide::cdp::browser_protocol::page::{
-    AddScriptToEvaluateOnNewDocumentParams, DialogType, EventJavascriptDialogOpening,
-    HandleJavaScriptDialogParams,
+    AddScriptToEvaluateOnNewDocumentParams, DialogType, EventFrameNavigated, EventJavascriptDialogOpening,
+    HandleJavaScriptDialogParams, ResetNavigationHistoryParams,
 };
+use chromiumoxide::cdp::browser_protocol::storage::{ClearCookiesParams, ClearDataForOriginParams};
 use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, EventTargetCreated};
 use futures_util::StreamExt;
 
@@ -35,6 +37,164 @@ pub struct Dialog {
 pub(super) const MAX_DIALOGS: usize = 20;
 /// How long closing a capture's tabs may take before the browser is replaced instead.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long clearing a warm tab for its next capture may take; past it a fresh one is opened.
+const CLEAR_TIMEOUT: Duration = Duration::from_secs(5);
+/// Captures a warm tab serves before it is closed and a fresh one opened.
+const MAX_USES: u32 = 100;
+
+/// A capture's tab: a fresh browser context with one page, whose every connection goes through
+/// a proxy of its own ([`super::egress`]), and a watch that closes the tabs the page opens.
+///
+/// After a clean capture a worker may keep it *warm* for its next capture of the same origin
+/// (docs/capture.md, "Warm tabs"): the page is left for `about:blank`, and before it is used
+/// again the context's cookies, the origin's storage (service workers and caches included),
+/// its session storage and the HTTP cache are cleared. The renderer process, the context and
+/// the proxy are reused; a new renderer per capture was most of a capture's CPU time.
+pub struct Tab {
+    live: Arc<LiveBrowser>,
+    pub(super) proxy: super::egress::Proxy,
+    context: OpenContext,
+    pub(super) page: Page,
+    popups: Option<tokio::task::JoinHandle<()>>,
+    /// The origin of the last capture, once parked.
+    origin: Option<url::Origin>,
+    uses: u32,
+}
+
+impl Tab {
+    /// A fresh context and page, with a proxy for `policy`.
+    pub(super) async fn open(
+        live: &Arc<LiveBrowser>,
+        policy: super::egress::Policy,
+    ) -> Result<Tab, CaptureError> {
+        let proxy = super::egress::Proxy::start(policy).await.map_err(CaptureError::Egress)?;
+        let (ctx, page) = live.open_page(&proxy.url()).await?;
+        let popups = close_popups(live, ctx.clone()).await.ok();
+        let context = OpenContext { live: live.clone(), ctx: Some(ctx) };
+        Ok(Tab { live: live.clone(), proxy, context, page, popups, origin: None, uses: 0 })
+    }
+
+    /// Whether this tab was opened new for the capture in progress.
+    pub(super) fn is_fresh(&self) -> bool {
+        self.uses == 0
+    }
+
+    /// This warm tab, cleared for a capture of `url` in `live`; `None` when it cannot serve
+    /// (another origin or browser, worn out, or the clearing failed: it is closed).
+    pub(super) async fn reuse(mut self, live: &Arc<LiveBrowser>, url: &url::Url) -> Option<Tab> {
+        let fits = self.serves(live) && self.uses < MAX_USES && self.origin.as_ref() == Some(&url.origin());
+        if !fits {
+            self.close().await;
+            return None;
+        }
+        match tokio::time::timeout(CLEAR_TIMEOUT, self.clear(url)).await {
+            Ok(Ok(())) => {
+                self.proxy.resume();
+                self.uses += 1;
+                Some(self)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot clear a warm tab; opening a fresh one");
+                self.close().await;
+                None
+            }
+            Err(_) => {
+                tracing::debug!("clearing a warm tab timed out; opening a fresh one");
+                self.close().await;
+                None
+            }
+        }
+    }
+
+    /// Service workers (which could set cookies) go before the cookies; nothing reaches the
+    /// network meanwhile (the proxy is parked). The page must still be the blank it was left on.
+    async fn clear(&self, url: &url::Url) -> Result<(), chromiumoxide::error::CdpError> {
+        let here = self.page.url().await?;
+        if here.as_deref() != Some("about:blank") {
+            return Err(chromiumoxide::error::CdpError::msg(format!("the parked tab shows {here:?}")));
+        }
+        let origin = url.origin().ascii_serialization();
+        let ctx = self.context.ctx.clone();
+        self.page.execute(ClearDataForOriginParams::new(origin, "all")).await?;
+        self.live.browser.execute(ClearCookiesParams { browser_context_id: ctx }).await?;
+        self.page.execute(ClearBrowserCacheParams::default()).await?;
+        Ok(())
+    }
+
+    /// Keeps the tab for the next capture of `url`'s origin. The page leaves itself for
+    /// `about:blank`: a blank document of the same origin, so the renderer stays (a navigation
+    /// from here would start a new one) and the page's scripts and timers stop. There its
+    /// `window.name` and the tab's session storage are cleared (after the page's unload
+    /// handlers, and only a document of the origin can), the tab's history is reset, and the
+    /// proxy is parked: every connection cut, none made until the next capture. `None` when the
+    /// page did not end on the origin or any of that fails: the tab is closed.
+    pub(super) async fn park(mut self, url: &url::Url) -> Option<Tab> {
+        let origin = url.origin();
+        let leave = async {
+            let here = self.page.url().await?.and_then(|u| url::Url::parse(&u).ok()).map(|u| u.origin());
+            if here.as_ref() != Some(&origin) || self.live.is_condemned() {
+                return Ok(false);
+            }
+            let mut navigated = self.page.event_listener::<EventFrameNavigated>().await?;
+            self.page.evaluate_expression("location.replace('about:blank')").await?;
+            let mut blank = false;
+            while let Some(ev) = navigated.next().await {
+                if ev.frame.parent_id.is_none() && ev.frame.url == "about:blank" {
+                    blank = true;
+                    break;
+                }
+            }
+            if !blank {
+                return Ok(false);
+            }
+            self.page.evaluate_expression("window.name = ''; sessionStorage.clear(); true").await?;
+            self.page.execute(ResetNavigationHistoryParams::default()).await?;
+            Ok::<_, chromiumoxide::error::CdpError>(true)
+        };
+        match tokio::time::timeout(CLOSE_TIMEOUT, leave).await {
+            Ok(Ok(true)) => {
+                self.proxy.park();
+                self.origin = Some(origin);
+                Some(self)
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot keep the tab warm");
+                self.close().await;
+                None
+            }
+            _ => {
+                self.close().await;
+                None
+            }
+        }
+    }
+
+    /// Whether the tab's browser is still one to capture with (alive, not condemned, and `live`).
+    pub(super) fn serves(&self, live: &Arc<LiveBrowser>) -> bool {
+        Arc::ptr_eq(&self.live, live) && live.is_alive() && !live.is_condemned()
+    }
+
+    /// The browser this tab lives in.
+    pub(super) fn browser(&self) -> &Arc<LiveBrowser> {
+        &self.live
+    }
+
+    /// Closes the context (every tab in it) and then the proxy with its connections.
+    pub(super) async fn close(mut self) {
+        if let Some(task) = self.popups.take() {
+            task.abort();
+        }
+        self.context.close().await;
+    }
+}
+
+impl Drop for Tab {
+    fn drop(&mut self) {
+        if let Some(task) = self.popups.take() {
+            task.abort();
+        }
+    }
+}
 /// A capture's browser context, closed on every path: awaited by [`OpenContext::close`], or
 /// in the background if the capture's future is dropped.
 pub(super) struct OpenContext {
@@ -45,7 +205,7 @@ pub(super) struct OpenContext {
 impl OpenContext {
     /// Disposes the context, which closes every target in it. A browser that cannot do that in
     /// time is replaced: a tab it could not close may still be running.
-    pub(super) async fn close(mut self) {
+    pub(super) async fn close(&mut self) {
         let Some(ctx) = self.ctx.take() else { return };
         if !self.live.is_alive() {
             return;
@@ -83,11 +243,15 @@ impl Drop for OpenContext {
 /// Answers every JavaScript dialog at once (an `alert` would otherwise stop the page until the
 /// capture times out) and records it; `window.print` does nothing.
 pub(super) async fn dismiss_dialogs(
-    page: &Page,
+    tab: &Tab,
     seen: Arc<std::sync::Mutex<Vec<Dialog>>>,
 ) -> Result<tokio::task::JoinHandle<()>, CaptureError> {
+    let page = &tab.page;
     let mut opened = page.event_listener::<EventJavascriptDialogOpening>().await?;
-    page.execute(AddScriptToEvaluateOnNewDocumentParams::new("window.print = () => {};")).await?;
+    if tab.is_fresh() {
+        // Once per tab: it stays for every later document.
+        page.execute(AddScriptToEvaluateOnNewDocumentParams::new("window.print = () => {};")).await?;
+    }
     let page = page.clone();
     Ok(tokio::spawn(async move {
         while let Some(ev) = opened.next().await {
@@ -166,7 +330,7 @@ pub(super) async fn send_secrets_to_origin(
 /// popup is not part of the picture, a dialog in it would stop the page's shared renderer, and
 /// in front it would stop the page from drawing. Its connections went through the capture's
 /// proxy for as long as it lived.
-pub(super) async fn close_popups(
+async fn close_popups(
     live: &Arc<LiveBrowser>,
     ctx: BrowserContextId,
 ) -> Result<tokio::task::JoinHandle<()>, CaptureError> {

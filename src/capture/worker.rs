@@ -34,6 +34,8 @@ pub struct Worker {
     pub blobs: BlobStore,
     pub service: Arc<CaptureService>,
     pub settings: Arc<WorkerSettings>,
+    /// The tab kept from the last capture (docs/capture.md, "Warm tabs").
+    pub warm: Arc<std::sync::Mutex<Option<super::tab::Tab>>>,
 }
 
 /// Backoff before attempt `n + 1` after `n` failed attempts: 2 s, 4 s, 8 s … capped at 5 min.
@@ -48,14 +50,21 @@ impl Worker {
     /// Runs until `stop`: claims jobs, wakes when one is queued.
     pub async fn run(self, stop: watch::Receiver<bool>) {
         let wake = self.service.jobs_ready.clone();
-        queue::run(self, Pacing::new(POLL, TROUBLE), Some(wake), stop).await
+        let slot = self.warm.clone();
+        queue::run(self, Pacing::new(POLL, TROUBLE), Some(wake), stop).await;
+        // Before the pool closes the browser: the warm tab holds it.
+        let warm = slot.lock().expect("not poisoned").take();
+        if let Some(tab) = warm {
+            tab.close().await;
+        }
     }
 
     /// Longer than the hard timeout (a live worker never loses its job), short enough that a
     /// dead worker's job comes back soon.
     fn lease(&self) -> Duration {
         let job_timeout = self.settings.config.capture.job_timeout;
-        job_timeout + job_timeout.min(Duration::from_secs(30))
+        // At least 15 s past it: a capture's tabs may take 5 s to close, 10 s for a warm tab.
+        job_timeout + job_timeout.clamp(Duration::from_secs(15), Duration::from_secs(30))
     }
 }
 
@@ -78,6 +87,14 @@ impl QueueWorker for Worker {
 
     async fn idle(&self) {
         self.expire_abandoned().await;
+        // A warm tab of a browser that was replaced would keep that browser running.
+        let warm = self.warm.lock().expect("not poisoned").take();
+        if let Some(tab) = warm {
+            match self.service.pool.is_current(tab.browser()).await {
+                true => *self.warm.lock().expect("not poisoned") = Some(tab),
+                false => tab.close().await,
+            }
+        }
     }
 }
 
@@ -211,11 +228,19 @@ impl Worker {
             max_pixels: capture.max_pixels,
             deadline: capture.job_timeout,
         };
-        let out = super::engine::capture(&live, &spec, capture.stability_timeout, &limits).await?;
+        // The tab this worker kept from its last capture, if any: taken for this one, and what
+        // this capture leaves is kept for the next.
+        let mut warm = self.warm.lock().expect("not poisoned").take();
+        let slot = capture.warm_tabs.then_some(&mut warm);
+        let out = super::engine::capture(&live, &spec, capture.stability_timeout, &limits, slot).await;
+        *self.warm.lock().expect("not poisoned") = warm;
+        let out = out?;
         drop(live);
         let captured = t.elapsed();
         let bytes = out.bytes;
         let size = bytes.len() as i64;
+        let tab = if out.warm { "warm" } else { "fresh" };
+        self.service.metrics.tabs.get_or_create(&vec![("tab".into(), tab.into())]).inc();
         let sha256 = self.blobs.put(bytes).await?;
         let asset = Asset {
             id: AssetId::new(),
@@ -228,7 +253,18 @@ impl Worker {
             created_at: Timestamp::now(),
         };
         self.store.insert_asset(&asset).await?;
-        tracing::debug!(?captured, stored = ?t.elapsed(), "capture stored");
+        let timings = &out.timings;
+        tracing::debug!(
+            open = timings.open,
+            emulate = timings.emulate,
+            load = timings.load,
+            settle = timings.settle,
+            shoot = timings.shoot,
+            shots = timings.shots,
+            close = timings.close,
+            store = (t.elapsed() - captured).as_millis() as u64,
+            "capture timings (ms)"
+        );
         Ok((
             asset.id,
             StoredResult {

@@ -35,6 +35,10 @@ pub struct CaptureArgs {
     /// Chromium binary (default: $CHROME_PATH, then chromium… on PATH).
     #[arg(long)]
     pub chromium: Option<PathBuf>,
+    /// Also print where the time went: opening the tab, emulation, loading, settling, each
+    /// screenshot, closing (milliseconds).
+    #[arg(long)]
+    pub timings: bool,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -112,7 +116,7 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
         deadline: spec.timeout + std::time::Duration::from_secs(30),
     };
     let result =
-        crate::capture::engine::capture(&live, &spec, std::time::Duration::from_secs(5), &limits).await;
+        crate::capture::engine::capture(&live, &spec, std::time::Duration::from_secs(5), &limits, None).await;
     let took = shot.elapsed();
     drop(live);
     pool.shutdown().await;
@@ -133,5 +137,20 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
         if out.clipped { ", clipped at max height" } else { "" },
         args.output.display()
     );
+    if args.timings {
+        let t = &out.timings;
+        println!(
+            "timings (ms): browser start {}, open {}, emulate {}, load {}, settle {}, shoot {} ({} shot{}), close {}",
+            launched.as_millis(),
+            t.open,
+            t.emulate,
+            t.load,
+            t.settle,
+            t.shoot,
+            t.shots,
+            if t.shots == 1 { "" } else { "s" },
+            t.close
+        );
+    }
     Ok(())
 }

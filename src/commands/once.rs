@@ -139,12 +139,16 @@ async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<Vec<
     Ok(runs)
 }
 
-/// Polls each run until it has a verdict (or the pass times out), showing progress: a line per
-/// verdict, and a counter that stays on a terminal. How many were judged.
+/// Polls the runs in order until each has a verdict (or the pass times out), showing progress:
+/// a line per verdict, and a counter that stays on a terminal. How many were judged.
 async fn wait_for_verdicts(daemon: &Daemon, runs: &mut [Tracked], started: Instant) -> anyhow::Result<usize> {
     let (total, tty) = (runs.len(), std::io::stderr().is_terminal());
-    let mut done = 0;
+    let (mut done, mut round) = (0, 0u32);
     while done < total && started.elapsed() < PASS_TIMEOUT {
+        // Every few rounds, and the last, look at every run: one that never ends must not hide
+        // the verdicts of the runs behind it.
+        round += 1;
+        let sweep = round % 8 == 0 || started.elapsed() + Duration::from_secs(1) >= PASS_TIMEOUT;
         for run in runs.iter_mut().filter(|r| r.view.is_none()) {
             let url = format!("{}/api/runs/{}", daemon.base, run.id);
             let view: Value = daemon
@@ -156,8 +160,13 @@ async fn wait_for_verdicts(daemon: &Daemon, runs: &mut [Tracked], started: Insta
                 .json()
                 .await
                 .unwrap_or_default();
+            // Runs end roughly in the order they started: the rest of the round waits for the
+            // next (polling every pending run of a large pass costs the daemon real CPU).
             if view["verdict"].is_null() {
-                continue;
+                match sweep {
+                    true => continue,
+                    false => break,
+                }
             }
             done += 1;
             let ratio =

@@ -303,9 +303,11 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
     });
     let page_memory =
         or_default(ctx, f, "page_memory", 1 << 30, |ctx, n, p| size(ctx, n, p, 128 << 20, 64 << 30));
+    let warm_tabs = or_default(ctx, f, "warm_tabs", true, values::boolean);
     f.finish(
         ctx,
         &[
+            "warm_tabs",
             "max_pixels",
             "page_memory",
             "max_queued",
@@ -337,6 +339,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
         max_queued: max_queued?,
         max_pixels: max_pixels?,
         page_memory: page_memory?,
+        warm_tabs: warm_tabs?,
     })
 }
 

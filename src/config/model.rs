@@ -140,6 +140,8 @@ pub struct CaptureConfig {
     pub max_pixels: u64,
     /// Resident memory one page's renderer process may use before it is killed.
     pub page_memory: u64,
+    /// A worker keeps its tab for its next capture of the same origin (docs/capture.md).
+    pub warm_tabs: bool,
 }
 
 #[derive(Debug, Clone)]

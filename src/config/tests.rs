@@ -283,3 +283,13 @@ fn run_deadline_must_outlast_every_capture_attempt() {
     .unwrap();
     assert_eq!(c.capture.run_deadline, Duration::from_secs(300));
 }
+
+#[test]
+fn warm_tabs_are_on_unless_turned_off() {
+    let base = "monitors:\n  - name: home\n    url: https://example.com/\n";
+    assert!(parse(base, "m.yaml", &no_env).unwrap().capture.warm_tabs);
+    let off = format!("capture:\n  warm_tabs: false\n{base}");
+    assert!(!parse(&off, "m.yaml", &no_env).unwrap().capture.warm_tabs);
+    let bad = errors(&format!("capture:\n  warm_tabs: 3\n{base}"));
+    assert!(bad.iter().any(|e| e.contains("capture.warm_tabs")), "{bad:?}");
+}

@@ -398,7 +398,9 @@ impl Processor {
         url: &str,
         reported_masks: &[Region],
     ) -> Result<RunOutcome, ProcessError> {
+        let started = std::time::Instant::now();
         let png = self.fetch(url).await?;
+        let fetched = started.elapsed();
         let monitor = self.monitors.find(&run.monitor);
         let monitor = monitor.as_ref();
         let Some(baseline) = self.store.current_baseline(&run.monitor, &run.viewport).await? else {
@@ -448,11 +450,19 @@ impl Processor {
             Ok(r) => r,
             Err(e) => return Ok(RunOutcome { baseline_sha256: Some(baseline.sha256), ..unusable(&e) }),
         };
+        let compared = started.elapsed();
         let sha = self.put(png).await?;
         let diff_sha = match diff_png {
             Some(d) => Some(self.put(d).await?),
             None => None,
         };
+        tracing::debug!(
+            run = %run.id,
+            fetch = fetched.as_millis() as u64,
+            compare = (compared - fetched).as_millis() as u64,
+            store = (started.elapsed() - compared).as_millis() as u64,
+            "judge timings (ms)"
+        );
         let threshold = monitor.map(|m| m.threshold).unwrap_or(crate::config::Threshold {
             ratio: Some(crate::config::DEFAULT_THRESHOLD_RATIO),
             max_diff_pixels: None,

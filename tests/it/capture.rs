@@ -282,6 +282,94 @@ async fn animations_and_the_caret_do_not_change_the_picture() {
     assert!(docs.iter().all(|d| d["stable"] == true));
 }
 
+/// `networkidle` waits for a request the page starts after its load event (vigil tracks the
+/// page's requests itself, with a quiet window shorter than Chromium's 500 ms); a lazy image
+/// outside a viewport shot, which never loads, is not waited for.
+#[tokio::test]
+async fn networkidle_waits_for_a_request_started_after_load() {
+    let site = TestSite::start().await;
+    site.set(
+        "late",
+        "<html><body style='margin:0;background:#ffffff'>\
+         <img loading='lazy' src='/hang' style='margin-top:3000px' width='10' height='10'>\
+         <script>addEventListener('load', () => setTimeout(() => fetch('/page/slow')\
+         .then(() => { document.body.style.background = 'rgb(0,0,255)'; }), 50));</script></body></html>",
+    );
+    let receiver = TestReceiver::start().await;
+    let app = spawn().await;
+    let body = json!({"url": site.url("late"), "viewport": {"width": 320, "height": 200}, "full_page": false,
+                      "wait_until": "networkidle", "webhook_url": receiver.url});
+    assert_eq!(submit(&app, body).await.status(), 202);
+    let hooks = received(&receiver, 1).await;
+    let doc: Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(doc["status"], "completed", "{doc}");
+    let png = app.client.get(doc["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(site.hits("slow"), 1);
+    assert_eq!(pixel(&png, 10, 10), [0, 0, 255, 255], "the page after its late request");
+    assert_eq!(doc["stable"], true);
+}
+
+/// A worker keeps its tab for its next capture of the same origin ("warm tabs"), and nothing a
+/// page left — cookies (its own and the monitor's), local and session storage (also written as
+/// it is left), `window.name` — reaches the next capture. A page that opened a dialog does not leave its tab to anyone.
+#[tokio::test]
+async fn a_warm_tab_keeps_nothing_of_the_previous_capture() {
+    let site = TestSite::start().await;
+    // Green when the page finds nothing of an earlier visit, red otherwise, and a blue band at
+    // the bottom when the monitor's cookie came with it; then it leaves all it can.
+    site.set(
+        "state",
+        "<html><body style='margin:0'><div id=b style='position:absolute;top:150px;height:50px;width:100%'></div><script>\
+         const found = document.cookie.includes('left=') || localStorage.getItem('left')\
+           || sessionStorage.getItem('left') || window.name === 'left';\
+         document.body.style.background = found ? 'rgb(255,0,0)' : 'rgb(0,255,0)';\
+         document.getElementById('b').style.background = document.cookie.includes('given=') ? 'rgb(0,0,255)' : 'rgb(255,255,255)';\
+         document.cookie = 'left=1; max-age=3600'; localStorage.setItem('left', '1');\
+         sessionStorage.setItem('left', '1'); window.name = 'left';\
+         addEventListener('pagehide', () => sessionStorage.setItem('left', '1'));</script></body></html>",
+    );
+    site.set("alerting", "<html><body><script>alert('hello')</script></body></html>");
+    let receiver = TestReceiver::start().await;
+    let app = TestApp::spawn(Backend::Sqlite, &config("").replace("workers: 2", "workers: 1")).await;
+    let mut docs = Vec::new();
+    for (i, (page, cookies)) in [
+        ("state", json!([{"name": "given", "value": "1"}])),
+        ("state", json!([])),
+        ("alerting", json!([])),
+        ("state", json!([])),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = json!({"url": site.url(page), "viewport": {"width": 320, "height": 200}, "cookies": cookies,
+                          "wait_until": "load", "webhook_url": receiver.url});
+        assert_eq!(submit(&app, body).await.status(), 202);
+        let hooks = received(&receiver, i + 1).await;
+        let doc: Value = serde_json::from_slice(&hooks[i].body).unwrap();
+        assert_eq!(doc["status"], "completed", "{doc}");
+        docs.push(doc);
+    }
+    for i in [0, 1, 3] {
+        let png = app
+            .client
+            .get(docs[i]["asset_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(pixel(&png, 10, 10), [0, 255, 0, 255], "capture {i} found state an earlier capture left");
+        // Only the first capture was given the cookie.
+        let band = if i == 0 { [0, 0, 255, 255] } else { [255, 255, 255, 255] };
+        assert_eq!(pixel(&png, 10, 170), band, "capture {i}: the monitor's cookie");
+    }
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    // 1 fresh; 2 and 3 warm; 3 opened a dialog, so 4 is fresh again.
+    assert!(metrics.contains(r#"vigil_capture_tabs_total{tab="warm"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"vigil_capture_tabs_total{tab="fresh"} 2"#), "{metrics}");
+}
+
 #[tokio::test]
 async fn deliveries_retry_until_accepted_and_stop_on_410() {
     let site = TestSite::start().await;

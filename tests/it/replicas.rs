@@ -265,7 +265,7 @@ async fn three_replicas_on_one_database_and_one_bucket_account_for_every_tick() 
     // waiting for its lease) is recorded as skipped; nothing else skips.
     let skipped = rows(&url, "SELECT error FROM runs WHERE verdict = 'skipped'").await;
     assert!(skipped.iter().all(|e| e.contains("previous_run_pending")), "{skipped:?}");
-    // Its jobs were taken over and finished by the others, within one lease (a job's is 16 s
+    // Its jobs were taken over and finished by the others, within one lease (a job's is 23 s
     // here, a claimed result's 60 s) and the time to judge.
     let list = orphaned.iter().map(|j| format!("'{j}'")).collect::<Vec<_>>().join(", ");
     let finished = rows(

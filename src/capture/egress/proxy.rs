@@ -35,18 +35,25 @@ struct Shared {
     refused: Mutex<Vec<(String, PolicyError)>>,
     /// Connections refused, for one log line per capture rather than one per request.
     refusals: std::sync::atomic::AtomicUsize,
-    /// The accept loop, the connections and the tunnels.
+    /// The accept loop.
     tasks: Mutex<JoinSet<()>>,
+    /// The connections and the tunnels.
+    connections: Mutex<JoinSet<()>>,
+    /// Between two captures of a warm tab: nothing goes through.
+    parked: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
     fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
-        let mut tasks = self.tasks.lock().expect("not poisoned");
+        let mut tasks = self.connections.lock().expect("not poisoned");
         while tasks.try_join_next().is_some() {}
         tasks.spawn(task);
     }
 
     async fn connect(&self, host: &str, port: u16) -> Result<TcpStream, Response<Body>> {
+        if self.parked.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(plain(StatusCode::SERVICE_UNAVAILABLE, "the capture ended"));
+        }
         match self.policy.connect(host, port).await {
             Ok(stream) => Ok(stream),
             Err(ConnectError::Refused(e)) => {
@@ -75,9 +82,11 @@ impl Proxy {
             refused: Mutex::new(Vec::new()),
             refusals: Default::default(),
             tasks: Mutex::new(JoinSet::new()),
+            connections: Mutex::new(JoinSet::new()),
+            parked: Default::default(),
         });
         let weak = Arc::downgrade(&shared);
-        shared.spawn(async move {
+        shared.tasks.lock().expect("not poisoned").spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let Some(shared) = weak.upgrade() else { break };
                 let _ = stream.set_nodelay(true);
@@ -101,6 +110,25 @@ impl Proxy {
             .map(|(_, e)| e.clone())
     }
 
+    /// Between two captures of a warm tab: every connection and tunnel is cut, and none is
+    /// made until [`Proxy::resume`] (what the parked page or its workers still send fails).
+    pub fn park(&self) {
+        self.shared.parked.store(true, std::sync::atomic::Ordering::Release);
+        self.shared.connections.lock().expect("not poisoned").abort_all();
+    }
+
+    /// Lets connections through again, with the count of refusals started again.
+    pub fn resume(&self) {
+        self.forget_refusals();
+        self.shared.parked.store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Starts the count of refusals again, for the next capture through this proxy.
+    fn forget_refusals(&self) {
+        self.shared.refused.lock().expect("not poisoned").clear();
+        self.shared.refusals.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// How many connections were refused, and the first refusal.
     pub fn refusals(&self) -> (usize, Option<PolicyError>) {
         let first = self.shared.refused.lock().expect("not poisoned").first().map(|(_, e)| e.clone());
@@ -111,6 +139,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         self.shared.tasks.lock().expect("not poisoned").abort_all();
+        self.shared.connections.lock().expect("not poisoned").abort_all();
         LIVE_PROXIES.lock().expect("not poisoned").retain(|p| *p != self.addr.port());
     }
 }
