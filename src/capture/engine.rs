@@ -98,7 +98,7 @@ pub struct Containment {
 
 const FREEZE_CSS: &str = "*,*::before,*::after{animation-delay:0s!important;animation-duration:0s!important;\
 animation-iteration-count:1!important;transition:none!important;caret-color:transparent!important;\
-scroll-behavior:auto!important}";
+scroll-behavior:auto!important}*:focus,*:focus-visible{outline:none!important}";
 
 /// Captures `spec` in a browser context whose connections all go through a proxy of its own
 /// ([`super::egress`]): a fresh one, or `warm` — the tab this worker kept from its last capture
@@ -348,6 +348,11 @@ async fn stabilise(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> 
   const imgs = Array.from(document.images).filter(i => !i.complete && ({full_page} || i.loading !== 'lazy' || shown(i)));
   await settle(Promise.all(imgs.map(i => new Promise(r => {{ i.onload = i.onerror = r; }}))), 5000);
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r())));
+  // Autofocus happens at a rendering update, which may come after the blur above.
+  if (document.activeElement && document.activeElement !== document.body && document.activeElement.blur) {{
+    document.activeElement.blur();
+    await new Promise(r => requestAnimationFrame(() => r()));
+  }}
   return true;
 }})()"#,
         css = js_string(&css),

@@ -370,6 +370,31 @@ async fn a_warm_tab_keeps_nothing_of_the_previous_capture() {
     assert!(metrics.contains(r#"vigil_capture_tabs_total{tab="fresh"} 2"#), "{metrics}");
 }
 
+/// A field that takes the focus late (an `autofocus` processed after vigil's blur, or a
+/// script's `focus()` in a later frame) looks the same as one that never had it: no focus ring.
+#[tokio::test]
+async fn a_late_focus_does_not_change_the_picture() {
+    let site = TestSite::start().await;
+    let page = |script: &str| {
+        format!(
+            "<html><body style='margin:10px'><input id=q value='search' style='width:200px'>\
+             <script>{script}</script></body></html>"
+        )
+    };
+    site.set("plain", &page(""));
+    site.set("focused", &page("addEventListener('load', () => setTimeout(() => q.focus(), 150));"));
+    let receiver = TestReceiver::start().await;
+    let app = spawn().await;
+    for name in ["plain", "focused"] {
+        let body = json!({"url": site.url(name), "viewport": {"width": 320, "height": 100}, "wait_until": "load",
+                          "webhook_url": receiver.url});
+        assert_eq!(submit(&app, body).await.status(), 202);
+    }
+    let hooks = received(&receiver, 2).await;
+    let docs: Vec<Value> = hooks.iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
+    assert_eq!(docs[0]["sha256"], docs[1]["sha256"], "{docs:?}");
+}
+
 #[tokio::test]
 async fn deliveries_retry_until_accepted_and_stop_on_410() {
     let site = TestSite::start().await;
