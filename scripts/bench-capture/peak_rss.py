@@ -11,21 +11,8 @@ import subprocess
 import sys
 import time
 
-
-def children(pid):
-    """Children of every thread of `pid` (a child belongs to the thread that spawned it)."""
-    out = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out.extend(int(p) for p in f.read().split())
-        except OSError:
-            pass
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "bench-cycle"))
+from measure import children  # noqa: E402 (the tree walk is shared)
 
 
 def rss_kib(pid):

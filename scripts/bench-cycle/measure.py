@@ -17,7 +17,6 @@ import sys
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
-ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def children(pid):
@@ -60,27 +59,33 @@ def cpu_children():
     return r.ru_utime + r.ru_stime
 
 
-label, cmd = sys.argv[1], sys.argv[2:]
-cpu0, t0 = cpu_children(), time.monotonic()
-proc = subprocess.Popen(cmd)
-peak = 0
-while proc.poll() is None:
-    peak = max(peak, sum(pss_kib(p) for p in tree(proc.pid)))
-    time.sleep(0.2)
-wall = time.monotonic() - t0
-# Orphans (a browser its parent did not wait for) were handed to this process: give them a
-# moment to end, then end them, and collect their CPU time.
-deadline = time.monotonic() + 10
-while True:
-    try:
-        pid, _ = os.waitpid(-1, os.WNOHANG)
-    except ChildProcessError:
-        break
-    if pid == 0:
-        if time.monotonic() > deadline:
-            for p in children(os.getpid()):
-                os.kill(p, signal.SIGKILL)
-        time.sleep(0.05)
-cpu = cpu_children() - cpu0
-print(json.dumps({"measure": label, "exit": proc.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-                  "peak_pss_mib": round(peak / 1024)}), flush=True)
+def main():
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    label, cmd = sys.argv[1], sys.argv[2:]
+    cpu0, t0 = cpu_children(), time.monotonic()
+    proc = subprocess.Popen(cmd)
+    peak = 0
+    while proc.poll() is None:
+        peak = max(peak, sum(pss_kib(p) for p in tree(proc.pid)))
+        time.sleep(0.2)
+    wall = time.monotonic() - t0
+    # Orphans (a browser its parent did not wait for) were handed to this process: give them a
+    # moment to end, then end them, and collect their CPU time.
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            if time.monotonic() > deadline:
+                for p in children(os.getpid()):
+                    os.kill(p, signal.SIGKILL)
+            time.sleep(0.05)
+    cpu = cpu_children() - cpu0
+    print(json.dumps({"measure": label, "exit": proc.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                      "peak_pss_mib": round(peak / 1024)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,4 +1,5 @@
-//! One capture in a fresh browser context: emulate, navigate, wait, stabilise, shoot.
+//! One capture in a browser context of its own (fresh, or the worker's warm tab of the same
+//! origin, cleared: [`Tab`]): emulate, navigate, wait, stabilise, shoot.
 //!
 //! Stability: CSS that stops animations, transitions and the caret; finite Web Animations
 //! finished and infinite ones cancelled; fonts and images awaited (a full page is scrolled through
@@ -54,7 +55,7 @@ pub struct CaptureOutput {
 /// worker's `capture timings` debug line; docs/benchmarks.md).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Timings {
-    /// The capture's proxy, browser context and tab.
+    /// The capture's proxy, browser context and tab; for a warm tab, checking and clearing it.
     pub open: u64,
     /// Viewport, media features, user agent, cookies.
     pub emulate: u64,
@@ -67,7 +68,7 @@ pub struct Timings {
     pub shoot: u64,
     /// Screenshots taken.
     pub shots: u32,
-    /// Closing the context and its tabs.
+    /// Closing the context and its tabs, or parking a warm tab.
     pub close: u64,
 }
 

@@ -35,8 +35,8 @@ pub struct CaptureArgs {
     /// Chromium binary (default: $CHROME_PATH, then chromium… on PATH).
     #[arg(long)]
     pub chromium: Option<PathBuf>,
-    /// Also print where the time went: opening the tab, emulation, loading, settling, each
-    /// screenshot, closing (milliseconds).
+    /// Also print where the time went: opening the tab, emulation, loading, settling, the
+    /// screenshots (and how many), closing (milliseconds).
     #[arg(long)]
     pub timings: bool,
 }

@@ -1,6 +1,7 @@
 //! A capture's forward proxy: plain-HTTP requests in absolute form, each forwarded on a fresh
 //! connection, and CONNECT tunnels (TLS, WebSockets), every one connected through the
-//! [`Policy`]. It lives as long as its capture.
+//! [`Policy`]. It lives as long as its tab (one capture, or a warm tab's captures; parked,
+//! it lets nothing through).
 
 use std::convert::Infallible;
 use std::future::Future;
