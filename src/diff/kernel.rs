@@ -391,6 +391,12 @@ fn gray_value(alpha: f64, p: [u8; 4]) -> u8 {
 
 /// `antialiased()`: is the pixel at (x1, y1) of `img` likely part of anti-aliasing? Based on
 /// "Anti-aliased Pixel and Intensity Slope Detector" (V. Vysniauskas, 2009).
+///
+/// pixelmatch returns `false` as soon as three neighbours have a brightness delta of 0 (image
+/// borders count as one), and a neighbour with exactly the centre's RGBA has a delta of 0. So a
+/// count of exactly equal neighbours, taken with word compares, settles most pixels (all of a
+/// flat area) without arithmetic; the rest go through pixelmatch's loop in its order (column by
+/// column), which decides ties between equal minima or maxima.
 fn antialiased<A: Algo>(
     img: &[u8],
     x1: usize,
@@ -400,12 +406,15 @@ fn antialiased<A: Algo>(
     a: &[u8],
     b: &[u8],
 ) -> bool {
+    if has_many_siblings(img, x1, y1, width, height) {
+        return false;
+    }
     let x0 = x1.saturating_sub(1);
     let y0 = y1.saturating_sub(1);
     let x2 = (x1 + 1).min(width - 1);
     let y2 = (y1 + 1).min(height - 1);
     let pos4 = (y1 * width + x1) * 4;
-    let center = px(img, y1 * width + x1);
+    let center = word(img, y1 * width + x1);
     let mut zeroes = u32::from(x1 == x0 || x1 == x2 || y1 == y0 || y1 == y2);
     let (mut min, mut max) = (0.0f64, 0.0f64);
     let (mut min_x, mut min_y, mut max_x, mut max_y) = (0, 0, 0, 0);
@@ -414,7 +423,9 @@ fn antialiased<A: Algo>(
             if x == x1 && y == y1 {
                 continue;
             }
-            let delta = A::brightness(center, px(img, y * width + x), pos4);
+            let n = word(img, y * width + x);
+            let delta =
+                if n == center { 0.0 } else { A::brightness(center.to_ne_bytes(), n.to_ne_bytes(), pos4) };
             if delta == 0.0 {
                 zeroes += 1;
                 if zeroes > 2 {
@@ -439,25 +450,149 @@ fn antialiased<A: Algo>(
             && has_many_siblings(b, max_x, max_y, width, height))
 }
 
+/// The pixel at index `i` as one native-endian word (equality only; bytes via `to_ne_bytes`).
+#[inline]
+fn word(buf: &[u8], i: usize) -> u32 {
+    let p = i * 4;
+    u32::from_ne_bytes(buf[p..p + 4].try_into().expect("4 bytes"))
+}
+
+/// Three consecutive pixels starting at index `i`.
+#[inline]
+fn words3(buf: &[u8], i: usize) -> (u32, u32, u32) {
+    let p = i * 4;
+    let s = &buf[p..p + 12];
+    let w = |o: usize| u32::from_ne_bytes([s[o], s[o + 1], s[o + 2], s[o + 3]]);
+    (w(0), w(4), w(8))
+}
+
 /// `hasManySiblings()`: does the pixel have 3+ adjacent pixels of exactly the same RGBA
-/// (image borders count as one)?
+/// (image borders count as one)? The answer does not depend on the order of the neighbours,
+/// so inside the image all eight are compared at once, without branches.
+#[inline]
 fn has_many_siblings(img: &[u8], x1: usize, y1: usize, width: usize, height: usize) -> bool {
+    if x1 == 0 || y1 == 0 || x1 + 1 >= width || y1 + 1 >= height {
+        return has_many_siblings_at_border(img, x1, y1, width, height);
+    }
+    let i = y1 * width + x1;
+    let val = word(img, i);
+    let (n0, n1, n2) = words3(img, i - width - 1);
+    let (n3, _, n4) = words3(img, i - 1);
+    let (n5, n6, n7) = words3(img, i + width - 1);
+    let eq = |n: u32| u32::from(n == val);
+    eq(n0) + eq(n1) + eq(n2) + eq(n3) + eq(n4) + eq(n5) + eq(n6) + eq(n7) > 2
+}
+
+/// [`has_many_siblings`] on the image's edge, as pixelmatch writes it.
+fn has_many_siblings_at_border(img: &[u8], x1: usize, y1: usize, width: usize, height: usize) -> bool {
     let x0 = x1.saturating_sub(1);
     let y0 = y1.saturating_sub(1);
     let x2 = (x1 + 1).min(width - 1);
     let y2 = (y1 + 1).min(height - 1);
-    let val = px(img, y1 * width + x1);
+    let val = word(img, y1 * width + x1);
     let mut zeroes = u32::from(x1 == x0 || x1 == x2 || y1 == y0 || y1 == y2);
     for x in x0..=x2 {
         for y in y0..=y2 {
             if x == x1 && y == y1 {
                 continue;
             }
-            zeroes += u32::from(val == px(img, y * width + x));
+            zeroes += u32::from(val == word(img, y * width + x));
             if zeroes > 2 {
                 return true;
             }
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// pixelmatch's `antialiased`, line by line, without the shortcuts above.
+    fn antialiased_as_written<A: Algo>(
+        img: &[u8],
+        x1: usize,
+        y1: usize,
+        w: usize,
+        h: usize,
+        a: &[u8],
+        b: &[u8],
+    ) -> bool {
+        let (x0, y0) = (x1.saturating_sub(1), y1.saturating_sub(1));
+        let (x2, y2) = ((x1 + 1).min(w - 1), (y1 + 1).min(h - 1));
+        let pos4 = (y1 * w + x1) * 4;
+        let mut zeroes = u32::from(x1 == x0 || x1 == x2 || y1 == y0 || y1 == y2);
+        let (mut min, mut max) = (0.0f64, 0.0f64);
+        let (mut min_x, mut min_y, mut max_x, mut max_y) = (0, 0, 0, 0);
+        for x in x0..=x2 {
+            for y in y0..=y2 {
+                if x == x1 && y == y1 {
+                    continue;
+                }
+                let delta = A::brightness(px(img, y1 * w + x1), px(img, y * w + x), pos4);
+                if delta == 0.0 {
+                    zeroes += 1;
+                    if zeroes > 2 {
+                        return false;
+                    }
+                } else if delta < min {
+                    (min, min_x, min_y) = (delta, x, y);
+                } else if delta > max {
+                    (max, max_x, max_y) = (delta, x, y);
+                }
+            }
+        }
+        if min == 0.0 || max == 0.0 {
+            return false;
+        }
+        let siblings = |img: &[u8], x, y| has_many_siblings_at_border(img, x, y, w, h);
+        (siblings(a, min_x, min_y) && siblings(b, min_x, min_y))
+            || (siblings(a, max_x, max_y) && siblings(b, max_x, max_y))
+    }
+
+    /// Images of a few colours (so that neighbours are often equal), some semi-transparent.
+    fn noise(w: usize, h: usize, seed: u64) -> Vec<u8> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let palette: Vec<[u8; 4]> = (0..5)
+            .map(|_| {
+                [
+                    rng.random(),
+                    rng.random(),
+                    rng.random(),
+                    if rng.random_bool(0.2) { rng.random() } else { 255 },
+                ]
+            })
+            .collect();
+        (0..w * h).flat_map(|_| palette[rng.random_range(0..palette.len())]).collect()
+    }
+
+    #[test]
+    fn shortcuts_give_pixelmatchs_answer_everywhere_including_the_edges() {
+        let mut seen = [0u32; 2];
+        for seed in 0..40 {
+            let (w, h) = (3 + seed as usize % 7, 2 + seed as usize % 5);
+            let (a, b) = (noise(w, h, seed), noise(w, h, seed + 1000));
+            for y in 0..h {
+                for x in 0..w {
+                    let what = format!("seed {seed}, {w}x{h}, pixel ({x}, {y})");
+                    assert_eq!(
+                        has_many_siblings(&a, x, y, w, h),
+                        has_many_siblings_at_border(&a, x, y, w, h),
+                        "{what}"
+                    );
+                    let v8 = antialiased::<V8>(&a, x, y, w, h, &a, &b);
+                    assert_eq!(v8, antialiased_as_written::<V8>(&a, x, y, w, h, &a, &b), "v8, {what}");
+                    seen[usize::from(v8)] += 1;
+                    assert_eq!(
+                        antialiased::<V7>(&b, x, y, w, h, &b, &a),
+                        antialiased_as_written::<V7>(&b, x, y, w, h, &b, &a),
+                        "v7, {what}"
+                    );
+                }
+            }
+        }
+        assert!(seen[0] > 0 && seen[1] > 0, "both answers exercised: {seen:?}");
+    }
 }
