@@ -59,10 +59,12 @@ pub struct Timings {
     pub open: u64,
     /// Viewport, media features, user agent, cookies.
     pub emulate: u64,
-    /// Navigation until `wait_until` (`networkidle`: the load event, then the quiet window).
+    /// Navigation until `wait_until` (`networkidle`: the load event, then the quiet window,
+    /// unless the page was prepared during the window: then only until the load event).
     pub load: u64,
     /// Animations stopped, fonts and images awaited (a full page scrolled through), `wait_for`
-    /// and `delay`.
+    /// and `delay`; when the page was prepared during the quiet window, the rest of the window
+    /// and the first shot too.
     pub settle: u64,
     /// Every screenshot until two in a row were identical (or PDF printing).
     pub shoot: u64,
@@ -207,14 +209,43 @@ async fn in_page(
     let deadline = start + spec.timeout;
     emulate(page, spec).await?;
     let emulated = start.elapsed();
-    navigate(page, spec, deadline, refused).await?;
-    let loaded = start.elapsed();
-    if let Some(sel) = &spec.wait_for {
-        wait_for_selector(page, sel, deadline).await?;
+    let quiet = navigate(page, spec, deadline, refused).await?;
+    // With `networkidle`, the page is prepared and shot while the network has its quiet window:
+    // that shot is kept only if nothing was requested since the preparation began, the picture's
+    // geometry has not moved, and a shot taken after the window is identical to it. Waiting for
+    // a selector or a delay keeps the plain order.
+    let overlap = spec.wait_for.is_none() && spec.delay.is_zero() && spec.format == Format::Png;
+    let mut early = None;
+    let mut loaded = start.elapsed();
+    if let Some(quiet) = quiet {
+        if overlap {
+            // A request that began within a few ms of this moment counts as after it.
+            let began = super::load::now_epoch() - 0.005;
+            let prepare = async {
+                stabilise(page, spec).await?;
+                let shot = Shot::prepare(page, spec, max_pixels).await?;
+                let first = shot.take(page).await?;
+                Ok::<_, CaptureError>((shot, first))
+            };
+            let (last_request, prepared) = tokio::try_join!(quiet.wait(page, deadline), prepare)?;
+            if last_request.is_none_or(|t| t < began) {
+                early = Some(prepared);
+            } else {
+                tracing::debug!("a request during the quiet window: the page is prepared again");
+            }
+        } else {
+            quiet.wait(page, deadline).await?;
+            loaded = start.elapsed();
+        }
     }
-    stabilise(page, spec).await?;
-    if !spec.delay.is_zero() {
-        tokio::time::sleep(spec.delay).await;
+    if early.is_none() {
+        if let Some(sel) = &spec.wait_for {
+            wait_for_selector(page, sel, deadline).await?;
+        }
+        stabilise(page, spec).await?;
+        if !spec.delay.is_zero() {
+            tokio::time::sleep(spec.delay).await;
+        }
     }
     let settled = start.elapsed();
     let mut timings = Timings {
@@ -242,7 +273,7 @@ async fn in_page(
             })
         }
         Format::Png => {
-            let mut out = shoot_png(page, spec, stability_timeout, max_pixels).await?;
+            let mut out = shoot_png(page, spec, stability_timeout, max_pixels, early).await?;
             timings.shoot = ms(start.elapsed() - settled);
             timings.shots = out.timings.shots;
             out.timings = timings;
@@ -431,47 +462,81 @@ async fn mask_rects(page: &Page, spec: &CaptureSpec, clip: &Rect) -> Result<Vec<
     Ok(out)
 }
 
+/// What a PNG shot of the page covers: computed from the page as it is laid out now.
+struct Shot {
+    params: CaptureScreenshotParams,
+    masks: Vec<Region>,
+    clipped: bool,
+}
+
+impl Shot {
+    async fn prepare(page: &Page, spec: &CaptureSpec, max_pixels: u64) -> Result<Shot, CaptureError> {
+        // A popup the page opened is in front now, and a tab behind draws no frames: the
+        // screenshot would wait for one until the capture times out.
+        page.bring_to_front().await?;
+        let (clip, clipped) = clip_rect(page, spec).await?;
+        // Checked before the browser draws it: an image is held whole, in Chromium and here.
+        let pixels = (clip.width * spec.scale).ceil() * (clip.height * spec.scale).ceil();
+        if pixels > max_pixels as f64 {
+            return Err(CaptureError::TooLarge { pixels: pixels as u64, max: max_pixels });
+        }
+        let masks = mask_rects(page, spec, &clip).await?;
+        let params = CaptureScreenshotParams {
+            format: Some(CaptureScreenshotFormat::Png),
+            quality: None,
+            clip: Some(Viewport { x: clip.x, y: clip.y, width: clip.width, height: clip.height, scale: 1.0 }),
+            from_surface: Some(true),
+            // Beyond the viewport only when the picture is: otherwise Chromium lays the page
+            // out again at the clip's size for every shot.
+            capture_beyond_viewport: Some(spec.full_page || spec.selector.is_some()),
+            optimize_for_speed: Some(true),
+        };
+        Ok(Shot { params, masks, clipped })
+    }
+
+    /// The same picture: the same rectangle, masks and cut.
+    fn same_as(&self, other: &Shot) -> bool {
+        let rect = |s: &Shot| s.params.clip.as_ref().map(|c| (c.x, c.y, c.width, c.height));
+        rect(self) == rect(other) && self.masks == other.masks && self.clipped == other.clipped
+    }
+
+    async fn take(&self, page: &Page) -> Result<Vec<u8>, CaptureError> {
+        let r = page.execute(self.params.clone()).await?;
+        let data: &str = r.result.data.as_ref();
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| CaptureError::Navigation(format!("bad screenshot data: {e}")))
+    }
+}
+
+/// Shoots until two consecutive shots are identical. `early` is a shot taken during the network's
+/// quiet window, kept as the first of them if the picture's geometry has not moved since.
 async fn shoot_png(
     page: &Page,
     spec: &CaptureSpec,
     stability_timeout: Duration,
     max_pixels: u64,
+    early: Option<(Shot, Vec<u8>)>,
 ) -> Result<CaptureOutput, CaptureError> {
-    // A popup the page opened is in front now, and a tab behind draws no frames: the
-    // screenshot would wait for one until the capture times out.
-    page.bring_to_front().await?;
-    let (clip, clipped) = clip_rect(page, spec).await?;
-    // Checked before the browser draws it: an image is held whole, in Chromium and here.
-    let pixels = (clip.width * spec.scale).ceil() * (clip.height * spec.scale).ceil();
-    if pixels > max_pixels as f64 {
-        return Err(CaptureError::TooLarge { pixels: pixels as u64, max: max_pixels });
-    }
-    let masks = mask_rects(page, spec, &clip).await?;
-    let params = CaptureScreenshotParams {
-        format: Some(CaptureScreenshotFormat::Png),
-        quality: None,
-        clip: Some(Viewport { x: clip.x, y: clip.y, width: clip.width, height: clip.height, scale: 1.0 }),
-        from_surface: Some(true),
-        // Beyond the viewport only when the picture is: otherwise Chromium lays the page out
-        // again at the clip's size for every shot.
-        capture_beyond_viewport: Some(spec.full_page || spec.selector.is_some()),
-        optimize_for_speed: Some(true),
-    };
-    let shoot = || async {
-        let r = page.execute(params.clone()).await?;
-        let data: &str = r.result.data.as_ref();
-        base64::engine::general_purpose::STANDARD
-            .decode(data)
-            .map_err(|e| CaptureError::Navigation(format!("bad screenshot data: {e}")))
-    };
-    // Shoot until two consecutive shots are identical; a zero stability timeout takes one shot
-    // (and cannot claim it was stable).
+    let shot = Shot::prepare(page, spec, max_pixels).await?;
+    // A zero stability timeout takes one shot, after the wait (and cannot claim it was stable).
+    let early = early
+        .filter(|(before, _)| {
+            let same = before.same_as(&shot);
+            if !same {
+                tracing::debug!("the picture moved during the quiet window: its early shot is dropped");
+            }
+            same && !stability_timeout.is_zero()
+        })
+        .map(|(_, bytes)| bytes);
     let until = Instant::now() + stability_timeout;
-    let mut last = shoot().await?;
-    let mut shots = 1;
+    let (mut last, mut shots) = match early {
+        Some(bytes) => (bytes, 1),
+        None => (shot.take(page).await?, 1),
+    };
     let mut stable = false;
     while !stability_timeout.is_zero() {
-        let next = shoot().await?;
+        let next = shot.take(page).await?;
         shots += 1;
         if next == last {
             stable = true;
@@ -489,9 +554,9 @@ async fn shoot_png(
         content_type: "image/png",
         width: Some(width),
         height: Some(height),
-        masks,
+        masks: shot.masks,
         stable,
-        clipped,
+        clipped: shot.clipped,
         dialogs: Vec::new(),
         warm: false,
         timings: Timings { shots, ..Timings::default() },

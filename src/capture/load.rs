@@ -9,11 +9,12 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::network::LoaderId;
 use chromiumoxide::cdp::browser_protocol::network::{
     EventLoadingFailed, EventLoadingFinished, EventRequestWillBeSent, EventResponseReceived, RequestId,
     ResourceType,
 };
-use chromiumoxide::cdp::browser_protocol::page::{EventLifecycleEvent, NavigateParams};
+use chromiumoxide::cdp::browser_protocol::page::{EventLifecycleEvent, FrameId, NavigateParams};
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use futures_util::{FutureExt, StreamExt};
 
@@ -27,14 +28,17 @@ pub const QUIET_WINDOW: Duration = Duration::from_millis(200);
 /// Why the proxy refused connections to a host, if it did.
 pub(super) type Refused<'a> = dyn Fn(&str) -> Option<super::policy::PolicyError> + Send + Sync + 'a;
 
-/// Loads the page. A navigation that fails because the policy refused a host of its redirect
-/// chain says so (`url_not_allowed`), rather than what the browser made of the refusal.
+/// Loads the page, up to its `load` (or `DOMContentLoaded`) event. For `networkidle` the rest of
+/// the wait is returned as a [`Quiet`] unless Chromium already said the network was idle: the
+/// caller may prepare the picture meanwhile. A navigation that fails because the policy refused
+/// a host of its redirect chain says so (`url_not_allowed`), rather than what the browser made
+/// of the refusal.
 pub(super) async fn navigate(
     page: &Page,
     spec: &CaptureSpec,
     deadline: Instant,
     refused: &Refused<'_>,
-) -> Result<(), CaptureError> {
+) -> Result<Option<Quiet>, CaptureError> {
     let mut requests = page.event_listener::<EventRequestWillBeSent>().await?;
     let r = load(page, spec, deadline).await;
     if r.is_ok() {
@@ -53,7 +57,7 @@ pub(super) async fn navigate(
     r
 }
 
-async fn load(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<(), CaptureError> {
+async fn load(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<Option<Quiet>, CaptureError> {
     let mut events = page.event_listener::<EventLifecycleEvent>().await?;
     let mut responses = page.event_listener::<EventResponseReceived>().await?;
     let mut traffic = Traffic::listen(page).await?;
@@ -74,44 +78,25 @@ async fn load(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<(), 
             WaitUntil::Load | WaitUntil::Networkidle => "load",
             WaitUntil::Domcontentloaded => "DOMContentLoaded",
         };
-        let (mut loaded, mut idle) = (false, false);
-        while !loaded {
+        let mut idle = false;
+        loop {
             tokio::select! {
                 ev = events.next() => match ev {
-                    Some(ev) if ours(&ev) && ev.name == wanted => loaded = true,
+                    Some(ev) if ours(&ev) && ev.name == wanted => return Some(idle),
                     // Chromium's own verdict counts even when it comes before `load`.
                     Some(ev) if ours(&ev) && ev.name == "networkIdle" => idle = true,
                     Some(_) => {}
-                    None => return false,
+                    None => return None,
                 },
                 () = traffic.track() => {}
-            }
-        }
-        if spec.wait_until != WaitUntil::Networkidle || idle {
-            return true;
-        }
-        loop {
-            let quiet_at = traffic.quiet_at();
-            tokio::select! {
-                ev = events.next() => match ev {
-                    Some(ev) if ours(&ev) && ev.name == "networkIdle" => return true,
-                    Some(_) => {}
-                    None => return false,
-                },
-                () = traffic.track() => {}
-                () = tokio::time::sleep_until(quiet_at.unwrap_or_else(tokio::time::Instant::now)), if quiet_at.is_some() => {
-                    if traffic.page_is_idle_too(page).await {
-                        return true;
-                    }
-                }
             }
         }
     };
-    match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
-        Ok(true) => {}
-        Ok(false) => return Err(CaptureError::BrowserGone),
+    let idle = match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
+        Ok(Some(idle)) => idle,
+        Ok(None) => return Err(CaptureError::BrowserGone),
         Err(_) => return Err(CaptureError::NavigationTimeout(spec.timeout)),
-    }
+    };
     // The main document's final response (after redirects), which Chromium reports before the
     // page's lifecycle events: an error page is not a picture of the site.
     while let Some(Some(r)) = responses.next().now_or_never() {
@@ -124,7 +109,58 @@ async fn load(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<(), 
             break;
         }
     }
-    Ok(())
+    let rest = spec.wait_until == WaitUntil::Networkidle && !idle;
+    Ok(rest.then(|| Quiet { events, traffic, frame, loader, timeout: spec.timeout }))
+}
+
+/// Now, as the browser stamps a request's start: seconds since the Unix epoch. Browser and
+/// daemon share the machine's clock.
+pub(super) fn now_epoch() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The rest of a `networkidle` wait after the `load` event.
+pub(super) struct Quiet {
+    events: chromiumoxide::listeners::EventStream<EventLifecycleEvent>,
+    traffic: Traffic,
+    frame: FrameId,
+    loader: Option<LoaderId>,
+    timeout: Duration,
+}
+
+impl Quiet {
+    /// Waits until no request of the page was in flight for [`QUIET_WINDOW`] and none started by
+    /// the time the page's main thread is idle (or Chromium's `networkIdle` came). Returns when
+    /// the page's last request began (see [`now_epoch`]), if it made any.
+    pub(super) async fn wait(mut self, page: &Page, deadline: Instant) -> Result<Option<f64>, CaptureError> {
+        let wait = async {
+            loop {
+                let quiet_at = self.traffic.quiet_at();
+                tokio::select! {
+                    ev = self.events.next() => match ev {
+                        Some(ev) if self.ours(&ev) && ev.name == "networkIdle" => return true,
+                        Some(_) => {}
+                        None => return false,
+                    },
+                    () = self.traffic.track() => {}
+                    () = tokio::time::sleep_until(quiet_at.unwrap_or_else(tokio::time::Instant::now)), if quiet_at.is_some() => {
+                        if self.traffic.page_is_idle_too(page).await {
+                            return true;
+                        }
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(deadline.saturating_duration_since(Instant::now()), wait).await {
+            Ok(true) => Ok(self.traffic.last_start),
+            Ok(false) => Err(CaptureError::BrowserGone),
+            Err(_) => Err(CaptureError::NavigationTimeout(self.timeout)),
+        }
+    }
+
+    fn ours(&self, ev: &EventLifecycleEvent) -> bool {
+        ev.frame_id == self.frame && self.loader.as_ref().is_none_or(|l| *l == ev.loader_id)
+    }
 }
 
 /// The page's requests in flight, from this session's Network events.
@@ -137,6 +173,8 @@ struct Traffic {
     since: tokio::time::Instant,
     /// Requests seen starting.
     started_count: u64,
+    /// When the last of them began, in seconds since the Unix epoch (the browser's clock).
+    last_start: Option<f64>,
     /// The page's main frame, once navigation has begun.
     main_frame: Option<chromiumoxide::cdp::browser_protocol::page::FrameId>,
 }
@@ -150,6 +188,7 @@ impl Traffic {
             in_flight: InFlight::default(),
             since: tokio::time::Instant::now(),
             started_count: 0,
+            last_start: None,
             main_frame: None,
         })
     }
@@ -166,6 +205,10 @@ impl Traffic {
                     && ev.frame_id.as_ref() != self.main_frame.as_ref();
                 if !frame_document {
                     self.started_count += 1;
+                    // The browser's wall clock when the request began: this stream may be read
+                    // late, and the caller compares it with a moment of its own.
+                    let at = *ev.wall_time.inner();
+                    self.last_start = Some(self.last_start.map_or(at, |t: f64| t.max(at)));
                     self.in_flight.started(&ev.request_id);
                 }
             }

@@ -309,6 +309,44 @@ async fn networkidle_waits_for_a_request_started_after_load() {
     assert_eq!(doc["stable"], true);
 }
 
+/// With `networkidle` the page is prepared and shot during the network's quiet window; what the
+/// page does in that window without a request (a timer that recolours it, a timer that makes it
+/// taller) is still in the picture, and the picture has the page's final size.
+#[tokio::test]
+async fn a_page_that_changes_in_the_quiet_window_is_shot_as_the_window_ends() {
+    let site = TestSite::start().await;
+    site.set(
+        "recolour",
+        "<html><body style='margin:0;background:#ffffff'><script>addEventListener('load', () =>\
+         setTimeout(() => { document.body.style.background = 'rgb(255,0,0)'; }, 120));</script></body></html>",
+    );
+    site.set(
+        "grow",
+        "<html><body style='margin:0;background:#ffffff'><div id=d style='height:200px'></div><script>\
+         addEventListener('load', () => setTimeout(() => { const d = document.getElementById('d');\
+         d.style.height = '400px'; d.style.background = 'linear-gradient(#fff 300px, rgb(0,0,255) 300px)'; }, 120));\
+         </script></body></html>",
+    );
+    let receiver = TestReceiver::start().await;
+    let app = spawn().await;
+    let mut pictures = Vec::new();
+    for (i, (page, full_page)) in [("recolour", false), ("grow", true)].into_iter().enumerate() {
+        let body = json!({"url": site.url(page), "viewport": {"width": 320, "height": 200}, "full_page": full_page,
+                          "wait_until": "networkidle", "webhook_url": receiver.url});
+        assert_eq!(submit(&app, body).await.status(), 202);
+        let hooks = received(&receiver, i + 1).await;
+        let doc: Value = serde_json::from_slice(&hooks[i].body).unwrap();
+        assert_eq!(doc["status"], "completed", "{doc}");
+        assert_eq!(doc["stable"], true, "{doc}");
+        let png =
+            app.client.get(doc["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
+        pictures.push((doc, png));
+    }
+    assert_eq!(pixel(&pictures[0].1, 10, 10), [255, 0, 0, 255], "recoloured by its timer");
+    assert_eq!(pictures[1].0["height"], 400, "{}", pictures[1].0);
+    assert_eq!(pixel(&pictures[1].1, 10, 350), [0, 0, 255, 255], "the part the timer added");
+}
+
 /// A worker keeps its tab for its next capture of the same origin ("warm tabs"), and nothing a
 /// page left — cookies (its own and the monitor's), local and session storage (also written as
 /// it is left), `window.name` — reaches the next capture. A page that opened a dialog does not leave its tab to anyone.
