@@ -63,12 +63,12 @@ pub struct Timings {
     /// unless the page was prepared during the window: then only until the load event).
     pub load: u64,
     /// Animations stopped, fonts and images awaited (a full page scrolled through), `wait_for`
-    /// and `delay`; when the page was prepared during the quiet window, the rest of the window
-    /// and the first shot too.
+    /// and `delay`; when a viewport shot was prepared during the quiet window, that window too.
     pub settle: u64,
     /// Every screenshot until two in a row were identical (or PDF printing).
     pub shoot: u64,
-    /// Screenshots taken.
+    /// Screenshots taken once the page was ready; an early shot from the quiet window that was
+    /// kept counts as one of them.
     pub shots: u32,
     /// Closing the context and its tabs, or parking a warm tab.
     pub close: u64,
@@ -210,11 +210,19 @@ async fn in_page(
     emulate(page, spec).await?;
     let emulated = start.elapsed();
     let quiet = navigate(page, spec, deadline, refused).await?;
-    // With `networkidle`, the page is prepared and shot while the network has its quiet window:
-    // that shot is kept only if nothing was requested since the preparation began, the picture's
-    // geometry has not moved, and a shot taken after the window is identical to it. Waiting for
-    // a selector or a delay keeps the plain order.
-    let overlap = spec.wait_for.is_none() && spec.delay.is_zero() && spec.format == Format::Png;
+    // With `networkidle`, a viewport shot is prepared and taken while the network has its quiet
+    // window. After the window the page is stabilised again as always (undoing what it did in
+    // the window: a focus, an animation, a scroll), and the early shot counts as the first of
+    // the two identical shots only if no request began since it was prepared and the picture's
+    // geometry has not moved. The overlap is left out where preparing could make requests or
+    // fail on a page still being built (a full page is scrolled through; a selector may not be
+    // there yet), and for `wait_for`, `delay` and a zero stability timeout.
+    let overlap = spec.wait_for.is_none()
+        && spec.delay.is_zero()
+        && spec.format == Format::Png
+        && !spec.full_page
+        && spec.selector.is_none()
+        && !stability_timeout.is_zero();
     let mut early = None;
     let mut loaded = start.elapsed();
     if let Some(quiet) = quiet {
@@ -227,25 +235,24 @@ async fn in_page(
                 let first = shot.take(page).await?;
                 Ok::<_, CaptureError>((shot, first))
             };
-            let (last_request, prepared) = tokio::try_join!(quiet.wait(page, deadline), prepare)?;
-            if last_request.is_none_or(|t| t < began) {
-                early = Some(prepared);
-            } else {
-                tracing::debug!("a request during the quiet window: the page is prepared again");
+            // Only the wait's errors count: a preparation that failed is done again after it.
+            let (last_request, prepared) = tokio::join!(quiet.wait(page, deadline), prepare);
+            match (last_request?, prepared) {
+                (last, Ok(prepared)) if last.is_none_or(|t| t < began) => early = Some(prepared),
+                (_, Ok(_)) => tracing::debug!("a request during the quiet window: its early shot is dropped"),
+                (_, Err(e)) => tracing::debug!(error = %e, "preparing during the quiet window failed"),
             }
         } else {
             quiet.wait(page, deadline).await?;
             loaded = start.elapsed();
         }
     }
-    if early.is_none() {
-        if let Some(sel) = &spec.wait_for {
-            wait_for_selector(page, sel, deadline).await?;
-        }
-        stabilise(page, spec).await?;
-        if !spec.delay.is_zero() {
-            tokio::time::sleep(spec.delay).await;
-        }
+    if let Some(sel) = &spec.wait_for {
+        wait_for_selector(page, sel, deadline).await?;
+    }
+    stabilise(page, spec).await?;
+    if !spec.delay.is_zero() {
+        tokio::time::sleep(spec.delay).await;
     }
     let settled = start.elapsed();
     let mut timings = Timings {
@@ -519,21 +526,17 @@ async fn shoot_png(
     early: Option<(Shot, Vec<u8>)>,
 ) -> Result<CaptureOutput, CaptureError> {
     let shot = Shot::prepare(page, spec, max_pixels).await?;
-    // A zero stability timeout takes one shot, after the wait (and cannot claim it was stable).
-    let early = early
-        .filter(|(before, _)| {
-            let same = before.same_as(&shot);
-            if !same {
-                tracing::debug!("the picture moved during the quiet window: its early shot is dropped");
-            }
-            same && !stability_timeout.is_zero()
-        })
-        .map(|(_, bytes)| bytes);
+    // A zero stability timeout takes one shot (and cannot claim it was stable).
     let until = Instant::now() + stability_timeout;
-    let (mut last, mut shots) = match early {
-        Some(bytes) => (bytes, 1),
-        None => (shot.take(page).await?, 1),
+    let mut last = match early {
+        Some((before, bytes)) if before.same_as(&shot) => bytes,
+        Some(_) => {
+            tracing::debug!("the picture moved during the quiet window: its early shot is dropped");
+            shot.take(page).await?
+        }
+        None => shot.take(page).await?,
     };
+    let mut shots = 1;
     let mut stable = false;
     while !stability_timeout.is_zero() {
         let next = shot.take(page).await?;

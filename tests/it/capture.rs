@@ -309,9 +309,10 @@ async fn networkidle_waits_for_a_request_started_after_load() {
     assert_eq!(doc["stable"], true);
 }
 
-/// With `networkidle` the page is prepared and shot during the network's quiet window; what the
-/// page does in that window without a request (a timer that recolours it, a timer that makes it
-/// taller) is still in the picture, and the picture has the page's final size.
+/// With `networkidle` a viewport shot is prepared and taken during the network's quiet window;
+/// what the page does in that window without a request (a timer that recolours it, makes it
+/// taller, focuses a field, starts an endless animation) is in the picture or undone as if the
+/// page had been prepared after the window, and the picture has the page's final size.
 #[tokio::test]
 async fn a_page_that_changes_in_the_quiet_window_is_shot_as_the_window_ends() {
     let site = TestSite::start().await;
@@ -345,6 +346,33 @@ async fn a_page_that_changes_in_the_quiet_window_is_shot_as_the_window_ends() {
     assert_eq!(pixel(&pictures[0].1, 10, 10), [255, 0, 0, 255], "recoloured by its timer");
     assert_eq!(pictures[1].0["height"], 400, "{}", pictures[1].0);
     assert_eq!(pixel(&pictures[1].1, 10, 350), [0, 0, 255, 255], "the part the timer added");
+
+    // What the page is stabilised against (a focus with a box-shadow, an endless Web
+    // Animation) started by a timer inside the window: the picture is the calm page's.
+    let page = |script: &str| {
+        format!(
+            "<html><head><style>input:focus{{box-shadow:0 0 0 6px rgb(255,0,0)}}</style></head>\
+             <body style='margin:10px'><input id=q value='search'><div id=d style='width:50px;height:20px;\
+             background:rgb(0,0,255)'></div><script>{script}</script></body></html>"
+        )
+    };
+    site.set("calm", &page(""));
+    site.set(
+        "busy",
+        &page(
+            "addEventListener('load', () => setTimeout(() => { q.focus();\
+             d.animate([{opacity: 1}, {opacity: 0}], {duration: 400, iterations: Infinity}); }, 120));",
+        ),
+    );
+    for name in ["calm", "busy"] {
+        let body = json!({"url": site.url(name), "viewport": {"width": 320, "height": 100}, "full_page": false,
+                          "wait_until": "networkidle", "webhook_url": receiver.url});
+        assert_eq!(submit(&app, body).await.status(), 202);
+    }
+    let hooks = received(&receiver, 4).await;
+    let docs: Vec<Value> = hooks[2..].iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
+    assert_eq!((&docs[0]["stable"], &docs[1]["stable"]), (&json!(true), &json!(true)), "{docs:?}");
+    assert_eq!(docs[0]["sha256"], docs[1]["sha256"], "{docs:?}");
 }
 
 /// A worker keeps its tab for its next capture of the same origin ("warm tabs"), and nothing a
