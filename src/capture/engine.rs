@@ -74,6 +74,10 @@ pub struct Timings {
     pub close: u64,
 }
 
+/// How long a preparation begun during `networkidle`'s quiet window may go on after the window
+/// ended, before it is dropped (and done again, as without the overlap).
+const EARLY_GRACE: Duration = Duration::from_millis(250);
+
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
@@ -213,8 +217,8 @@ async fn in_page(
     // With `networkidle`, a viewport shot is prepared and taken while the network has its quiet
     // window. After the window the page is stabilised again as always (undoing what it did in
     // the window: a focus, an animation, a scroll), and the early shot counts as the first of
-    // the two identical shots only if no request began since it was prepared and the picture's
-    // geometry has not moved. The overlap is left out where preparing could make requests or
+    // the two identical shots if no request began since it was prepared; one more shot must
+    // equal it. The overlap is left out where preparing could make requests or
     // fail on a page still being built (a full page is scrolled through; a selector may not be
     // there yet), and for `wait_for`, `delay` and a zero stability timeout.
     let overlap = spec.wait_for.is_none()
@@ -232,15 +236,25 @@ async fn in_page(
             let prepare = async {
                 stabilise(page, spec).await?;
                 let shot = Shot::prepare(page, spec, max_pixels).await?;
-                let first = shot.take(page).await?;
-                Ok::<_, CaptureError>((shot, first))
+                shot.take(page).await
             };
-            // Only the wait's errors count: a preparation that failed is done again after it.
-            let (last_request, prepared) = tokio::join!(quiet.wait(page, deadline), prepare);
-            match (last_request?, prepared) {
-                (last, Ok(prepared)) if last.is_none_or(|t| t < began) => early = Some(prepared),
-                (_, Ok(_)) => tracing::debug!("a request during the quiet window: its early shot is dropped"),
-                (_, Err(e)) => tracing::debug!(error = %e, "preparing during the quiet window failed"),
+            // Only the wait's errors count, at once: a preparation that failed, or is still
+            // waiting for fonts or images shortly after the network went quiet, is dropped and
+            // done again after the window.
+            tokio::pin!(prepare);
+            let wait = quiet.wait(page, deadline);
+            tokio::pin!(wait);
+            let (last_request, prepared) = tokio::select! {
+                r = &mut wait => (r?, tokio::time::timeout(EARLY_GRACE, &mut prepare).await.ok()),
+                p = &mut prepare => (wait.await?, Some(p)),
+            };
+            match prepared {
+                Some(Ok(prepared)) if last_request.is_none_or(|t| t < began) => early = Some(prepared),
+                Some(Ok(_)) => {
+                    tracing::debug!("a request during the quiet window: its early shot is dropped")
+                }
+                Some(Err(e)) => tracing::debug!(error = %e, "preparing during the quiet window failed"),
+                None => tracing::debug!("preparing outlasted the quiet window: its early shot is dropped"),
             }
         } else {
             quiet.wait(page, deadline).await?;
@@ -382,10 +396,14 @@ async fn stabilise(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> 
     for (let y = 0; y < limit; y += step) {{ window.scrollTo(0, y); await new Promise(r => requestAnimationFrame(() => r())); }}
   }}
   window.scrollTo(0, 0);
-  // Images in the picture: a lazy image outside a viewport shot never loads.
-  const shown = i => {{ const r = i.getBoundingClientRect(); return r.bottom > 0 && r.top < window.innerHeight; }};
+  // Images in the picture: a lazy image outside a viewport shot (below it, or to the side in a
+  // carousel) never loads.
+  const shown = i => {{ const r = i.getBoundingClientRect();
+    return r.bottom > 0 && r.top < window.innerHeight && r.right > 0 && r.left < window.innerWidth; }};
   const imgs = Array.from(document.images).filter(i => !i.complete && ({full_page} || i.loading !== 'lazy' || shown(i)));
-  await settle(Promise.all(imgs.map(i => new Promise(r => {{ i.onload = i.onerror = r; }}))), 5000);
+  // Listeners, not `onload`: the page's own handlers must still run.
+  const done = i => new Promise(r => {{ i.addEventListener('load', r, {{once: true}}); i.addEventListener('error', r, {{once: true}}); }});
+  await settle(Promise.all(imgs.map(done)), 5000);
   await new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r())));
   // Autofocus happens at a rendering update, which may come after the blur above.
   if (document.activeElement && document.activeElement !== document.body && document.activeElement.blur) {{
@@ -501,12 +519,6 @@ impl Shot {
         Ok(Shot { params, masks, clipped })
     }
 
-    /// The same picture: the same rectangle, masks and cut.
-    fn same_as(&self, other: &Shot) -> bool {
-        let rect = |s: &Shot| s.params.clip.as_ref().map(|c| (c.x, c.y, c.width, c.height));
-        rect(self) == rect(other) && self.masks == other.masks && self.clipped == other.clipped
-    }
-
     async fn take(&self, page: &Page) -> Result<Vec<u8>, CaptureError> {
         let r = page.execute(self.params.clone()).await?;
         let data: &str = r.result.data.as_ref();
@@ -516,24 +528,21 @@ impl Shot {
     }
 }
 
-/// Shoots until two consecutive shots are identical. `early` is a shot taken during the network's
-/// quiet window, kept as the first of them if the picture's geometry has not moved since.
+/// Shoots until two consecutive shots are identical. `early` is a viewport shot taken during the
+/// network's quiet window: the first of them (the rectangle is the viewport; the masks are
+/// measured now).
 async fn shoot_png(
     page: &Page,
     spec: &CaptureSpec,
     stability_timeout: Duration,
     max_pixels: u64,
-    early: Option<(Shot, Vec<u8>)>,
+    early: Option<Vec<u8>>,
 ) -> Result<CaptureOutput, CaptureError> {
     let shot = Shot::prepare(page, spec, max_pixels).await?;
     // A zero stability timeout takes one shot (and cannot claim it was stable).
     let until = Instant::now() + stability_timeout;
     let mut last = match early {
-        Some((before, bytes)) if before.same_as(&shot) => bytes,
-        Some(_) => {
-            tracing::debug!("the picture moved during the quiet window: its early shot is dropped");
-            shot.take(page).await?
-        }
+        Some(bytes) => bytes,
         None => shot.take(page).await?,
     };
     let mut shots = 1;

@@ -310,69 +310,78 @@ async fn networkidle_waits_for_a_request_started_after_load() {
 }
 
 /// With `networkidle` a viewport shot is prepared and taken during the network's quiet window;
-/// what the page does in that window without a request (a timer that recolours it, makes it
-/// taller, focuses a field, starts an endless animation) is in the picture or undone as if the
-/// page had been prepared after the window, and the picture has the page's final size.
+/// what the page does in that window (recolours itself, focuses a field, starts an endless
+/// animation, moves a masked element, grows; an image's own error handler) is in the picture,
+/// or undone, as if the page had been prepared after the window. Each page holds the window open
+/// with a request begun while it is parsed (1.5 s: before the preparation, so the early shot may
+/// be kept) and acts 300 ms after its load event, inside the window.
 #[tokio::test]
 async fn a_page_that_changes_in_the_quiet_window_is_shot_as_the_window_ends() {
     let site = TestSite::start().await;
+    let windowed = |head: &str, body: &str, late: &str| {
+        format!(
+            "<html><head><style>{head}</style></head><body style='margin:0;background:#ffffff'>{body}\
+             <script>fetch('/page/slow'); addEventListener('load', () => setTimeout(() => {{ {late} }}, 300));\
+             </script></body></html>"
+        )
+    };
+    let field =
+        "<input id=q value='search'><div id=d style='width:50px;height:20px;background:rgb(0,0,255)'></div>";
+    let focus_style = "input:focus{box-shadow:0 0 0 6px rgb(255,0,0)}";
+    site.set("recolour", &windowed("", "", "document.body.style.background = 'rgb(255,0,0)';"));
+    site.set("calm", &windowed(focus_style, field, ""));
     site.set(
-        "recolour",
-        "<html><body style='margin:0;background:#ffffff'><script>addEventListener('load', () =>\
-         setTimeout(() => { document.body.style.background = 'rgb(255,0,0)'; }, 120));</script></body></html>",
+        "busy",
+        &windowed(
+            focus_style,
+            field,
+            "q.focus(); d.animate([{opacity: 1}, {opacity: 0}], {duration: 400, iterations: Infinity});",
+        ),
+    );
+    site.set(
+        "moving",
+        &windowed(
+            "",
+            "<div id=m style='position:absolute;left:0;top:0;width:20px;height:20px;background:#000'></div>",
+            "m.style.top = '50px';",
+        ),
+    );
+    site.set(
+        "handler",
+        "<html><body style='margin:0;background:#ffffff'><script>addEventListener('load', () => {\
+         const i = new Image(); i.onerror = () => { document.body.style.background = 'rgb(0,255,0)'; };\
+         i.src = '/page/slow'; document.body.appendChild(i); });</script></body></html>",
     );
     site.set(
         "grow",
-        "<html><body style='margin:0;background:#ffffff'><div id=d style='height:200px'></div><script>\
-         addEventListener('load', () => setTimeout(() => { const d = document.getElementById('d');\
-         d.style.height = '400px'; d.style.background = 'linear-gradient(#fff 300px, rgb(0,0,255) 300px)'; }, 120));\
-         </script></body></html>",
+        &windowed(
+            "",
+            "<div id=g style='height:100px'></div>",
+            "g.style.height = '300px'; g.style.background = 'linear-gradient(#fff 200px, rgb(0,0,255) 200px)';",
+        ),
     );
     let receiver = TestReceiver::start().await;
     let app = spawn().await;
-    let mut pictures = Vec::new();
-    for (i, (page, full_page)) in [("recolour", false), ("grow", true)].into_iter().enumerate() {
-        let body = json!({"url": site.url(page), "viewport": {"width": 320, "height": 200}, "full_page": full_page,
-                          "wait_until": "networkidle", "webhook_url": receiver.url});
+    let mut docs = std::collections::HashMap::new();
+    let pages = ["recolour", "calm", "busy", "moving", "handler", "grow"];
+    for (i, page) in pages.into_iter().enumerate() {
+        let body = json!({"url": site.url(page), "viewport": {"width": 320, "height": 100},
+                          "full_page": page == "grow", "mask": ["#m"], "wait_until": "networkidle",
+                          "webhook_url": receiver.url});
         assert_eq!(submit(&app, body).await.status(), 202);
         let hooks = received(&receiver, i + 1).await;
         let doc: Value = serde_json::from_slice(&hooks[i].body).unwrap();
-        assert_eq!(doc["status"], "completed", "{doc}");
-        assert_eq!(doc["stable"], true, "{doc}");
+        assert_eq!((&doc["status"], &doc["stable"]), (&json!("completed"), &json!(true)), "{page}: {doc}");
         let png =
             app.client.get(doc["asset_url"].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
-        pictures.push((doc, png));
+        docs.insert(page, (doc, png));
     }
-    assert_eq!(pixel(&pictures[0].1, 10, 10), [255, 0, 0, 255], "recoloured by its timer");
-    assert_eq!(pictures[1].0["height"], 400, "{}", pictures[1].0);
-    assert_eq!(pixel(&pictures[1].1, 10, 350), [0, 0, 255, 255], "the part the timer added");
-
-    // What the page is stabilised against (a focus with a box-shadow, an endless Web
-    // Animation) started by a timer inside the window: the picture is the calm page's.
-    let page = |script: &str| {
-        format!(
-            "<html><head><style>input:focus{{box-shadow:0 0 0 6px rgb(255,0,0)}}</style></head>\
-             <body style='margin:10px'><input id=q value='search'><div id=d style='width:50px;height:20px;\
-             background:rgb(0,0,255)'></div><script>{script}</script></body></html>"
-        )
-    };
-    site.set("calm", &page(""));
-    site.set(
-        "busy",
-        &page(
-            "addEventListener('load', () => setTimeout(() => { q.focus();\
-             d.animate([{opacity: 1}, {opacity: 0}], {duration: 400, iterations: Infinity}); }, 120));",
-        ),
-    );
-    for name in ["calm", "busy"] {
-        let body = json!({"url": site.url(name), "viewport": {"width": 320, "height": 100}, "full_page": false,
-                          "wait_until": "networkidle", "webhook_url": receiver.url});
-        assert_eq!(submit(&app, body).await.status(), 202);
-    }
-    let hooks = received(&receiver, 4).await;
-    let docs: Vec<Value> = hooks[2..].iter().map(|h| serde_json::from_slice(&h.body).unwrap()).collect();
-    assert_eq!((&docs[0]["stable"], &docs[1]["stable"]), (&json!(true), &json!(true)), "{docs:?}");
-    assert_eq!(docs[0]["sha256"], docs[1]["sha256"], "{docs:?}");
+    assert_eq!(pixel(&docs["recolour"].1, 10, 10), [255, 0, 0, 255], "recoloured in the window");
+    assert_eq!(docs["calm"].0["sha256"], docs["busy"].0["sha256"], "focus and animation undone");
+    assert_eq!(docs["moving"].0["masks"], json!([{"x": 0, "y": 50, "width": 20, "height": 20}]));
+    assert_eq!(pixel(&docs["handler"].1, 300, 90), [0, 255, 0, 255], "the page's own onerror ran");
+    assert_eq!(docs["grow"].0["height"], 300, "{}", docs["grow"].0);
+    assert_eq!(pixel(&docs["grow"].1, 10, 250), [0, 0, 255, 255], "the part added in the window");
 }
 
 /// A worker keeps its tab for its next capture of the same origin ("warm tabs"), and nothing a
