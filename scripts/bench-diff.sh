@@ -45,6 +45,10 @@ for size in 1280x800 1920x1080 1280x8000; do
       -n odiff "$ODIFF $A $B $D.odiff.png" \
       -n odiff-aa "$ODIFF --aa $A $B $D.odiff-aa.png" \
       -n pixelmatch "node $FIX/pixelmatch-cli.mjs $A $B $D.pixelmatch.png"
+    # exact, not just fast: vigil's diff image must be pixelmatch's, pixel for pixel
+    if [ "$kind" != same ]; then
+      node "$FIX/same-pixels.mjs" "$D.vigil.png" "$D.pixelmatch.png" || { echo "vigil's diff image differs from pixelmatch's" >&2; exit 1; }
+    fi
   done
 done
 echo "results in $OUT"
