@@ -71,8 +71,7 @@ async fn load(page: &Page, spec: &CaptureSpec, deadline: Instant) -> Result<Opti
     let frame = nav.result.frame_id.clone();
     let loader = nav.result.loader_id.clone();
     traffic.main_frame = Some(frame.clone());
-    let ours =
-        |ev: &EventLifecycleEvent| ev.frame_id == frame && loader.as_ref().is_none_or(|l| *l == ev.loader_id);
+    let ours = |ev: &EventLifecycleEvent| of_document(ev, &frame, loader.as_ref());
     let wait = async {
         let wanted = match spec.wait_until {
             WaitUntil::Load | WaitUntil::Networkidle => "load",
@@ -159,8 +158,13 @@ impl Quiet {
     }
 
     fn ours(&self, ev: &EventLifecycleEvent) -> bool {
-        ev.frame_id == self.frame && self.loader.as_ref().is_none_or(|l| *l == ev.loader_id)
+        of_document(ev, &self.frame, self.loader.as_ref())
     }
+}
+
+/// Is the lifecycle event about the navigated document (its frame, and its loader when known)?
+fn of_document(ev: &EventLifecycleEvent, frame: &FrameId, loader: Option<&LoaderId>) -> bool {
+    ev.frame_id == *frame && loader.is_none_or(|l| *l == ev.loader_id)
 }
 
 /// The page's requests in flight, from this session's Network events.
@@ -176,7 +180,7 @@ struct Traffic {
     /// When the last of them began, in seconds since the Unix epoch (the browser's clock).
     last_start: Option<f64>,
     /// The page's main frame, once navigation has begun.
-    main_frame: Option<chromiumoxide::cdp::browser_protocol::page::FrameId>,
+    main_frame: Option<FrameId>,
 }
 
 impl Traffic {
