@@ -18,6 +18,8 @@
 //!   The report says `size_changed` and gives both sizes.
 //! - **Regions**: bounding boxes of clusters of counted pixels, at most [`MAX_REGIONS`]; see
 //!   `regions.rs` for the merge policy.
+//! - **Words** ([`text`]): the words a capture showed travel in its PNG; for each changed
+//!   region, what they say changed (`$49 → $79`).
 //! - **Fast paths**: byte-identical PNGs are equal after reading the header only; identical
 //!   decoded buffers are equal before any per-pixel work; a diff image is only rendered when
 //!   asked for and only returned (and encoded) when `diff_pixels > 0`.
@@ -27,6 +29,7 @@ mod jsmath;
 mod kernel;
 mod metric;
 mod regions;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 
