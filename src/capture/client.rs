@@ -125,6 +125,7 @@ pub fn capture_request(monitor: &Monitor, viewport: &Viewport, run: &RunId, webh
         "dark_mode": monitor.dark_mode,
         "reduced_motion": monitor.reduced_motion,
         "max_height": monitor.max_height,
+        "text": true,
         "webhook_url": webhook_url,
         "metadata": {"monitor": monitor.name.as_str(), "viewport": viewport.key(), "run_id": run.as_str()},
     });

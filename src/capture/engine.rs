@@ -345,7 +345,7 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
     Ok(())
 }
 
-async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> Result<T, CaptureError> {
+pub(super) async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> Result<T, CaptureError> {
     let params = EvaluateParams::builder()
         .expression(js)
         .await_promise(true)
@@ -420,11 +420,11 @@ async fn stabilise(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> 
 }
 
 #[derive(Deserialize)]
-struct Rect {
-    x: f64,
-    y: f64,
-    width: f64,
-    height: f64,
+pub(super) struct Rect {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
 }
 
 /// The rectangle to shoot, in page CSS pixels, and whether the page was cut at `max_height`.
@@ -490,6 +490,7 @@ async fn mask_rects(page: &Page, spec: &CaptureSpec, clip: &Rect) -> Result<Vec<
 /// What a PNG shot of the page covers: computed from the page as it is laid out now.
 struct Shot {
     params: CaptureScreenshotParams,
+    clip: Rect,
     masks: Vec<Region>,
     clipped: bool,
 }
@@ -516,7 +517,7 @@ impl Shot {
             capture_beyond_viewport: Some(spec.full_page || spec.selector.is_some()),
             optimize_for_speed: Some(true),
         };
-        Ok(Shot { params, masks, clipped })
+        Ok(Shot { params, clip, masks, clipped })
     }
 
     async fn take(&self, page: &Page) -> Result<Vec<u8>, CaptureError> {
@@ -561,6 +562,19 @@ async fn shoot_png(
     }
     let (width, height) = crate::diff::png_dimensions(&last, &crate::diff::Limits::default())
         .map_err(CaptureError::BadImage)?;
+    if spec.text {
+        // Read once the picture is settled. The page's own scripts run in the same world and
+        // can break the reading: then the capture goes without its words.
+        match super::words::read(page, &shot.clip, spec.scale).await {
+            Ok(words) => match crate::diff::text::embed(&last, &words) {
+                Some(with) => last = with,
+                None => tracing::warn!("the screenshot has no IEND chunk; its words are left out"),
+            },
+            Err(e) => {
+                tracing::info!(error = %e, "the page's words could not be read; the capture goes without them")
+            }
+        }
+    }
     Ok(CaptureOutput {
         bytes: last,
         content_type: "image/png",

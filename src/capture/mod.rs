@@ -13,6 +13,7 @@ mod load;
 pub mod policy;
 pub mod request;
 pub mod tab;
+mod words;
 pub mod worker;
 
 use std::sync::Arc;

@@ -52,6 +52,9 @@ pub struct CaptureRequest {
     pub reduced_motion: Option<bool>,
     #[serde(default)]
     pub max_height: Option<u32>,
+    /// Record the words the capture shows, with their boxes, inside the PNG (`vigil:text`).
+    #[serde(default)]
+    pub text: Option<bool>,
     #[serde(default)]
     pub webhook_url: Option<String>,
     /// Echoed byte for byte in the result and the webhook.
@@ -139,6 +142,8 @@ pub struct CaptureSpec {
     pub dark_mode: bool,
     pub reduced_motion: bool,
     pub max_height: u32,
+    /// Record the shown words in the PNG (src/diff/text.rs).
+    pub text: bool,
 }
 
 /// A request field that is not acceptable: `field` is its path, e.g. `viewport.width`.
@@ -228,6 +233,7 @@ impl CaptureRequest {
             dark_mode: self.dark_mode.unwrap_or(false),
             reduced_motion: self.reduced_motion.unwrap_or(false),
             max_height,
+            text: self.text.unwrap_or(false),
         })
     }
 

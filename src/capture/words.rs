@@ -1,0 +1,104 @@
+//! The words a PNG capture shows, with their boxes in image pixels (CSS pixels × scale, from the
+//! shot's top-left corner): recorded in the PNG so that the diff can tell what changed in words
+//! (`crate::diff::text`).
+//!
+//! Every visible text node of the top document is read (an element hidden by `display`,
+//! `visibility`, `opacity: 0` or `content-visibility` on itself or an ancestor is not visible),
+//! open shadow roots included, word by word (a `Range` over each run of non-space characters),
+//! in document order. Not read: text in frames, form fields' values, generated content
+//! (`::before`), images' `alt`. Text scrolled out of an `overflow` box or under another element
+//! still counts.
+//!
+//! The script runs in an isolated world of its own: the page's scripts share the DOM with it but
+//! not its globals, so a page that patches `Range` or `getComputedStyle` does not change what is
+//! read.
+
+use chromiumoxide::Page;
+use chromiumoxide::cdp::browser_protocol::page::CreateIsolatedWorldParams;
+use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
+
+use super::engine::Rect;
+use super::error::CaptureError;
+use crate::diff::text::{MAX_WORD_CHARS, MAX_WORDS, TextSnapshot, Word, clean};
+
+/// The words inside `clip` (page CSS pixels), in image pixels at `scale`.
+pub(super) async fn read(page: &Page, clip: &Rect, scale: f64) -> Result<TextSnapshot, CaptureError> {
+    let js = format!(
+        r#"(() => {{
+  const out = [];
+  const range = document.createRange();
+  const sx = window.scrollX, sy = window.scrollY;
+  const skip = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD']);
+  const shown = new Map();
+  const visible = el => {{
+    let v = shown.get(el);
+    if (v === undefined) {{
+      v = el.checkVisibility({{ opacityProperty: true, visibilityProperty: true, contentVisibilityAuto: true }});
+      shown.set(el, v);
+    }}
+    return v;
+  }};
+  const filter = {{ acceptNode: n => n.nodeType === 1 && skip.has(n.tagName) ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_ACCEPT }};
+  const walk = root => {{
+    const w = document.createTreeWalker(root, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, filter);
+    for (let n = w.nextNode(); n && out.length < {MAX_WORDS}; n = w.nextNode()) {{
+      if (n.nodeType === 1) {{ if (n.shadowRoot) walk(n.shadowRoot); continue; }}
+      const el = n.parentElement;
+      if (!el || !visible(el)) continue;
+      const re = /\S+/gu;
+      let m;
+      while ((m = re.exec(n.data)) !== null && out.length < {MAX_WORDS}) {{
+        range.setStart(n, m.index);
+        range.setEnd(n, m.index + m[0].length);
+        const r = range.getBoundingClientRect();
+        if (r.width < 0.5 || r.height < 0.5) continue;
+        out.push([r.left + sx, r.top + sy, r.width, r.height, Array.from(m[0]).slice(0, {MAX_WORD_CHARS}).join('')]);
+      }}
+    }}
+  }};
+  walk(document);
+  return out;
+}})()"#
+    );
+    let frame = page
+        .mainframe()
+        .await?
+        .ok_or_else(|| CaptureError::Navigation("the page has no main frame".into()))?;
+    let world = CreateIsolatedWorldParams {
+        frame_id: frame,
+        world_name: Some("vigil-words".into()),
+        grant_univeral_access: None,
+    };
+    let context = page.execute(world).await?.result.execution_context_id;
+    let params = EvaluateParams::builder()
+        .expression(js)
+        .context_id(context)
+        .return_by_value(true)
+        .build()
+        .expect("expression is set");
+    let found: Vec<(f64, f64, f64, f64, String)> = page
+        .evaluate_expression(params)
+        .await?
+        .into_value()
+        .map_err(|e| CaptureError::Navigation(format!("unexpected words: {e}")))?;
+    let words = found
+        .into_iter()
+        .take(MAX_WORDS)
+        .filter_map(|(x, y, width, height, text)| {
+            let x0 = ((x - clip.x).max(0.0) * scale).floor();
+            let y0 = ((y - clip.y).max(0.0) * scale).floor();
+            let x1 = ((x + width - clip.x).min(clip.width) * scale).ceil();
+            let y1 = ((y + height - clip.y).min(clip.height) * scale).ceil();
+            // (NaN fails both comparisons: a box the page made up is dropped.)
+            let text = clean(&text);
+            (x1 > x0 && y1 > y0 && !text.is_empty()).then_some(Word(
+                x0 as u32,
+                y0 as u32,
+                (x1 - x0) as u32,
+                (y1 - y0) as u32,
+                text,
+            ))
+        })
+        .collect();
+    Ok(TextSnapshot { version: 1, words })
+}
