@@ -6,6 +6,7 @@ use slack_morphism::prelude::*;
 
 use crate::config::Monitor;
 use crate::diff::Region;
+use crate::diff::text::{HEADLINE_CHARS, RegionChange, headline};
 use crate::store::{AlertKind, Run, Verdict};
 
 /// Action id of the *Approve as baseline* button (`POST /hooks/slack` reads it).
@@ -30,6 +31,12 @@ pub struct AlertPayload {
     pub size_changed: bool,
     #[serde(default)]
     pub regions: Vec<Region>,
+    /// What the words in each changed region say changed (empty without words).
+    #[serde(default)]
+    pub changes: Vec<RegionChange>,
+    /// The text changes in one line (`$49 → $79`), the alert's first words.
+    #[serde(default)]
+    pub headline: Option<String>,
     /// The capture's error, for `failed`.
     pub error: Option<String>,
     /// `server.public_url` + `runs/{id}`.
@@ -88,6 +95,8 @@ impl AlertPayload {
             diff_ratio: run.diff_ratio,
             size_changed: run.size_changed.unwrap_or(false),
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
+            headline: run.word_changes().and_then(|c| headline(&c, HEADLINE_CHARS)),
+            changes: run.word_changes().unwrap_or_default(),
             error: run.error.clone(),
             review_url: public_url.join(&format!("runs/{}", run.id)).expect("valid").to_string(),
             images,
@@ -107,9 +116,10 @@ impl AlertPayload {
     pub fn summary(&self) -> String {
         match self.kind {
             AlertKind::Changed => format!(
-                "{} changed ({}): {} of pixels differ{}",
+                "{} changed ({}): {}{} of pixels differ{}",
                 self.monitor,
                 self.viewport,
+                self.headline.as_ref().map(|h| format!("{h} · ")).unwrap_or_default(),
                 percent(self.diff_ratio.unwrap_or(0.0)),
                 if self.size_changed { ", page size changed" } else { "" }
             ),
@@ -143,7 +153,10 @@ impl AlertPayload {
     /// The Block Kit message: header, facts, changed regions, and the two buttons.
     pub fn blocks(&self) -> Vec<SlackBlock> {
         let header = match self.kind {
-            AlertKind::Changed => format!("Visual change: {}", self.monitor),
+            AlertKind::Changed => match &self.headline {
+                Some(h) => format!("{}: {h}", self.monitor),
+                None => format!("Visual change: {}", self.monitor),
+            },
             AlertKind::Failed => format!("Capture failing: {}", self.monitor),
             AlertKind::Recovered => format!("Capture recovered: {}", self.monitor),
         };
@@ -173,14 +186,31 @@ impl AlertPayload {
                 if !self.regions.is_empty() {
                     text.push_str("*Changed regions* (x, y, width × height):\n");
                     for r in self.regions.iter().take(MAX_REGIONS) {
-                        text.push_str(&format!("• {}, {} — {} × {}\n", r.x, r.y, r.width, r.height));
+                        text.push_str(&format!("• {}, {} — {} × {}", r.x, r.y, r.width, r.height));
+                        match self.changes.iter().find(|c| c.region == *r) {
+                            Some(c) if c.text.is_empty() => text.push_str(": image or graphic change"),
+                            Some(c) => {
+                                // Cut before escaping: five regions of `&` (five characters
+                                // each, escaped) stay inside a section's 3,000.
+                                let said: Vec<String> =
+                                    c.text.iter().take(3).map(|t| t.to_string()).collect();
+                                text.push_str(&format!(
+                                    ": {}",
+                                    escape(&truncate(&said.join("; "), MAX_SAID_CHARS))
+                                ));
+                            }
+                            None => {}
+                        }
+                        text.push('\n');
                     }
                     if self.regions.len() > MAX_REGIONS {
                         text.push_str(&format!("• and {} more\n", self.regions.len() - MAX_REGIONS));
                     }
                 }
                 if !text.is_empty() {
-                    blocks.push(SlackSectionBlock::new().with_text(md(text)).into());
+                    // Verbatim: a URL or `*bold*` in the page's words stays text, not a link.
+                    let words = SlackBlockMarkDownText { text, verbatim: Some(true) };
+                    blocks.push(SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(words)).into());
                 }
             }
             AlertKind::Failed => {
@@ -236,6 +266,8 @@ pub fn percent(ratio: f64) -> String {
 const MAX_URL_CHARS: usize = 900;
 const MAX_SHOWN_URL_CHARS: usize = 150;
 const MAX_ERROR_CHARS: usize = 550;
+/// The words of one listed region: 5 × (90 × 5 escaped + the region's figures) < 3,000.
+const MAX_SAID_CHARS: usize = 90;
 
 /// A link to `url` for a mrkdwn field, within Slack's 2,000-character field limit: `|`, `<`
 /// and `>` cannot appear in a link's target (they would end it), so they are percent-encoded; a
@@ -293,10 +325,74 @@ mod tests {
             diff_ratio: Some(0.004),
             size_changed: false,
             regions: (0..7).map(|i| Region { x: i * 10, y: 20, width: 30, height: 40 }).collect(),
+            changes: Vec::new(),
+            headline: None,
             error: None,
             review_url: "http://vigil.local:8080/runs/run_01J0000000000000000000000".into(),
             images: Vec::new(),
         }
+    }
+
+    #[test]
+    fn an_alert_says_first_what_the_words_say_changed() {
+        use crate::diff::text::TextChange;
+        let regions =
+            vec![Region { x: 0, y: 20, width: 30, height: 40 }, Region { x: 0, y: 90, width: 9, height: 9 }];
+        let changes = vec![
+            RegionChange {
+                region: regions[0],
+                text: vec![TextChange::Replaced { before: "$49".into(), after: "<!channel> $79".into() }],
+            },
+            RegionChange { region: regions[1], text: Vec::new() },
+        ];
+        let alert =
+            AlertPayload { headline: headline(&changes, HEADLINE_CHARS), changes, regions, ..changed() };
+        assert!(
+            alert.summary().starts_with("pricing changed (1280x800): $49 → <!channel> $79 · "),
+            "{}",
+            alert.summary()
+        );
+        assert!(
+            alert.fallback_text().contains("$49 → &lt;!channel&gt; $79"),
+            "page text escaped: {}",
+            alert.fallback_text()
+        );
+        let json = serde_json::to_value(alert.blocks()).unwrap();
+        assert_eq!(json[0]["type"], "header");
+        assert_eq!(json[0]["text"]["type"], "plain_text", "no mrkdwn, no mentions from the page");
+        assert_eq!(json[0]["text"]["text"], "pricing: $49 → <!channel> $79");
+        let listed = json[2]["text"]["text"].as_str().unwrap();
+        assert!(listed.contains("• 0, 20 — 30 × 40: $49 → &lt;!channel&gt; $79\n"), "{listed}");
+        assert!(listed.contains("• 0, 90 — 9 × 9: image or graphic change\n"), "{listed}");
+    }
+
+    #[test]
+    fn a_page_full_of_ampersands_keeps_the_alert_within_slacks_limits() {
+        use crate::diff::text::TextChange;
+        let regions: Vec<Region> = (0..7).map(|i| Region { x: i, y: 0, width: 1, height: 1 }).collect();
+        let amps = "&".repeat(100);
+        let changes = regions
+            .iter()
+            .map(|r| RegionChange {
+                region: *r,
+                text: (0..10)
+                    .map(|_| TextChange::Replaced { before: amps.clone(), after: amps.clone() })
+                    .collect(),
+            })
+            .collect::<Vec<_>>();
+        let alert = AlertPayload {
+            headline: headline(&changes, HEADLINE_CHARS),
+            changes,
+            regions,
+            size_changed: true,
+            ..changed()
+        };
+        let json = serde_json::to_value(alert.blocks()).unwrap();
+        let section = json[2]["text"]["text"].as_str().unwrap();
+        assert!(section.chars().count() <= 3000, "{} characters", section.chars().count());
+        assert_eq!(json[2]["text"]["verbatim"], true);
+        assert!(json[0]["text"]["text"].as_str().unwrap().chars().count() <= 150);
+        assert!(alert.fallback_text().chars().count() < 4000);
     }
 
     #[test]

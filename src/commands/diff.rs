@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::diff::{DiffOptions, DiffReport, Limits, Metric, Region, compare_png};
+use crate::diff::{DiffOptions, DiffReport, Limits, Metric, Region, compare_png, text};
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
@@ -98,6 +98,11 @@ fn compare(args: &DiffArgs) -> Result<bool, String> {
     };
     let (report, diff_png) = compare_png(&a, &b, &options, &Limits::default(), args.out.is_some())
         .map_err(|e| format!("{e} ({})", e.code()))?;
+    // Captures of vigil's engine carry their words: say what they say changed.
+    let words = match (text::extract(&a), text::extract(&b)) {
+        (Some(before), Some(after)) => text::compare(&report.regions, &options.masks, &before, &after),
+        _ => Vec::new(),
+    };
     if let (Some(out), Some(png)) = (&args.out, &diff_png) {
         std::fs::write(out, png).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     }
@@ -105,12 +110,12 @@ fn compare(args: &DiffArgs) -> Result<bool, String> {
     if args.json {
         println!("{}", serde_json::to_string(&report).expect("a report serialises"));
     } else {
-        print_summary(&report, args, over, diff_png.is_some());
+        print_summary(&report, &words, args, over, diff_png.is_some());
     }
     Ok(over)
 }
 
-fn print_summary(r: &DiffReport, args: &DiffArgs, over: bool, wrote: bool) {
+fn print_summary(r: &DiffReport, words: &[text::RegionChange], args: &DiffArgs, over: bool, wrote: bool) {
     println!(
         "{} of {} pixels differ ({:.4}%){}",
         r.diff_pixels,
@@ -130,7 +135,12 @@ fn print_summary(r: &DiffReport, args: &DiffArgs, over: bool, wrote: bool) {
         );
     }
     for g in r.regions.iter().take(10) {
-        println!("  changed region: x={} y={} {}x{}", g.x, g.y, g.width, g.height);
+        let said = match words.iter().find(|c| c.region == *g) {
+            Some(c) if c.text.is_empty() => ": no text changed".to_owned(),
+            Some(c) => format!(": {}", c.text.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("; ")),
+            None => String::new(),
+        };
+        println!("  changed region: x={} y={} {}x{}{said}", g.x, g.y, g.width, g.height);
     }
     if r.regions.len() > 10 {
         println!("  … and {} more regions", r.regions.len() - 10);

@@ -226,7 +226,14 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
             ok &= matches!(verdict.as_str(), "unchanged" | "baseline_created");
             let detail = match verdict.as_str() {
                 "failed" | "skipped" => v["error"]["message"].as_str().unwrap_or("").to_owned(),
-                _ => v["diff_ratio"].as_f64().map(crate::alert::message::percent).unwrap_or_default(),
+                _ => {
+                    let ratio =
+                        v["diff_ratio"].as_f64().map(crate::alert::message::percent).unwrap_or_default();
+                    match v["headline"].as_str() {
+                        Some(words) => format!("{ratio} {words}"),
+                        None => ratio,
+                    }
+                }
             };
             vec![
                 r.monitor.clone(),

@@ -217,6 +217,9 @@ pub struct Monitor {
     pub max_height: u32,
     pub threshold: Threshold,
     pub pixel_threshold: f64,
+    /// A changed region whose words differ is a change whatever the threshold says. Default: on
+    /// when neither `threshold` nor `max_diff_pixels` is set (in the monitor or `defaults:`).
+    pub alert_on_text_change: bool,
     pub retries_on_diff: u32,
     pub slack_channel: Option<String>,
     pub enabled: bool,

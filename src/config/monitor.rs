@@ -33,6 +33,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "threshold",
     "max_diff_pixels",
     "pixel_threshold",
+    "alert_on_text_change",
     "retries_on_diff",
     "slack_channel",
     "enabled",
@@ -68,6 +69,7 @@ pub(crate) struct Settings {
     threshold: Option<f64>,
     max_diff_pixels: Option<u64>,
     pixel_threshold: Option<f64>,
+    alert_on_text_change: Option<bool>,
     retries_on_diff: Option<u32>,
     slack_channel: Option<String>,
     enabled: Option<bool>,
@@ -136,6 +138,7 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(threshold, |n, p| percentage(ctx, n, p));
     read!(max_diff_pixels, |n, p| integer(ctx, n, p, 0, i64::MAX).map(|v| v as u64));
     read!(pixel_threshold, |n, p| number(ctx, n, p, 0.0, 1.0));
+    read!(alert_on_text_change, |n, p| boolean(ctx, n, p));
     read!(retries_on_diff, |n, p| integer(ctx, n, p, 0, 10).map(|v| v as u32));
     read!(slack_channel, |n, p| text(ctx, n, p));
     read!(enabled, |n, p| boolean(ctx, n, p));
@@ -185,6 +188,10 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
         max_height: s.max_height.unwrap_or(DEFAULT_MAX_HEIGHT),
         threshold,
         pixel_threshold: s.pixel_threshold.unwrap_or(0.1),
+        // Limits set on purpose decide alone, unless words are asked for too (docs/diff.md).
+        alert_on_text_change: s
+            .alert_on_text_change
+            .unwrap_or(s.threshold.is_none() && s.max_diff_pixels.is_none()),
         retries_on_diff: s.retries_on_diff.unwrap_or(1),
         slack_channel: s.slack_channel,
         enabled: s.enabled.unwrap_or(true),
@@ -224,6 +231,7 @@ impl Settings {
             threshold,
             max_diff_pixels,
             pixel_threshold: self.pixel_threshold.or(d.pixel_threshold),
+            alert_on_text_change: self.alert_on_text_change.or(d.alert_on_text_change),
             retries_on_diff: self.retries_on_diff.or(d.retries_on_diff),
             slack_channel: self.slack_channel.or_else(|| d.slack_channel.clone()),
             enabled: self.enabled.or(d.enabled),

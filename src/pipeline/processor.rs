@@ -15,7 +15,7 @@ use super::runs::Runs;
 use crate::alert::run_alerts::RunAlerts;
 use crate::baseline::{BaselineError, Baselines};
 use crate::config::{LiveMonitors, Mask, Monitor};
-use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png};
+use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png, text};
 use crate::http::client::BodyError;
 use crate::ids::RunId;
 use crate::queue::backoff::Exponential;
@@ -442,11 +442,24 @@ impl Processor {
         let base_png = self.baselines.blob(&baseline.sha256).await?;
         let options = diff_options(monitor, reported_masks);
         let compared = tokio::task::spawn_blocking(move || {
-            compare_png(&base_png, &png, &options, &Limits::default(), true).map(|r| (r, png))
+            let (report, diff_png) = compare_png(&base_png, &png, &options, &Limits::default(), true)?;
+            // What the words in the changed regions say changed, when both sides have words
+            // (read only when something changed).
+            let changes = match (text::has_words(&base_png), text::has_words(&png)) {
+                (true, true) if report.regions.is_empty() => Some(Vec::new()),
+                (true, true) => match (text::extract(&base_png), text::extract(&png)) {
+                    (Some(before), Some(after)) => {
+                        Some(text::compare(&report.regions, &options.masks, &before, &after))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            Ok::<_, crate::diff::DiffError>(((report, diff_png, changes), png))
         })
         .await
         .expect("the diff does not panic");
-        let ((report, diff_png), png) = match compared {
+        let ((report, diff_png, changes), png) = match compared {
             Ok(r) => r,
             Err(e) => return Ok(RunOutcome { baseline_sha256: Some(baseline.sha256), ..unusable(&e) }),
         };
@@ -467,7 +480,11 @@ impl Processor {
             ratio: Some(crate::config::DEFAULT_THRESHOLD_RATIO),
             max_diff_pixels: None,
         });
-        let changed = report.size_changed || threshold.is_exceeded(report.diff_pixels, report.total_pixels);
+        // Any changed word is a change (docs/diff.md), unless the monitor leaves it to the threshold.
+        let words_changed = changes.iter().flatten().any(|c| !c.text.is_empty());
+        let by_words = words_changed && monitor.is_none_or(|m| m.alert_on_text_change);
+        let changed =
+            report.size_changed || threshold.is_exceeded(report.diff_pixels, report.total_pixels) || by_words;
         Ok(RunOutcome {
             verdict: Some(if changed { Verdict::Changed } else { Verdict::Unchanged }),
             current_sha256: Some(sha),
@@ -478,6 +495,7 @@ impl Processor {
             diff_ratio: Some(report.diff_ratio),
             size_changed: Some(report.size_changed),
             regions: Some(serde_json::to_string(&report.regions).expect("serialises")),
+            text_changes: changes.map(|c| serde_json::to_string(&c).expect("serialises")),
             error: None,
         })
     }

@@ -3,6 +3,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::diff::text::{HEADLINE_CHARS, RegionChange, headline};
 use crate::store::Run;
 
 /// One run as the API shows it: `verdict` is `null` while the run is pending.
@@ -19,6 +20,10 @@ pub struct RunView {
     pub diff_ratio: Option<f64>,
     pub size_changed: Option<bool>,
     pub regions: Value,
+    /// What the words in each changed region say changed; `null` without words on both sides.
+    pub text_changes: Option<Vec<RegionChange>>,
+    /// The text changes in one line (`$49 → $79`); `null` when no word changed.
+    pub headline: Option<String>,
     pub error: Option<Value>,
     pub attempt: i32,
     pub reviewed_by: Option<String>,
@@ -49,6 +54,8 @@ impl RunView {
             diff_ratio: run.diff_ratio,
             size_changed: run.size_changed,
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(json!([])),
+            headline: run.word_changes().and_then(|c| headline(&c, HEADLINE_CHARS)),
+            text_changes: run.word_changes(),
             error: run.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e))),
             attempt: run.attempt,
             reviewed_by: run.reviewed_by.clone(),

@@ -128,12 +128,22 @@ pub struct Run {
     pub size_changed: Option<bool>,
     /// JSON array of `{x, y, width, height}`.
     pub regions: Option<String>,
+    /// JSON array of `{region, text}`: what the words in each changed region say changed
+    /// (`crate::diff::text::RegionChange`); `None` without words on both sides.
+    pub text_changes: Option<String>,
     /// JSON `{code, message, retryable}` when the verdict is `failed`.
     pub error: Option<String>,
     pub reviewed_by: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
     pub completed_at: Option<Timestamp>,
+}
+
+impl Run {
+    /// What the words in each changed region say changed, when the run has words on both sides.
+    pub fn word_changes(&self) -> Option<Vec<crate::diff::text::RegionChange>> {
+        self.text_changes.as_deref().and_then(|c| serde_json::from_str(c).ok())
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +168,7 @@ pub struct RunOutcome {
     pub diff_ratio: Option<f64>,
     pub size_changed: Option<bool>,
     pub regions: Option<String>,
+    pub text_changes: Option<String>,
     pub error: Option<String>,
 }
 

@@ -180,6 +180,8 @@ pub struct RegionView {
     pub y: u32,
     pub width: u32,
     pub height: u32,
+    /// What its words say changed; empty when the run has no words.
+    pub said: String,
 }
 
 pub struct RunDetail {
@@ -198,6 +200,8 @@ pub struct RunDetail {
     pub current: Option<String>,
     pub diff_image: Option<String>,
     pub regions: Vec<RegionView>,
+    /// The text changes in one line (`$49 → $79`); empty when no word changed.
+    pub headline: String,
     pub can_approve: bool,
     pub can_reject: bool,
 }
@@ -209,6 +213,12 @@ impl RunDetail {
         let regions: Vec<Region> =
             r.regions.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
         let status = r.verdict.map_or("pending".into(), |v| v.to_string());
+        let changes = r.word_changes();
+        let said = |g: &Region| match changes.as_ref().and_then(|c| c.iter().find(|c| c.region == *g)) {
+            Some(c) if c.text.is_empty() => "image or graphic change".to_owned(),
+            Some(c) => c.text.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("; "),
+            None => String::new(),
+        };
         RunDetail {
             id: r.id.to_string(),
             monitor: r.monitor.to_string(),
@@ -234,8 +244,11 @@ impl RunDetail {
             diff_image: image("diff", &r.diff_sha256),
             regions: regions
                 .iter()
-                .map(|g| RegionView { x: g.x, y: g.y, width: g.width, height: g.height })
+                .map(|g| RegionView { x: g.x, y: g.y, width: g.width, height: g.height, said: said(g) })
                 .collect(),
+            headline: changes
+                .and_then(|c| crate::diff::text::headline(&c, crate::diff::text::HEADLINE_CHARS))
+                .unwrap_or_default(),
             can_approve: r.current_sha256.is_some() && matches!(status.as_str(), "changed" | "rejected"),
             can_reject: status == "changed",
             status,

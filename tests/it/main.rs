@@ -21,3 +21,4 @@ mod server;
 mod storage;
 mod store;
 mod ui;
+mod words;

@@ -136,7 +136,7 @@ impl Urlencoded for reqwest::RequestBuilder {
     }
 }
 
-fn cookie_of(r: &reqwest::Response) -> String {
+pub(crate) fn cookie_of(r: &reqwest::Response) -> String {
     let set = r.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"), "{set}");
     set.split(';').next().unwrap().to_owned()

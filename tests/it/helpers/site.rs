@@ -47,6 +47,30 @@ async fn status_page(State(site): State<TestSite>, Path(code): Path<u16>) -> Res
     (StatusCode::from_u16(code).unwrap(), Html(html)).into_response()
 }
 
+/// `/font.ttf`: a TrueType font of the machine's, 300 ms late (a web font that arrives after the
+/// page's first paint).
+async fn font(State(site): State<TestSite>) -> Response {
+    site.hits.lock().unwrap().push("font.ttf".into());
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let bytes = tokio::task::spawn_blocking(|| std::fs::read(system_font()).unwrap()).await.unwrap();
+    ([(header::CONTENT_TYPE, "font/ttf")], bytes).into_response()
+}
+
+/// The first `.ttf` file under `/usr/share/fonts` (Chromium needs fonts; Debian's come with it).
+pub fn system_font() -> std::path::PathBuf {
+    fn find(dir: &std::path::Path) -> Option<std::path::PathBuf> {
+        let mut entries: Vec<_> =
+            std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+        entries.sort();
+        entries
+            .iter()
+            .find(|p| p.extension().is_some_and(|e| e == "ttf"))
+            .cloned()
+            .or_else(|| entries.iter().filter(|p| p.is_dir()).find_map(|p| find(p)))
+    }
+    find(std::path::Path::new("/usr/share/fonts")).expect("a .ttf font under /usr/share/fonts")
+}
+
 /// `/go?to=URL` answers 302 to URL.
 async fn redirect(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
@@ -64,6 +88,7 @@ impl TestSite {
             .route("/page/{name}", get(page))
             .route("/go", get(redirect))
             .route("/hang", get(hang))
+            .route("/font.ttf", get(font))
             .route("/loop", get(redirect_loop))
             .route("/status/{code}", get(status_page))
             .with_state(site.clone());
