@@ -70,6 +70,8 @@ pub struct Timings {
     /// Screenshots taken once the page was ready; an early shot from the quiet window that was
     /// kept counts as one of them.
     pub shots: u32,
+    /// Reading the page's words and writing them into the PNG (`text`; part of `shoot`).
+    pub words: u64,
     /// Closing the context and its tabs, or parking a warm tab.
     pub close: u64,
 }
@@ -297,6 +299,7 @@ async fn in_page(
             let mut out = shoot_png(page, spec, stability_timeout, max_pixels, early).await?;
             timings.shoot = ms(start.elapsed() - settled);
             timings.shots = out.timings.shots;
+            timings.words = out.timings.words;
             out.timings = timings;
             Ok(out)
         }
@@ -345,7 +348,7 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
     Ok(())
 }
 
-pub(super) async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> Result<T, CaptureError> {
+async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> Result<T, CaptureError> {
     let params = EvaluateParams::builder()
         .expression(js)
         .await_promise(true)
@@ -548,11 +551,22 @@ async fn shoot_png(
     };
     let mut shots = 1;
     let mut stable = false;
+    // The words are read while the shot that may prove the page stable is taken: they are the
+    // words of that picture if it equals the one before.
+    let read_words = || super::words::read_within(page, &shot.clip, spec.scale);
+    let mut words = None;
     while !stability_timeout.is_zero() {
-        let next = shot.take(page).await?;
+        let (next, read) = match spec.text {
+            true => {
+                let (next, read) = tokio::join!(shot.take(page), read_words());
+                (next?, Some(read))
+            }
+            false => (shot.take(page).await?, None),
+        };
         shots += 1;
         if next == last {
             stable = true;
+            words = read;
             break;
         }
         last = next;
@@ -562,18 +576,13 @@ async fn shoot_png(
     }
     let (width, height) = crate::diff::png_dimensions(&last, &crate::diff::Limits::default())
         .map_err(CaptureError::BadImage)?;
-    if spec.text {
-        // Read once the picture is settled. The page's own scripts run in the same world and
-        // can break the reading: then the capture goes without its words.
-        match super::words::read(page, &shot.clip, spec.scale).await {
-            Ok(words) => match crate::diff::text::embed(&last, &words) {
-                Some(with) => last = with,
-                None => tracing::warn!("the screenshot has no IEND chunk; its words are left out"),
-            },
-            Err(e) => {
-                tracing::info!(error = %e, "the page's words could not be read; the capture goes without them")
-            }
-        }
+    // One shot, or shots that never settled: the words of the page as it is now.
+    let (read, reading) = match (spec.text, words) {
+        (true, None) => read_words().await,
+        (_, words) => words.unwrap_or((None, 0)),
+    };
+    if let Some(with) = read.and_then(|w| crate::diff::text::embed(&last, &w)) {
+        last = with;
     }
     Ok(CaptureOutput {
         bytes: last,
@@ -585,6 +594,6 @@ async fn shoot_png(
         clipped: shot.clipped,
         dialogs: Vec::new(),
         warm: false,
-        timings: Timings { shots, ..Timings::default() },
+        timings: Timings { shots, words: reading, ..Timings::default() },
     })
 }

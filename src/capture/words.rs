@@ -13,6 +13,8 @@
 //! not its globals, so a page that patches `Range` or `getComputedStyle` does not change what is
 //! read.
 
+use std::time::{Duration, Instant};
+
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::page::CreateIsolatedWorldParams;
 use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
@@ -21,8 +23,29 @@ use super::engine::Rect;
 use super::error::CaptureError;
 use crate::diff::text::{MAX_WORD_CHARS, MAX_WORDS, TextSnapshot, Word, clean};
 
+/// How long reading a page's words may take before the capture goes without them.
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+/// [`read`] within [`TIMEOUT`], and how long it took (ms). A page whose main thread is busy, or
+/// whose DOM breaks the reading, leaves the capture without its words, not without its picture.
+pub(super) async fn read_within(page: &Page, clip: &Rect, scale: f64) -> (Option<TextSnapshot>, u64) {
+    let started = Instant::now();
+    let words = match tokio::time::timeout(TIMEOUT, read(page, clip, scale)).await {
+        Ok(Ok(words)) => Some(words),
+        Ok(Err(e)) => {
+            tracing::info!(error = %e, "the page's words could not be read; the capture goes without them");
+            None
+        }
+        Err(_) => {
+            tracing::info!("reading the page's words took too long; the capture goes without them");
+            None
+        }
+    };
+    (words, started.elapsed().as_millis() as u64)
+}
+
 /// The words inside `clip` (page CSS pixels), in image pixels at `scale`.
-pub(super) async fn read(page: &Page, clip: &Rect, scale: f64) -> Result<TextSnapshot, CaptureError> {
+async fn read(page: &Page, clip: &Rect, scale: f64) -> Result<TextSnapshot, CaptureError> {
     let js = format!(
         r#"(() => {{
   const out = [];

@@ -261,6 +261,7 @@ impl Worker {
             settle = timings.settle,
             shoot = timings.shoot,
             shots = timings.shots,
+            words = timings.words,
             close = timings.close,
             store = (t.elapsed() - captured).as_millis() as u64,
             "capture timings (ms)"

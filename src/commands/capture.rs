@@ -35,6 +35,10 @@ pub struct CaptureArgs {
     /// Chromium binary (default: $CHROME_PATH, then chromium… on PATH).
     #[arg(long)]
     pub chromium: Option<PathBuf>,
+    /// Record the page's words in the PNG, as the daemon's monitors do: `vigil diff` then says
+    /// what they say changed.
+    #[arg(long)]
+    pub text: bool,
     /// Also print where the time went: opening the tab, emulation, loading, settling, the
     /// screenshots (and how many), closing (milliseconds).
     #[arg(long)]
@@ -92,6 +96,7 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
         }),
         wait_for: args.wait_for.clone(),
         max_height: Some(args.max_height),
+        text: Some(args.text),
         ..CaptureRequest::default()
     };
     let spec = req.validate().map_err(|e| e.to_string())?;
@@ -140,7 +145,7 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
     if args.timings {
         let t = &out.timings;
         println!(
-            "timings (ms): browser start {}, open {}, emulate {}, load {}, settle {}, shoot {} ({} shot{}), close {}",
+            "timings (ms): browser start {}, open {}, emulate {}, load {}, settle {}, shoot {} ({} shot{}{}), close {}",
             launched.as_millis(),
             t.open,
             t.emulate,
@@ -149,6 +154,7 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
             t.shoot,
             t.shots,
             if t.shots == 1 { "" } else { "s" },
+            if args.text { format!(", words {}", t.words) } else { String::new() },
             t.close
         );
     }

@@ -23,9 +23,7 @@ fn python() -> PathBuf {
 }
 
 fn promtool() -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("promtool")).find(|p| p.exists()));
-    tool(found.unwrap_or_else(|| PathBuf::from("promtool (on PATH)")))
+    crate::helpers::tool_on_path("promtool")
 }
 
 /// Runs `command`, feeding `stdin`; its exit status and everything it printed.

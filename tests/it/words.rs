@@ -80,6 +80,20 @@ async fn a_price_change_is_told_in_words_at_the_default_settings() {
         .collect();
     assert_eq!(said, [&serde_json::json!({"kind": "replaced", "before": "$49", "after": "$79"})], "{price}");
 
+    // The capture with its words is a valid PNG to a checker vigil did not write, which sees the
+    // chunk.
+    let png = crate::monitoring::image(&app, price["images"]["current"].as_str().unwrap()).await;
+    let file = app.dir.path().join("current.png");
+    std::fs::write(&file, &png).unwrap();
+    let check = std::process::Command::new(crate::helpers::tool_on_path("pngcheck"))
+        .arg("-v")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "pngcheck: {said}");
+    assert!(said.contains("iTXt") && said.contains("keyword: vigil:text"), "{said}");
+
     // The alert's first line, and its header.
     let posted = wait_for("the alert", Duration::from_secs(30), || async {
         let p = slack.posted();

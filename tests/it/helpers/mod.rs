@@ -34,6 +34,13 @@ pub fn tool(path: PathBuf) -> PathBuf {
     path
 }
 
+/// A tool the suite needs from the system's packages, found on `PATH` (see [`tool`]).
+pub fn tool_on_path(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(name)).find(|p| p.exists()));
+    tool(found.unwrap_or_else(|| PathBuf::from(format!("{name} (on PATH)"))))
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
