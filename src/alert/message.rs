@@ -37,6 +37,12 @@ pub struct AlertPayload {
     /// The text changes in one line (`$49 → $79`), the alert's first words.
     #[serde(default)]
     pub headline: Option<String>,
+    /// The capture was cut at `max_height`.
+    #[serde(default)]
+    pub clipped: bool,
+    /// For `unstable`: how many unsettled captures in a row it took.
+    #[serde(default)]
+    pub unstable_runs: Option<u32>,
     /// The capture's error, for `failed`.
     pub error: Option<String>,
     /// `server.public_url` + `runs/{id}`.
@@ -46,11 +52,16 @@ pub struct AlertPayload {
     pub images: Vec<AlertImage>,
 }
 
-/// Which alert a verdict calls for, given the verdict of the run before: a change alerts every
-/// time; failures alert when a streak starts, and once more when it ends.
-pub fn alert_kind(verdict: Verdict, previous: Option<Verdict>) -> Option<AlertKind> {
-    let was_failing = previous == Some(Verdict::Failed);
+/// Which alert a verdict calls for, given the verdicts of the runs before (newest first): a change
+/// alerts every time; failures alert when a streak starts, and once more when it ends; captures
+/// that never settle alert once, when `unstable_after` of them come in a row.
+pub fn alert_kind(verdict: Verdict, previous: &[Verdict], unstable_after: u32) -> Option<AlertKind> {
+    let was_failing = previous.first() == Some(&Verdict::Failed);
     match verdict {
+        Verdict::Unstable => {
+            let streak = 1 + previous.iter().take_while(|v| **v == Verdict::Unstable).count();
+            (streak == unstable_after.max(1) as usize).then_some(AlertKind::Unstable)
+        }
         Verdict::Changed => Some(AlertKind::Changed),
         Verdict::Failed if !was_failing => Some(AlertKind::Failed),
         Verdict::Unchanged | Verdict::BaselineCreated if was_failing => Some(AlertKind::Recovered),
@@ -68,7 +79,7 @@ impl AlertPayload {
         public_url: &url::Url,
     ) -> AlertPayload {
         let mut images = Vec::new();
-        if kind == AlertKind::Changed {
+        if matches!(kind, AlertKind::Changed | AlertKind::Unstable) {
             for (title, sha) in [
                 ("baseline", &run.baseline_sha256),
                 ("current", &run.current_sha256),
@@ -97,6 +108,9 @@ impl AlertPayload {
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
             headline: run.word_changes().and_then(|c| headline(&c, HEADLINE_CHARS)),
             changes: run.word_changes().unwrap_or_default(),
+            clipped: run.clipped.unwrap_or(false),
+            unstable_runs: (kind == AlertKind::Unstable)
+                .then(|| monitor.map_or(3, |m| m.unstable_alert_after)),
             error: run.error.clone(),
             review_url: public_url.join(&format!("runs/{}", run.id)).expect("valid").to_string(),
             images,
@@ -127,6 +141,13 @@ impl AlertPayload {
                 format!("{} ({}) cannot be captured: {}", self.monitor, self.viewport, self.error_message())
             }
             AlertKind::Recovered => format!("{} ({}) is captured again", self.monitor, self.viewport),
+            AlertKind::Unstable => format!(
+                "{} ({}) never settled in {} captures in a row: {} of pixels differ, maybe the page moving",
+                self.monitor,
+                self.viewport,
+                self.unstable_runs.unwrap_or(1),
+                percent(self.diff_ratio.unwrap_or(0.0)),
+            ),
         }
     }
 
@@ -159,13 +180,14 @@ impl AlertPayload {
             },
             AlertKind::Failed => format!("Capture failing: {}", self.monitor),
             AlertKind::Recovered => format!("Capture recovered: {}", self.monitor),
+            AlertKind::Unstable => format!("Capture not settling: {}", self.monitor),
         };
         let mut fields = vec![
             md(format!("*Monitor*\n{}", self.monitor)),
             md(format!("*Viewport*\n{}", self.viewport)),
             md(format!("*URL*\n{}", link(&self.url))),
         ];
-        if self.kind == AlertKind::Changed {
+        if matches!(self.kind, AlertKind::Changed | AlertKind::Unstable) {
             fields.push(md(format!(
                 "*Changed*\n{} ({} of {} px)",
                 percent(self.diff_ratio.unwrap_or(0.0)),
@@ -182,6 +204,9 @@ impl AlertPayload {
                 let mut text = String::new();
                 if self.size_changed {
                     text.push_str("The page size changed.\n");
+                }
+                if self.clipped {
+                    text.push_str("The page is taller than `max_height`: the capture was cut there.\n");
                 }
                 if !self.regions.is_empty() {
                     text.push_str("*Changed regions* (x, y, width × height):\n");
@@ -212,6 +237,15 @@ impl AlertPayload {
                     let words = SlackBlockMarkDownText { text, verbatim: Some(true) };
                     blocks.push(SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(words)).into());
                 }
+            }
+            AlertKind::Unstable => {
+                let text = format!(
+                    "The last {} captures never settled: their shots kept changing for the whole \
+                     `stability_timeout`, and each differed from the baseline. Something on the page moves \
+                     (a clock, a carousel, a video): mask or hide it, or approve a capture as the baseline.",
+                    self.unstable_runs.unwrap_or(1)
+                );
+                blocks.push(SlackSectionBlock::new().with_text(md(text)).into());
             }
             AlertKind::Failed => {
                 let error = truncate(&self.error_message(), MAX_ERROR_CHARS);
@@ -302,14 +336,24 @@ mod tests {
     #[test]
     fn changes_always_alert_failures_once_per_streak_and_recoveries_once() {
         use Verdict::*;
-        assert_eq!(alert_kind(Changed, Some(Changed)), Some(AlertKind::Changed));
-        assert_eq!(alert_kind(Failed, Some(Unchanged)), Some(AlertKind::Failed), "a streak starts");
-        assert_eq!(alert_kind(Failed, None), Some(AlertKind::Failed));
-        assert_eq!(alert_kind(Failed, Some(Failed)), None, "the streak goes on");
-        assert_eq!(alert_kind(Unchanged, Some(Failed)), Some(AlertKind::Recovered));
-        assert_eq!(alert_kind(BaselineCreated, Some(Failed)), Some(AlertKind::Recovered));
-        assert_eq!(alert_kind(Unchanged, Some(Unchanged)), None);
-        assert_eq!(alert_kind(Approved, Some(Failed)), None, "a person's decision alerts no one");
+        assert_eq!(alert_kind(Changed, &[Changed], 3), Some(AlertKind::Changed));
+        assert_eq!(alert_kind(Failed, &[Unchanged], 3), Some(AlertKind::Failed), "a streak starts");
+        assert_eq!(alert_kind(Failed, &[], 3), Some(AlertKind::Failed));
+        assert_eq!(alert_kind(Failed, &[Failed], 3), None, "the streak goes on");
+        assert_eq!(alert_kind(Unchanged, &[Failed], 3), Some(AlertKind::Recovered));
+        assert_eq!(alert_kind(BaselineCreated, &[Failed], 3), Some(AlertKind::Recovered));
+        assert_eq!(alert_kind(Unchanged, &[Unchanged], 3), None);
+        assert_eq!(alert_kind(Approved, &[Failed], 3), None, "a person's decision alerts no one");
+        assert_eq!(alert_kind(Unstable, &[Unchanged], 3), None, "one unsettled capture");
+        assert_eq!(alert_kind(Unstable, &[Unstable, Unchanged], 3), None);
+        assert_eq!(
+            alert_kind(Unstable, &[Unstable, Unstable, Unchanged], 3),
+            Some(AlertKind::Unstable),
+            "the third"
+        );
+        assert_eq!(alert_kind(Unstable, &[Unstable, Unstable, Unstable], 3), None, "once a streak");
+        assert_eq!(alert_kind(Unstable, &[], 1), Some(AlertKind::Unstable));
+        assert_eq!(alert_kind(Unchanged, &[Unstable], 3), None, "no recovery alert for settling");
     }
 
     fn changed() -> AlertPayload {
@@ -327,6 +371,8 @@ mod tests {
             regions: (0..7).map(|i| Region { x: i * 10, y: 20, width: 30, height: 40 }).collect(),
             changes: Vec::new(),
             headline: None,
+            clipped: false,
+            unstable_runs: None,
             error: None,
             review_url: "http://vigil.local:8080/runs/run_01J0000000000000000000000".into(),
             images: Vec::new(),

@@ -36,12 +36,18 @@ impl RunAlerts {
     /// The alert a finished `run` calls for, if any, to be written with its verdict.
     pub async fn alert_for(&self, run: &Run) -> Result<Option<NewAlert>, StoreError> {
         let Some(verdict) = run.verdict else { return Ok(None) };
-        let previous = match verdict {
-            Verdict::Changed | Verdict::Approved | Verdict::Rejected | Verdict::Skipped => None,
-            _ => self.store.previous_verdict(&run.monitor, &run.viewport, run.created_at).await?,
-        };
-        let Some(kind) = alert_kind(verdict, previous) else { return Ok(None) };
         let monitor = self.monitors.find(&run.monitor);
+        let unstable_after = monitor.as_ref().map_or(3, |m| m.unstable_alert_after);
+        let previous = match verdict {
+            Verdict::Changed | Verdict::Approved | Verdict::Rejected | Verdict::Skipped => Vec::new(),
+            // The streak of unsettled captures this one ends, up to the length that alerts.
+            Verdict::Unstable => {
+                let limit = i64::from(unstable_after);
+                self.store.previous_verdicts(&run.monitor, &run.viewport, run.created_at, limit).await?
+            }
+            _ => self.store.previous_verdicts(&run.monitor, &run.viewport, run.created_at, 1).await?,
+        };
+        let Some(kind) = alert_kind(verdict, &previous, unstable_after) else { return Ok(None) };
         let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
         Ok(Some(NewAlert {
             id: AlertId::new(),

@@ -220,6 +220,8 @@ pub struct Monitor {
     /// A changed region whose words differ is a change whatever the threshold says. Default: on
     /// when neither `threshold` nor `max_diff_pixels` is set (in the monitor or `defaults:`).
     pub alert_on_text_change: bool,
+    /// `unstable` runs in a row (captures that never settled showing a change) before one alert.
+    pub unstable_alert_after: u32,
     pub retries_on_diff: u32,
     pub slack_channel: Option<String>,
     pub enabled: bool,

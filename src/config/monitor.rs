@@ -34,6 +34,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "max_diff_pixels",
     "pixel_threshold",
     "alert_on_text_change",
+    "unstable_alert_after",
     "retries_on_diff",
     "slack_channel",
     "enabled",
@@ -70,6 +71,7 @@ pub(crate) struct Settings {
     max_diff_pixels: Option<u64>,
     pixel_threshold: Option<f64>,
     alert_on_text_change: Option<bool>,
+    unstable_alert_after: Option<u32>,
     retries_on_diff: Option<u32>,
     slack_channel: Option<String>,
     enabled: Option<bool>,
@@ -139,6 +141,7 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(max_diff_pixels, |n, p| integer(ctx, n, p, 0, i64::MAX).map(|v| v as u64));
     read!(pixel_threshold, |n, p| number(ctx, n, p, 0.0, 1.0));
     read!(alert_on_text_change, |n, p| boolean(ctx, n, p));
+    read!(unstable_alert_after, |n, p| integer(ctx, n, p, 1, 100).map(|v| v as u32));
     read!(retries_on_diff, |n, p| integer(ctx, n, p, 0, 10).map(|v| v as u32));
     read!(slack_channel, |n, p| text(ctx, n, p));
     read!(enabled, |n, p| boolean(ctx, n, p));
@@ -192,6 +195,7 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
         alert_on_text_change: s
             .alert_on_text_change
             .unwrap_or(s.threshold.is_none() && s.max_diff_pixels.is_none()),
+        unstable_alert_after: s.unstable_alert_after.unwrap_or(3),
         retries_on_diff: s.retries_on_diff.unwrap_or(1),
         slack_channel: s.slack_channel,
         enabled: s.enabled.unwrap_or(true),
@@ -232,6 +236,7 @@ impl Settings {
             max_diff_pixels,
             pixel_threshold: self.pixel_threshold.or(d.pixel_threshold),
             alert_on_text_change: self.alert_on_text_change.or(d.alert_on_text_change),
+            unstable_alert_after: self.unstable_alert_after.or(d.unstable_alert_after),
             retries_on_diff: self.retries_on_diff.or(d.retries_on_diff),
             slack_channel: self.slack_channel.or_else(|| d.slack_channel.clone()),
             enabled: self.enabled.or(d.enabled),

@@ -60,6 +60,11 @@ struct Result_ {
     asset_url: Option<String>,
     #[serde(default)]
     masks: Vec<Region>,
+    /// Absent from another provider's result: taken as settled and not cut.
+    #[serde(default)]
+    stable: Option<bool>,
+    #[serde(default)]
+    clipped: Option<bool>,
     error: Option<serde_json::Value>,
     metadata: Option<Metadata>,
 }
@@ -264,7 +269,7 @@ impl Processor {
                 if !self.agrees_on(&run.monitor).await? {
                     return Err(ProcessError::Disagrees(run.monitor.to_string()));
                 }
-                let judged = match self.judge(&run, url, &result.masks).await {
+                let judged = match self.judge(&run, url, &result).await {
                     Err(ProcessError::Fetch(e)) if e.gone => {
                         self.judge_fresh_link(&run, &result, url, e).await
                     }
@@ -343,7 +348,7 @@ impl Processor {
         match fresh {
             Some(url) if url != stale => {
                 tracing::info!(run = %run.id, job = %job, "capture link gone; fetching through a fresh one");
-                self.judge(run, url, &result.masks).await
+                self.judge(run, url, result).await
             }
             // The same link (a provider whose links do not expire): gone for now, maybe not for good.
             Some(_) => Err(ProcessError::Fetch(gone)),
@@ -392,12 +397,10 @@ impl Processor {
     /// limits (a huge declared size, a truncated or corrupt stream) fails the run and is stored
     /// nowhere, so it can never become a baseline. The comparison decodes it anyway; only a
     /// first capture is decoded just to check it.
-    async fn judge(
-        &self,
-        run: &Run,
-        url: &str,
-        reported_masks: &[Region],
-    ) -> Result<RunOutcome, ProcessError> {
+    async fn judge(&self, run: &Run, url: &str, result: &Result_) -> Result<RunOutcome, ProcessError> {
+        let reported_masks = &result.masks;
+        let quality =
+            |outcome: RunOutcome| RunOutcome { stable: result.stable, clipped: result.clipped, ..outcome };
         let started = std::time::Instant::now();
         let png = self.fetch(url).await?;
         let fetched = started.elapsed();
@@ -422,22 +425,22 @@ impl Processor {
                 now: Timestamp::now(),
             };
             self.baselines.create(&first, png).await?;
-            return Ok(RunOutcome {
+            return Ok(quality(RunOutcome {
                 verdict: Some(Verdict::BaselineCreated),
                 current_sha256: Some(sha.clone()),
                 baseline_sha256: Some(sha),
                 ..Default::default()
-            });
+            }));
         };
         if baseline.source == BaselineSource::FirstCapture && baseline.run_id.as_ref() == Some(&run.id) {
             // This run made the baseline, and the process died before the run's verdict was
             // recorded: its verdict is the one it would have had, not "unchanged" against itself.
-            return Ok(RunOutcome {
+            return Ok(quality(RunOutcome {
                 verdict: Some(Verdict::BaselineCreated),
                 current_sha256: Some(baseline.sha256.clone()),
                 baseline_sha256: Some(baseline.sha256),
                 ..Default::default()
-            });
+            }));
         }
         let base_png = self.baselines.blob(&baseline.sha256).await?;
         let options = diff_options(monitor, reported_masks);
@@ -485,8 +488,14 @@ impl Processor {
         let by_words = words_changed && monitor.is_none_or(|m| m.alert_on_text_change);
         let changed =
             report.size_changed || threshold.is_exceeded(report.diff_pixels, report.total_pixels) || by_words;
-        Ok(RunOutcome {
-            verdict: Some(if changed { Verdict::Changed } else { Verdict::Unchanged }),
+        // A change seen on a capture that never settled may be the page moving, not changed.
+        let verdict = match (changed, result.stable) {
+            (true, Some(false)) => Verdict::Unstable,
+            (true, _) => Verdict::Changed,
+            (false, _) => Verdict::Unchanged,
+        };
+        Ok(quality(RunOutcome {
+            verdict: Some(verdict),
             current_sha256: Some(sha),
             baseline_sha256: Some(baseline.sha256),
             diff_sha256: diff_sha,
@@ -496,8 +505,8 @@ impl Processor {
             size_changed: Some(report.size_changed),
             regions: Some(serde_json::to_string(&report.regions).expect("serialises")),
             text_changes: changes.map(|c| serde_json::to_string(&c).expect("serialises")),
-            error: None,
-        })
+            ..Default::default()
+        }))
     }
 }
 

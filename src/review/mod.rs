@@ -103,7 +103,7 @@ impl Reviewer {
         let current = self.store.current_baseline(&run.monitor, &run.viewport).await?;
         if let Some(current) = current.filter(|c| c.sha256 == sha) {
             // Already the baseline: record the decision on a change, add no history.
-            if matches!(run.verdict, Some(Verdict::Changed | Verdict::Rejected)) {
+            if matches!(run.verdict, Some(Verdict::Changed | Verdict::Rejected | Verdict::Unstable)) {
                 self.store.review_run(&run.id, Verdict::Approved, by, Timestamp::now()).await?;
             }
             let run = self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)?;

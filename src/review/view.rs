@@ -24,6 +24,10 @@ pub struct RunView {
     pub text_changes: Option<Vec<RegionChange>>,
     /// The text changes in one line (`$49 → $79`); `null` when no word changed.
     pub headline: Option<String>,
+    /// The capture's shots settled; `null` before it was judged.
+    pub stable: Option<bool>,
+    /// The capture was cut at `max_height`.
+    pub clipped: Option<bool>,
     pub error: Option<Value>,
     pub attempt: i32,
     pub reviewed_by: Option<String>,
@@ -56,6 +60,8 @@ impl RunView {
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(json!([])),
             headline: run.word_changes().and_then(|c| headline(&c, HEADLINE_CHARS)),
             text_changes: run.word_changes(),
+            stable: run.stable,
+            clipped: run.clipped,
             error: run.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e))),
             attempt: run.attempt,
             reviewed_by: run.reviewed_by.clone(),

@@ -35,7 +35,8 @@ text_enum!(
 text_enum!(RunStatus { Pending = "pending", Done = "done" });
 text_enum!(
     /// docs/architecture.md §6; `approved` and `rejected` come later, from a person;
-    /// `skipped`: not captured, the disk was low or failing when the tick came.
+    /// `skipped`: not captured, the disk was low or failing when the tick came; `unstable`: a
+    /// change seen on a capture whose shots never settled.
     Verdict {
         BaselineCreated = "baseline_created",
         Unchanged = "unchanged",
@@ -44,6 +45,7 @@ text_enum!(
         Approved = "approved",
         Rejected = "rejected",
         Skipped = "skipped",
+        Unstable = "unstable",
     }
 );
 text_enum!(JobStatus { Queued = "queued", Running = "running", Completed = "completed", Failed = "failed" });
@@ -62,7 +64,7 @@ text_enum!(
         Revert = "revert",
     }
 );
-text_enum!(AlertKind { Changed = "changed", Failed = "failed", Recovered = "recovered" });
+text_enum!(AlertKind { Changed = "changed", Failed = "failed", Recovered = "recovered", Unstable = "unstable" });
 
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct MonitorRecord {
@@ -131,6 +133,10 @@ pub struct Run {
     /// JSON array of `{region, text}`: what the words in each changed region say changed
     /// (`crate::diff::text::RegionChange`); `None` without words on both sides.
     pub text_changes: Option<String>,
+    /// The capture's shots settled (two identical in a row); `None` before it was judged.
+    pub stable: Option<bool>,
+    /// The page was taller than `max_height` and the capture was cut there.
+    pub clipped: Option<bool>,
     /// JSON `{code, message, retryable}` when the verdict is `failed`.
     pub error: Option<String>,
     pub reviewed_by: Option<String>,
@@ -169,6 +175,8 @@ pub struct RunOutcome {
     pub size_changed: Option<bool>,
     pub regions: Option<String>,
     pub text_changes: Option<String>,
+    pub stable: Option<bool>,
+    pub clipped: Option<bool>,
     pub error: Option<String>,
 }
 

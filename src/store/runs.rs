@@ -28,8 +28,8 @@ pub trait RunStore: Send + Sync {
     /// Records the verdict of a pending run; `false` if it was not pending (already processed).
     async fn complete_run(&self, id: &RunId, outcome: &RunOutcome, now: Timestamp) -> Result<bool>;
 
-    /// A person's decision on a change (`approved` / `rejected`): only a run that is `changed`
-    /// or `rejected` now; `false` otherwise (say, approved meanwhile by someone else).
+    /// A person's decision on a change (`approved` / `rejected`): only a run that is `changed`,
+    /// `rejected` or `unstable` now; `false` otherwise (say, approved meanwhile by someone else).
     async fn review_run(&self, id: &RunId, verdict: Verdict, by: &str, now: Timestamp) -> Result<bool>;
 
     async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool>;
@@ -41,7 +41,19 @@ pub trait RunStore: Send + Sync {
         monitor: &MonitorName,
         viewport: &str,
         before: Timestamp,
-    ) -> Result<Option<Verdict>>;
+    ) -> Result<Option<Verdict>> {
+        Ok(self.previous_verdicts(monitor, viewport, before, 1).await?.into_iter().next())
+    }
+
+    /// The verdicts of the runs of (monitor, viewport) before `before`, newest first, at most
+    /// `limit`, skipped runs left out.
+    async fn previous_verdicts(
+        &self,
+        monitor: &MonitorName,
+        viewport: &str,
+        before: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<Verdict>>;
 
     /// Pending runs not touched since `before`, oldest first (for the reconciler).
     async fn stale_pending_runs(&self, before: Timestamp, limit: i64) -> Result<Vec<Run>>;
@@ -144,12 +156,13 @@ impl RunStore for SqlStore {
             let r = sqlx::query(
                 "UPDATE runs SET status = 'done', verdict = $2, current_sha256 = $3, baseline_sha256 = $4,
                      diff_sha256 = $5, diff_pixels = $6, total_pixels = $7, diff_ratio = $8, size_changed = $9,
-                     regions = $10, error = $11, updated_at = $12, completed_at = $12, text_changes = $13
+                     regions = $10, error = $11, updated_at = $12, completed_at = $12, text_changes = $13,
+                     stable = $14, clipped = $15
                  WHERE id = $1 AND status = 'pending'",
             )
             .bind(id).bind(o.verdict).bind(&o.current_sha256).bind(&o.baseline_sha256).bind(&o.diff_sha256)
             .bind(o.diff_pixels).bind(o.total_pixels).bind(o.diff_ratio).bind(o.size_changed)
-            .bind(&o.regions).bind(&o.error).bind(now).bind(&o.text_changes)
+            .bind(&o.regions).bind(&o.error).bind(now).bind(&o.text_changes).bind(o.stable).bind(o.clipped)
             .execute(p).await?;
             Ok(r.rows_affected() == 1)
         })
@@ -159,7 +172,7 @@ impl RunStore for SqlStore {
         on_pool!(self, |p| {
             let r = sqlx::query(
                 "UPDATE runs SET verdict = $2, reviewed_by = $3, updated_at = $4
-                 WHERE id = $1 AND status = 'done' AND verdict IN ('changed', 'rejected')",
+                 WHERE id = $1 AND status = 'done' AND verdict IN ('changed', 'rejected', 'unstable')",
             )
             .bind(id)
             .bind(verdict)
@@ -184,23 +197,25 @@ impl RunStore for SqlStore {
         })
     }
 
-    async fn previous_verdict(
+    async fn previous_verdicts(
         &self,
         monitor: &MonitorName,
         viewport: &str,
         before: Timestamp,
-    ) -> Result<Option<Verdict>> {
+        limit: i64,
+    ) -> Result<Vec<Verdict>> {
         on_pool!(self, |p| {
             Ok(sqlx::query_scalar(
                 "SELECT verdict FROM runs
                  WHERE monitor = $1 AND viewport = $2 AND created_at < $3 AND verdict IS NOT NULL
                    AND verdict <> 'skipped'
-                 ORDER BY created_at DESC, id DESC LIMIT 1",
+                 ORDER BY created_at DESC, id DESC LIMIT $4",
             )
             .bind(monitor)
             .bind(viewport)
             .bind(before)
-            .fetch_optional(p)
+            .bind(limit)
+            .fetch_all(p)
             .await?)
         })
     }

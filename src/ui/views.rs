@@ -18,6 +18,7 @@ pub const FILTERS: &[(&str, &str)] = &[
     ("rejected", "Rejected"),
     ("baseline_created", "New baseline"),
     ("skipped", "Skipped"),
+    ("unstable", "Unsettled"),
     ("pending", "Running"),
     ("never", "Never run"),
 ];
@@ -193,6 +194,9 @@ pub struct RunDetail {
     pub diff: String,
     pub diff_pixels: String,
     pub size_changed: bool,
+    /// The capture never settled (`stable: false`).
+    pub unsettled: bool,
+    pub clipped: bool,
     pub when: String,
     pub reviewed_by: String,
     pub error: String,
@@ -227,6 +231,8 @@ impl RunDetail {
             diff: r.diff_ratio.map(percent).unwrap_or_default(),
             diff_pixels: r.diff_pixels.map(|p| p.to_string()).unwrap_or_default(),
             size_changed: r.size_changed.unwrap_or(false),
+            unsettled: r.stable == Some(false),
+            clipped: r.clipped.unwrap_or(false),
             when: short_time(&r.created_at.to_string()),
             reviewed_by: r.reviewed_by.clone().unwrap_or_default(),
             error: r
@@ -249,7 +255,8 @@ impl RunDetail {
             headline: changes
                 .and_then(|c| crate::diff::text::headline(&c, crate::diff::text::HEADLINE_CHARS))
                 .unwrap_or_default(),
-            can_approve: r.current_sha256.is_some() && matches!(status.as_str(), "changed" | "rejected"),
+            can_approve: r.current_sha256.is_some()
+                && matches!(status.as_str(), "changed" | "rejected" | "unstable"),
             can_reject: status == "changed",
             status,
         }

@@ -12,6 +12,7 @@ mod layout;
 mod monitoring;
 mod outside;
 mod pipeline;
+mod quality;
 mod receiver;
 mod replicas;
 mod retention;

@@ -157,6 +157,8 @@ async fn runs(store: &dyn InspectStore) {
         size_changed: Some(false),
         regions: Some(r#"[{"x":1,"y":2,"width":3,"height":4}]"#.into()),
         text_changes: Some(r#"[{"region":{"x":1,"y":2,"width":3,"height":4},"text":[]}]"#.into()),
+        stable: Some(false),
+        clipped: Some(true),
         error: None,
     };
     assert!(store.complete_run(&run.id, &outcome, t(2000)).await.unwrap());
@@ -179,6 +181,7 @@ async fn runs(store: &dyn InspectStore) {
     assert_eq!(done.size_changed, Some(false));
     assert_eq!(done.regions.as_deref(), outcome.regions.as_deref());
     assert_eq!(done.text_changes.as_deref(), outcome.text_changes.as_deref());
+    assert_eq!((done.stable, done.clipped), (Some(false), Some(true)));
     assert_eq!(done.completed_at, Some(t(2000)));
     assert!(!store.pending_run_exists(&name("home"), "1280x800").await.unwrap());
     assert!(!store.set_run_job(&run.id, &JobId::new(), t(2002)).await.unwrap(), "done runs take no new job");
