@@ -58,6 +58,8 @@ pub struct AlertPayload {
 pub fn alert_kind(verdict: Verdict, previous: &[Verdict], unstable_after: u32) -> Option<AlertKind> {
     let was_failing = previous.first() == Some(&Verdict::Failed);
     match verdict {
+        // Captured again, if not settled: a failure streak ends here.
+        Verdict::Unstable if was_failing => Some(AlertKind::Recovered),
         Verdict::Unstable => {
             let streak = 1 + previous.iter().take_while(|v| **v == Verdict::Unstable).count();
             (streak == unstable_after.max(1) as usize).then_some(AlertKind::Unstable)
@@ -242,7 +244,7 @@ impl AlertPayload {
                 let text = format!(
                     "The last {} captures never settled: their shots kept changing for the whole \
                      `stability_timeout`, and each differed from the baseline. Something on the page moves \
-                     (a clock, a carousel, a video): mask or hide it, or approve a capture as the baseline.",
+                     (a clock, a carousel, a video): mask or hide it (`mask:`, `hide:`).",
                     self.unstable_runs.unwrap_or(1)
                 );
                 blocks.push(SlackSectionBlock::new().with_text(md(text)).into());
@@ -259,7 +261,7 @@ impl AlertPayload {
             .with_action_id("vigil_open".into())
             .with_url(self.review_url.parse().expect("review URLs are built from a valid base"));
         let mut buttons = Vec::new();
-        if self.kind == AlertKind::Changed {
+        if matches!(self.kind, AlertKind::Changed | AlertKind::Unstable) {
             buttons.push(SlackActionBlockElement::Button(
                 SlackBlockButtonElement::new(pt!("Approve as baseline"))
                     .with_action_id(APPROVE_ACTION.into())
@@ -354,6 +356,9 @@ mod tests {
         assert_eq!(alert_kind(Unstable, &[Unstable, Unstable, Unstable], 3), None, "once a streak");
         assert_eq!(alert_kind(Unstable, &[], 1), Some(AlertKind::Unstable));
         assert_eq!(alert_kind(Unchanged, &[Unstable], 3), None, "no recovery alert for settling");
+        assert_eq!(alert_kind(Unstable, &[Failed], 3), Some(AlertKind::Recovered), "captured again");
+        assert_eq!(alert_kind(Unchanged, &[Unstable, Failed], 3), None, "recovered already");
+        assert_eq!(alert_kind(Failed, &[Unstable, Failed], 3), Some(AlertKind::Failed), "a new streak");
     }
 
     fn changed() -> AlertPayload {

@@ -317,7 +317,7 @@ impl Services {
         Metrics::seed(
             &verdicts,
             "verdict",
-            &["baseline_created", "unchanged", "changed", "failed", "skipped"],
+            &["baseline_created", "unchanged", "changed", "failed", "skipped", "unstable"],
         );
         let processor = Processor {
             store: self.store.clone(),

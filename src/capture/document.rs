@@ -19,7 +19,9 @@ pub struct StoredResult {
     pub sha256: String,
     pub content_type: String,
     pub masks: Vec<Region>,
-    pub stable: bool,
+    /// `None`: not checked (a zero `stability_timeout` takes one shot).
+    #[serde(default)]
+    pub stable: Option<bool>,
     pub clipped: bool,
     /// JavaScript dialogs the page opened, dismissed so the capture could go on.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -135,7 +137,7 @@ pub fn document(job: &CaptureJob, urls: &AssetUrls, now_unix: i64) -> CaptureDoc
                 doc.height = result.height;
                 doc.sha256 = Some(result.sha256);
                 doc.masks = Some(result.masks);
-                doc.stable = Some(result.stable);
+                doc.stable = result.stable;
                 doc.clipped = Some(result.clipped);
                 doc.dialogs = result.dialogs;
             }

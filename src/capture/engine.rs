@@ -41,7 +41,8 @@ pub struct CaptureOutput {
     pub height: Option<u32>,
     /// Mask rectangles in image coordinates (CSS pixels × scale), for the diff.
     pub masks: Vec<Region>,
-    pub stable: bool,
+    /// Two shots in a row were identical; `None` when not checked (a zero stability timeout).
+    pub stable: Option<bool>,
     /// The page was taller than `max_height` and was cut there.
     pub clipped: bool,
     /// JavaScript dialogs the page opened (dismissed, so the capture went on).
@@ -288,7 +289,7 @@ async fn in_page(
                 width: None,
                 height: None,
                 masks: Vec::new(),
-                stable: true,
+                stable: Some(true),
                 clipped: false,
                 dialogs: Vec::new(),
                 warm: false,
@@ -590,7 +591,7 @@ async fn shoot_png(
         width: Some(width),
         height: Some(height),
         masks: shot.masks,
-        stable,
+        stable: (!stability_timeout.is_zero()).then_some(stable),
         clipped: shot.clipped,
         dialogs: Vec::new(),
         warm: false,

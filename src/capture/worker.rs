@@ -161,7 +161,7 @@ impl Worker {
                     .await
                 {
                     Ok(true) => {
-                        tracing::info!(ms = result.duration_ms, width = ?result.width, height = ?result.height, stable = result.stable, "captured");
+                        tracing::info!(ms = result.duration_ms, width = ?result.width, height = ?result.height, stable = ?result.stable, "captured");
                         self.settings.delivery_ready.notify_one();
                     }
                     Ok(false) => {

@@ -138,7 +138,7 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
         out.bytes.len(),
         took.as_secs_f64(),
         launched.as_secs_f64(),
-        if out.stable { "" } else { ", not stable" },
+        if out.stable == Some(false) { ", not stable" } else { "" },
         if out.clipped { ", clipped at max height" } else { "" },
         args.output.display()
     );

@@ -199,8 +199,11 @@ async fn wait_for_verdicts(daemon: &Daemon, runs: &mut [Tracked], started: Insta
 async fn wait_for_alerts(database_url: &str, runs: &[Tracked]) -> anyhow::Result<()> {
     let store = crate::store::connect(database_url, 1).await?;
     let deadline = Instant::now() + ALERT_TIMEOUT;
-    let alerting =
-        |r: &&Tracked| r.view.as_ref().is_some_and(|v| v["verdict"] == "changed" || v["verdict"] == "failed");
+    let alerting = |r: &&Tracked| {
+        r.view
+            .as_ref()
+            .is_some_and(|v| matches!(v["verdict"].as_str(), Some("changed" | "failed" | "unstable")))
+    };
     for run in runs.iter().filter(alerting) {
         let id = run.id.parse().expect("ids from our API parse");
         loop {
@@ -250,7 +253,7 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
     };
     let total = runs.len();
     println!(
-        "{total} run{} in {:.1?}: {} unchanged, {} new baseline{}, {} changed, {} failed{}",
+        "{total} run{} in {:.1?}: {} unchanged, {} new baseline{}, {} changed, {} failed{}{}",
         plural(total),
         started.elapsed(),
         count("unchanged"),
@@ -258,6 +261,11 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
         plural(count("baseline_created")),
         count("changed"),
         count("failed"),
+        // (Only when there are some: a capture that never settled is not the usual case.)
+        match count("unstable") {
+            0 => String::new(),
+            n => format!(", {n} never settled (unstable)"),
+        },
         match total - done {
             0 => String::new(),
             n => format!(", {n} timed out"),

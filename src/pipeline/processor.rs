@@ -488,9 +488,10 @@ impl Processor {
         let by_words = words_changed && monitor.is_none_or(|m| m.alert_on_text_change);
         let changed =
             report.size_changed || threshold.is_exceeded(report.diff_pixels, report.total_pixels) || by_words;
-        // A change seen on a capture that never settled may be the page moving, not changed.
+        // A change seen on a capture that never settled may be the page moving, not changed;
+        // unless a settled capture saw it first (this is its `retries_on_diff` confirmation).
         let verdict = match (changed, result.stable) {
-            (true, Some(false)) => Verdict::Unstable,
+            (true, Some(false)) if run.attempt == 0 => Verdict::Unstable,
             (true, _) => Verdict::Changed,
             (false, _) => Verdict::Unchanged,
         };

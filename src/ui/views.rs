@@ -53,7 +53,7 @@ pub struct MonitorRow {
 fn urgency(r: &Run) -> u8 {
     match (r.status, r.verdict) {
         (_, Some(Verdict::Failed)) => 0,
-        (_, Some(Verdict::Changed)) => 1,
+        (_, Some(Verdict::Changed | Verdict::Unstable)) => 1,
         (RunStatus::Pending, _) | (_, None) => 2,
         (_, Some(Verdict::Rejected)) => 3,
         _ => 4,

@@ -49,6 +49,15 @@ pub async fn review_reads(store: &dyn InspectStore) {
         Some(Verdict::Unchanged)
     );
     assert_eq!(store.previous_verdict(&docs, "1280x800", unchanged.created_at).await.unwrap(), None);
+    // Unsettled streaks: the verdicts before, newest first, as many as asked for.
+    assert_eq!(
+        store.previous_verdicts(&docs, "1280x800", mobile.created_at, 5).await.unwrap(),
+        [Verdict::Changed, Verdict::Failed, Verdict::Unchanged]
+    );
+    assert_eq!(
+        store.previous_verdicts(&docs, "1280x800", mobile.created_at, 2).await.unwrap(),
+        [Verdict::Changed, Verdict::Failed]
+    );
 
     // Changes awaiting review, newest first, by monitor and paginated.
     let ids = |runs: Vec<Run>| runs.into_iter().map(|r| r.id).collect::<Vec<_>>();
