@@ -162,7 +162,12 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     let user = interaction.user.as_ref();
     let handle =
         user.and_then(|u| u.username.clone().or_else(|| u.name.clone())).unwrap_or_else(|| "someone".into());
-    let by = format!("slack:@{handle}");
+    // Recorded by the user's ID (which Slack does not let anyone else take) with their handle.
+    let handle: String = handle.chars().filter(|c| !c.is_control()).take(80).collect();
+    let by = match user.map(|u| u.id.to_string()) {
+        Some(id) => format!("slack:@{handle} ({id})"),
+        None => format!("slack:@{handle}"),
+    };
     let reviewer = &state.reviewer;
     // Approving is quick (a transaction and one file); the message update runs after the ack.
     let result = reviewer.approve(&run, &by, BaselineSource::Slack).await;

@@ -131,6 +131,7 @@ impl Services {
         let baselines = Baselines { store: store.clone(), blobs: blobs.clone(), files };
         let auth = Auth {
             tokens: Arc::new(config.auth.api_tokens.clone()),
+            names: Arc::new(config.auth.reviewers.clone()),
             internal,
             session_key,
             session_ttl: config.auth.session_ttl,

@@ -29,7 +29,7 @@ pub use values::{InterpolateError, interpolate};
 use ctx::{Ctx, Fields};
 use monitor::{page_url, required};
 use node::{Node, Pos};
-use values::{duration, integer, list, size, text, text_list};
+use values::{duration, integer, list, size, text};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://vigil.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -458,24 +458,66 @@ fn slack(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<SlackConfig> {
 }
 
 fn auth(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<AuthConfig> {
+    // Each token is a string, or `{name, token}`: the name is who a review made with it is
+    // recorded as.
     let api_tokens = or_default(ctx, f, "api_tokens", Vec::new(), |ctx, n, p| {
-        let tokens = text_list(ctx, n, p);
+        let items = list(ctx, n, p, "tokens")?;
         let mut ok = true;
-        if let node::Value::Seq(items) = &n.value {
-            for (i, (t, item)) in tokens.iter().zip(items).enumerate() {
-                if t.len() < 16 {
-                    ctx.error(item.pos, &format!("{p}[{i}]"), "expected a token of at least 16 characters");
-                    ok = false;
+        let mut tokens = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let path = format!("{p}[{i}]");
+            let (name, token, at) = match &item.value {
+                node::Value::Map(_) => {
+                    let Some(mut t) = Fields::of(ctx, item, &path) else {
+                        ok = false;
+                        continue;
+                    };
+                    let name = required(ctx, &mut t, item.pos, "name", "who uses the token")
+                        .and_then(|(n, p)| reviewer_name(ctx, n, &p));
+                    let token = required(ctx, &mut t, item.pos, "token", "the token")
+                        .and_then(|(n, p)| text(ctx, n, &p).map(|s| (s, n.pos, p)));
+                    t.finish(ctx, &["name", "token"]);
+                    match (name, token) {
+                        (Some(name), Some((token, pos, path))) => (Some(name), token, (pos, path)),
+                        _ => {
+                            ok = false;
+                            continue;
+                        }
+                    }
                 }
+                _ => match text(ctx, item, &path) {
+                    Some(token) => (None, token, (item.pos, path)),
+                    None => {
+                        ok = false;
+                        continue;
+                    }
+                },
+            };
+            if token.len() < 16 {
+                ctx.error(at.0, &at.1, "expected a token of at least 16 characters");
+                ok = false;
             }
+            tokens.push((name, Secret::new(token)));
         }
-        ok.then(|| tokens.into_iter().map(Secret::new).collect())
+        ok.then_some(tokens)
     });
     let session_ttl = or_default(ctx, f, "session_ttl", Duration::from_secs(12 * 3600), |ctx, n, p| {
         duration(ctx, n, p, Duration::from_secs(60), Duration::from_secs(90 * 24 * 3600))
     });
     f.finish(ctx, &["api_tokens", "session_ttl"]);
-    Some(AuthConfig { api_tokens: api_tokens?, session_ttl: session_ttl? })
+    let (reviewers, api_tokens) = api_tokens?.into_iter().unzip();
+    Some(AuthConfig { api_tokens, reviewers, session_ttl: session_ttl? })
+}
+
+/// A reviewer's name: 1 to 64 characters, no control characters.
+fn reviewer_name(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<String> {
+    let name = text(ctx, node, path)?;
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        ctx.expected(node, path, "a name of 1 to 64 characters");
+        return None;
+    }
+    Some(name.to_owned())
 }
 
 fn monitors(ctx: &mut Ctx<'_>, node: &Node, defaults: &monitor::Settings) -> Option<Vec<Monitor>> {

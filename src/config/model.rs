@@ -184,6 +184,9 @@ pub struct SlackConfig {
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub api_tokens: Vec<Secret>,
+    /// The name given to each token (`{name, token}`), in the same order: who a review made
+    /// with it is recorded as; `None` for a bare token (recorded by its fingerprint).
+    pub reviewers: Vec<Option<String>>,
     pub session_ttl: Duration,
 }
 

@@ -293,3 +293,35 @@ fn warm_tabs_are_on_unless_turned_off() {
     let bad = errors(&format!("capture:\n  warm_tabs: 3\n{base}"));
     assert!(bad.iter().any(|e| e.contains("capture.warm_tabs")), "{bad:?}");
 }
+
+#[test]
+fn tokens_may_carry_the_name_reviews_are_recorded_with() {
+    let yaml = "auth:\n  api_tokens:\n    - plain-token-0123456789\n    - {name: Dana Reviewer, token: named-token-0123456789}\nmonitors: []\n";
+    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    let tokens: Vec<&str> = c.auth.api_tokens.iter().map(|t| t.expose()).collect();
+    assert_eq!(tokens, ["plain-token-0123456789", "named-token-0123456789"]);
+    assert_eq!(c.auth.reviewers, [None, Some("Dana Reviewer".to_owned())]);
+    let errs = errors(
+        "auth:\n  api_tokens:\n    - {name: \"\", token: named-token-0123456789}\n    - {name: Eve}\n    - {name: Bob, token: short, colour: red}\nmonitors: []\n",
+    );
+    assert!(errs.iter().any(|e| e.contains("auth.api_tokens[0].name") && e.contains("1 to 64")), "{errs:?}");
+    assert!(errs.iter().any(|e| e.contains("auth.api_tokens[1].token") && e.contains("missing")), "{errs:?}");
+    assert!(
+        errs.iter().any(|e| e.contains("auth.api_tokens[2].token") && e.contains("16 characters")),
+        "{errs:?}"
+    );
+    assert!(errs.iter().any(|e| e.contains("auth.api_tokens[2].colour")), "{errs:?}");
+}
+
+#[test]
+fn the_words_rule_follows_limits_set_on_purpose() {
+    let yaml = "defaults:\n  unstable_alert_after: 5\nmonitors:\n  - {name: a, url: \"https://example.com/\"}\n  - {name: b, url: \"https://example.com/\", threshold: 2%}\n  - {name: c, url: \"https://example.com/\", max_diff_pixels: 10, alert_on_text_change: true}\n";
+    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    let on: Vec<bool> = c.monitors.iter().map(|m| m.alert_on_text_change).collect();
+    assert_eq!(on, [true, false, true], "default on; a threshold set on purpose decides alone unless asked");
+    assert!(c.monitors.iter().all(|m| m.unstable_alert_after == 5));
+    assert!(
+        errors("monitors:\n  - {name: a, url: \"https://example.com/\", unstable_alert_after: 0}\n")[0]
+            .contains("unstable_alert_after")
+    );
+}

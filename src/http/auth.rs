@@ -22,6 +22,9 @@ use crate::time::Timestamp;
 pub struct Auth {
     /// `auth.api_tokens` (and the internal token the monitor role uses).
     pub tokens: Arc<Vec<Secret>>,
+    /// The names of the tokens (`{name, token}`), by index; shorter than `tokens` when the last
+    /// ones have none.
+    pub names: Arc<Vec<Option<String>>>,
     /// The index in `tokens` of the monitor role's own token, when it calls this process.
     pub internal: Option<usize>,
     /// Signs web UI session cookies and CSRF tokens.
@@ -61,6 +64,15 @@ impl Auth {
     /// The fingerprint of the token at `index`.
     pub fn fingerprint(&self, index: usize) -> String {
         token_fingerprint(self.tokens[index].expose())
+    }
+
+    /// Who acts with the token at `index`, for the review history: its name, else `{kind} token`
+    /// and the first 8 characters of its fingerprint (never the token).
+    pub fn reviewer(&self, index: usize, kind: &str) -> String {
+        match self.names.get(index).cloned().flatten() {
+            Some(name) => name,
+            None => format!("{kind} token {}", &self.fingerprint(index)[..8]),
+        }
     }
 }
 

@@ -67,13 +67,16 @@ impl From<ReviewError> for ApiError {
     }
 }
 
-/// Who acted: the optional `by` of the body, and which API token (by fingerprint, never the
-/// token itself).
+/// Who acted: the token's name (`auth.api_tokens: [{name, token}]`), else the token by
+/// fingerprint (never the token itself); with the optional `by` of the body in front, which the
+/// token's holder says and vigil cannot check.
 fn actor(state: &ReviewApi, auth: Authenticated, by: Option<&str>) -> String {
-    let fingerprint = &auth.fingerprint(&state.auth)[..8];
-    match by.map(str::trim).filter(|b| !b.is_empty()) {
-        Some(by) => format!("{} (api token {fingerprint})", by.chars().take(100).collect::<String>()),
-        None => format!("api token {fingerprint}"),
+    let token = state.auth.reviewer(auth.index, "api");
+    let by: String = by.unwrap_or("").chars().filter(|c| !c.is_control()).take(100).collect();
+    match by.trim() {
+        "" => token,
+        by if by == token => token,
+        by => format!("{by} (via {token})"),
     }
 }
 

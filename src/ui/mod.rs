@@ -137,8 +137,7 @@ impl FromRequest<Ui> for Verified {
 impl Session {
     /// Who is acting, for the baseline history.
     fn actor(&self, state: &Ui) -> String {
-        let token = state.auth.tokens[self.index].expose();
-        format!("ui token {}", &crate::http::auth::token_fingerprint(token)[..8])
+        state.auth.reviewer(self.index, "ui")
     }
 }
 

@@ -78,7 +78,7 @@ async fn review_story(backend: Backend) {
     assert_eq!(body["run"]["verdict"], "approved");
     let current = image(&app, change["images"]["current"].as_str().unwrap()).await;
     assert_eq!(std::fs::read(&file).unwrap(), current, "baseline file rewritten");
-    assert!(body["baseline"]["approved_by"].as_str().unwrap().starts_with("alice (api token "), "{body}");
+    assert!(body["baseline"]["approved_by"].as_str().unwrap().starts_with("alice (via api token "), "{body}");
     assert_eq!(body["baseline"]["run_id"], id);
     let (_, changes) = api(&app, reqwest::Method::GET, "/api/changes").await;
     assert_eq!(changes["changes"], json!([]));
@@ -187,7 +187,7 @@ async fn the_slack_button_approves_and_the_message_says_who() {
     let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{run_id}")).await;
     assert_eq!(
         (run["verdict"].as_str(), run["reviewed_by"].as_str()),
-        (Some("approved"), Some("slack:@alice")),
+        (Some("approved"), Some("slack:@alice (U0ALICE)")),
         "{run}"
     );
     let file = app.dir.path().join("baselines/home/320x200.png");

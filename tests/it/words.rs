@@ -16,7 +16,7 @@ use crate::ui::{Urlencoded, cookie_of};
 /// one re-capture before alerting), only a schedule that does not fire during the test.
 fn config(site: &TestSite, slack: &FakeSlack, names: &[&str]) -> String {
     let mut yaml = format!(
-        "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
+        "auth:\n  api_tokens: [{{name: Dana Reviewer, token: \"{TOKEN}\"}}]\n\
          capture:\n  workers: 2\n  allow_private: [\"127.0.0.1/32\"]\n\
          slack:\n  bot_token: {BOT_TOKEN}\n  channel: \"#visual\"\n  api_url: {}/\n\
          defaults:\n  schedule: \"0 0 1 1 *\"\nmonitors:\n",
@@ -117,8 +117,10 @@ async fn a_price_change_is_told_in_words_at_the_default_settings() {
     assert!(html.contains("<strong>What changed:</strong> $49 → $79"), "{html}");
 
     // The new price approved: the next capture is unchanged, its words now the baseline's.
-    let (status, _) = api(&app, reqwest::Method::POST, &format!("/api/runs/{id}/approve")).await;
+    let (status, approved) = api(&app, reqwest::Method::POST, &format!("/api/runs/{id}/approve")).await;
     assert_eq!(status, 200);
+    assert_eq!(approved["run"]["reviewed_by"], "Dana Reviewer", "the token's name: {approved}");
+    assert_eq!(approved["baseline"]["approved_by"], "Dana Reviewer");
     let after = verdict_of(&app, &run_now(&app, "pricing").await).await;
     assert_eq!(after["verdict"], "unchanged", "{after}");
     assert_eq!(slack.posted().len(), 1);
