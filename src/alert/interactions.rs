@@ -163,7 +163,7 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     let handle =
         user.and_then(|u| u.username.clone().or_else(|| u.name.clone())).unwrap_or_else(|| "someone".into());
     // Recorded by the user's ID (which Slack does not let anyone else take) with their handle.
-    let handle: String = handle.chars().filter(|c| !c.is_control()).take(80).collect();
+    let handle = crate::diff::text::clean(&handle);
     let by = match user.map(|u| u.id.to_string()) {
         Some(id) => format!("slack:@{handle} ({id})"),
         None => format!("slack:@{handle}"),

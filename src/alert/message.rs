@@ -59,7 +59,7 @@ pub fn alert_kind(verdict: Verdict, previous: &[Verdict], unstable_after: u32) -
     let was_failing = previous.first() == Some(&Verdict::Failed);
     match verdict {
         // Captured again, if not settled: a failure streak ends here.
-        Verdict::Unstable if was_failing => Some(AlertKind::Recovered),
+        Verdict::Unstable if was_failing && unstable_after > 1 => Some(AlertKind::Recovered),
         Verdict::Unstable => {
             let streak = 1 + previous.iter().take_while(|v| **v == Verdict::Unstable).count();
             (streak == unstable_after.max(1) as usize).then_some(AlertKind::Unstable)
@@ -144,10 +144,11 @@ impl AlertPayload {
             }
             AlertKind::Recovered => format!("{} ({}) is captured again", self.monitor, self.viewport),
             AlertKind::Unstable => format!(
-                "{} ({}) never settled in {} captures in a row: {} of pixels differ, maybe the page moving",
+                "{} ({}) never settled in {} captures in a row: {}{} of pixels differ, maybe the page moving",
                 self.monitor,
                 self.viewport,
                 self.unstable_runs.unwrap_or(1),
+                self.headline.as_ref().map(|h| format!("{h} · ")).unwrap_or_default(),
                 percent(self.diff_ratio.unwrap_or(0.0)),
             ),
         }
@@ -210,44 +211,20 @@ impl AlertPayload {
                 if self.clipped {
                     text.push_str("The page is taller than `max_height`: the capture was cut there.\n");
                 }
-                if !self.regions.is_empty() {
-                    text.push_str("*Changed regions* (x, y, width × height):\n");
-                    for r in self.regions.iter().take(MAX_REGIONS) {
-                        text.push_str(&format!("• {}, {} — {} × {}", r.x, r.y, r.width, r.height));
-                        match self.changes.iter().find(|c| c.region == *r) {
-                            Some(c) if c.text.is_empty() => text.push_str(": image or graphic change"),
-                            Some(c) => {
-                                // Cut before escaping: five regions of `&` (five characters
-                                // each, escaped) stay inside a section's 3,000.
-                                let said: Vec<String> =
-                                    c.text.iter().take(3).map(|t| t.to_string()).collect();
-                                text.push_str(&format!(
-                                    ": {}",
-                                    escape(&truncate(&said.join("; "), MAX_SAID_CHARS))
-                                ));
-                            }
-                            None => {}
-                        }
-                        text.push('\n');
-                    }
-                    if self.regions.len() > MAX_REGIONS {
-                        text.push_str(&format!("• and {} more\n", self.regions.len() - MAX_REGIONS));
-                    }
-                }
+                text.push_str(&self.regions_text());
                 if !text.is_empty() {
-                    // Verbatim: a URL or `*bold*` in the page's words stays text, not a link.
-                    let words = SlackBlockMarkDownText { text, verbatim: Some(true) };
-                    blocks.push(SlackSectionBlock::new().with_text(SlackBlockText::MarkDown(words)).into());
+                    blocks.push(verbatim_section(text));
                 }
             }
             AlertKind::Unstable => {
                 let text = format!(
                     "The last {} captures never settled: their shots kept changing for the whole \
                      `stability_timeout`, and each differed from the baseline. Something on the page moves \
-                     (a clock, a carousel, a video): mask or hide it (`mask:`, `hide:`).",
+                     (a clock, a carousel, a video): mask or hide it (`mask:`, `hide:`). Until it settles, \
+                     further changes of this page do not alert.\n",
                     self.unstable_runs.unwrap_or(1)
                 );
-                blocks.push(SlackSectionBlock::new().with_text(md(text)).into());
+                blocks.push(verbatim_section(text + &self.regions_text()));
             }
             AlertKind::Failed => {
                 let error = truncate(&self.error_message(), MAX_ERROR_CHARS);
@@ -279,6 +256,38 @@ impl AlertPayload {
         );
         blocks
     }
+}
+
+impl AlertPayload {
+    /// The changed regions (at most [`MAX_REGIONS`]), each with what its words say changed;
+    /// the page's words cut before escaping, so five regions of `&` (five characters each,
+    /// escaped) stay inside a section's 3,000.
+    fn regions_text(&self) -> String {
+        let mut text = String::new();
+        if self.regions.is_empty() {
+            return text;
+        }
+        text.push_str("*Changed regions* (x, y, width × height):\n");
+        for r in self.regions.iter().take(MAX_REGIONS) {
+            text.push_str(&format!("• {}, {} — {} × {}", r.x, r.y, r.width, r.height));
+            if let Some(c) = self.changes.iter().find(|c| c.region == *r) {
+                text.push_str(&format!(": {}", escape(&c.said(MAX_SAID_CHARS))));
+            }
+            text.push('\n');
+        }
+        if self.regions.len() > MAX_REGIONS {
+            text.push_str(&format!("• and {} more\n", self.regions.len() - MAX_REGIONS));
+        }
+        text
+    }
+}
+
+/// A section of text that quotes the page: a URL or a channel name in the page's words stays
+/// text, not a link (`*`, `_` and `~` still format).
+fn verbatim_section(text: String) -> SlackBlock {
+    SlackSectionBlock::new()
+        .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText { text, verbatim: Some(true) }))
+        .into()
 }
 
 fn md(text: String) -> SlackBlockText {
@@ -357,6 +366,11 @@ mod tests {
         assert_eq!(alert_kind(Unstable, &[], 1), Some(AlertKind::Unstable));
         assert_eq!(alert_kind(Unchanged, &[Unstable], 3), None, "no recovery alert for settling");
         assert_eq!(alert_kind(Unstable, &[Failed], 3), Some(AlertKind::Recovered), "captured again");
+        assert_eq!(
+            alert_kind(Unstable, &[Failed], 1),
+            Some(AlertKind::Unstable),
+            "it says more than recovered"
+        );
         assert_eq!(alert_kind(Unchanged, &[Unstable, Failed], 3), None, "recovered already");
         assert_eq!(alert_kind(Failed, &[Unstable, Failed], 3), Some(AlertKind::Failed), "a new streak");
     }
@@ -393,8 +407,9 @@ mod tests {
             RegionChange {
                 region: regions[0],
                 text: vec![TextChange::Replaced { before: "$49".into(), after: "<!channel> $79".into() }],
+                too_many_words: false,
             },
-            RegionChange { region: regions[1], text: Vec::new() },
+            RegionChange { region: regions[1], text: Vec::new(), too_many_words: false },
         ];
         let alert =
             AlertPayload { headline: headline(&changes, HEADLINE_CHARS), changes, regions, ..changed() };
@@ -429,6 +444,7 @@ mod tests {
                 text: (0..10)
                     .map(|_| TextChange::Replaced { before: amps.clone(), after: amps.clone() })
                     .collect(),
+                too_many_words: false,
             })
             .collect::<Vec<_>>();
         let alert = AlertPayload {

@@ -289,7 +289,7 @@ async fn in_page(
                 width: None,
                 height: None,
                 masks: Vec::new(),
-                stable: Some(true),
+                stable: None,
                 clipped: false,
                 dialogs: Vec::new(),
                 warm: false,
@@ -552,12 +552,12 @@ async fn shoot_png(
     };
     let mut shots = 1;
     let mut stable = false;
-    // The words are read while the shot that may prove the page stable is taken: they are the
-    // words of that picture if it equals the one before.
+    // The words are read while the first shot that may prove the page stable is taken: they are
+    // the words of that picture if it equals the one before (else once more, at the end).
     let read_words = || super::words::read_within(page, &shot.clip, spec.scale);
     let mut words = None;
     while !stability_timeout.is_zero() {
-        let (next, read) = match spec.text {
+        let (next, read) = match spec.text && shots == 1 {
             true => {
                 let (next, read) = tokio::join!(shot.take(page), read_words());
                 (next?, Some(read))

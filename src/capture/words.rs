@@ -25,6 +25,8 @@ use crate::diff::text::{MAX_WORD_CHARS, MAX_WORDS, TextSnapshot, Word, clean};
 
 /// How long reading a page's words may take before the capture goes without them.
 const TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the reading script runs before it gives up by itself (a page with a huge DOM).
+const SCRIPT_BUDGET: Duration = Duration::from_secs(2);
 
 /// [`read`] within [`TIMEOUT`], and how long it took (ms). A page whose main thread is busy, or
 /// whose DOM breaks the reading, leaves the capture without its words, not without its picture.
@@ -49,6 +51,8 @@ async fn read(page: &Page, clip: &Rect, scale: f64) -> Result<TextSnapshot, Capt
     let js = format!(
         r#"(() => {{
   const out = [];
+  // Stops itself (a timeout on our side would leave it running on the page's main thread).
+  const until = performance.now() + {budget};
   const range = document.createRange();
   const sx = window.scrollX, sy = window.scrollY;
   const skip = new Set(['SCRIPT', 'STYLE', 'NOSCRIPT', 'TEMPLATE', 'HEAD']);
@@ -70,18 +74,20 @@ async fn read(page: &Page, clip: &Rect, scale: f64) -> Result<TextSnapshot, Capt
       if (!el || !visible(el)) continue;
       const re = /\S+/gu;
       let m;
+      if (performance.now() > until) throw new Error('too long');
       while ((m = re.exec(n.data)) !== null && out.length < {MAX_WORDS}) {{
         range.setStart(n, m.index);
         range.setEnd(n, m.index + m[0].length);
         const r = range.getBoundingClientRect();
         if (r.width < 0.5 || r.height < 0.5) continue;
-        out.push([r.left + sx, r.top + sy, r.width, r.height, Array.from(m[0]).slice(0, {MAX_WORD_CHARS}).join('')]);
+        out.push([r.left + sx, r.top + sy, r.width, r.height, Array.from(m[0].slice(0, 4 * {MAX_WORD_CHARS})).slice(0, {MAX_WORD_CHARS}).join('')]);
       }}
     }}
   }};
   walk(document);
   return out;
-}})()"#
+}})()"#,
+        budget = SCRIPT_BUDGET.as_millis()
     );
     let frame = page
         .mainframe()

@@ -135,11 +135,8 @@ fn print_summary(r: &DiffReport, words: &[text::RegionChange], args: &DiffArgs, 
         );
     }
     for g in r.regions.iter().take(10) {
-        let said = match words.iter().find(|c| c.region == *g) {
-            Some(c) if c.text.is_empty() => ": no text changed".to_owned(),
-            Some(c) => format!(": {}", c.text.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("; ")),
-            None => String::new(),
-        };
+        let said =
+            words.iter().find(|c| c.region == *g).map(|c| format!(": {}", c.said(200))).unwrap_or_default();
         println!("  changed region: x={} y={} {}x{}{said}", g.x, g.y, g.width, g.height);
     }
     if r.regions.len() > 10 {

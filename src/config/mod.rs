@@ -499,6 +499,13 @@ fn auth(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<AuthConfig> {
             }
             tokens.push((name, Secret::new(token)));
         }
+        // One token, one holder: the same token twice would make who reviewed ambiguous.
+        for (i, (_, t)) in tokens.iter().enumerate() {
+            if tokens[..i].iter().any(|(_, u)| u.expose() == t.expose()) {
+                ctx.error(n.pos, p, format!("the token at [{i}] is given twice"));
+                ok = false;
+            }
+        }
         ok.then_some(tokens)
     });
     let session_ttl = or_default(ctx, f, "session_ttl", Duration::from_secs(12 * 3600), |ctx, n, p| {
@@ -509,11 +516,12 @@ fn auth(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<AuthConfig> {
     Some(AuthConfig { api_tokens, reviewers, session_ttl: session_ttl? })
 }
 
-/// A reviewer's name: 1 to 64 characters, no control characters.
+/// A reviewer's name: 1 to 64 characters, no control or format characters.
 fn reviewer_name(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<String> {
-    let name = text(ctx, node, path)?;
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+    let given = text(ctx, node, path)?;
+    // No control or format characters: a bidi override would make a name read as another's.
+    let name = crate::diff::text::clean(given.trim());
+    if name.is_empty() || name.chars().count() > 64 || name != given.trim() {
         ctx.expected(node, path, "a name of 1 to 64 characters");
         return None;
     }

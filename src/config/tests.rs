@@ -311,6 +311,14 @@ fn tokens_may_carry_the_name_reviews_are_recorded_with() {
         "{errs:?}"
     );
     assert!(errs.iter().any(|e| e.contains("auth.api_tokens[2].colour")), "{errs:?}");
+    let errs = errors(
+        "auth:\n  api_tokens: [{name: \"Dana\\u202e\", token: named-token-0123456789}, named-token-0123456789]\nmonitors: []\n",
+    );
+    assert!(errs.iter().any(|e| e.contains("auth.api_tokens[0].name")), "a bidi override: {errs:?}");
+    let errs = errors(
+        "auth:\n  api_tokens: [{name: Dana, token: named-token-0123456789}, named-token-0123456789]\nmonitors: []\n",
+    );
+    assert!(errs.iter().any(|e| e.contains("given twice")), "{errs:?}");
 }
 
 #[test]

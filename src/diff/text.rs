@@ -20,7 +20,8 @@ pub const MAX_WORDS: usize = 20_000;
 pub const MAX_WORD_CHARS: usize = 100;
 /// Most bytes the words may take once inflated; a larger chunk is ignored.
 const MAX_INFLATED: usize = 8 * 1024 * 1024;
-/// Words of one region compared on each side; beyond this only the first ones are. Bounds the
+/// Words of one region compared on each side; with more, the region's words are not compared
+/// (the first ones alone would tell a shifted window as changes). Bounds the
 /// word diff: Myers takes at most (n + m) × d steps, 4 million for a region, 200 million for the
 /// 50 regions a diff can have.
 const MAX_REGION_WORDS: usize = 1_000;
@@ -77,6 +78,25 @@ impl std::fmt::Display for TextChange {
 pub struct RegionChange {
     pub region: Region,
     pub text: Vec<TextChange>,
+    /// More words than are compared overlap the region (a page reflowed from the top): its words
+    /// were not compared, and `text` is empty.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub too_many_words: bool,
+}
+
+impl RegionChange {
+    /// What the region's words say changed, in a few words: the first three changes, "image or
+    /// graphic change", or "too many words to compare".
+    pub fn said(&self, max_chars: usize) -> String {
+        if self.too_many_words {
+            return "too many words to compare".into();
+        }
+        if self.text.is_empty() {
+            return "image or graphic change".into();
+        }
+        let said: Vec<String> = self.text.iter().take(3).map(|t| t.to_string()).collect();
+        cut_to(&said.join("; "), max_chars)
+    }
 }
 
 /// `png` with `words` in an `iTXt` chunk before its `IEND`; `None` when `png` has no `IEND`
@@ -147,7 +167,8 @@ pub fn has_words(png: &[u8]) -> bool {
     chunks(png).any(|c| &c.kind == b"iTXt" && c.data.starts_with(KEYWORD.as_bytes()))
 }
 
-/// `word` cut to [`MAX_WORD_CHARS`], without control and format characters: a word is shown in
+/// `word` cut to [`MAX_WORD_CHARS`], without control and format characters (also for names a
+/// person or a peer gives: reviewers, Slack handles): a word is shown in
 /// terminals, logs and Slack, where an escape sequence, a line break or a bidi override (making
 /// `$79 → $49` read as `$49 → $79`) would lie about it.
 pub fn clean(word: &str) -> String {
@@ -200,11 +221,14 @@ pub fn compare<'a>(
                     .iter()
                     .filter(unmasked)
                     .filter(|w| overlaps(region, &w.rect()))
-                    .take(MAX_REGION_WORDS)
+                    .take(MAX_REGION_WORDS + 1)
                     .map(Word::text)
                     .collect()
             };
-            RegionChange { region: *region, text: word_changes(&inside(before), &inside(after)) }
+            let (before, after) = (inside(before), inside(after));
+            let too_many_words = before.len() > MAX_REGION_WORDS || after.len() > MAX_REGION_WORDS;
+            let text = if too_many_words { Vec::new() } else { word_changes(&before, &after) };
+            RegionChange { region: *region, text, too_many_words }
         })
         .collect()
 }
@@ -244,6 +268,14 @@ fn cut(s: &str) -> String {
     match s.char_indices().nth(MAX_CHANGE_CHARS) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_owned(),
+    }
+}
+
+/// `s` in at most `max` characters, the last one `…` when cut.
+fn cut_to(s: &str, max: usize) -> String {
+    match s.chars().count() > max {
+        true => s.chars().take(max.saturating_sub(1)).chain(std::iter::once('…')).collect(),
+        false => s.to_owned(),
     }
 }
 
@@ -390,6 +422,18 @@ mod tests {
         assert_eq!(added[0].text, [TextChange::Added { text: "Buy".into() }]);
         let gone = compare(&[region(0, 30, 200, 80)], &[], &after, &removed);
         assert_eq!(gone[0].text, [TextChange::Removed { text: "Buy".into() }]);
+        // A region over more words than are compared says so, and tells no change.
+        let many = TextSnapshot {
+            version: 1,
+            words: (0..=MAX_REGION_WORDS as u32)
+                .map(|i| Word(i % 100, i / 100 * 20, 5, 16, format!("w{i}")))
+                .collect(),
+        };
+        let mut shifted = many.clone();
+        shifted.words.insert(0, Word(0, 0, 5, 16, "new".into()));
+        let whole = compare(&[region(0, 0, 2000, 20_000)], &[], &many, &shifted);
+        assert!(whole[0].too_many_words && whole[0].text.is_empty());
+        assert_eq!(whole[0].said(100), "too many words to compare");
         let graphic = compare(&[region(300, 300, 20, 20)], &[], &before, &after);
         assert!(graphic[0].text.is_empty(), "no words there: an image change");
         assert_eq!(headline(&graphic, 200), None);
@@ -405,6 +449,7 @@ mod tests {
             .map(|i| RegionChange {
                 region: region(0, i, 1, 1),
                 text: vec![TextChange::Added { text: format!("word{i}") }],
+                too_many_words: false,
             })
             .collect();
         let line = headline(&many, 40).unwrap();
@@ -416,6 +461,7 @@ mod tests {
                     TextChange::Added { text: "é".repeat(300) },
                     TextChange::Removed { text: "x".into() },
                 ],
+                too_many_words: false,
             }];
             let line = headline(&long, max).unwrap();
             assert_eq!(line.chars().count(), max, "{line}");

@@ -72,7 +72,8 @@ impl From<ReviewError> for ApiError {
 /// token's holder says and vigil cannot check.
 fn actor(state: &ReviewApi, auth: Authenticated, by: Option<&str>) -> String {
     let token = state.auth.reviewer(auth.index, "api");
-    let by: String = by.unwrap_or("").chars().filter(|c| !c.is_control()).take(100).collect();
+    // No control or format characters (a bidi override), at most 100 characters.
+    let by = crate::diff::text::clean(by.unwrap_or(""));
     match by.trim() {
         "" => token,
         by if by == token => token,

@@ -24,7 +24,7 @@ pub struct RunView {
     pub text_changes: Option<Vec<RegionChange>>,
     /// The text changes in one line (`$49 → $79`); `null` when no word changed.
     pub headline: Option<String>,
-    /// The capture's shots settled; `null` before it was judged.
+    /// The capture's shots settled; `null` before it was judged or when nothing was checked.
     pub stable: Option<bool>,
     /// The capture was cut at `max_height`.
     pub clipped: Option<bool>,

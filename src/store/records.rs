@@ -133,7 +133,8 @@ pub struct Run {
     /// JSON array of `{region, text}`: what the words in each changed region say changed
     /// (`crate::diff::text::RegionChange`); `None` without words on both sides.
     pub text_changes: Option<String>,
-    /// The capture's shots settled (two identical in a row); `None` before it was judged.
+    /// The capture's shots settled (two identical in a row); `None` before it was judged, or
+    /// when nothing was checked (a zero stability timeout, a PDF, a provider that does not say).
     pub stable: Option<bool>,
     /// The page was taller than `max_height` and the capture was cut there.
     pub clipped: Option<bool>,

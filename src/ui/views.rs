@@ -18,7 +18,7 @@ pub const FILTERS: &[(&str, &str)] = &[
     ("rejected", "Rejected"),
     ("baseline_created", "New baseline"),
     ("skipped", "Skipped"),
-    ("unstable", "Unsettled"),
+    ("unstable", "Unstable"),
     ("pending", "Running"),
     ("never", "Never run"),
 ];
@@ -218,10 +218,9 @@ impl RunDetail {
             r.regions.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
         let status = r.verdict.map_or("pending".into(), |v| v.to_string());
         let changes = r.word_changes();
-        let said = |g: &Region| match changes.as_ref().and_then(|c| c.iter().find(|c| c.region == *g)) {
-            Some(c) if c.text.is_empty() => "image or graphic change".to_owned(),
-            Some(c) => c.text.iter().map(|t| t.to_string()).collect::<Vec<_>>().join("; "),
-            None => String::new(),
+        let said = |g: &Region| {
+            let change = changes.as_ref().and_then(|c| c.iter().find(|c| c.region == *g));
+            change.map(|c| c.said(400)).unwrap_or_default()
         };
         RunDetail {
             id: r.id.to_string(),

@@ -11,12 +11,14 @@ use crate::monitoring::{TOKEN, run_now, verdict_of};
 #[tokio::test]
 async fn a_page_that_never_settles_is_unstable_and_alerts_once_a_streak() {
     let site = TestSite::start().await;
-    // A script recolours the page at random every 30 ms: no stabilising CSS stops a timer.
+    // Noise drawn on a canvas at every frame: no stabilising CSS stops a script, every
+    // screenshot waits for a new frame, and two frames of noise differ in most of their pixels.
     site.set(
         "moving",
-        "<html><body style='margin:0'><div id=b style='width:200px;height:100px'></div>\
-         <script>const c = () => Math.floor(Math.random() * 256); setInterval(() => { document.getElementById('b').style.background = \
-         `rgb(${c()},${c()},${c()})`; }, 30);</script></body></html>",
+        "<html><body style='margin:0'><canvas id=c width=200 height=100></canvas><script>\
+         const g = document.getElementById('c').getContext('2d'); const img = g.createImageData(200, 100);\
+         const draw = () => { for (let i = 0; i < img.data.length; i++) img.data[i] = i % 4 == 3 ? 255 : Math.random() * 256;\
+         g.putImageData(img, 0, 0); requestAnimationFrame(draw); }; draw();</script></body></html>",
     );
     site.set(
         "tall",

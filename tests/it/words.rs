@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::slack::{BOT_TOKEN, FakeSlack};
 use crate::helpers::{Backend, TestApp, TestSite, wait_for};
@@ -51,9 +51,14 @@ async fn a_price_change_is_told_in_words_at_the_default_settings() {
     let site = TestSite::start().await;
     site.set("pricing", &pricing("$49", "rgb(0,128,0)"));
     let slack = FakeSlack::start().await;
-    let app = TestApp::spawn(Backend::Sqlite, &config(&site, &slack, &["pricing"])).await;
-    let first = verdict_of(&app, &run_now(&app, "pricing").await).await;
-    assert_eq!(first["verdict"], "baseline_created", "{first}");
+    // `quiet` watches the same page with the words left out of the verdict.
+    let yaml = config(&site, &slack, &["pricing"])
+        + &format!("  - name: quiet\n    url: {}\n    alert_on_text_change: false\n", site.url("pricing"));
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    for name in ["pricing", "quiet"] {
+        let first = verdict_of(&app, &run_now(&app, name).await).await;
+        assert_eq!(first["verdict"], "baseline_created", "{first}");
+    }
 
     // A graphic change under the threshold (the 8x8 badge recolours): no words changed, no alert;
     // its region is told as a change without text.
@@ -72,13 +77,19 @@ async fn a_price_change_is_told_in_words_at_the_default_settings() {
     let ratio = price["diff_ratio"].as_f64().unwrap();
     assert!(ratio > 0.0 && ratio < 0.001, "under the default 0.1 %: {price}");
     assert_eq!(price["headline"], "$49 → $79", "{price}");
+    let quiet = verdict_of(&app, &run_now(&app, "quiet").await).await;
+    assert_eq!(
+        (&quiet["verdict"], &quiet["headline"]),
+        (&json!("unchanged"), &json!("$49 → $79")),
+        "{quiet}"
+    );
     let said: Vec<&Value> = price["text_changes"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|c| c["text"].as_array().unwrap())
         .collect();
-    assert_eq!(said, [&serde_json::json!({"kind": "replaced", "before": "$49", "after": "$79"})], "{price}");
+    assert_eq!(said, [&json!({"kind": "replaced", "before": "$49", "after": "$79"})], "{price}");
 
     // The capture with its words is a valid PNG to a checker vigil did not write, which sees the
     // chunk.
