@@ -96,6 +96,7 @@ impl AlertPayload {
                 }
             }
         }
+        let words = run.word_changes();
         AlertPayload {
             kind,
             monitor: run.monitor.to_string(),
@@ -108,8 +109,8 @@ impl AlertPayload {
             diff_ratio: run.diff_ratio,
             size_changed: run.size_changed.unwrap_or(false),
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
-            headline: run.word_changes().and_then(|c| headline(&c, HEADLINE_CHARS)),
-            changes: run.word_changes().unwrap_or_default(),
+            headline: words.as_deref().and_then(|c| headline(c, HEADLINE_CHARS)),
+            changes: words.unwrap_or_default(),
             clipped: run.clipped.unwrap_or(false),
             unstable_runs: (kind == AlertKind::Unstable)
                 .then(|| monitor.map_or(3, |m| m.unstable_alert_after)),

@@ -431,6 +431,19 @@ pub(super) struct Rect {
     pub height: f64,
 }
 
+impl Rect {
+    /// This page rectangle in the image of `clip` at `scale`, cut to it, widened to whole pixels;
+    /// `None` when nothing of it is in the picture (or the page made up a NaN).
+    pub(super) fn in_image(&self, clip: &Rect, scale: f64) -> Option<Region> {
+        let x0 = ((self.x - clip.x).max(0.0) * scale).floor();
+        let y0 = ((self.y - clip.y).max(0.0) * scale).floor();
+        let x1 = ((self.x + self.width - clip.x).min(clip.width) * scale).ceil();
+        let y1 = ((self.y + self.height - clip.y).min(clip.height) * scale).ceil();
+        let (width, height) = ((x1 - x0) as u32, (y1 - y0) as u32);
+        (x1 > x0 && y1 > y0).then_some(Region { x: x0 as u32, y: y0 as u32, width, height })
+    }
+}
+
 /// The rectangle to shoot, in page CSS pixels, and whether the page was cut at `max_height`.
 async fn clip_rect(page: &Page, spec: &CaptureSpec) -> Result<(Rect, bool), CaptureError> {
     if let Some(sel) = &spec.selector {
@@ -474,20 +487,7 @@ async fn mask_rects(page: &Page, spec: &CaptureSpec, clip: &Rect) -> Result<Vec<
     );
     let rects: Vec<Rect> = eval(page, &js).await?;
     let s = spec.scale;
-    for r in rects {
-        let x0 = ((r.x - clip.x).max(0.0) * s).floor();
-        let y0 = ((r.y - clip.y).max(0.0) * s).floor();
-        let x1 = ((r.x + r.width - clip.x).min(clip.width) * s).ceil();
-        let y1 = ((r.y + r.height - clip.y).min(clip.height) * s).ceil();
-        if x1 > x0 && y1 > y0 {
-            out.push(Region {
-                x: x0 as u32,
-                y: y0 as u32,
-                width: (x1 - x0) as u32,
-                height: (y1 - y0) as u32,
-            });
-        }
-    }
+    out.extend(rects.iter().filter_map(|r| r.in_image(clip, s)));
     Ok(out)
 }
 

@@ -114,19 +114,9 @@ async fn read(page: &Page, clip: &Rect, scale: f64) -> Result<TextSnapshot, Capt
         .into_iter()
         .take(MAX_WORDS)
         .filter_map(|(x, y, width, height, text)| {
-            let x0 = ((x - clip.x).max(0.0) * scale).floor();
-            let y0 = ((y - clip.y).max(0.0) * scale).floor();
-            let x1 = ((x + width - clip.x).min(clip.width) * scale).ceil();
-            let y1 = ((y + height - clip.y).min(clip.height) * scale).ceil();
-            // (NaN fails both comparisons: a box the page made up is dropped.)
+            let r = Rect { x, y, width, height }.in_image(clip, scale)?;
             let text = clean(&text);
-            (x1 > x0 && y1 > y0 && !text.is_empty()).then_some(Word(
-                x0 as u32,
-                y0 as u32,
-                (x1 - x0) as u32,
-                (y1 - y0) as u32,
-                text,
-            ))
+            (!text.is_empty()).then_some(Word(r.x, r.y, r.width, r.height, text))
         })
         .collect();
     Ok(TextSnapshot { version: 1, words })

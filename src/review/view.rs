@@ -46,6 +46,7 @@ pub struct Images {
 impl RunView {
     pub fn new(run: &Run) -> Self {
         let link = |name: &str, present: bool| present.then(|| format!("/api/runs/{}/{name}.png", run.id));
+        let words = run.word_changes();
         RunView {
             id: run.id.to_string(),
             monitor: run.monitor.to_string(),
@@ -58,8 +59,8 @@ impl RunView {
             diff_ratio: run.diff_ratio,
             size_changed: run.size_changed,
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(json!([])),
-            headline: run.word_changes().and_then(|c| headline(&c, HEADLINE_CHARS)),
-            text_changes: run.word_changes(),
+            headline: words.as_deref().and_then(|c| headline(c, HEADLINE_CHARS)),
+            text_changes: words,
             stable: run.stable,
             clipped: run.clipped,
             error: run.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e))),
