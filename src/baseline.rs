@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::config::MonitorName;
 use crate::ids::RunId;
 use crate::store::blobs::{BaselineFiles, BlobError, BlobStore, sha256_hex};
-use crate::store::{Baseline, NewBaseline, Store, StoreError};
+use crate::store::{Baseline, NewBaseline, NewDelivery, Store, StoreError};
 use crate::time::Timestamp;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,14 +47,16 @@ impl Baselines {
     }
 
     /// Approval: the run's capture (`png`, blob `baseline.sha256`) becomes the active baseline
-    /// and the run is marked approved, in one transaction; then the file follows.
+    /// and the run is marked approved, with `events` queued, in one transaction; then the file
+    /// follows.
     pub async fn approve(
         &self,
         run: &RunId,
         baseline: &NewBaseline,
         png: Vec<u8>,
+        events: &[NewDelivery],
     ) -> Result<Baseline, BaselineError> {
-        let row = self.store.approve_run(run, baseline).await?;
+        let row = self.store.approve_run(run, baseline, events).await?;
         self.write_file(&baseline.monitor, &baseline.viewport, png).await?;
         Ok(row)
     }

@@ -95,6 +95,8 @@ impl Reloader {
             ("capture", format!("{:?}", self.at_start.capture), format!("{:?}", config.capture)),
             ("webhook", format!("{:?}", self.at_start.webhook), format!("{:?}", config.webhook)),
             ("slack", format!("{:?}", self.at_start.slack), format!("{:?}", config.slack)),
+            // (Compared, never logged: a changed secret counts too.)
+            ("alerts", alerts_text(&self.at_start.alerts), alerts_text(&config.alerts)),
             ("auth", format!("{:?}", self.at_start.auth), format!("{:?}", config.auth)),
         ] {
             if before != after {
@@ -179,4 +181,9 @@ async fn record_later(store: Arc<dyn Store>, monitors: LiveMonitors) {
             Err(e) => tracing::warn!(error = ?e, attempt, "cannot record the reloaded monitors yet"),
         }
     }
+}
+
+/// The `alerts:` section as text to compare, secrets included.
+fn alerts_text(alerts: &[crate::config::AlertDestination]) -> String {
+    alerts.iter().map(|d| format!("{d:?}{}", d.secret.expose())).collect()
 }

@@ -25,6 +25,9 @@ pub struct AlertPayload {
     pub run_id: String,
     /// The monitor's `slack_channel`; `None` means `slack.channel`.
     pub channel: Option<String>,
+    /// Whether the monitor routes its alerts to Slack (or the log): `slack` in its `alerts:`.
+    #[serde(default = "routed")]
+    pub slack: bool,
     pub diff_pixels: Option<i64>,
     pub total_pixels: Option<i64>,
     pub diff_ratio: Option<f64>,
@@ -104,6 +107,7 @@ impl AlertPayload {
             viewport: run.viewport.clone(),
             run_id: run.id.to_string(),
             channel: monitor.and_then(|m| m.slack_channel.clone()),
+            slack: monitor.is_none_or(|m| m.alerts.iter().any(|a| a == crate::config::SLACK_DESTINATION)),
             diff_pixels: run.diff_pixels,
             total_pixels: run.total_pixels,
             diff_ratio: run.diff_ratio,
@@ -119,6 +123,11 @@ impl AlertPayload {
             images,
         }
     }
+}
+
+/// Alerts queued before `alerts:` existed went to Slack.
+fn routed() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -384,6 +393,7 @@ mod tests {
             viewport: "1280x800".into(),
             run_id: "run_01J0000000000000000000000".into(),
             channel: None,
+            slack: true,
             diff_pixels: Some(4096),
             total_pixels: Some(1_024_000),
             diff_ratio: Some(0.004),

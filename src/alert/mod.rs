@@ -16,6 +16,7 @@
 //! (at least once).
 
 mod connector;
+pub mod events;
 pub mod interactions;
 pub mod message;
 pub mod operator;
@@ -168,6 +169,11 @@ impl Alerter {
             }
         };
         let result = match &self.slack {
+            // The monitor routes its alerts elsewhere only (its `alerts:` has no `slack`).
+            _ if !payload.slack => {
+                tracing::info!(alert = %alert.id, run = %payload.run_id, kind = %payload.kind, "not routed to Slack: {}", payload.summary());
+                Ok(None)
+            }
             None => {
                 tracing::warn!(
                     alert = %alert.id, run = %payload.run_id, kind = %payload.kind, review = %payload.review_url,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use super::events::Events;
 use super::{AlertPayload, alert_kind};
 use crate::config::LiveMonitors;
 use crate::ids::AlertId;
@@ -20,6 +21,10 @@ pub struct RunAlerts {
     pub public_url: url::Url,
     /// Wakes the alerter when an alert is queued.
     pub ready: Arc<Notify>,
+    /// The alert's events for the `alerts:` destinations.
+    pub events: Events,
+    /// Wakes the webhook deliverer when events are queued.
+    pub deliveries: Arc<Notify>,
 }
 
 impl RunAlerts {
@@ -27,8 +32,11 @@ impl RunAlerts {
     pub async fn queue(&self, run: &Run) -> Result<(), StoreError> {
         let Some(alert) = self.alert_for(run).await? else { return Ok(()) };
         if self.store.enqueue_alert(&alert).await? {
-            tracing::info!(run = %run.id, monitor = %run.monitor, kind = %alert.kind, "alert queued");
+            tracing::info!(run = %run.id, monitor = %run.monitor, kind = %alert.kind, events = alert.events.len(), "alert queued");
             self.ready.notify_one();
+        }
+        if !alert.events.is_empty() {
+            self.deliveries.notify_one();
         }
         Ok(())
     }
@@ -49,13 +57,15 @@ impl RunAlerts {
         };
         let Some(kind) = alert_kind(verdict, &previous, unstable_after) else { return Ok(None) };
         let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
+        let now = Timestamp::now();
         Ok(Some(NewAlert {
+            events: self.events.for_alert(&payload, now),
             id: AlertId::new(),
             run_id: run.id.clone(),
             monitor: run.monitor.clone(),
             kind,
             payload: serde_json::to_string(&payload).expect("serialises"),
-            now: Timestamp::now(),
+            now,
         }))
     }
 }

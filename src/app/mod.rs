@@ -183,6 +183,10 @@ async fn start_roles(
     if roles.api || roles.ui || roles.monitor {
         services.repair_baseline_files().await;
     }
+    let judges = roles.api || roles.ui || roles.monitor;
+    if roles.capture || (judges && !services.config.alerts.is_empty()) {
+        services.start_deliveries(bg);
+    }
     let mut routes = axum::Router::new();
     let mut capture = None;
     if roles.capture {

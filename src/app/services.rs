@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 
 use super::RunError;
 use super::keys;
+use crate::alert::events::Events;
 use crate::alert::interactions::{Interactions, SlackHooks};
 use crate::alert::run_alerts::RunAlerts;
 use crate::alert::{Alerter, SlackSender};
@@ -55,6 +56,10 @@ pub struct Services {
     pub results: Arc<Notify>,
     /// Woken when an alert is queued, for the alerter.
     pub alerts: Arc<Notify>,
+    /// Woken when a webhook delivery (a capture result, an event) is queued, for the deliverer.
+    pub deliveries: Arc<Notify>,
+    /// Events for the `alerts:` destinations.
+    pub events: Events,
     pub slack: Option<Arc<SlackSender>>,
     /// The volumes vigil writes: checked at start, then by [`Services::watch_disk`].
     pub disk: DiskHealth,
@@ -138,9 +143,19 @@ impl Services {
             sessions: store.clone(),
         };
         let slack = config.slack.as_ref().map(|s| Arc::new(SlackSender::new(s, client(s.timeout))));
+        let monitors = LiveMonitors::new(config.monitors.clone());
+        let deliveries = Arc::new(Notify::new());
+        let events = Events::new(&config.alerts, monitors.clone(), config.server.public_url.clone());
         Ok(Services {
-            monitors: LiveMonitors::new(config.monitors.clone()),
-            reviewer: Reviewer { store: store.clone(), baselines: baselines.clone() },
+            reviewer: Reviewer {
+                store: store.clone(),
+                baselines: baselines.clone(),
+                events: Arc::new(events.clone()),
+                deliveries: deliveries.clone(),
+            },
+            monitors,
+            events,
+            deliveries,
             config: Arc::new(config),
             store,
             blobs,
@@ -218,6 +233,8 @@ impl Services {
             monitors: self.monitors.clone(),
             public_url: self.config.server.public_url.clone(),
             ready: self.alerts.clone(),
+            events: self.events.clone(),
+            deliveries: self.deliveries.clone(),
         }
     }
 
@@ -263,10 +280,9 @@ impl Services {
                 }
             })
         }));
-        let delivery_ready = Arc::new(Notify::new());
         let settings = Arc::new(crate::capture::worker::WorkerSettings {
             config: config.clone(),
-            delivery_ready: delivery_ready.clone(),
+            delivery_ready: self.deliveries.clone(),
             disk: self.disk.clone(),
         });
         for i in 0..config.capture.workers {
@@ -280,20 +296,6 @@ impl Services {
             };
             bg.tasks.spawn(worker.run(bg.stop.clone()));
         }
-        let outcomes = Family::default();
-        self.metrics.register("webhook_deliveries", "Webhook delivery attempts by outcome", outcomes.clone());
-        Metrics::seed(&outcomes, "outcome", &["delivered", "retry", "dead"]);
-        let deliverer = Deliverer {
-            store: self.store.clone(),
-            key: self.webhook_key.clone(),
-            client: self.guarded_client(config.webhook.timeout),
-            schedule: config.webhook.retry_schedule.clone(),
-            timeout: config.webhook.timeout,
-            ready: delivery_ready,
-            outcomes,
-            max_in_flight: config.webhook.max_in_flight,
-        };
-        bg.tasks.spawn(deliverer.run(bg.stop.clone()));
         let api = CaptureApi {
             config: config.clone(),
             store: self.store.clone(),
@@ -303,6 +305,37 @@ impl Services {
             disk: self.disk.clone(),
         };
         (crate::capture::router(api), service)
+    }
+
+    /// The webhook outbox's sender: capture results (the capture role) and events for the
+    /// `alerts:` destinations (the roles that judge and approve). One per process.
+    pub fn start_deliveries(&self, bg: &mut Background) {
+        let config = &self.config;
+        let outcomes = Family::default();
+        self.metrics.register("webhook_deliveries", "Webhook delivery attempts by outcome", outcomes.clone());
+        Metrics::seed(&outcomes, "outcome", &["delivered", "retry", "dead"]);
+        let deliverer = Deliverer {
+            store: self.store.clone(),
+            key: self.webhook_key.clone(),
+            senders: config
+                .alerts
+                .iter()
+                .map(|d| {
+                    (
+                        d.name.clone(),
+                        SigningKey::from_secret(d.secret.expose()).expect("checked by the config"),
+                    )
+                })
+                .collect(),
+            operator: client(config.webhook.timeout),
+            client: self.guarded_client(config.webhook.timeout),
+            schedule: config.webhook.retry_schedule.clone(),
+            timeout: config.webhook.timeout,
+            ready: self.deliveries.clone(),
+            outcomes,
+            max_in_flight: config.webhook.max_in_flight,
+        };
+        bg.tasks.spawn(deliverer.run(bg.stop.clone()));
     }
 
     /// The monitor role: the receiver, the processor, the reconciler, alerts and retention;

@@ -121,8 +121,9 @@ impl Worker {
         let doc = document(job, &self.service.asset_urls, Timestamp::now().millis() / 1000);
         Some(NewDelivery {
             id: MessageId::new(),
-            job_id: job.id.clone(),
+            subject: job.id.to_string(),
             url,
+            sender: String::new(),
             payload: serde_json::to_string(&doc).expect("serialises"),
             now: Timestamp::now(),
         })

@@ -49,13 +49,13 @@ pub fn run(config: &Path, command: &DeliveriesCommand) -> ExitCode {
                 let rows = store.list_deliveries(status, *limit).await.map_err(|e| e.to_string())?;
                 println!(
                     "{:<30}  {:<30}  {:>8}  {:>6}  {:<24}  URL / LAST ERROR",
-                    "ID", "JOB", "ATTEMPTS", "STATUS", "CREATED"
+                    "ID", "JOB OR RUN", "ATTEMPTS", "STATUS", "CREATED"
                 );
                 for d in &rows {
                     println!(
                         "{:<30}  {:<30}  {:>8}  {:>6}  {:<24}  {} / {}",
                         d.id,
-                        d.job_id,
+                        d.subject,
                         d.attempts,
                         d.last_status.map_or("-".to_owned(), |s| s.to_string()),
                         d.created_at.to_string(),

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::baseline::Baselines;
@@ -57,7 +58,16 @@ pub fn approve(path: &Path, target: &str) -> ExitCode {
             blobs: BlobStore::open(&config.storage.blobs)?,
             files: BaselineFiles::new(&config.storage.baselines_dir),
         };
-        let reviewer = Reviewer { store: store.clone(), baselines };
+        // Events are queued; a running daemon sends them.
+        let monitors = crate::config::LiveMonitors::new(config.monitors.clone());
+        let events =
+            crate::alert::events::Events::new(&config.alerts, monitors, config.server.public_url.clone());
+        let reviewer = Reviewer {
+            store: store.clone(),
+            baselines,
+            events: Arc::new(events),
+            deliveries: Default::default(),
+        };
         let runs = if target.starts_with("run_") {
             vec![target.parse().map_err(|e| format!("{target}: {e}"))?]
         } else {

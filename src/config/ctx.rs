@@ -52,11 +52,13 @@ pub(crate) struct Ctx<'a> {
     file: &'a str,
     pub(crate) env: EnvLookup<'a>,
     errors: Vec<ConfigError>,
+    /// The names in the `alerts:` section, for checking monitors' `alerts:` lists.
+    pub(crate) destinations: Vec<String>,
 }
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(file: &'a str, env: EnvLookup<'a>) -> Self {
-        Self { file, env, errors: Vec::new() }
+        Self { file, env, errors: Vec::new(), destinations: Vec::new() }
     }
 
     pub(crate) fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) {

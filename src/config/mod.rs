@@ -4,6 +4,7 @@
 //! [`load`] adds the file read and the process environment. Errors read
 //! `FILE:LINE:COL: monitors[2].threshold: expected a percentage like "2%" (got "two")`.
 
+mod alerts;
 mod ctx;
 mod live;
 mod model;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use url::Url;
 
+pub use alerts::SLACK as SLACK_DESTINATION;
 pub use ctx::{ConfigError, ConfigErrors, EnvLookup};
 pub use live::{Agreement, LiveMonitors};
 pub use model::*;
@@ -59,7 +61,7 @@ pub const DEFAULT_SLACK_RETRY_SCHEDULE: [Duration; 6] = [
 ];
 
 const TOP_KEYS: &[&str] =
-    &["server", "storage", "capture", "webhook", "slack", "auth", "defaults", "monitors"];
+    &["server", "storage", "capture", "webhook", "slack", "alerts", "auth", "defaults", "monitors"];
 
 /// Reads and validates `path` with the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -105,6 +107,10 @@ fn document(ctx: &mut Ctx<'_>, root: &Node) -> Option<Config> {
         Some(n) => slack(ctx, n, "slack").map(Some),
         None => Some(None),
     };
+    let alerts = match f.opt("alerts") {
+        Some(n) => alerts::alerts(ctx, n),
+        None => Some(Vec::new()),
+    };
     let auth = section(ctx, &mut f, "auth", auth);
     let defaults = match f.opt("defaults") {
         Some(n) => Fields::of(ctx, n, "defaults").map(|mut df| {
@@ -126,6 +132,7 @@ fn document(ctx: &mut Ctx<'_>, root: &Node) -> Option<Config> {
         capture: capture?,
         webhook: webhook?,
         slack: slack?,
+        alerts: alerts?,
         auth: auth?,
         monitors: monitors?,
     })

@@ -18,6 +18,8 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub webhook: WebhookConfig,
     pub slack: Option<SlackConfig>,
+    /// `alerts:`: signed webhooks that receive events, by name.
+    pub alerts: Vec<AlertDestination>,
     pub auth: AuthConfig,
     pub monitors: Vec<Monitor>,
 }
@@ -181,6 +183,47 @@ pub struct SlackConfig {
     pub retry_schedule: Vec<Duration>,
 }
 
+/// One entry of `alerts:`: a Standard Webhooks receiver of events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertDestination {
+    pub name: String,
+    pub webhook: Url,
+    /// `whsec_…`: signs every delivery to this destination.
+    pub secret: Secret,
+    /// The events it receives (all by default).
+    pub events: Vec<EventType>,
+}
+
+/// The `type` of an event sent to an `alerts:` destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventType {
+    RunChanged,
+    RunFailed,
+    RunRecovered,
+    RunUnstable,
+    BaselineApproved,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 5] = [
+        EventType::RunChanged,
+        EventType::RunFailed,
+        EventType::RunRecovered,
+        EventType::RunUnstable,
+        EventType::BaselineApproved,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::RunChanged => "run.changed",
+            EventType::RunFailed => "run.failed",
+            EventType::RunRecovered => "run.recovered",
+            EventType::RunUnstable => "run.unstable",
+            EventType::BaselineApproved => "baseline.approved",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
     pub api_tokens: Vec<Secret>,
@@ -227,6 +270,8 @@ pub struct Monitor {
     pub unstable_alert_after: u32,
     pub retries_on_diff: u32,
     pub slack_channel: Option<String>,
+    /// Where its alerts go: `slack` and names from `alerts:` (all of them unless set).
+    pub alerts: Vec<String>,
     pub enabled: bool,
     /// A random delay of up to this much before each scheduled capture, so monitors sharing a
     /// schedule do not all hit the capture pool (or one site) in the same second.

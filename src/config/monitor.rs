@@ -37,6 +37,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "unstable_alert_after",
     "retries_on_diff",
     "slack_channel",
+    "alerts",
     "enabled",
     "jitter",
 ];
@@ -74,6 +75,7 @@ pub(crate) struct Settings {
     unstable_alert_after: Option<u32>,
     retries_on_diff: Option<u32>,
     slack_channel: Option<String>,
+    alerts: Option<Vec<String>>,
     enabled: Option<bool>,
     jitter: Option<Duration>,
 }
@@ -144,6 +146,7 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(unstable_alert_after, |n, p| integer(ctx, n, p, 1, 100).map(|v| v as u32));
     read!(retries_on_diff, |n, p| integer(ctx, n, p, 0, 10).map(|v| v as u32));
     read!(slack_channel, |n, p| text(ctx, n, p));
+    read!(alerts, |n, p| super::alerts::routes(ctx, n, p));
     read!(enabled, |n, p| boolean(ctx, n, p));
     read!(jitter, |n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(3600)));
     s
@@ -198,6 +201,11 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
         unstable_alert_after: s.unstable_alert_after.unwrap_or(3),
         retries_on_diff: s.retries_on_diff.unwrap_or(1),
         slack_channel: s.slack_channel,
+        alerts: s.alerts.unwrap_or_else(|| {
+            let mut all = vec![super::alerts::SLACK.to_owned()];
+            all.extend(ctx.destinations.iter().cloned());
+            all
+        }),
         enabled: s.enabled.unwrap_or(true),
         jitter: s.jitter.unwrap_or(Duration::ZERO),
     })
@@ -239,6 +247,7 @@ impl Settings {
             unstable_alert_after: self.unstable_alert_after.or(d.unstable_alert_after),
             retries_on_diff: self.retries_on_diff.or(d.retries_on_diff),
             slack_channel: self.slack_channel.or_else(|| d.slack_channel.clone()),
+            alerts: self.alerts.or_else(|| d.alerts.clone()),
             enabled: self.enabled.or(d.enabled),
             jitter: self.jitter.or(d.jitter),
         }

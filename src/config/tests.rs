@@ -333,3 +333,43 @@ fn the_words_rule_follows_limits_set_on_purpose() {
             .contains("unstable_alert_after")
     );
 }
+
+#[test]
+fn alert_destinations_route_by_name() {
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let yaml = format!(
+        "alerts:\n  ops:\n    webhook: https://ops.example.com/hooks\n    secret: {secret}\n  \
+         audit:\n    webhook: https://audit.example.com/\n    secret: {secret}\n    events: [baseline.approved]\n\
+         defaults:\n  alerts: [slack, ops]\n\
+         monitors:\n  - name: home\n    url: https://example.com/\n  \
+         - name: report\n    url: https://example.com/r\n    alerts: [audit]\n"
+    );
+    let c = parse(&yaml, "m.yaml", &no_env).unwrap();
+    assert_eq!(c.alerts.len(), 2);
+    assert_eq!(c.alerts[0].events, EventType::ALL);
+    assert_eq!(c.alerts[1].events, [EventType::BaselineApproved]);
+    assert_eq!(c.monitors[0].alerts, ["slack", "ops"]);
+    assert_eq!(c.monitors[1].alerts, ["audit"]);
+    // Without a list anywhere: Slack and every destination.
+    let all = parse(&yaml.replace("defaults:\n  alerts: [slack, ops]\n", ""), "m.yaml", &no_env).unwrap();
+    assert_eq!(all.monitors[0].alerts, ["slack", "ops", "audit"]);
+}
+
+#[test]
+fn alert_destination_mistakes_are_pointed_at() {
+    let yaml = "alerts:\n  slack:\n    webhook: https://a.example/\n    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n  \
+                ops:\n    webhook: ftp://a.example/\n    secret: hunter2\n    events: [run.changed, run.exploded]\n\
+                monitors:\n  - name: home\n    url: https://example.com/\n    alerts: [pager]\n";
+    let e = errors(yaml);
+    assert!(e.iter().any(|e| e.starts_with("m.yaml:2:3: alerts.slack: \"slack\" is the name")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("m.yaml:6:14: alerts.ops.webhook:")), "{e:?}");
+    assert!(e.iter().any(|e| e.starts_with("m.yaml:7:13: alerts.ops.secret: expected \"whsec_\"")), "{e:?}");
+    assert!(e.iter().any(|e| e.contains("alerts.ops.events[1]: unknown event \"run.exploded\"")), "{e:?}");
+    // A name the section does not have.
+    assert!(
+        e.iter().any(|e| e.starts_with("m.yaml:12:14: monitors[0].alerts[0]: no destination \"pager\"")),
+        "{e:?}"
+    );
+    let bad_secret_only = "alerts:\n  ops:\n    webhook: https://a.example/\n    secret: whsec_c2hvcnQ=\n";
+    assert_eq!(errors(bad_secret_only).len(), 1, "too short a secret");
+}

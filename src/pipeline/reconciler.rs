@@ -191,8 +191,11 @@ impl Reconciler {
             .fail_run_alerting(&run.id, &error, now, alert.as_ref())
             .await
             .map_err(|e| e.to_string())?;
-        if done && alert.is_some() {
+        if done && let Some(alert) = &alert {
             self.alerts.ready.notify_one();
+            if !alert.events.is_empty() {
+                self.alerts.deliveries.notify_one();
+            }
         }
         Ok(())
     }

@@ -75,11 +75,20 @@ impl From<BaselineError> for ReviewError {
     }
 }
 
+/// The messages an approval sends to other systems (`alert::events` builds them), queued with it.
+pub trait ApprovalEvents: Send + Sync {
+    fn for_approval(&self, run: &Run, baseline: &NewBaseline) -> Vec<crate::store::NewDelivery>;
+}
+
 /// The review rules over this daemon's database and baselines.
 #[derive(Clone)]
 pub struct Reviewer {
     pub store: Arc<dyn Store>,
     pub baselines: Baselines,
+    /// `baseline.approved` for the `alerts:` destinations.
+    pub events: Arc<dyn ApprovalEvents>,
+    /// Wakes the webhook deliverer when an approval queued events.
+    pub deliveries: Arc<tokio::sync::Notify>,
 }
 
 impl Reviewer {
@@ -123,7 +132,11 @@ impl Reviewer {
             approved_by: by.to_owned(),
             now: Timestamp::now(),
         };
-        let baseline = self.baselines.approve(&run.id, &new, png).await?;
+        let events = self.events.for_approval(&run, &new);
+        let baseline = self.baselines.approve(&run.id, &new, png, &events).await?;
+        if !events.is_empty() {
+            self.deliveries.notify_one();
+        }
         tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, %by, older_than_latest, "approved as baseline");
         let run = self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)?;
         Ok(Approval { run, baseline, already: false, older_than_latest })

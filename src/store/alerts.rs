@@ -150,6 +150,7 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> AlertId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> MessageId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> RunId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> MonitorName: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> AlertKind: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -172,5 +173,10 @@ where
     .bind(a.now)
     .fetch_optional(&mut **tx)
     .await?;
+    // The events go in whether or not the alert was there: their ids are derived from the run,
+    // so a second queuing (after a crash between the verdict and its alert) adds none twice.
+    for event in &a.events {
+        super::deliveries::insert_delivery(tx, event).await?;
+    }
     Ok(inserted.is_some())
 }

@@ -25,7 +25,13 @@ pub trait BaselineStore: Send + Sync {
 
     /// Approval: the run's capture becomes the active baseline (a new history row) and the run
     /// is marked `approved` by `baseline.approved_by`, in one transaction.
-    async fn approve_run(&self, run: &RunId, baseline: &NewBaseline) -> Result<Baseline>;
+    /// `events` (for `alerts:` destinations) are queued in the same transaction.
+    async fn approve_run(
+        &self,
+        run: &RunId,
+        baseline: &NewBaseline,
+        events: &[NewDelivery],
+    ) -> Result<Baseline>;
 
     /// The `limit` most recently made active baselines, newest first.
     async fn recent_baselines(&self, limit: i64) -> Result<Vec<Baseline>>;
@@ -105,7 +111,7 @@ impl BaselineStore for SqlStore {
         })
     }
 
-    async fn approve_run(&self, run: &RunId, b: &NewBaseline) -> Result<Baseline> {
+    async fn approve_run(&self, run: &RunId, b: &NewBaseline, events: &[NewDelivery]) -> Result<Baseline> {
         on_pool!(self, |p| {
             let mut tx = p.write_tx().await?;
             let row = activate(&mut tx, b).await?;
@@ -113,6 +119,9 @@ impl BaselineStore for SqlStore {
                 "UPDATE runs SET verdict = 'approved', reviewed_by = $2, updated_at = $3 WHERE id = $1 AND status = 'done'",
             )
             .bind(run).bind(&b.approved_by).bind(b.now).execute(&mut *tx).await?;
+            for event in events {
+                super::deliveries::insert_delivery(&mut tx, event).await?;
+            }
             tx.commit().await?;
             Ok(row)
         })

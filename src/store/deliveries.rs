@@ -275,21 +275,22 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
     for<'q> MessageId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> JobId: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     sqlx::query(
         "INSERT INTO webhook_deliveries (id, job_id, url, destination, payload, status, attempts,
-             next_attempt_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6)",
+             next_attempt_at, created_at, updated_at, sender)
+         VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $6, $6, $7)
+         ON CONFLICT (id) DO NOTHING",
     )
     .bind(&d.id)
-    .bind(&d.job_id)
+    .bind(&d.subject)
     .bind(&d.url)
     .bind(destination(&d.url))
     .bind(&d.payload)
     .bind(d.now)
+    .bind(&d.sender)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -233,8 +233,12 @@ pub struct Asset {
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Delivery {
     pub id: MessageId,
-    pub job_id: JobId,
+    /// The capture job whose result this is, or the run an event is about.
+    #[sqlx(rename = "job_id")]
+    pub subject: String,
     pub url: String,
+    /// The `alerts:` destination whose secret signs it; empty for a capture result.
+    pub sender: String,
     pub payload: String,
     pub status: OutboxStatus,
     pub attempts: i32,
@@ -250,8 +254,11 @@ pub struct Delivery {
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
     pub id: MessageId,
-    pub job_id: JobId,
+    /// The capture job, or the run an event is about.
+    pub subject: String,
     pub url: String,
+    /// The `alerts:` destination (its secret signs it); empty for a capture result.
+    pub sender: String,
     pub payload: String,
     pub now: Timestamp,
 }
@@ -347,4 +354,6 @@ pub struct NewAlert {
     pub kind: AlertKind,
     pub payload: String,
     pub now: Timestamp,
+    /// Events for `alerts:` destinations, queued in the same transaction.
+    pub events: Vec<NewDelivery>,
 }

@@ -4,6 +4,7 @@
 //! schedule with ±20 % jitter, and after the last one the delivery is dead-lettered (kept,
 //! listable, replayable).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,14 @@ use crate::time::Timestamp;
 
 pub struct Deliverer {
     pub store: Arc<dyn Store>,
+    /// Signs capture results.
     pub key: SigningKey,
+    /// Signs events, by `alerts:` destination.
+    pub senders: HashMap<String, SigningKey>,
+    /// For capture results: URLs a client gave, through the address policy.
     pub client: crate::capture::egress::GuardedClient,
+    /// For events: URLs the operator configured, reached wherever they are (like Slack's).
+    pub operator: reqwest::Client,
     /// Delay before each attempt; its length is the number of attempts.
     pub schedule: Vec<Duration>,
     pub timeout: Duration,
@@ -117,12 +124,22 @@ impl QueueWorker for Deliveries {
 impl Deliverer {
     async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
         let ts = Timestamp::now().millis() / 1000;
-        let signature = self.key.sign(d.id.as_str(), ts, d.payload.as_bytes());
-        // The URL is a client's: resolved through the address policy at every attempt, so a
-        // name that pointed elsewhere when the capture was accepted gets nothing now.
-        let (status, after, error) = match self.client.for_url(&d.url) {
-            Err(e) => (None, None, format!("refused: {e}")),
-            Ok(client) => {
+        let target = if d.sender.is_empty() {
+            // The URL is a client's: resolved through the address policy at every attempt, so
+            // a name that pointed elsewhere when the capture was accepted gets nothing now.
+            self.client.for_url(&d.url).map(|c| (&self.key, c)).map_err(|e| format!("refused: {e}"))
+        } else {
+            // An event: its destination's secret; one removed from the config is retried on
+            // the schedule (it may come back with a restart), then dead-lettered.
+            self.senders
+                .get(&d.sender)
+                .map(|k| (k, &self.operator))
+                .ok_or_else(|| format!("no destination \"{}\" in alerts: any more", d.sender))
+        };
+        let (status, after, error) = match target {
+            Err(e) => (None, None, e),
+            Ok((key, client)) => {
+                let signature = key.sign(d.id.as_str(), ts, d.payload.as_bytes());
                 let sent = client
                     .post(&d.url)
                     .header(HEADER_ID, d.id.as_str())
@@ -155,7 +172,7 @@ impl Deliverer {
             Step::Dead => (Attempt::Dead { status: code, error: error.clone() }, "dead"),
         };
         match step {
-            Step::Done => tracing::info!(delivery = %d.id, job = %d.job_id, attempts, "webhook delivered"),
+            Step::Done => tracing::info!(delivery = %d.id, about = %d.subject, attempts, "webhook delivered"),
             Step::RetryIn(wait) => {
                 tracing::info!(delivery = %d.id, attempts, %error, retry_in = ?wait, "webhook not accepted; will retry")
             }

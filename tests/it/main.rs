@@ -6,6 +6,7 @@ mod capture;
 mod cli;
 mod containment;
 mod diff;
+mod events;
 mod faults;
 mod hostile;
 mod layout;

@@ -149,7 +149,7 @@ async fn story(backend: Backend) {
         .await
         .unwrap()
         .into_iter()
-        .find(|d| Some(&d.job_id) == changed_run.job_id.as_ref())
+        .find(|d| changed_run.job_id.as_ref().is_some_and(|j| d.subject == j.as_str()))
         .expect("the changed run's webhook was delivered");
     let secret = std::fs::read_to_string(app.data_dir().join("webhook-secret")).unwrap();
     let signer = standardwebhooks::Webhook::new(secret.trim()).unwrap();

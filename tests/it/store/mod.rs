@@ -288,8 +288,9 @@ async fn jobs(store: &dyn InspectStore) {
     // Completing queues the webhook in the same transaction.
     let hook = NewDelivery {
         id: MessageId::new(),
-        job_id: a.id.clone(),
+        subject: a.id.to_string(),
         url: "http://127.0.0.1:1/hook".into(),
+        sender: String::new(),
         payload: r#"{"status":"completed"}"#.into(),
         now: t(5002),
     };
@@ -299,7 +300,7 @@ async fn jobs(store: &dyn InspectStore) {
         .unwrap();
     assert!(completed);
     let queued = store.get_delivery(&hook.id).await.unwrap().expect("webhook queued with the completion");
-    assert_eq!((queued.status, queued.job_id.clone()), (OutboxStatus::Pending, a.id.clone()));
+    assert_eq!((queued.status, queued.subject.as_str()), (OutboxStatus::Pending, a.id.as_str()));
     let sent = Attempt::Sent { status: Some(200), reference: None };
     store.record_delivery_attempt(&hook.id, &sent, t(5003)).await.unwrap();
     let done = store.get_job(&a.id).await.unwrap().unwrap();
@@ -413,8 +414,9 @@ async fn deliveries(store: &dyn InspectStore) {
     store
         .enqueue_delivery(&NewDelivery {
             id: id.clone(),
-            job_id: JobId::new(),
+            subject: JobId::new().to_string(),
             url: "http://127.0.0.1:1/hooks/capture".into(),
+            sender: String::new(),
             payload: payload.into(),
             now: t(0),
         })
@@ -633,12 +635,24 @@ async fn alerts(store: &dyn InspectStore) {
         kind: AlertKind::Changed,
         payload: "{}".into(),
         now: t(0),
+        events: vec![NewDelivery {
+            id: MessageId::new(),
+            subject: run.to_string(),
+            url: "http://127.0.0.1:1/events".into(),
+            sender: "ops".into(),
+            payload: r#"{"type":"run.changed"}"#.into(),
+            now: t(0),
+        }],
     };
     assert!(store.enqueue_alert(&a).await.unwrap());
+    let event = store.get_delivery(&a.events[0].id).await.unwrap().expect("queued with the alert");
+    assert_eq!((event.sender.as_str(), event.subject.as_str()), ("ops", run.as_str()));
     assert!(
         !store.enqueue_alert(&NewAlert { id: AlertId::new(), ..a.clone() }).await.unwrap(),
         "one alert per run and kind"
     );
+    let pending = store.list_deliveries(OutboxStatus::Pending, 100).await.unwrap();
+    assert_eq!(pending.iter().filter(|d| d.id == a.events[0].id).count(), 1, "and its events once");
     let claimed = store.claim_alert(t(0), lease).await.unwrap().expect("due");
     assert_eq!(claimed.id, a.id);
     assert!(store.claim_alert(t(1), lease).await.unwrap().is_none(), "leased");

@@ -1,7 +1,7 @@
 //! The conformance story's reads for review and dashboards, the approval transaction, and what
 //! retention may delete.
 
-use vigil::ids::RunId;
+use vigil::ids::{MessageId, RunId};
 use vigil::store::*;
 
 use super::{name, t};
@@ -101,7 +101,17 @@ pub async fn review_reads(store: &dyn InspectStore) {
         approved_by: "carol".into(),
         now: t(55_000),
     };
-    let baseline = store.approve_run(&changed.id, &version).await.unwrap();
+    let event = NewDelivery {
+        id: MessageId::new(),
+        subject: changed.id.to_string(),
+        url: "http://127.0.0.1:1/events".into(),
+        sender: "ops".into(),
+        payload: r#"{"type":"baseline.approved"}"#.into(),
+        now: t(55_000),
+    };
+    let baseline = store.approve_run(&changed.id, &version, std::slice::from_ref(&event)).await.unwrap();
+    let queued = store.get_delivery(&event.id).await.unwrap().expect("queued with the approval");
+    assert_eq!(queued.sender, "ops");
     assert!(baseline.active);
     assert_eq!(store.current_baseline(&docs, "1280x800").await.unwrap().unwrap().id, baseline.id);
     let approved = store.get_run(&changed.id).await.unwrap().unwrap();

@@ -1,0 +1,159 @@
+//! Events for the `alerts:` destinations (docs/architecture.md §7): a run's alert, or an approval, as a
+//! Standard Webhooks message for each destination the monitor routes to and that takes the
+//! event. They go through the webhook outbox (signed per attempt with the destination's secret,
+//! retried on the schedule, dead-lettered, replayable) and are queued in the same transaction as
+//! the verdict's alert or the approval, so none is lost to a crash.
+//!
+//! A message's id is derived from what it is about (run, event, destination): queuing it again
+//! after a crash adds nothing, and the receiver sees one `webhook-id` for every retry.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::AlertPayload;
+use crate::config::{AlertDestination, EventType, LiveMonitors};
+use crate::ids::MessageId;
+use crate::review::ApprovalEvents;
+use crate::store::{AlertKind, NewBaseline, NewDelivery, Run};
+use crate::time::Timestamp;
+
+/// The event a run alert stands for.
+pub fn event_type(kind: AlertKind) -> EventType {
+    match kind {
+        AlertKind::Changed => EventType::RunChanged,
+        AlertKind::Failed => EventType::RunFailed,
+        AlertKind::Recovered => EventType::RunRecovered,
+        AlertKind::Unstable => EventType::RunUnstable,
+    }
+}
+
+/// Builds events for the destinations in force, routed by the monitors in force.
+#[derive(Clone)]
+pub struct Events {
+    destinations: Arc<[AlertDestination]>,
+    monitors: LiveMonitors,
+    public_url: url::Url,
+}
+
+impl Events {
+    pub fn new(destinations: &[AlertDestination], monitors: LiveMonitors, public_url: url::Url) -> Self {
+        Self { destinations: destinations.into(), monitors, public_url }
+    }
+
+    /// The messages of a run's alert.
+    pub fn for_alert(&self, payload: &AlertPayload, now: Timestamp) -> Vec<NewDelivery> {
+        let event = event_type(payload.kind);
+        let data = run_data(payload, &self.public_url);
+        self.deliveries(&payload.monitor, &payload.run_id, event, &payload.run_id, data, now)
+    }
+
+    fn deliveries(
+        &self,
+        monitor: &str,
+        subject: &str,
+        event: EventType,
+        key: &str,
+        data: Value,
+        now: Timestamp,
+    ) -> Vec<NewDelivery> {
+        let Some(routes) = self.monitors.find_str(monitor).map(|m| m.alerts) else { return Vec::new() };
+        let body = json!({"type": event.as_str(), "timestamp": now, "data": data}).to_string();
+        self.destinations
+            .iter()
+            .filter(|d| routes.contains(&d.name) && d.events.contains(&event))
+            .map(|d| NewDelivery {
+                id: message_id(&[event.as_str(), key, &d.name]),
+                subject: subject.to_owned(),
+                url: d.webhook.to_string(),
+                sender: d.name.clone(),
+                payload: body.clone(),
+                now,
+            })
+            .collect()
+    }
+}
+
+impl ApprovalEvents for Events {
+    /// The messages of an approval: `run`'s capture became the baseline.
+    fn for_approval(&self, run: &Run, baseline: &NewBaseline) -> Vec<NewDelivery> {
+        let review_url = self.public_url.join(&format!("runs/{}", run.id)).expect("valid").to_string();
+        let data = json!({
+            "run_id": run.id,
+            "monitor": run.monitor,
+            "viewport": run.viewport,
+            "sha256": baseline.sha256,
+            "approved_by": baseline.approved_by,
+            "source": baseline.source,
+            "review_url": review_url,
+        });
+        // One approval of a run per moment: approving it again after a revert is a new event.
+        let key = format!("{}@{}", run.id, baseline.now.millis());
+        self.deliveries(
+            run.monitor.as_str(),
+            run.id.as_str(),
+            EventType::BaselineApproved,
+            &key,
+            data,
+            baseline.now,
+        )
+    }
+}
+
+/// The `data` of a run event: what the alert says, as JSON.
+fn run_data(p: &AlertPayload, public_url: &url::Url) -> Value {
+    let image = |name: &str| {
+        public_url.join(&format!("api/runs/{}/{name}.png", p.run_id)).expect("valid").to_string()
+    };
+    let images = if p.images.is_empty() {
+        Value::Null
+    } else {
+        json!({"baseline": image("baseline"), "current": image("current"), "diff": image("diff")})
+    };
+    let error =
+        p.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| Value::String(e.into())));
+    json!({
+        "run_id": p.run_id,
+        "monitor": p.monitor,
+        "url": p.url,
+        "viewport": p.viewport,
+        "summary": p.summary(),
+        "headline": p.headline,
+        "text_changes": p.changes,
+        "diff_pixels": p.diff_pixels,
+        "diff_ratio": p.diff_ratio,
+        "size_changed": p.size_changed,
+        "regions": p.regions,
+        "clipped": p.clipped,
+        "unstable_runs": p.unstable_runs,
+        "error": error,
+        "review_url": p.review_url,
+        "images": images,
+    })
+}
+
+/// `msg_` and a ULID made of the first 16 bytes of the SHA-256 of `parts`.
+fn message_id(parts: &[&str]) -> MessageId {
+    let mut h = Sha256::new();
+    for part in parts {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    let bytes: [u8; 16] = h.finalize()[..16].try_into().expect("16 bytes");
+    format!("msg_{}", ulid::Ulid::from_bytes(bytes)).parse().expect("a valid id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_are_stable_valid_and_distinct() {
+        let a = message_id(&["run.changed", "run_1", "ops"]);
+        assert_eq!(a, message_id(&["run.changed", "run_1", "ops"]));
+        assert_ne!(a, message_id(&["run.changed", "run_1", "dev"]));
+        assert_ne!(a, message_id(&["run.changed", "run_1o", "ps"]), "parts are separated");
+        assert!(a.as_str().parse::<MessageId>().is_ok());
+    }
+}

@@ -1,0 +1,132 @@
+//! Events beyond Slack: `alerts:` destinations get Standard Webhooks events for changes,
+//! failures, recoveries and approvals, signed with their own secret (verified here with the
+//! official `standardwebhooks` library), retried through the outbox with one `webhook-id`, and
+//! routed per monitor — a monitor without `slack` in its `alerts:` posts nothing to Slack.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::site::{Received, TestReceiver};
+use crate::helpers::slack::{BOT_TOKEN, FakeSlack};
+use crate::helpers::{Backend, TestApp, TestSite, wait_for};
+use crate::monitoring::{TOKEN, page, run_now, verdict_of};
+
+const OPS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+const AUDIT_SECRET: &str = "whsec_dGhlIGF1ZGl0IHRlYW0ncyBvd24gc2VjcmV0IQ==";
+
+fn verified(secret: &str, r: &Received) -> Value {
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(&r.body, &r.headers)
+        .unwrap_or_else(|e| panic!("{e:?}: {}", String::from_utf8_lossy(&r.body)));
+    serde_json::from_slice(&r.body).unwrap()
+}
+
+async fn events_of(receiver: &TestReceiver, secret: &str, count: usize) -> Vec<Value> {
+    wait_for(&format!("{count} events"), Duration::from_secs(60), || async {
+        let all = receiver.all();
+        let ok: Vec<_> = all.iter().filter(|r| r.status == 200).collect();
+        (ok.len() >= count).then(|| ok.iter().map(|r| verified(secret, r)).collect())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn changes_and_approvals_reach_signed_webhooks_routed_per_monitor() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    site.set("report", &page("report", "rgb(0,0,255)"));
+    let slack = FakeSlack::start().await;
+    let ops = TestReceiver::start().await;
+    let audit = TestReceiver::start().await;
+    // The first change event is refused once: retried with the same id.
+    ops.script(&[503]);
+    let yaml = format!(
+        "auth:\n  api_tokens: [{{name: Dana Reviewer, token: \"{TOKEN}\"}}]\n\
+         capture:\n  allow_private: [\"127.0.0.1/32\"]\n\
+         webhook:\n  retry_schedule: [0s, 200ms, 200ms, 200ms]\n\
+         slack:\n  bot_token: {BOT_TOKEN}\n  channel: \"#visual\"\n  api_url: {}/\n\
+         alerts:\n  ops:\n    webhook: {}\n    secret: {OPS_SECRET}\n  \
+         audit:\n    webhook: {}\n    secret: {AUDIT_SECRET}\n    events: [baseline.approved]\n\
+         defaults:\n  schedule: \"0 0 1 1 *\"\n  retries_on_diff: 0\nmonitors:\n\
+         \x20 - name: home\n    url: {}\n\
+         \x20 - name: report\n    url: {}\n    alerts: [ops]\n",
+        slack.api_url,
+        ops.url,
+        audit.url,
+        site.url("home"),
+        site.url("report"),
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    for name in ["home", "report"] {
+        assert_eq!(verdict_of(&app, &run_now(&app, name).await).await["verdict"], "baseline_created");
+    }
+    site.set("home", &page("home", "rgb(0,160,0)"));
+    site.set("report", &page("report", "rgb(0,160,0)"));
+    let home = verdict_of(&app, &run_now(&app, "home").await).await;
+    let report = verdict_of(&app, &run_now(&app, "report").await).await;
+    assert_eq!((home["verdict"].as_str(), report["verdict"].as_str()), (Some("changed"), Some("changed")));
+
+    // Both changes reach ops, signed with its secret; the refused one came again, same id.
+    let events = events_of(&ops, OPS_SECRET, 2).await;
+    let attempts = ops.all();
+    assert_eq!(attempts[0].status, 503);
+    let first_id = attempts[0].headers["webhook-id"].clone();
+    assert_eq!(attempts.iter().filter(|r| r.headers["webhook-id"] == first_id).count(), 2, "retried once");
+    let mut monitors: Vec<_> = events.iter().map(|e| e["data"]["monitor"].as_str().unwrap()).collect();
+    monitors.sort();
+    assert_eq!(monitors, ["home", "report"]);
+    let event = events.iter().find(|e| e["data"]["monitor"] == "home").unwrap();
+    assert_eq!(event["type"], "run.changed");
+    assert_eq!(event["data"]["run_id"], home["id"]);
+    assert_eq!(event["data"]["diff_pixels"], home["diff_pixels"]);
+    assert!(
+        event["data"]["review_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("/runs/{}", home["id"].as_str().unwrap()))
+    );
+    assert!(event["data"]["images"]["diff"].as_str().unwrap().ends_with("/diff.png"), "{event}");
+    assert!(event["timestamp"].as_str().unwrap().ends_with('Z'), "{event}");
+
+    // Slack heard of home only: report routes to ops alone.
+    let posted = wait_for("home's Slack alert", Duration::from_secs(30), || async {
+        let posted = slack.posted();
+        (!posted.is_empty()).then_some(posted)
+    })
+    .await;
+    assert!(posted.iter().all(|p| p.text.contains("home") && !p.text.contains("report")), "{posted:?}");
+
+    // Approving home: baseline.approved to ops and to audit (which takes only that event),
+    // with the reviewer's name.
+    let r = app
+        .client
+        .post(app.url(&format!("/api/runs/{}/approve", home["id"].as_str().unwrap())))
+        .bearer_auth(TOKEN)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let approved = events_of(&audit, AUDIT_SECRET, 1).await;
+    assert_eq!(approved[0]["type"], "baseline.approved");
+    assert_eq!(approved[0]["data"]["run_id"], home["id"]);
+    assert_eq!(approved[0]["data"]["approved_by"], "Dana Reviewer");
+    assert_eq!(approved[0]["data"]["source"], "api");
+    let ops_events = events_of(&ops, OPS_SECRET, 3).await;
+    assert_eq!(ops_events[2]["type"], "baseline.approved");
+    // The audit secret does not verify ops' messages, nor the other way round.
+    assert!(
+        standardwebhooks::Webhook::new(AUDIT_SECRET)
+            .unwrap()
+            .verify(&ops.all()[2].body, &ops.all()[2].headers)
+            .is_err()
+    );
+
+    // Each event once: no duplicate ids among the delivered messages.
+    let ids: std::collections::HashSet<_> =
+        ops.all().iter().filter(|r| r.status == 200).map(|r| r.headers["webhook-id"].clone()).collect();
+    assert_eq!((ids.len(), ops.all().iter().filter(|r| r.status == 200).count()), (3, 3), "{ids:?}");
+    assert_eq!(audit.all().len(), 1, "audit takes baseline.approved only");
+}
