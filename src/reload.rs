@@ -185,5 +185,10 @@ async fn record_later(store: Arc<dyn Store>, monitors: LiveMonitors) {
 
 /// The `alerts:` section as text to compare, secrets included.
 fn alerts_text(alerts: &[crate::config::AlertDestination]) -> String {
-    alerts.iter().map(|d| format!("{d:?}{}", d.secret.expose())).collect()
+    use crate::config::Target;
+    let secret = |t: &Target| match t {
+        Target::Webhook { secret, .. } => secret.expose().to_owned(),
+        Target::Email(m) => m.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default(),
+    };
+    alerts.iter().map(|d| format!("{d:?}{}", secret(&d.target))).collect()
 }

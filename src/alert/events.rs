@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::AlertPayload;
-use crate::config::{AlertDestination, EventType, LiveMonitors};
+use crate::config::{AlertDestination, EventType, LiveMonitors, Target};
 use crate::ids::MessageId;
 use crate::review::ApprovalEvents;
 use crate::store::{AlertKind, NewBaseline, NewDelivery, Run};
@@ -66,7 +66,10 @@ impl Events {
             .map(|d| NewDelivery {
                 id: message_id(&[event.as_str(), key, &d.name]),
                 subject: subject.to_owned(),
-                url: d.webhook.to_string(),
+                url: match &d.target {
+                    Target::Webhook { url, .. } => url.to_string(),
+                    Target::Email(mail) => mail.address(),
+                },
                 sender: d.name.clone(),
                 payload: body.clone(),
                 now,

@@ -16,6 +16,7 @@
 //! (at least once).
 
 mod connector;
+pub mod email;
 pub mod events;
 pub mod interactions;
 pub mod message;

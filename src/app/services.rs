@@ -1,6 +1,7 @@
 //! The services a process builds once, whatever roles it runs, and the roles that start from
 //! them: each role adds its routes to the router and its loops to the background tasks.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::task::JoinSet;
 
 use super::RunError;
 use super::keys;
+use crate::alert::email::Mailer;
 use crate::alert::events::Events;
 use crate::alert::interactions::{Interactions, SlackHooks};
 use crate::alert::run_alerts::RunAlerts;
@@ -20,7 +22,7 @@ use crate::capture::browser::{BrowserPool, BrowserSettings};
 use crate::capture::client::CaptureClient;
 use crate::capture::worker::Worker;
 use crate::capture::{AssetUrls, CaptureApi, CaptureMetrics, CaptureService};
-use crate::config::{Config, LiveMonitors, Secret};
+use crate::config::{Config, LiveMonitors, Secret, Target};
 use crate::disk::DiskHealth;
 use crate::http::client::client;
 use crate::http::rate_limit::RateLimiter;
@@ -34,7 +36,7 @@ use crate::signing::SigningKey;
 use crate::store::blobs::{BaselineFiles, BlobStore};
 use crate::store::{MonitorUpsert, Store};
 use crate::time::Timestamp;
-use crate::webhook::delivery::Deliverer;
+use crate::webhook::delivery::{Deliverer, Sender};
 use crate::webhook::receiver::Receiver;
 
 /// What every role draws on.
@@ -317,16 +319,8 @@ impl Services {
         let deliverer = Deliverer {
             store: self.store.clone(),
             key: self.webhook_key.clone(),
-            senders: config
-                .alerts
-                .iter()
-                .map(|d| {
-                    (
-                        d.name.clone(),
-                        SigningKey::from_secret(d.secret.expose()).expect("checked by the config"),
-                    )
-                })
-                .collect(),
+            senders: self.senders(),
+            blobs: self.blobs.clone(),
             operator: client(config.webhook.timeout),
             client: self.guarded_client(config.webhook.timeout),
             schedule: config.webhook.retry_schedule.clone(),
@@ -336,6 +330,28 @@ impl Services {
             max_in_flight: config.webhook.max_in_flight,
         };
         bg.tasks.spawn(deliverer.run(bg.stop.clone()));
+    }
+
+    /// How each `alerts:` destination is reached; one whose mailer cannot be set up is left
+    /// out (logged), and its events are retried, then dead-lettered.
+    fn senders(&self) -> HashMap<String, Sender> {
+        let mut senders = HashMap::new();
+        for d in &self.config.alerts {
+            let sender = match &d.target {
+                Target::Webhook { secret, .. } => {
+                    Sender::Webhook(SigningKey::from_secret(secret.expose()).expect("checked by the config"))
+                }
+                Target::Email(mail) => match Mailer::new(mail, self.config.webhook.timeout) {
+                    Ok(m) => Sender::Email(Box::new(m)),
+                    Err(e) => {
+                        tracing::error!(destination = %d.name, error = %e, "cannot set up the mailer");
+                        continue;
+                    }
+                },
+            };
+            senders.insert(d.name.clone(), sender);
+        }
+        senders
     }
 
     /// The monitor role: the receiver, the processor, the reconciler, alerts and retention;

@@ -1,12 +1,13 @@
 //! `alerts:`: where alerts go besides Slack, by name. Each destination is a signed webhook
-//! (Standard Webhooks) that receives the events it subscribes to; monitors route to
+//! (Standard Webhooks) or an email address list behind an SMTP server, and receives the events
+//! it subscribes to; monitors route to
 //! destinations with their own `alerts:` list of names, `slack` being the `slack:` section.
 
 use super::ctx::{Ctx, Fields};
-use super::model::{AlertDestination, EventType, Secret};
+use super::model::{AlertDestination, EmailTarget, EventType, Secret, SmtpTls, Target};
 use super::monitor::{page_url, required};
 use super::node::{Node, Value};
-use super::values::{list, text};
+use super::values::{integer, list, text};
 use crate::signing::SigningKey;
 
 /// The name that stands for the `slack:` section (or the log, without one) in a monitor's list.
@@ -54,29 +55,116 @@ fn valid_name(name: &str) -> bool {
 
 fn destination(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: &str) -> Option<AlertDestination> {
     let mut f = Fields::of(ctx, node, path)?;
-    let webhook = required(ctx, &mut f, node.pos, "webhook", "the URL events are POSTed to")
-        .and_then(|(n, p)| page_url(ctx, n, &p));
-    let secret = required(ctx, &mut f, node.pos, "secret", "a whsec_ secret, e.g. \"${OPS_WEBHOOK_SECRET}\"")
-        .and_then(|(n, p)| {
-            let s = text(ctx, n, &p)?;
-            match SigningKey::from_secret(s.trim()) {
-                Ok(_) if s.trim().len() >= 24 => Some(Secret::new(s.trim())),
-                _ => {
-                    ctx.error(
-                        n.pos,
-                        &p,
-                        "expected \"whsec_\" and the base64 of at least 16 random bytes, e.g. whsec_$(openssl rand -base64 32)",
-                    );
-                    None
-                }
-            }
-        });
+    let target = match (f.opt("webhook"), f.opt("email")) {
+        (Some(url), None) => {
+            let url = page_url(ctx, url, &f.path("webhook"));
+            let secret =
+                required(ctx, &mut f, node.pos, "secret", "a whsec_ secret, e.g. \"${OPS_WEBHOOK_SECRET}\"")
+                    .and_then(|(n, p)| secret(ctx, n, &p));
+            Some(Target::Webhook { url: url?, secret: secret? })
+        }
+        (None, Some(mail)) => email(ctx, mail, &f.path("email")).map(Target::Email),
+        _ => {
+            ctx.error(node.pos, path, "expected exactly one of webhook: (a URL) or email: (an SMTP server)");
+            None
+        }
+    };
     let events = match f.opt("events") {
         None => Some(EventType::ALL.to_vec()),
         Some(n) => events(ctx, n, &f.path("events")),
     };
-    f.finish(ctx, &["webhook", "secret", "events"]);
-    Some(AlertDestination { name: name.to_owned(), webhook: webhook?, secret: secret?, events: events? })
+    f.finish(ctx, &["webhook", "secret", "email", "events"]);
+    Some(AlertDestination { name: name.to_owned(), target: target?, events: events? })
+}
+
+fn secret(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Secret> {
+    let s = text(ctx, n, p)?;
+    match SigningKey::from_secret(s.trim()) {
+        Ok(_) if s.trim().len() >= 24 => Some(Secret::new(s.trim())),
+        _ => {
+            ctx.error(
+                n.pos,
+                p,
+                "expected \"whsec_\" and the base64 of at least 16 random bytes, e.g. whsec_$(openssl rand -base64 32)",
+            );
+            None
+        }
+    }
+}
+
+fn email(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<EmailTarget> {
+    let mut f = Fields::of(ctx, node, path)?;
+    let server = required(ctx, &mut f, node.pos, "server", "the SMTP server's host name")
+        .and_then(|(n, p)| text(ctx, n, &p));
+    let tls = match f.opt("tls") {
+        None => Some(SmtpTls::Starttls),
+        Some(n) => {
+            let p = f.path("tls");
+            match text(ctx, n, &p).as_deref() {
+                Some("starttls") => Some(SmtpTls::Starttls),
+                Some("tls") => Some(SmtpTls::Tls),
+                Some("none") => Some(SmtpTls::None),
+                Some(_) => {
+                    ctx.expected(n, &p, "starttls, tls or none");
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    let default_port = match tls {
+        Some(SmtpTls::Tls) => 465,
+        Some(SmtpTls::None) => 25,
+        _ => 587,
+    };
+    let port = match f.opt("port") {
+        None => Some(default_port),
+        Some(n) => integer(ctx, n, &f.path("port"), 1, 65_535).map(|p| p as u16),
+    };
+    let username = match f.opt("username") {
+        None => Some(None),
+        Some(n) => text(ctx, n, &f.path("username")).map(Some),
+    };
+    let password = match f.opt("password") {
+        None => Some(None),
+        Some(n) => text(ctx, n, &f.path("password")).map(|p| Some(Secret::new(p))),
+    };
+    if matches!(username, Some(None)) != matches!(password, Some(None)) {
+        ctx.error(node.pos, path, "username and password go together");
+    }
+    let from = required(ctx, &mut f, node.pos, "from", "the sender, e.g. \"vigil <vigil@example.com>\"")
+        .and_then(|(n, p)| mailbox(ctx, n, &p));
+    let to = required(ctx, &mut f, node.pos, "to", "a list of recipients").and_then(|(n, p)| {
+        let items = list(ctx, n, &p, "addresses")?;
+        let to: Vec<_> =
+            items.iter().enumerate().map(|(i, item)| mailbox(ctx, item, &format!("{p}[{i}]"))).collect();
+        if to.is_empty() {
+            ctx.error(n.pos, &p, "at least one recipient");
+        }
+        to.into_iter().collect::<Option<Vec<_>>>().filter(|t| !t.is_empty())
+    });
+    f.finish(ctx, &["server", "port", "tls", "username", "password", "from", "to"]);
+    Some(EmailTarget {
+        server: server?,
+        port: port?,
+        tls: tls?,
+        username: username?,
+        password: password?,
+        from: from?,
+        to: to?,
+    })
+}
+
+/// An address, `someone@example.com` or `Name <someone@example.com>`.
+fn mailbox(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<String> {
+    let s = text(ctx, node, path)?;
+    match s.trim().parse::<lettre::message::Mailbox>() {
+        Ok(_) => Some(s.trim().to_owned()),
+        Err(e) => {
+            ctx.error(node.pos, path, format!("not an email address ({e})"));
+            None
+        }
+    }
 }
 
 fn events(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<EventType>> {

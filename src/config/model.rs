@@ -187,11 +187,49 @@ pub struct SlackConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertDestination {
     pub name: String,
-    pub webhook: Url,
-    /// `whsec_…`: signs every delivery to this destination.
-    pub secret: Secret,
+    pub target: Target,
     /// The events it receives (all by default).
     pub events: Vec<EventType>,
+}
+
+/// How a destination is reached.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// POSTed, signed with `secret` (`whsec_…`).
+    Webhook {
+        url: Url,
+        secret: Secret,
+    },
+    Email(EmailTarget),
+}
+
+/// `email:`: an SMTP server and who the messages are from and to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailTarget {
+    pub server: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
+}
+
+impl EmailTarget {
+    /// Where it goes, without credentials (the outbox row's URL).
+    pub fn address(&self) -> String {
+        format!("smtp://{}:{}", self.server, self.port)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection, upgraded with STARTTLS, which must succeed (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No encryption: a relay on the same machine or network.
+    None,
 }
 
 /// The `type` of an event sent to an `alerts:` destination.

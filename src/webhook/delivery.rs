@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::alert::email::{MailError, Mailer};
 use crate::queue::backoff::{self, Exponential, Step};
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::signing::{HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SigningKey};
@@ -25,8 +26,10 @@ pub struct Deliverer {
     pub store: Arc<dyn Store>,
     /// Signs capture results.
     pub key: SigningKey,
-    /// Signs events, by `alerts:` destination.
-    pub senders: HashMap<String, SigningKey>,
+    /// Sends events, by `alerts:` destination.
+    pub senders: HashMap<String, Sender>,
+    /// For the diff image an email carries.
+    pub blobs: crate::store::blobs::BlobStore,
     /// For capture results: URLs a client gave, through the address policy.
     pub client: crate::capture::egress::GuardedClient,
     /// For events: URLs the operator configured, reached wherever they are (like Slack's).
@@ -38,6 +41,13 @@ pub struct Deliverer {
     pub outcomes: Family<Vec<(String, String)>, Counter>,
     /// Deliveries in flight at once (`webhook.max_in_flight`).
     pub max_in_flight: usize,
+}
+
+/// How the events of one `alerts:` destination are sent.
+pub enum Sender {
+    /// POSTed, signed with this key.
+    Webhook(SigningKey),
+    Email(Box<Mailer>),
 }
 
 /// The delivery loop: one claimer (one poll of the outbox, however many are in flight), each
@@ -122,7 +132,9 @@ impl QueueWorker for Deliveries {
 }
 
 impl Deliverer {
-    async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
+    /// POSTs a capture result or a webhook event: the HTTP status, `Retry-After`, and what
+    /// happened in words.
+    async fn post(&self, d: &Delivery) -> (Option<u16>, Option<Duration>, String) {
         let ts = Timestamp::now().millis() / 1000;
         let target = if d.sender.is_empty() {
             // The URL is a client's: resolved through the address policy at every attempt, so
@@ -131,12 +143,12 @@ impl Deliverer {
         } else {
             // An event: its destination's secret; one removed from the config is retried on
             // the schedule (it may come back with a restart), then dead-lettered.
-            self.senders
-                .get(&d.sender)
-                .map(|k| (k, &self.operator))
-                .ok_or_else(|| format!("no destination \"{}\" in alerts: any more", d.sender))
+            match self.senders.get(&d.sender) {
+                Some(Sender::Webhook(key)) => Ok((key, &self.operator)),
+                _ => Err(format!("no webhook destination \"{}\" in alerts: any more", d.sender)),
+            }
         };
-        let (status, after, error) = match target {
+        match target {
             Err(e) => (None, None, e),
             Ok((key, client)) => {
                 let signature = key.sign(d.id.as_str(), ts, d.payload.as_bytes());
@@ -159,11 +171,44 @@ impl Deliverer {
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// The diff image of the run an event is about, for an email; none when the event has
+    /// none or it cannot be read (the message goes without it).
+    async fn diff_image(&self, d: &Delivery) -> Option<Vec<u8>> {
+        let event: serde_json::Value = serde_json::from_str(&d.payload).ok()?;
+        event["data"]["images"].as_object()?;
+        let run = self.store.get_run(&d.subject.parse().ok()?).await.ok()??;
+        match self.blobs.get(run.diff_sha256.as_deref()?).await {
+            Ok(png) => Some(png),
+            Err(e) => {
+                tracing::warn!(delivery = %d.id, error = %e, "the diff image cannot be read; mailed without it");
+                None
+            }
+        }
+    }
+
+    async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
         let attempts = d.attempts as usize + 1;
-        let step = next_step(&self.schedule, attempts, status, after);
+        let (step, code, error) = match self.senders.get(&d.sender) {
+            Some(Sender::Email(mailer)) if !d.sender.is_empty() => {
+                let image = self.diff_image(&d).await;
+                let sent = tokio::time::timeout(self.timeout, mailer.send(&d.payload, image)).await;
+                match sent.unwrap_or_else(|_| Err(MailError::Retry("timed out".into()))) {
+                    Ok(()) => (Step::Done, None, String::new()),
+                    Err(MailError::Fatal(e)) => (Step::Dead, None, e),
+                    Err(MailError::Retry(e)) => {
+                        (backoff::on_schedule(&self.schedule, attempts, None), None, e)
+                    }
+                }
+            }
+            _ => {
+                let (status, after, error) = self.post(&d).await;
+                (next_step(&self.schedule, attempts, status, after), status.map(i32::from), error)
+            }
+        };
         let now = Timestamp::now();
-        let code = status.map(i32::from);
         let (attempt, outcome) = match step {
             Step::Done => (Attempt::Sent { status: code, reference: None }, "delivered"),
             Step::RetryIn(wait) => {

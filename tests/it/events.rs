@@ -130,3 +130,122 @@ async fn changes_and_approvals_reach_signed_webhooks_routed_per_monitor() {
     assert_eq!((ids.len(), ops.all().iter().filter(|r| r.status == 200).count()), (3, 3), "{ids:?}");
     assert_eq!(audit.all().len(), 1, "audit takes baseline.approved only");
 }
+
+/// Python's own mail parser on what aiosmtpd stored: subject, recipients, and the inline image.
+const READ_MAIL: &str = r#"
+import email, email.policy, hashlib, json, sys
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+parts = [p for p in m.walk() if not p.is_multipart()]
+image = next((p for p in parts if p.get_content_type() == 'image/png'), None)
+text = next(p for p in parts if p.get_content_type() == 'text/plain').get_content()
+html = next(p for p in parts if p.get_content_type() == 'text/html').get_content()
+print(json.dumps({
+  'subject': str(m['subject']), 'to': str(m['to']), 'from': str(m['from']), 'text': text, 'html': html,
+  'image_cid': image and image['content-id'], 'image_disposition': image and image.get_content_disposition(),
+  'image_sha256': image and hashlib.sha256(image.get_content()).hexdigest(),
+}))
+"#;
+
+/// aiosmtpd, the SMTP server from PyPI, storing what it receives in a maildir.
+struct Smtp {
+    child: std::process::Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl Smtp {
+    async fn start() -> Smtp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let maildir = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(crate::helpers::tool(
+            crate::helpers::tools_dir().join("venv/bin/python"),
+        ))
+        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(maildir.path().join("mail"))
+        .spawn()
+        .expect("aiosmtpd (scripts/dev tools)");
+        wait_for("aiosmtpd to listen", Duration::from_secs(30), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+        Smtp { child, port, maildir }
+    }
+
+    /// The messages received so far, as Python's parser reads them.
+    fn messages(&self) -> Vec<Value> {
+        let dir = self.maildir.path().join("mail/new");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Vec::new() };
+        entries
+            .map(|e| {
+                let out = std::process::Command::new(crate::helpers::tool(
+                    crate::helpers::tools_dir().join("venv/bin/python"),
+                ))
+                .args(["-c", READ_MAIL])
+                .arg(e.unwrap().path())
+                .output()
+                .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                serde_json::from_slice(&out.stdout).unwrap()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_change_is_mailed_with_the_diff_image_inline() {
+    let smtp = Smtp::start().await;
+    let site = TestSite::start().await;
+    site.set("pricing", &page("Pro $49", "rgb(255,0,0)"));
+    let yaml = format!(
+        "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
+         capture:\n  allow_private: [\"127.0.0.1/32\"]\n\
+         alerts:\n  team:\n    email:\n      server: 127.0.0.1\n      port: {}\n      tls: none\n      \
+         from: \"vigil <vigil@example.com>\"\n      to: [web@example.com, \"Ops <ops@example.com>\"]\n    \
+         events: [run.changed]\n\
+         defaults:\n  schedule: \"0 0 1 1 *\"\n  retries_on_diff: 0\nmonitors:\n\
+         \x20 - name: pricing\n    url: {}\n",
+        smtp.port,
+        site.url("pricing"),
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    assert_eq!(verdict_of(&app, &run_now(&app, "pricing").await).await["verdict"], "baseline_created");
+    site.set("pricing", &page("Pro $79", "rgb(255,0,0)"));
+    let run = verdict_of(&app, &run_now(&app, "pricing").await).await;
+    assert_eq!(run["verdict"], "changed", "{run}");
+
+    let mails = wait_for("the email", Duration::from_secs(60), || async {
+        let m = smtp.messages();
+        (!m.is_empty()).then_some(m)
+    })
+    .await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let mail = &mails[0];
+    let subject = mail["subject"].as_str().unwrap();
+    assert!(subject.starts_with("[vigil] pricing changed (1280x800): $49 → $79"), "{mail}");
+    assert!(mail["to"].as_str().unwrap().contains("web@example.com"), "{mail}");
+    assert!(mail["to"].as_str().unwrap().contains("ops@example.com"), "{mail}");
+    let review = format!("/runs/{}", run["id"].as_str().unwrap());
+    assert!(mail["text"].as_str().unwrap().contains(&review), "{mail}");
+    assert!(mail["html"].as_str().unwrap().contains("cid:diff"), "{mail}");
+    assert_eq!(mail["image_cid"], "<diff>", "{mail}");
+    assert_eq!(mail["image_disposition"], "inline", "{mail}");
+    // The very diff image the API serves.
+    let diff = app
+        .client
+        .get(app.url(&format!("/api/runs/{}/diff.png", run["id"].as_str().unwrap())))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(mail["image_sha256"].as_str().unwrap(), vigil::store::blobs::sha256_hex(&diff), "{mail}");
+}
