@@ -28,6 +28,8 @@ pub enum MailError {
 }
 
 pub struct Mailer {
+    /// `smtp://server:port`, the outbox rows' URL.
+    address: String,
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
     to: Vec<Mailbox>,
@@ -53,10 +55,15 @@ impl Mailer {
         }
         let parse = |s: &String| s.parse::<Mailbox>().map_err(|e| format!("{s}: {e}"));
         Ok(Mailer {
+            address: target.address(),
             transport: builder.build(),
             from: parse(&target.from)?,
             to: target.to.iter().map(parse).collect::<Result<_, _>>()?,
         })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
     }
 
     /// Sends `event` (an outbox payload) with `diff`, the diff PNG, inline when there is one.
@@ -142,7 +149,9 @@ mod tests {
         assert!(!headers.lines().any(|l| l.starts_with("Bcc:")), "{raw}");
         assert!(raw.contains("Content-ID: <diff>"), "{raw}");
         assert!(raw.contains("cid:diff") && raw.contains("image/png"), "{raw}");
-        assert!(!raw.contains("<script>") && !raw.contains("<pricing>"), "HTML escaped: {raw}");
+        let html = raw.split("text/html").nth(1).unwrap();
+        assert!(!html.contains("<script>") && !html.contains("<pricing>"), "HTML escaped: {raw}");
+        assert!(html.contains("&lt;pricing&gt;"), "{raw}");
         // Without an image: no inline part.
         let plain = message(&from, &to, &event.to_string(), None).unwrap();
         assert!(!String::from_utf8_lossy(&plain.formatted()).contains("cid:diff"));

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::AlertPayload;
-use crate::config::{AlertDestination, EventType, LiveMonitors, Target};
+use crate::config::{AlertDestination, EventType, LiveMonitors, SLACK_DESTINATION, Target};
 use crate::ids::MessageId;
 use crate::review::ApprovalEvents;
 use crate::store::{AlertKind, NewBaseline, NewDelivery, Run};
@@ -59,6 +59,12 @@ impl Events {
         now: Timestamp,
     ) -> Vec<NewDelivery> {
         let Some(routes) = self.monitors.find_str(monitor).map(|m| m.alerts) else { return Vec::new() };
+        for name in routes.iter().filter(|r| *r != SLACK_DESTINATION) {
+            if !self.destinations.iter().any(|d| &d.name == name) {
+                // Monitors reload live; the alerts: section only at a restart.
+                tracing::warn!(%monitor, destination = %name, "no such destination in force; restart to apply alerts: changes");
+            }
+        }
         let body = json!({"type": event.as_str(), "timestamp": now, "data": data}).to_string();
         self.destinations
             .iter()
@@ -109,13 +115,15 @@ fn run_data(p: &AlertPayload, public_url: &url::Url) -> Value {
     let image = |name: &str| {
         public_url.join(&format!("api/runs/{}/{name}.png", p.run_id)).expect("valid").to_string()
     };
-    let images = if p.images.is_empty() {
-        Value::Null
-    } else {
-        json!({"baseline": image("baseline"), "current": image("current"), "diff": image("diff")})
-    };
-    let error =
-        p.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| Value::String(e.into())));
+    // The images the run has (a size change may have no diff image).
+    let mut images = serde_json::Map::new();
+    for name in ["baseline", "current", "diff"] {
+        if p.images.iter().any(|i| i.filename.ends_with(&format!("-{name}.png"))) {
+            images.insert(name.into(), image(name).into());
+        }
+    }
+    let images = if images.is_empty() { Value::Null } else { Value::Object(images) };
+    let error = p.error.as_deref().map(capture_error);
     json!({
         "run_id": p.run_id,
         "monitor": p.monitor,
@@ -136,6 +144,20 @@ fn run_data(p: &AlertPayload, public_url: &url::Url) -> Value {
     })
 }
 
+/// A capture error as `{code, message, retryable}`, whatever shape the capture provider gave
+/// it, its message cut to 2,000 characters.
+fn capture_error(raw: &str) -> Value {
+    let v: Value = serde_json::from_str(raw).unwrap_or(Value::Null);
+    let code = v["code"].as_str().unwrap_or("capture_failed");
+    let message =
+        v["message"].as_str().map_or_else(|| if v.is_object() { "" } else { raw }.to_owned(), str::to_owned);
+    json!({
+        "code": code.chars().take(100).collect::<String>(),
+        "message": message.chars().take(2000).collect::<String>(),
+        "retryable": v["retryable"].as_bool().unwrap_or(false),
+    })
+}
+
 /// `msg_` and a ULID made of the first 16 bytes of the SHA-256 of `parts`.
 fn message_id(parts: &[&str]) -> MessageId {
     let mut h = Sha256::new();
@@ -150,6 +172,22 @@ fn message_id(parts: &[&str]) -> MessageId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capture_errors_have_one_shape() {
+        let given = capture_error(r#"{"code":"navigation_timeout","message":"took 30 s","retryable":true}"#);
+        assert_eq!(given, json!({"code": "navigation_timeout", "message": "took 30 s", "retryable": true}));
+        assert_eq!(capture_error(r#"{"code":"capture_failed"}"#)["message"], "");
+        let text = capture_error("the provider said no");
+        assert_eq!(
+            (text["code"].as_str(), text["message"].as_str()),
+            (Some("capture_failed"), Some("the provider said no"))
+        );
+        assert_eq!(
+            capture_error(&format!("[{}]", "1,".repeat(3000) + "1"))["message"].as_str().unwrap().len(),
+            2000
+        );
+    }
 
     #[test]
     fn message_ids_are_stable_valid_and_distinct() {

@@ -184,8 +184,9 @@ async fn start_roles(
         services.repair_baseline_files().await;
     }
     let judges = roles.api || roles.ui || roles.monitor;
-    if roles.capture || (judges && !services.config.alerts.is_empty()) {
-        services.start_deliveries(bg);
+    let events = judges && !services.config.alerts.is_empty();
+    if roles.capture || events {
+        services.start_deliveries(bg, roles.capture, events);
     }
     let mut routes = axum::Router::new();
     let mut capture = None;

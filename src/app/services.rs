@@ -311,15 +311,21 @@ impl Services {
 
     /// The webhook outbox's sender: capture results (the capture role) and events for the
     /// `alerts:` destinations (the roles that judge and approve). One per process.
-    pub fn start_deliveries(&self, bg: &mut Background) {
+    pub fn start_deliveries(&self, bg: &mut Background, capture: bool, events: bool) {
         let config = &self.config;
+        let senders = if events { self.senders() } else { HashMap::new() };
+        let mut claims: Vec<String> = senders.keys().cloned().collect();
+        if capture {
+            claims.push(String::new());
+        }
         let outcomes = Family::default();
         self.metrics.register("webhook_deliveries", "Webhook delivery attempts by outcome", outcomes.clone());
         Metrics::seed(&outcomes, "outcome", &["delivered", "retry", "dead"]);
         let deliverer = Deliverer {
             store: self.store.clone(),
             key: self.webhook_key.clone(),
-            senders: self.senders(),
+            senders,
+            claims,
             blobs: self.blobs.clone(),
             operator: client(config.webhook.timeout),
             client: self.guarded_client(config.webhook.timeout),
@@ -333,14 +339,15 @@ impl Services {
     }
 
     /// How each `alerts:` destination is reached; one whose mailer cannot be set up is left
-    /// out (logged), and its events are retried, then dead-lettered.
+    /// out (logged), and its events wait for a process that has it.
     fn senders(&self) -> HashMap<String, Sender> {
         let mut senders = HashMap::new();
         for d in &self.config.alerts {
             let sender = match &d.target {
-                Target::Webhook { secret, .. } => {
-                    Sender::Webhook(SigningKey::from_secret(secret.expose()).expect("checked by the config"))
-                }
+                Target::Webhook { url, secret } => Sender::Webhook {
+                    key: SigningKey::from_secret(secret.expose()).expect("checked by the config"),
+                    url: url.to_string(),
+                },
                 Target::Email(mail) => match Mailer::new(mail, self.config.webhook.timeout) {
                     Ok(m) => Sender::Email(Box::new(m)),
                     Err(e) => {

@@ -208,7 +208,12 @@ async fn wait_for_alerts(database_url: &str, runs: &[Tracked]) -> anyhow::Result
         let id = run.id.parse().expect("ids from our API parse");
         loop {
             let alerts = store.alerts_for_run(&id).await?;
-            if alerts.iter().all(|a| a.status != OutboxStatus::Pending) || Instant::now() > deadline {
+            // And the events for `alerts:` destinations (the outbox rows about this run).
+            let events = store.list_deliveries(OutboxStatus::Pending, 10_000).await?;
+            let sending = events.iter().any(|d| !d.sender.is_empty() && d.subject == run.id);
+            if (alerts.iter().all(|a| a.status != OutboxStatus::Pending) && !sending)
+                || Instant::now() > deadline
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;

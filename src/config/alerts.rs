@@ -8,6 +8,8 @@ use super::model::{AlertDestination, EmailTarget, EventType, Secret, SmtpTls, Ta
 use super::monitor::{page_url, required};
 use super::node::{Node, Value};
 use super::values::{integer, list, text};
+use base64::Engine as _;
+
 use crate::signing::SigningKey;
 
 /// The name that stands for the `slack:` section (or the log, without one) in a monitor's list.
@@ -61,7 +63,8 @@ fn destination(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: &str) -> Option
             let secret =
                 required(ctx, &mut f, node.pos, "secret", "a whsec_ secret, e.g. \"${OPS_WEBHOOK_SECRET}\"")
                     .and_then(|(n, p)| secret(ctx, n, &p));
-            Some(Target::Webhook { url: url?, secret: secret? })
+            // (Not `?`: the rest of the destination is still checked.)
+            url.zip(secret).map(|(url, secret)| Target::Webhook { url, secret })
         }
         (None, Some(mail)) => email(ctx, mail, &f.path("email")).map(Target::Email),
         _ => {
@@ -79,8 +82,11 @@ fn destination(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: &str) -> Option
 
 fn secret(ctx: &mut Ctx<'_>, n: &Node, p: &str) -> Option<Secret> {
     let s = text(ctx, n, p)?;
-    match SigningKey::from_secret(s.trim()) {
-        Ok(_) if s.trim().len() >= 24 => Some(Secret::new(s.trim())),
+    let s = s.trim();
+    let bytes =
+        s.strip_prefix("whsec_").and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64).ok());
+    match bytes {
+        Some(key) if key.len() >= 16 && SigningKey::from_secret(s).is_ok() => Some(Secret::new(s)),
         _ => {
             ctx.error(
                 n.pos,
@@ -218,6 +224,10 @@ pub(crate) fn routes(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<S
         } else if !out.contains(&name) {
             out.push(name);
         }
+    }
+    if items.is_empty() {
+        ctx.error(node.pos, path, "at least one destination (\"slack\" for the slack: section, or the log)");
+        ok = false;
     }
     ok.then_some(out)
 }

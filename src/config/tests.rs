@@ -373,3 +373,32 @@ fn alert_destination_mistakes_are_pointed_at() {
     let bad_secret_only = "alerts:\n  ops:\n    webhook: https://a.example/\n    secret: whsec_c2hvcnQ=\n";
     assert_eq!(errors(bad_secret_only).len(), 1, "too short a secret");
 }
+
+#[test]
+fn email_destinations_and_their_mistakes() {
+    let yaml = "alerts:\n  team:\n    email:\n      server: mail.example.com\n      username: vigil\n      \
+                password: hunter2\n      from: \"vigil <vigil@example.com>\"\n      to: [web@example.com]\n";
+    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    let Target::Email(mail) = &c.alerts[0].target else { panic!("an email target") };
+    assert_eq!(
+        (mail.port, mail.tls, mail.address()),
+        (587, SmtpTls::Starttls, "smtp://mail.example.com:587".into())
+    );
+    let e = errors(
+        "alerts:\n  team:\n    email:\n      server: mail.example.com\n      tls: ssl\n      username: vigil\n      \
+         from: not an address\n      to: []\n  both:\n    webhook: https://a.example/\n    email: {}\n  \
+         bare:\n    webhook: https://a.example/\n    secret: MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n\
+         monitors:\n  - name: home\n    url: https://example.com/\n    alerts: []\n",
+    );
+    for expected in [
+        "m.yaml:5:12: alerts.team.email.tls: expected starttls, tls or none",
+        "m.yaml:4:7: alerts.team.email: username and password go together",
+        "m.yaml:7:13: alerts.team.email.from: not an email address",
+        "m.yaml:8:11: alerts.team.email.to: at least one recipient",
+        "m.yaml:10:5: alerts.both: expected exactly one of webhook:",
+        "m.yaml:14:13: alerts.bare.secret: expected \"whsec_\"",
+        "m.yaml:18:13: monitors[0].alerts: at least one destination",
+    ] {
+        assert!(e.iter().any(|e| e.starts_with(expected)), "{expected}\n{e:#?}");
+    }
+}

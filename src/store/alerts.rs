@@ -82,7 +82,7 @@ impl AlertStore for SqlStore {
 
     async fn claim_alert(&self, now: Timestamp, lease: Duration) -> Result<Option<Alert>> {
         on_pool!(self, |p| {
-            let sql = claim_outbox_sql("alerts", p.skip_locked(), None);
+            let sql = claim_outbox_sql("alerts", p.skip_locked(), None, "");
             Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(p).await?)
         })
     }

@@ -13,7 +13,14 @@ pub trait DeliveryStore: Send + Sync {
     async fn enqueue_delivery(&self, delivery: &NewDelivery) -> Result<()>;
 
     /// Leases the next due pending delivery until `now + lease`.
-    async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>>;
+    /// Only rows whose `sender` is one of `senders` (`""` for capture results): a process
+    /// sends what it holds the secret and the network position for.
+    async fn claim_delivery(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        senders: &[String],
+    ) -> Result<Option<Delivery>>;
 
     async fn record_delivery_attempt(&self, id: &MessageId, attempt: &Attempt, now: Timestamp) -> Result<()>;
 
@@ -73,14 +80,29 @@ impl DeliveryStore for SqlStore {
         })
     }
 
-    async fn claim_delivery(&self, now: Timestamp, lease: Duration) -> Result<Option<Delivery>> {
+    async fn claim_delivery(
+        &self,
+        now: Timestamp,
+        lease: Duration,
+        senders: &[String],
+    ) -> Result<Option<Delivery>> {
+        if senders.is_empty() {
+            return Ok(None);
+        }
+        let list: Vec<String> = (0..senders.len()).map(|i| format!("${}", i + 3)).collect();
+        let only = format!("AND sender IN ({})", list.join(", "));
         on_pool!(self, |p| {
             let sql = claim_outbox_sql(
                 "webhook_deliveries",
                 p.skip_locked(),
                 Some("COALESCE(NULLIF(destination, ''), url)"),
+                &only,
             );
-            Ok(sqlx::query_as(&sql).bind(now).bind(now.plus(lease)).fetch_optional(p).await?)
+            let mut query = sqlx::query_as(&sql).bind(now).bind(now.plus(lease));
+            for sender in senders {
+                query = query.bind(sender);
+            }
+            Ok(query.fetch_optional(p).await?)
         })
     }
 

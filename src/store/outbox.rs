@@ -8,7 +8,9 @@ use crate::time::Timestamp;
 ///
 /// With `one_per` (a column or an expression over the row), a row is not claimed while another
 /// with the same value is in flight: one slow destination holds one slot, never all of them.
-pub(crate) fn claim_outbox_sql(table: &str, lock: &str, one_per: Option<&str>) -> String {
+///
+/// `only` adds a condition on the row (its own binds start at `$3`).
+pub(crate) fn claim_outbox_sql(table: &str, lock: &str, one_per: Option<&str>, only: &str) -> String {
     let fair = one_per.map_or_else(String::new, |column| {
         format!(
             "AND {column} NOT IN (SELECT {column} FROM {table} \
@@ -20,7 +22,7 @@ pub(crate) fn claim_outbox_sql(table: &str, lock: &str, one_per: Option<&str>) -
          WHERE id = (
              SELECT id FROM {table}
              WHERE status = 'pending' AND next_attempt_at <= $1
-               AND (lease_expires_at IS NULL OR lease_expires_at <= $1) {fair}
+               AND (lease_expires_at IS NULL OR lease_expires_at <= $1) {only} {fair}
              ORDER BY next_attempt_at, id LIMIT 1 {lock}
          )
          RETURNING *"

@@ -28,6 +28,9 @@ pub struct Deliverer {
     pub key: SigningKey,
     /// Sends events, by `alerts:` destination.
     pub senders: HashMap<String, Sender>,
+    /// The `sender`s of the rows this process claims: `""` (capture results) in the capture
+    /// role, and the names in `senders` where the roles judge or approve.
+    pub claims: Vec<String>,
     /// For the diff image an email carries.
     pub blobs: crate::store::blobs::BlobStore,
     /// For capture results: URLs a client gave, through the address policy.
@@ -45,8 +48,11 @@ pub struct Deliverer {
 
 /// How the events of one `alerts:` destination are sent.
 pub enum Sender {
-    /// POSTed, signed with this key.
-    Webhook(SigningKey),
+    /// POSTed to `url`, signed with `key`.
+    Webhook {
+        key: SigningKey,
+        url: String,
+    },
     Email(Box<Mailer>),
 }
 
@@ -112,7 +118,8 @@ impl QueueWorker for Deliveries {
         // The attempt is bounded by the client's timeout; the rest is recording it.
         let timeout = self.deliverer.timeout;
         let lease = timeout + timeout.min(Duration::from_secs(30));
-        let claimed = self.deliverer.store.claim_delivery(Timestamp::now(), lease).await?;
+        let claimed =
+            self.deliverer.store.claim_delivery(Timestamp::now(), lease, &self.deliverer.claims).await?;
         Ok(claimed.map(|d| (d, slot)))
     }
 
@@ -141,11 +148,14 @@ impl Deliverer {
             // a name that pointed elsewhere when the capture was accepted gets nothing now.
             self.client.for_url(&d.url).map(|c| (&self.key, c)).map_err(|e| format!("refused: {e}"))
         } else {
-            // An event: its destination's secret; one removed from the config is retried on
-            // the schedule (it may come back with a restart), then dead-lettered.
+            // An event, signed with its destination's secret, and only to the URL it was queued
+            // for: a destination that now points elsewhere (a changed config, a replica that
+            // defines the name differently) gets no message signed for another. Retried on the
+            // schedule, then dead-lettered (replayable).
             match self.senders.get(&d.sender) {
-                Some(Sender::Webhook(key)) => Ok((key, &self.operator)),
-                _ => Err(format!("no webhook destination \"{}\" in alerts: any more", d.sender)),
+                Some(Sender::Webhook { key, url }) if *url == d.url => Ok((key, &self.operator)),
+                Some(_) => Err(format!("destination \"{}\" no longer points to {}", d.sender, d.url)),
+                None => Err(format!("no destination \"{}\" in alerts: here", d.sender)),
             }
         };
         match target {
@@ -192,7 +202,7 @@ impl Deliverer {
     async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
         let attempts = d.attempts as usize + 1;
         let (step, code, error) = match self.senders.get(&d.sender) {
-            Some(Sender::Email(mailer)) if !d.sender.is_empty() => {
+            Some(Sender::Email(mailer)) if mailer.address() == d.url => {
                 let image = self.diff_image(&d).await;
                 let sent = tokio::time::timeout(self.timeout, mailer.send(&d.payload, image)).await;
                 match sent.unwrap_or_else(|_| Err(MailError::Retry("timed out".into()))) {

@@ -422,9 +422,14 @@ async fn deliveries(store: &dyn InspectStore) {
         })
         .await
         .unwrap();
-    let d = store.claim_delivery(t(0), lease).await.unwrap().expect("due now");
+    let capture = [String::new()];
+    assert!(
+        store.claim_delivery(t(0), lease, &["ops".to_owned()]).await.unwrap().is_none(),
+        "a process claims only the senders it holds"
+    );
+    let d = store.claim_delivery(t(0), lease, &capture).await.unwrap().expect("due now");
     assert_eq!(d.payload, payload, "payload is kept byte for byte");
-    assert!(store.claim_delivery(t(1), lease).await.unwrap().is_none(), "leased");
+    assert!(store.claim_delivery(t(1), lease, &capture).await.unwrap().is_none(), "leased");
     store
         .record_delivery_attempt(
             &id,
@@ -438,8 +443,8 @@ async fn deliveries(store: &dyn InspectStore) {
         (d.status, d.attempts, d.last_status, d.next_attempt_at),
         (OutboxStatus::Pending, 1, Some(503), t(5000))
     );
-    assert!(store.claim_delivery(t(4999), lease).await.unwrap().is_none());
-    store.claim_delivery(t(5000), lease).await.unwrap().expect("due after the backoff");
+    assert!(store.claim_delivery(t(4999), lease, &capture).await.unwrap().is_none());
+    store.claim_delivery(t(5000), lease, &capture).await.unwrap().expect("due after the backoff");
     store
         .record_delivery_attempt(&id, &Attempt::Dead { status: Some(410), error: "gone".into() }, t(5001))
         .await
@@ -447,12 +452,12 @@ async fn deliveries(store: &dyn InspectStore) {
     let dead = store.list_deliveries(OutboxStatus::Dead, 10).await.unwrap();
     assert_eq!(dead.iter().map(|d| &d.id).collect::<Vec<_>>(), [&id]);
     assert!(
-        store.claim_delivery(t(9_999_999), lease).await.unwrap().is_none(),
+        store.claim_delivery(t(9_999_999), lease, &capture).await.unwrap().is_none(),
         "dead letters are not retried"
     );
     assert!(store.replay_delivery(&id, t(6000)).await.unwrap());
     assert!(!store.replay_delivery(&id, t(6000)).await.unwrap(), "only dead deliveries are replayed");
-    let d = store.claim_delivery(t(6000), lease).await.unwrap().expect("replayed");
+    let d = store.claim_delivery(t(6000), lease, &capture).await.unwrap().expect("replayed");
     assert_eq!(d.attempts, 0);
     store
         .record_delivery_attempt(&id, &Attempt::Sent { status: Some(204), reference: None }, t(6001))
