@@ -67,12 +67,26 @@ impl Mailer {
     }
 
     /// Sends `event` (an outbox payload) with `diff`, the diff PNG, inline when there is one.
+    /// A server that refuses the message for good with the image (too large) gets it without.
     pub async fn send(&self, event: &str, diff: Option<Vec<u8>>) -> Result<(), MailError> {
+        let with_image = diff.is_some();
+        let first = self.send_one(event, diff).await;
+        match first {
+            Err(MailError::Fatal(e)) if with_image => {
+                tracing::warn!(error = %e, "the message with its image was refused; sending it without");
+                self.send_one(event, None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn send_one(&self, event: &str, diff: Option<Vec<u8>>) -> Result<(), MailError> {
         let message = message(&self.from, &self.to, event, diff).map_err(MailError::Fatal)?;
+        let cut = |e: lettre::transport::smtp::Error| e.to_string().chars().take(500).collect::<String>();
         match self.transport.send(message).await {
             Ok(_) => Ok(()),
-            Err(e) if e.is_permanent() => Err(MailError::Fatal(format!("SMTP: {e}"))),
-            Err(e) => Err(MailError::Retry(format!("SMTP: {e}"))),
+            Err(e) if e.is_permanent() => Err(MailError::Fatal(format!("SMTP: {}", cut(e)))),
+            Err(e) => Err(MailError::Retry(format!("SMTP: {}", cut(e)))),
         }
     }
 }

@@ -210,7 +210,12 @@ async fn wait_for_alerts(database_url: &str, runs: &[Tracked]) -> anyhow::Result
             let alerts = store.alerts_for_run(&id).await?;
             // And the events for `alerts:` destinations (the outbox rows about this run).
             let events = store.list_deliveries(OutboxStatus::Pending, 10_000).await?;
-            let sending = events.iter().any(|d| !d.sender.is_empty() && d.subject == run.id);
+            // (Not one that waits past the deadline for a retry.)
+            let before_deadline =
+                crate::time::Timestamp::now().plus(deadline.saturating_duration_since(Instant::now()));
+            let sending = events
+                .iter()
+                .any(|d| !d.sender.is_empty() && d.subject == run.id && d.next_attempt_at <= before_deadline);
             if (alerts.iter().all(|a| a.status != OutboxStatus::Pending) && !sending)
                 || Instant::now() > deadline
             {

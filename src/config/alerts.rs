@@ -76,7 +76,9 @@ fn destination(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: &str) -> Option
         None => Some(EventType::ALL.to_vec()),
         Some(n) => events(ctx, n, &f.path("events")),
     };
-    f.finish(ctx, &["webhook", "secret", "email", "events"]);
+    let known: &[&str] =
+        if f.opt("email").is_some() { &["email", "events"] } else { &["webhook", "secret", "events"] };
+    f.finish(ctx, known);
     Some(AlertDestination { name: name.to_owned(), target: target?, events: events? })
 }
 

@@ -14,12 +14,15 @@ pub trait DeliveryStore: Send + Sync {
 
     /// Leases the next due pending delivery until `now + lease`.
     /// Only rows whose `sender` is one of `senders` (`""` for capture results): a process
-    /// sends what it holds the secret and the network position for.
+    /// sends what it holds the secret and the network position for. Also an event row of any
+    /// other sender untouched since `orphaned_before`: one no process can send (its destination
+    /// left every config), for the caller to dead-letter.
     async fn claim_delivery(
         &self,
         now: Timestamp,
         lease: Duration,
         senders: &[String],
+        orphaned_before: Timestamp,
     ) -> Result<Option<Delivery>>;
 
     async fn record_delivery_attempt(&self, id: &MessageId, attempt: &Attempt, now: Timestamp) -> Result<()>;
@@ -85,12 +88,15 @@ impl DeliveryStore for SqlStore {
         now: Timestamp,
         lease: Duration,
         senders: &[String],
+        orphaned_before: Timestamp,
     ) -> Result<Option<Delivery>> {
         if senders.is_empty() {
             return Ok(None);
         }
         let list: Vec<String> = (0..senders.len()).map(|i| format!("${}", i + 3)).collect();
-        let only = format!("AND sender IN ({})", list.join(", "));
+        let orphan = senders.len() + 3;
+        let only =
+            format!("AND (sender IN ({}) OR (sender <> '' AND updated_at < ${orphan}))", list.join(", "));
         on_pool!(self, |p| {
             let sql = claim_outbox_sql(
                 "webhook_deliveries",
@@ -102,7 +108,7 @@ impl DeliveryStore for SqlStore {
             for sender in senders {
                 query = query.bind(sender);
             }
-            Ok(query.fetch_optional(p).await?)
+            Ok(query.bind(orphaned_before).fetch_optional(p).await?)
         })
     }
 

@@ -87,6 +87,10 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// Beyond the schedule's longest wait (with its jitter), how long an event row no process here
+/// can send waits before it is dead-lettered as an orphan.
+const ORPHAN_MARGIN: Duration = Duration::from_secs(3600);
+
 /// When the outbox cannot be read or an attempt cannot be recorded: 1 s, 2 s, 4 s … 30 s.
 const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
 
@@ -118,8 +122,13 @@ impl QueueWorker for Deliveries {
         // The attempt is bounded by the client's timeout; the rest is recording it.
         let timeout = self.deliverer.timeout;
         let lease = timeout + timeout.min(Duration::from_secs(30));
-        let claimed =
-            self.deliverer.store.claim_delivery(Timestamp::now(), lease, &self.deliverer.claims).await?;
+        let now = Timestamp::now();
+        // Untouched for longer than the schedule's longest wait: no process can send it.
+        let longest = self.deliverer.schedule.iter().max().copied().unwrap_or_default();
+        let orphaned_before =
+            Timestamp::from_millis(now.millis() - (longest.mul_f64(1.2) + ORPHAN_MARGIN).as_millis() as i64);
+        let claims = &self.deliverer.claims;
+        let claimed = self.deliverer.store.claim_delivery(now, lease, claims, orphaned_before).await?;
         Ok(claimed.map(|d| (d, slot)))
     }
 
@@ -202,9 +211,14 @@ impl Deliverer {
     async fn attempt(&self, d: Delivery) -> Result<(), StoreError> {
         let attempts = d.attempts as usize + 1;
         let (step, code, error) = match self.senders.get(&d.sender) {
+            // Claimed as an orphan: its destination is in no config that claimed it for hours.
+            None if !d.sender.is_empty() => {
+                (Step::Dead, None, format!("no process has the destination \"{}\" any more", d.sender))
+            }
             Some(Sender::Email(mailer)) if mailer.address() == d.url => {
-                let image = self.diff_image(&d).await;
-                let sent = tokio::time::timeout(self.timeout, mailer.send(&d.payload, image)).await;
+                // The image read counts against the same bound, which the lease covers.
+                let send = async { mailer.send(&d.payload, self.diff_image(&d).await).await };
+                let sent = tokio::time::timeout(self.timeout, send).await;
                 match sent.unwrap_or_else(|_| Err(MailError::Retry("timed out".into()))) {
                     Ok(()) => (Step::Done, None, String::new()),
                     Err(MailError::Fatal(e)) => (Step::Dead, None, e),

@@ -424,12 +424,12 @@ async fn deliveries(store: &dyn InspectStore) {
         .unwrap();
     let capture = [String::new()];
     assert!(
-        store.claim_delivery(t(0), lease, &["ops".to_owned()]).await.unwrap().is_none(),
+        store.claim_delivery(t(0), lease, &["ops".to_owned()], t(0)).await.unwrap().is_none(),
         "a process claims only the senders it holds"
     );
-    let d = store.claim_delivery(t(0), lease, &capture).await.unwrap().expect("due now");
+    let d = store.claim_delivery(t(0), lease, &capture, t(0)).await.unwrap().expect("due now");
     assert_eq!(d.payload, payload, "payload is kept byte for byte");
-    assert!(store.claim_delivery(t(1), lease, &capture).await.unwrap().is_none(), "leased");
+    assert!(store.claim_delivery(t(1), lease, &capture, t(0)).await.unwrap().is_none(), "leased");
     store
         .record_delivery_attempt(
             &id,
@@ -443,8 +443,8 @@ async fn deliveries(store: &dyn InspectStore) {
         (d.status, d.attempts, d.last_status, d.next_attempt_at),
         (OutboxStatus::Pending, 1, Some(503), t(5000))
     );
-    assert!(store.claim_delivery(t(4999), lease, &capture).await.unwrap().is_none());
-    store.claim_delivery(t(5000), lease, &capture).await.unwrap().expect("due after the backoff");
+    assert!(store.claim_delivery(t(4999), lease, &capture, t(0)).await.unwrap().is_none());
+    store.claim_delivery(t(5000), lease, &capture, t(0)).await.unwrap().expect("due after the backoff");
     store
         .record_delivery_attempt(&id, &Attempt::Dead { status: Some(410), error: "gone".into() }, t(5001))
         .await
@@ -452,12 +452,12 @@ async fn deliveries(store: &dyn InspectStore) {
     let dead = store.list_deliveries(OutboxStatus::Dead, 10).await.unwrap();
     assert_eq!(dead.iter().map(|d| &d.id).collect::<Vec<_>>(), [&id]);
     assert!(
-        store.claim_delivery(t(9_999_999), lease, &capture).await.unwrap().is_none(),
+        store.claim_delivery(t(9_999_999), lease, &capture, t(0)).await.unwrap().is_none(),
         "dead letters are not retried"
     );
     assert!(store.replay_delivery(&id, t(6000)).await.unwrap());
     assert!(!store.replay_delivery(&id, t(6000)).await.unwrap(), "only dead deliveries are replayed");
-    let d = store.claim_delivery(t(6000), lease, &capture).await.unwrap().expect("replayed");
+    let d = store.claim_delivery(t(6000), lease, &capture, t(0)).await.unwrap().expect("replayed");
     assert_eq!(d.attempts, 0);
     store
         .record_delivery_attempt(&id, &Attempt::Sent { status: Some(204), reference: None }, t(6001))
@@ -658,6 +658,11 @@ async fn alerts(store: &dyn InspectStore) {
     );
     let pending = store.list_deliveries(OutboxStatus::Pending, 100).await.unwrap();
     assert_eq!(pending.iter().filter(|d| d.id == a.events[0].id).count(), 1, "and its events once");
+    // A row of a destination no process has is claimed once it has been untouched long enough.
+    let nobody = ["nobody".to_owned()];
+    assert!(store.claim_delivery(t(0), lease, &nobody, t(0)).await.unwrap().is_none(), "not yet an orphan");
+    let orphan = store.claim_delivery(t(0), lease, &nobody, t(1)).await.unwrap().expect("an orphan");
+    assert_eq!(orphan.id, a.events[0].id);
     let claimed = store.claim_alert(t(0), lease).await.unwrap().expect("due");
     assert_eq!(claimed.id, a.id);
     assert!(store.claim_alert(t(1), lease).await.unwrap().is_none(), "leased");
