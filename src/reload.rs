@@ -189,6 +189,8 @@ fn alerts_text(alerts: &[crate::config::AlertDestination]) -> String {
     let secret = |t: &Target| match t {
         Target::Webhook { secret, .. } => secret.expose().to_owned(),
         Target::Email(m) => m.password.as_ref().map(|p| p.expose().to_owned()).unwrap_or_default(),
+        // (Their secret is the URL, which the Debug text has.)
+        Target::Discord(_) | Target::Teams(_) => String::new(),
     };
     alerts.iter().map(|d| format!("{d:?}{}", secret(&d.target))).collect()
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::AlertPayload;
+use super::{AlertPayload, chat};
 use crate::config::{AlertDestination, EventType, LiveMonitors, SLACK_DESTINATION, Target};
 use crate::ids::MessageId;
 use crate::review::ApprovalEvents;
@@ -65,20 +65,27 @@ impl Events {
                 tracing::warn!(%monitor, destination = %name, "no such destination in force; restart to apply alerts: changes");
             }
         }
-        let body = json!({"type": event.as_str(), "timestamp": now, "data": data}).to_string();
+        let event_body = json!({"type": event.as_str(), "timestamp": now, "data": data});
+        let body = event_body.to_string();
         self.destinations
             .iter()
             .filter(|d| routes.contains(&d.name) && d.events.contains(&event))
-            .map(|d| NewDelivery {
-                id: message_id(&[event.as_str(), key, &d.name]),
-                subject: subject.to_owned(),
-                url: match &d.target {
-                    Target::Webhook { url, .. } => url.to_string(),
-                    Target::Email(mail) => mail.address(),
-                },
-                sender: d.name.clone(),
-                payload: body.clone(),
-                now,
+            .map(|d| {
+                // Chat services get their own format, rendered now and sent as it is.
+                let (url, payload) = match &d.target {
+                    Target::Webhook { url, .. } => (url.to_string(), body.clone()),
+                    Target::Email(mail) => (mail.address(), body.clone()),
+                    Target::Discord(url) => (url.to_string(), chat::discord(&event_body).to_string()),
+                    Target::Teams(url) => (url.to_string(), chat::teams(&event_body).to_string()),
+                };
+                NewDelivery {
+                    id: message_id(&[event.as_str(), key, &d.name]),
+                    subject: subject.to_owned(),
+                    url,
+                    sender: d.name.clone(),
+                    payload,
+                    now,
+                }
             })
             .collect()
     }

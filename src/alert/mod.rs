@@ -15,6 +15,7 @@
 //! in the config (`C…`): history cannot be read by channel name, and then the post is retried
 //! (at least once).
 
+pub mod chat;
 mod connector;
 pub mod email;
 pub mod events;

@@ -348,6 +348,7 @@ impl Services {
                     key: SigningKey::from_secret(secret.expose()).expect("checked by the config"),
                     url: url.to_string(),
                 },
+                Target::Discord(url) | Target::Teams(url) => Sender::Chat { url: url.to_string() },
                 Target::Email(mail) => match Mailer::new(mail, self.config.webhook.timeout) {
                     Ok(m) => Sender::Email(Box::new(m)),
                     Err(e) => {

@@ -57,8 +57,18 @@ fn valid_name(name: &str) -> bool {
 
 fn destination(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: &str) -> Option<AlertDestination> {
     let mut f = Fields::of(ctx, node, path)?;
-    let target = match (f.opt("webhook"), f.opt("email")) {
-        (Some(url), None) => {
+    let kinds = ["webhook", "email", "discord", "teams"];
+    let given: Vec<&str> = kinds.iter().copied().filter(|k| f.opt(k).is_some()).collect();
+    let target = match (given.as_slice(), f.opt("webhook"), f.opt("email")) {
+        (["discord"], ..) => {
+            let key = f.path("discord");
+            f.opt("discord").and_then(|n| page_url(ctx, n, &key)).map(Target::Discord)
+        }
+        (["teams"], ..) => {
+            let key = f.path("teams");
+            f.opt("teams").and_then(|n| page_url(ctx, n, &key)).map(Target::Teams)
+        }
+        (["webhook"], Some(url), _) => {
             let url = page_url(ctx, url, &f.path("webhook"));
             let secret =
                 required(ctx, &mut f, node.pos, "secret", "a whsec_ secret, e.g. \"${OPS_WEBHOOK_SECRET}\"")
@@ -66,9 +76,13 @@ fn destination(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: &str) -> Option
             // (Not `?`: the rest of the destination is still checked.)
             url.zip(secret).map(|(url, secret)| Target::Webhook { url, secret })
         }
-        (None, Some(mail)) => email(ctx, mail, &f.path("email")).map(Target::Email),
+        (["email"], _, Some(mail)) => email(ctx, mail, &f.path("email")).map(Target::Email),
         _ => {
-            ctx.error(node.pos, path, "expected exactly one of webhook: (a URL) or email: (an SMTP server)");
+            ctx.error(
+                node.pos,
+                path,
+                "expected exactly one of webhook: (a URL), email: (an SMTP server), discord: or teams: (their incoming-webhook URLs)",
+            );
             None
         }
     };
@@ -76,8 +90,12 @@ fn destination(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: &str) -> Option
         None => Some(EventType::ALL.to_vec()),
         Some(n) => events(ctx, n, &f.path("events")),
     };
-    let known: &[&str] =
-        if f.opt("email").is_some() { &["email", "events"] } else { &["webhook", "secret", "events"] };
+    let known: &[&str] = match given.as_slice() {
+        ["email"] => &["email", "events"],
+        ["discord"] => &["discord", "events"],
+        ["teams"] => &["teams", "events"],
+        _ => &["webhook", "secret", "events"],
+    };
     f.finish(ctx, known);
     Some(AlertDestination { name: name.to_owned(), target: target?, events: events? })
 }

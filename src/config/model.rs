@@ -201,6 +201,10 @@ pub enum Target {
         secret: Secret,
     },
     Email(EmailTarget),
+    /// A Discord incoming webhook (`https://discord.com/api/webhooks/…`).
+    Discord(Url),
+    /// A Microsoft Teams incoming webhook (a Workflows "when a webhook request is received" URL).
+    Teams(Url),
 }
 
 /// `email:`: an SMTP server and who the messages are from and to.

@@ -378,7 +378,14 @@ fn alert_destination_mistakes_are_pointed_at() {
 fn email_destinations_and_their_mistakes() {
     let yaml = "alerts:\n  team:\n    email:\n      server: mail.example.com\n      username: vigil\n      \
                 password: hunter2\n      from: \"vigil <vigil@example.com>\"\n      to: [web@example.com]\n";
-    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    let c = parse(
+        &format!("{yaml}  chat:\n    discord: https://discord.com/api/webhooks/1/x\n  ms:\n    teams: https://t.example/w\n"),
+        "m.yaml",
+        &no_env,
+    )
+    .unwrap();
+    assert!(matches!(&c.alerts[1].target, Target::Discord(u) if u.host_str() == Some("discord.com")));
+    assert!(matches!(&c.alerts[2].target, Target::Teams(_)));
     let Target::Email(mail) = &c.alerts[0].target else { panic!("an email target") };
     assert_eq!(
         (mail.port, mail.tls, mail.address()),

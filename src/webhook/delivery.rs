@@ -53,6 +53,11 @@ pub enum Sender {
         key: SigningKey,
         url: String,
     },
+    /// POSTed to `url` as rendered for a chat service (Discord, Teams), unsigned: their
+    /// incoming webhooks verify nothing, the secret is in the URL.
+    Chat {
+        url: String,
+    },
     Email(Box<Mailer>),
 }
 
@@ -155,14 +160,15 @@ impl Deliverer {
         let target = if d.sender.is_empty() {
             // The URL is a client's: resolved through the address policy at every attempt, so
             // a name that pointed elsewhere when the capture was accepted gets nothing now.
-            self.client.for_url(&d.url).map(|c| (&self.key, c)).map_err(|e| format!("refused: {e}"))
+            self.client.for_url(&d.url).map(|c| (Some(&self.key), c)).map_err(|e| format!("refused: {e}"))
         } else {
             // An event, signed with its destination's secret, and only to the URL it was queued
             // for: a destination that now points elsewhere (a changed config, a replica that
             // defines the name differently) gets no message signed for another. Retried on the
             // schedule, then dead-lettered (replayable).
             match self.senders.get(&d.sender) {
-                Some(Sender::Webhook { key, url }) if *url == d.url => Ok((key, &self.operator)),
+                Some(Sender::Webhook { key, url }) if *url == d.url => Ok((Some(key), &self.operator)),
+                Some(Sender::Chat { url }) if *url == d.url => Ok((None, &self.operator)),
                 Some(_) => Err(format!("destination \"{}\" no longer points to {}", d.sender, d.url)),
                 None => Err(format!("no destination \"{}\" in alerts: here", d.sender)),
             }
@@ -170,12 +176,14 @@ impl Deliverer {
         match target {
             Err(e) => (None, None, e),
             Ok((key, client)) => {
-                let signature = key.sign(d.id.as_str(), ts, d.payload.as_bytes());
-                let sent = client
-                    .post(&d.url)
-                    .header(HEADER_ID, d.id.as_str())
-                    .header(HEADER_TIMESTAMP, ts.to_string())
-                    .header(HEADER_SIGNATURE, signature)
+                let mut request = client.post(&d.url);
+                if let Some(key) = key {
+                    request = request
+                        .header(HEADER_ID, d.id.as_str())
+                        .header(HEADER_TIMESTAMP, ts.to_string())
+                        .header(HEADER_SIGNATURE, key.sign(d.id.as_str(), ts, d.payload.as_bytes()));
+                }
+                let sent = request
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(d.payload.clone())
                     .send()

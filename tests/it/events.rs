@@ -40,6 +40,8 @@ async fn changes_and_approvals_reach_signed_webhooks_routed_per_monitor() {
     let slack = FakeSlack::start().await;
     let ops = TestReceiver::start().await;
     let audit = TestReceiver::start().await;
+    let discord = TestReceiver::start().await;
+    let teams = TestReceiver::start().await;
     // The first change event is refused once: retried with the same id.
     ops.script(&[503]);
     let yaml = format!(
@@ -48,13 +50,17 @@ async fn changes_and_approvals_reach_signed_webhooks_routed_per_monitor() {
          webhook:\n  retry_schedule: [0s, 200ms, 200ms, 200ms]\n\
          slack:\n  bot_token: {BOT_TOKEN}\n  channel: \"#visual\"\n  api_url: {}/\n\
          alerts:\n  ops:\n    webhook: {}\n    secret: {OPS_SECRET}\n  \
-         audit:\n    webhook: {}\n    secret: {AUDIT_SECRET}\n    events: [baseline.approved]\n\
+         audit:\n    webhook: {}\n    secret: {AUDIT_SECRET}\n    events: [baseline.approved]\n  \
+         chat:\n    discord: {}\n    events: [run.changed]\n  \
+         team-chat:\n    teams: {}\n    events: [run.changed]\n\
          defaults:\n  schedule: \"0 0 1 1 *\"\n  retries_on_diff: 0\nmonitors:\n\
          \x20 - name: home\n    url: {}\n\
          \x20 - name: report\n    url: {}\n    alerts: [ops]\n",
         slack.api_url,
         ops.url,
         audit.url,
+        discord.url,
+        teams.url,
         site.url("home"),
         site.url("report"),
     );
@@ -97,6 +103,28 @@ async fn changes_and_approvals_reach_signed_webhooks_routed_per_monitor() {
     })
     .await;
     assert!(posted.iter().all(|p| p.text.contains("home") && !p.text.contains("report")), "{posted:?}");
+
+    // Discord and Teams hear of home's change (report routes to ops alone), in their own
+    // formats, unsigned, with nobody mentioned and the review linked.
+    let review_url = event["data"]["review_url"].clone();
+    for (receiver, name) in [(&discord, "discord"), (&teams, "teams")] {
+        let got = wait_for(&format!("{name}'s message"), Duration::from_secs(30), || async {
+            receiver.all().into_iter().find(|r| r.status == 200)
+        })
+        .await;
+        assert!(got.headers.get("webhook-signature").is_none(), "{name}");
+        let body: Value = serde_json::from_slice(&got.body).unwrap();
+        if name == "discord" {
+            assert_eq!(body["allowed_mentions"]["parse"], json!([]), "{body}");
+            assert_eq!(body["embeds"][0]["url"], review_url, "{body}");
+            assert!(body["embeds"][0]["title"].as_str().unwrap().starts_with("home changed"), "{body}");
+        } else {
+            let card = &body["attachments"][0];
+            assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive", "{body}");
+            assert_eq!(card["content"]["actions"][0]["url"], review_url, "{body}");
+        }
+        assert_eq!(receiver.all().len(), 1, "{name}: one message, home's");
+    }
 
     // Approving home: baseline.approved to ops and to audit (which takes only that event),
     // with the reviewer's name.

@@ -102,7 +102,7 @@ async fn a_capture_that_completes_while_the_daemon_is_down_is_judged_once_after_
     assert_eq!(alerts.len(), 1, "{alerts:?}");
     // Judged once: the run's verdict is final, and its webhook (stored by the reconciler) is
     // processed exactly once.
-    wait_for("everything processed", Duration::from_secs(10), || async {
+    wait_for("everything processed", Duration::from_secs(30), || async {
         store.unprocessed_webhooks(10, vigil::time::Timestamp::now()).await.ok().filter(|w| w.is_empty())
     })
     .await;
