@@ -1,9 +1,9 @@
-//! `POST /hooks/slack`: the alert's *Approve as baseline* button. Slack's signature
+//! `POST /hooks/slack`: the alert's *Approve as baseline* and *Reject* buttons. Slack's signature
 //! (`v0=` HMAC-SHA256 of `v0:{timestamp}:{raw body}` with `slack.signing_secret`) and its
 //! 5-minute window are checked before anything is parsed (slack-morphism's verifier, constant
-//! time); a request seen before is refused as a replay. The approval is recorded with the Slack
+//! time); a request seen before is refused as a replay. The decision is recorded with the Slack
 //! user, Slack gets its acknowledgement at once, and the alert message is then updated to say
-//! who approved it (`chat.update`), or why it could not be (a reply through `response_url`).
+//! who decided (`chat.update`), or why it could not be done (a reply through `response_url`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
-use super::{APPROVE_ACTION, SlackSender};
+use super::{APPROVE_ACTION, REJECT_ACTION, SlackSender};
 use crate::http::Metrics;
 use crate::review::Reviewer;
 use crate::store::BaselineSource;
@@ -149,7 +149,8 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     let Some(interaction) = interaction else {
         return refuse(StatusCode::BAD_REQUEST, "expected an interaction payload");
     };
-    let Some(action) = interaction.actions.iter().find(|a| a.action_id == APPROVE_ACTION) else {
+    let ours = |a: &&Action| a.action_id == APPROVE_ACTION || a.action_id == REJECT_ACTION;
+    let Some(action) = interaction.actions.iter().find(ours) else {
         // Other buttons (Open review is a link) need nothing from us.
         return StatusCode::OK.into_response();
     };
@@ -169,24 +170,28 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
         None => format!("slack:@{handle}"),
     };
     let reviewer = &state.reviewer;
-    // Approving is quick (a transaction and one file); the message update runs after the ack.
-    let result = reviewer.approve(&run, &by, BaselineSource::Slack).await;
-    let user_id = user.map(|u| u.id.clone());
-    tokio::spawn(async move {
-        match result {
-            Ok(a) => {
-                let text = match a.already {
-                    true => format!(
-                        "Already the baseline — confirmed by {}",
-                        mention(user_id.as_deref(), &handle)
-                    ),
-                    false => format!("Approved as baseline by {}", mention(user_id.as_deref(), &handle)),
-                };
-                update_message(&hooks, &interaction, &text).await;
+    let who = mention(user.map(|u| u.id.as_str()), &handle);
+    // Deciding is quick (a transaction and one file); the message update runs after the ack.
+    let decided = if action.action_id == REJECT_ACTION {
+        match reviewer.reject(&run, &by).await {
+            Ok(_) => Ok((":x:", format!("Rejected by {who}; the baseline stays"))),
+            Err(e) => Err(format!("Could not reject: {e}")),
+        }
+    } else {
+        match reviewer.approve(&run, &by, BaselineSource::Slack).await {
+            Ok(a) if a.already => {
+                Ok((":white_check_mark:", format!("Already the baseline — confirmed by {who}")))
             }
-            Err(e) => {
-                tracing::warn!(%run, error = %e, "approval from Slack failed");
-                reply(&hooks, &interaction, &format!("Could not approve: {e}")).await;
+            Ok(_) => Ok((":white_check_mark:", format!("Approved as baseline by {who}"))),
+            Err(e) => Err(format!("Could not approve: {e}")),
+        }
+    };
+    tokio::spawn(async move {
+        match decided {
+            Ok((emoji, text)) => update_message(&hooks, &interaction, emoji, &text).await,
+            Err(text) => {
+                tracing::warn!(%run, error = %text, "a decision from Slack failed");
+                reply(&hooks, &interaction, &text).await;
             }
         }
     });
@@ -204,8 +209,8 @@ fn mention(user_id: Option<&str>, handle: &str) -> String {
     }
 }
 
-/// Rewrites the alert: its blocks without the buttons, plus a line saying who approved.
-async fn update_message(hooks: &SlackHooks, interaction: &Interaction, text: &str) {
+/// Rewrites the alert: its blocks without the buttons, plus a line saying who decided what.
+async fn update_message(hooks: &SlackHooks, interaction: &Interaction, emoji: &str, text: &str) {
     let (Some(sender), Some(container)) = (&hooks.sender, &interaction.container) else { return };
     let (Some(channel), Some(ts)) = (&container.channel_id, &container.message_ts) else { return };
     let mut blocks: Vec<SlackBlock> = interaction
@@ -216,9 +221,7 @@ async fn update_message(hooks: &SlackHooks, interaction: &Interaction, text: &st
     blocks.retain(|b| !matches!(b, SlackBlock::Actions(_)));
     blocks.push(
         SlackSectionBlock::new()
-            .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!(
-                ":white_check_mark: {text}"
-            ))))
+            .with_text(SlackBlockText::MarkDown(SlackBlockMarkDownText::new(format!("{emoji} {text}"))))
             .into(),
     );
     let fallback = interaction.message.as_ref().and_then(|m| m["text"].as_str()).unwrap_or("vigil alert");

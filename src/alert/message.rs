@@ -11,6 +11,8 @@ use crate::store::{AlertKind, Run, Verdict};
 
 /// Action id of the *Approve as baseline* button (`POST /hooks/slack` reads it).
 pub const APPROVE_ACTION: &str = "vigil_approve";
+/// Action id of the *Reject* button: the change is not accepted, the baseline stays.
+pub const REJECT_ACTION: &str = "vigil_reject";
 /// Regions listed in the message; the rest are summarised as "and N more".
 const MAX_REGIONS: usize = 5;
 
@@ -256,6 +258,14 @@ impl AlertPayload {
                     .with_style(SlackBlockButtonStyle::Primary),
             ));
         }
+        if self.kind == AlertKind::Changed {
+            buttons.push(SlackActionBlockElement::Button(
+                SlackBlockButtonElement::new(pt!("Reject"))
+                    .with_action_id(REJECT_ACTION.into())
+                    .with_value(self.run_id.clone())
+                    .with_style(SlackBlockButtonStyle::Danger),
+            ));
+        }
         buttons.push(SlackActionBlockElement::Button(open));
         blocks.push(SlackActionsBlock::new(buttons).into());
         blocks.push(
@@ -474,7 +484,7 @@ mod tests {
     }
 
     #[test]
-    fn changed_alert_has_facts_regions_and_both_buttons() {
+    fn changed_alert_has_facts_regions_and_its_buttons() {
         let json = serde_json::to_value(changed().blocks()).unwrap();
         let blocks = json.as_array().unwrap();
         assert_eq!(blocks[0]["type"], "header");
@@ -492,7 +502,12 @@ mod tests {
         assert_eq!(buttons[0]["action_id"], APPROVE_ACTION);
         assert_eq!(buttons[0]["value"], "run_01J0000000000000000000000");
         assert_eq!(buttons[0]["style"], "primary");
-        assert_eq!(buttons[1]["url"], "http://vigil.local:8080/runs/run_01J0000000000000000000000");
+        assert_eq!(buttons[1]["action_id"], REJECT_ACTION);
+        assert_eq!(
+            (buttons[1]["value"].as_str(), buttons[1]["style"].as_str()),
+            (buttons[0]["value"].as_str(), Some("danger"))
+        );
+        assert_eq!(buttons[2]["url"], "http://vigil.local:8080/runs/run_01J0000000000000000000000");
     }
 
     #[test]

@@ -231,6 +231,54 @@ async fn the_slack_button_approves_and_the_message_says_who() {
     eprintln!("Slack approval acknowledged in {acked_in:?}");
 }
 
+#[tokio::test]
+async fn the_slack_reject_button_keeps_the_baseline_and_the_message_says_who() {
+    let HomeChanged { slack, app, change, .. } = home_changed().await;
+    let run_id = change["id"].as_str().unwrap().to_owned();
+    let alert =
+        wait_for("the alert", Duration::from_secs(30), || async { slack.posted().into_iter().next() }).await;
+    let file = app.dir.path().join("baselines/home/320x200.png");
+    let before = std::fs::read(&file).unwrap();
+    let actions = alert.blocks.to_string();
+    assert!(actions.contains("vigil_approve") && actions.contains("vigil_reject"), "{actions}");
+    let payload = json!({
+        "type": "block_actions",
+        "user": {"id": "U0BOB", "username": "bob", "name": "bob"},
+        "container": {"type": "message", "channel_id": CHANNEL_ID, "message_ts": alert.ts},
+        "message": {"ts": alert.ts, "text": alert.text, "blocks": alert.blocks},
+        "response_url": slack.response_url(),
+        "actions": [{"action_id": "vigil_reject", "block_id": "b", "value": run_id, "type": "button"}],
+    });
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    let now = Timestamp::now().millis() / 1000;
+    let r = app
+        .client
+        .post(app.url("/hooks/slack"))
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", slack_signature(now, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{run_id}")).await;
+    assert_eq!(
+        (run["verdict"].as_str(), run["reviewed_by"].as_str()),
+        (Some("rejected"), Some("slack:@bob (U0BOB)")),
+        "{run}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), before, "the baseline stays");
+    let update = wait_for("the message update", Duration::from_secs(10), || async {
+        slack.updates().into_iter().next()
+    })
+    .await;
+    assert!(update.2.contains("Rejected by <@U0BOB>"), "{}", update.2);
+    let blocks = update.3.to_string();
+    assert!(!blocks.contains("vigil_reject") && !blocks.contains("vigil_approve"), "buttons gone: {blocks}");
+}
+
 /// Bulk approval of 100 pending changes through the API (the figure goes in the docs).
 #[tokio::test]
 async fn bulk_approval_of_100_changes() {
