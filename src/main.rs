@@ -54,6 +54,14 @@ enum Command {
         /// run_… or monitor or monitor/viewport (e.g. home/1280x800).
         target: String,
     },
+    /// Mute a monitor's alerts for a while (its runs go on): DURATION like 2h or 1d, or off.
+    Mute {
+        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
+        config: PathBuf,
+        monitor: String,
+        /// 30m, 2h, 1d … (up to a year), or off.
+        duration: String,
+    },
     /// Every monitor with its latest verdict and the changes awaiting review.
     Status {
         #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
@@ -78,6 +86,9 @@ fn main() -> ExitCode {
         Command::Check { config } => vigil::commands::check::run(&config),
         Command::Approve { config, target } => vigil::commands::review::approve(&config, &target),
         Command::Status { config } => vigil::commands::review::status(&config),
+        Command::Mute { config, monitor, duration } => {
+            vigil::commands::review::mute(&config, &monitor, &duration)
+        }
         Command::Diff(args) => vigil::commands::diff::run(&args),
         Command::Capture(args) => vigil::commands::capture::run(&args),
         Command::Deliveries { config, command } => vigil::commands::deliveries::run(&config, &command),

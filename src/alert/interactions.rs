@@ -1,4 +1,4 @@
-//! `POST /hooks/slack`: the alert's *Approve as baseline* and *Reject* buttons. Slack's signature
+//! `POST /hooks/slack`: the alert's *Approve as baseline*, *Reject* and *Mute 24 h* buttons. Slack's signature
 //! (`v0=` HMAC-SHA256 of `v0:{timestamp}:{raw body}` with `slack.signing_secret`) and its
 //! 5-minute window are checked before anything is parsed (slack-morphism's verifier, constant
 //! time); a request seen before is refused as a replay. The decision is recorded with the Slack
@@ -19,11 +19,13 @@ use serde::Deserialize;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
-use super::{APPROVE_ACTION, REJECT_ACTION, SlackSender};
+use super::{APPROVE_ACTION, MUTE_ACTION, REJECT_ACTION, SlackSender};
 use crate::http::Metrics;
 use crate::review::Reviewer;
 use crate::store::BaselineSource;
 
+/// How long *Mute 24 h* mutes.
+const MUTE_FOR: Duration = Duration::from_secs(24 * 3600);
 /// Interaction payloads are a few kilobytes.
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Signatures remembered against replays: the verifier accepts timestamps 5 minutes either side
@@ -149,7 +151,7 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     let Some(interaction) = interaction else {
         return refuse(StatusCode::BAD_REQUEST, "expected an interaction payload");
     };
-    let ours = |a: &&Action| a.action_id == APPROVE_ACTION || a.action_id == REJECT_ACTION;
+    let ours = |a: &&Action| [APPROVE_ACTION, REJECT_ACTION, MUTE_ACTION].contains(&a.action_id.as_str());
     let Some(action) = interaction.actions.iter().find(ours) else {
         // Other buttons (Open review is a link) need nothing from us.
         return StatusCode::OK.into_response();
@@ -157,9 +159,7 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     if interaction.kind != "block_actions" {
         return StatusCode::OK.into_response();
     }
-    let Some(run) = action.value.as_deref().and_then(|v| v.parse().ok()) else {
-        return refuse(StatusCode::BAD_REQUEST, "the button carries no run id");
-    };
+    let value = action.value.as_deref().unwrap_or_default();
     let user = interaction.user.as_ref();
     let handle =
         user.and_then(|u| u.username.clone().or_else(|| u.name.clone())).unwrap_or_else(|| "someone".into());
@@ -172,6 +172,14 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     let reviewer = &state.reviewer;
     let who = mention(user.map(|u| u.id.as_str()), &handle);
     // Deciding is quick (a transaction and one file); the message update runs after the ack.
+    if action.action_id == MUTE_ACTION {
+        let answer = mute(reviewer, value, &by).await;
+        tokio::spawn(async move { reply(&hooks, &interaction, &answer).await });
+        return StatusCode::OK.into_response();
+    }
+    let Ok(run) = value.parse::<crate::ids::RunId>() else {
+        return refuse(StatusCode::BAD_REQUEST, "the button carries no run id");
+    };
     let decided = if action.action_id == REJECT_ACTION {
         match reviewer.reject(&run, &by).await {
             Ok(_) => Ok((":x:", format!("Rejected by {who}; the baseline stays"))),
@@ -196,6 +204,30 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
         }
     });
     StatusCode::OK.into_response()
+}
+
+/// The *Mute 24 h* button: the monitor's alerts stop for a day; what to tell the user.
+async fn mute(reviewer: &Reviewer, monitor: &str, by: &str) -> String {
+    let Ok(name) = monitor.parse::<crate::config::MonitorName>() else {
+        return "Could not mute: the button carries no monitor".into();
+    };
+    let now = crate::time::Timestamp::now();
+    let mute = crate::store::Mute {
+        monitor: name,
+        until: now.plus(MUTE_FOR),
+        muted_by: by.to_owned(),
+        created_at: now,
+    };
+    match reviewer.store.mute(&mute).await {
+        Ok(()) => {
+            tracing::info!(%monitor, until = %mute.until, %by, "monitor muted from Slack");
+            format!(":mute: {monitor} is muted until {} (UTC); no alerts until then", mute.until)
+        }
+        Err(e) => {
+            tracing::warn!(%monitor, error = ?e, "cannot mute from Slack");
+            "Could not mute: the database did not take it; try again".into()
+        }
+    }
 }
 
 fn serde_urlencoded_payload(body: &str) -> Option<String> {

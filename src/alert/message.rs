@@ -13,6 +13,8 @@ use crate::store::{AlertKind, Run, Verdict};
 pub const APPROVE_ACTION: &str = "vigil_approve";
 /// Action id of the *Reject* button: the change is not accepted, the baseline stays.
 pub const REJECT_ACTION: &str = "vigil_reject";
+/// Action id of the *Mute 24 h* button: the monitor's alerts stop for a day.
+pub const MUTE_ACTION: &str = "vigil_mute";
 /// Regions listed in the message; the rest are summarised as "and N more".
 const MAX_REGIONS: usize = 5;
 
@@ -266,6 +268,13 @@ impl AlertPayload {
                     .with_style(SlackBlockButtonStyle::Danger),
             ));
         }
+        if self.kind != AlertKind::Recovered {
+            buttons.push(SlackActionBlockElement::Button(
+                SlackBlockButtonElement::new(pt!("Mute 24 h"))
+                    .with_action_id(MUTE_ACTION.into())
+                    .with_value(self.monitor.clone()),
+            ));
+        }
         buttons.push(SlackActionBlockElement::Button(open));
         blocks.push(SlackActionsBlock::new(buttons).into());
         blocks.push(
@@ -507,7 +516,11 @@ mod tests {
             (buttons[1]["value"].as_str(), buttons[1]["style"].as_str()),
             (buttons[0]["value"].as_str(), Some("danger"))
         );
-        assert_eq!(buttons[2]["url"], "http://vigil.local:8080/runs/run_01J0000000000000000000000");
+        assert_eq!(
+            (buttons[2]["action_id"].as_str(), buttons[2]["value"].as_str()),
+            (Some(MUTE_ACTION), Some("pricing"))
+        );
+        assert_eq!(buttons[3]["url"], "http://vigil.local:8080/runs/run_01J0000000000000000000000");
     }
 
     #[test]

@@ -33,7 +33,7 @@ use slack_morphism::errors::SlackClientError;
 use slack_morphism::prelude::*;
 use tokio::sync::{Notify, watch};
 
-pub use self::message::{APPROVE_ACTION, AlertImage, AlertPayload, REJECT_ACTION, alert_kind};
+pub use self::message::{APPROVE_ACTION, AlertImage, AlertPayload, MUTE_ACTION, REJECT_ACTION, alert_kind};
 use crate::config::SlackConfig;
 use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};

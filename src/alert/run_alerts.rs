@@ -56,6 +56,11 @@ impl RunAlerts {
             _ => self.store.previous_verdicts(&run.monitor, &run.viewport, run.created_at, 1).await?,
         };
         let Some(kind) = alert_kind(verdict, &previous, unstable_after) else { return Ok(None) };
+        if let Some(mute) = self.store.mute_of(&run.monitor, Timestamp::now()).await? {
+            // Muted (API, CLI, Slack): nothing is sent; the run stays in the review queue.
+            tracing::info!(run = %run.id, monitor = %run.monitor, %kind, until = %mute.until, by = %mute.muted_by, "monitor muted; no alert");
+            return Ok(None);
+        }
         let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
         let now = Timestamp::now();
         Ok(Some(NewAlert {

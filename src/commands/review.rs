@@ -1,4 +1,4 @@
-//! `vigil approve` and `vigil status`: the review step from a shell on the daemon's machine
+//! `vigil approve`, `vigil status` and `vigil mute`: the review step from a shell on the daemon's machine
 //! (same database and directories as the daemon, read from the same config).
 
 use std::path::Path;
@@ -171,6 +171,35 @@ pub fn status(path: &Path) -> ExitCode {
             )
         );
         println!("{} change{} awaiting review", pending_total, if pending_total == 1 { "" } else { "s" });
+        Ok(())
+    })
+}
+
+/// `vigil mute MONITOR DURATION` (e.g. `2h`, `1d`) or `vigil mute MONITOR off`: the monitor's
+/// alerts stop until then (its runs go on), or come back now.
+pub fn mute(path: &Path, monitor: &str, duration: &str) -> ExitCode {
+    let (monitor, duration) = (monitor.to_owned(), duration.trim().to_owned());
+    with_store(path, |config, store| async move {
+        let name: MonitorName = monitor.parse().map_err(|e| format!("{monitor}: {e}"))?;
+        if !config.monitors.iter().any(|m| m.name == name) {
+            return Err(format!("no monitor {monitor} in the config"));
+        }
+        if duration == "off" {
+            let was = store.unmute(&name).await.map_err(|e| e.to_string())?;
+            println!("{monitor}: {}", if was { "unmuted; alerts are sent again" } else { "was not muted" });
+            return Ok(());
+        }
+        let length = humantime::parse_duration(&duration)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= Duration::from_secs(366 * 86_400))
+            .ok_or_else(|| {
+                format!("{duration}: expected a duration up to a year (30m, 2h, 1d) or \"off\"")
+            })?;
+        let now = crate::time::Timestamp::now();
+        let mute =
+            crate::store::Mute { monitor: name, until: now.plus(length), muted_by: actor(), created_at: now };
+        store.mute(&mute).await.map_err(|e| e.to_string())?;
+        println!("{monitor}: muted until {} (UTC); runs go on, alerts wait", mute.until);
         Ok(())
     })
 }

@@ -66,6 +66,19 @@ impl Auth {
         token_fingerprint(self.tokens[index].expose())
     }
 
+    /// Who acts through the API with the token at `index`, saying they are `by` (a body's
+    /// optional field): `by (via <token's name>)`, or the token's name alone.
+    pub fn actor(&self, index: usize, by: Option<&str>) -> String {
+        let token = self.reviewer(index, "api");
+        // No control or format characters (a bidi override), at most 100 characters.
+        let by = crate::diff::text::clean(by.unwrap_or(""));
+        match by.trim() {
+            "" => token,
+            by if by == token => token,
+            by => format!("{by} (via {token})"),
+        }
+    }
+
     /// Who acts with the token at `index`, for the review history: its name, else `{kind} token`
     /// and the first 8 characters of its fingerprint (never the token).
     pub fn reviewer(&self, index: usize, kind: &str) -> String {

@@ -18,7 +18,7 @@ use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::RunId;
 use crate::review::RunView;
 use crate::store::blobs::{BlobError, BlobStore};
-use crate::store::{Run, Store, Trigger};
+use crate::store::{Mute, Run, Store, Trigger};
 use crate::time::Timestamp;
 
 /// Runs shown per page of a monitor's history.
@@ -48,12 +48,13 @@ pub fn router(state: MonitorsApi) -> Router {
         .route("/api/monitors", get(list_monitors))
         .route("/api/monitors/{name}", get(show_monitor))
         .route("/api/monitors/{name}/runs", post(run_now))
+        .route("/api/monitors/{name}/mute", post(mute).delete(unmute))
         .route("/api/runs/{id}", get(show_run))
         .route("/api/runs/{id}/{image}", get(run_image))
         .with_state(state)
 }
 
-fn monitor_view(m: &Monitor) -> Value {
+fn monitor_view(m: &Monitor, mute: Option<&Mute>) -> Value {
     json!({
         "name": m.name,
         "url": m.url,
@@ -61,6 +62,8 @@ fn monitor_view(m: &Monitor) -> Value {
         "schedule": m.schedule.source,
         "viewports": m.viewports.iter().map(|v| v.key()).collect::<Vec<_>>(),
         "threshold": m.threshold,
+        "muted_until": mute.map(|m| m.until),
+        "muted_by": mute.map(|m| &m.muted_by),
     })
 }
 
@@ -70,9 +73,10 @@ fn find(state: &MonitorsApi, name: &str) -> Result<Monitor, ApiError> {
 
 async fn list_monitors(_: Authenticated, State(state): State<MonitorsApi>) -> Result<Json<Value>, ApiError> {
     let monitors = state.monitors.current();
+    let mutes = state.store.active_mutes(Timestamp::now()).await?;
     let mut out = Vec::with_capacity(monitors.len());
     for m in monitors.iter() {
-        let mut view = monitor_view(m);
+        let mut view = monitor_view(m, mutes.iter().find(|x| x.monitor == m.name));
         let latest = state.store.list_runs(&m.name, None, m.viewports.len() as i64).await?;
         view["latest"] = json!(latest.iter().map(RunView::new).collect::<Vec<_>>());
         out.push(view);
@@ -100,7 +104,8 @@ async fn show_monitor(
     };
     let limit = page.limit.unwrap_or(DEFAULT_RUNS).clamp(1, MAX_RUNS);
     let runs = state.store.list_runs(&m.name, before, limit).await?;
-    let mut view = monitor_view(&m);
+    let mute = state.store.mute_of(&m.name, Timestamp::now()).await?;
+    let mut view = monitor_view(&m, mute.as_ref());
     view["runs"] = json!(runs.iter().map(RunView::new).collect::<Vec<_>>());
     Ok(Json(view))
 }
@@ -127,6 +132,51 @@ async fn run_now(
         });
     }
     Ok((axum::http::StatusCode::ACCEPTED, Json(json!({ "run_ids": run_ids }))).into_response())
+}
+
+#[derive(Deserialize)]
+struct MuteRequest {
+    /// RFC 3339.
+    until: String,
+    by: Option<String>,
+}
+
+/// Mutes the monitor's alerts (Slack, events) until `until`; its runs go on.
+async fn mute(
+    auth: Authenticated,
+    State(state): State<MonitorsApi>,
+    Path(name): Path<String>,
+    Json(body): Json<MuteRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let m = find(&state, &name)?;
+    let until = chrono::DateTime::parse_from_rfc3339(body.until.trim())
+        .ok()
+        .map(|t| Timestamp::from_datetime(t.to_utc()))
+        .ok_or_else(|| ApiError::Invalid {
+            field: "until".into(),
+            message: "expected an RFC 3339 time, e.g. 2026-12-02T09:00:00Z".into(),
+        })?;
+    let mute = Mute {
+        monitor: m.name.clone(),
+        until,
+        muted_by: state.auth.actor(auth.index, body.by.as_deref()),
+        created_at: Timestamp::now(),
+    };
+    state.store.mute(&mute).await?;
+    tracing::info!(monitor = %m.name, %until, by = %mute.muted_by, "monitor muted");
+    Ok(Json(json!({"monitor": m.name, "muted_until": until, "muted_by": mute.muted_by})))
+}
+
+/// Ends a mute at once.
+async fn unmute(
+    _: Authenticated,
+    State(state): State<MonitorsApi>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let m = find(&state, &name)?;
+    let was_muted = state.store.mute_of(&m.name, Timestamp::now()).await?.is_some();
+    state.store.unmute(&m.name).await?;
+    Ok(Json(json!({"monitor": m.name, "was_muted": was_muted})))
 }
 
 async fn show_run(

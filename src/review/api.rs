@@ -71,14 +71,7 @@ impl From<ReviewError> for ApiError {
 /// fingerprint (never the token itself); with the optional `by` of the body in front, which the
 /// token's holder says and vigil cannot check.
 fn actor(state: &ReviewApi, auth: Authenticated, by: Option<&str>) -> String {
-    let token = state.auth.reviewer(auth.index, "api");
-    // No control or format characters (a bidi override), at most 100 characters.
-    let by = crate::diff::text::clean(by.unwrap_or(""));
-    match by.trim() {
-        "" => token,
-        by if by == token => token,
-        by => format!("{by} (via {token})"),
-    }
+    state.auth.actor(auth.index, by)
 }
 
 #[derive(Deserialize, Default)]

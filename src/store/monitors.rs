@@ -18,6 +18,18 @@ pub trait MonitorStore: Send + Sync {
     /// The definition of `name` as the database has it (the `config` column that
     /// [`MonitorUpsert`] writes): what the replicas compare theirs with.
     async fn monitor_config(&self, name: &MonitorName) -> Result<Option<String>>;
+
+    /// Mutes a monitor's alerts until `mute.until` (replacing an earlier mute).
+    async fn mute(&self, mute: &Mute) -> Result<()>;
+
+    /// Ends a mute; whether there was one.
+    async fn unmute(&self, monitor: &MonitorName) -> Result<bool>;
+
+    /// The monitor's mute in force at `now`, if any.
+    async fn mute_of(&self, monitor: &MonitorName, now: Timestamp) -> Result<Option<Mute>>;
+
+    /// Every mute in force at `now` (for lists of monitors).
+    async fn active_mutes(&self, now: Timestamp) -> Result<Vec<Mute>>;
 }
 
 #[async_trait]
@@ -69,6 +81,49 @@ impl MonitorStore for SqlStore {
             }
             tx.commit().await?;
             Ok(summary)
+        })
+    }
+
+    async fn mute(&self, m: &Mute) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO mutes (monitor, until, muted_by, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (monitor) DO UPDATE SET until = $2, muted_by = $3, created_at = $4",
+            )
+            .bind(m.monitor.as_str())
+            .bind(m.until)
+            .bind(&m.muted_by)
+            .bind(m.created_at)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn unmute(&self, monitor: &MonitorName) -> Result<bool> {
+        on_pool!(self, |p| {
+            let r =
+                sqlx::query("DELETE FROM mutes WHERE monitor = $1").bind(monitor.as_str()).execute(p).await?;
+            Ok(r.rows_affected() > 0)
+        })
+    }
+
+    async fn active_mutes(&self, now: Timestamp) -> Result<Vec<Mute>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_as("SELECT * FROM mutes WHERE until > $1 ORDER BY monitor")
+                .bind(now)
+                .fetch_all(p)
+                .await?)
+        })
+    }
+
+    async fn mute_of(&self, monitor: &MonitorName, now: Timestamp) -> Result<Option<Mute>> {
+        on_pool!(self, |p| {
+            Ok(sqlx::query_as("SELECT * FROM mutes WHERE monitor = $1 AND until > $2")
+                .bind(monitor.as_str())
+                .bind(now)
+                .fetch_optional(p)
+                .await?)
         })
     }
 

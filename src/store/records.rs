@@ -78,6 +78,15 @@ pub struct MonitorRecord {
     pub updated_at: Timestamp,
 }
 
+/// A monitor whose alerts are held back until `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Mute {
+    pub monitor: MonitorName,
+    pub until: Timestamp,
+    pub muted_by: String,
+    pub created_at: Timestamp,
+}
+
 /// A monitor as the config file has it now.
 #[derive(Debug, Clone)]
 pub struct MonitorUpsert {

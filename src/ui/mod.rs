@@ -277,13 +277,17 @@ async fn dashboard(State(state): State<Ui>, session: Session, Query(q): Query<Da
         (Ok(l), Ok(c)) => (l, c),
         (Err(e), _) | (_, Err(e)) => return failure(e),
     };
+    let mutes = match state.store.active_mutes(crate::time::Timestamp::now()).await {
+        Ok(m) => m,
+        Err(e) => return failure(e),
+    };
     let filter = q.status.clone().filter(|s| !s.is_empty());
     let rows: Vec<MonitorRow> = monitors
         .iter()
         .map(|m| {
             let mine: Vec<&crate::store::Run> = latest.iter().filter(|r| r.monitor == m.name).collect();
             let waiting = changes.iter().find(|(n, _)| n == &m.name).map_or(0, |(_, c)| *c);
-            MonitorRow::new(m, &mine, waiting)
+            MonitorRow::new(m, &mine, waiting, mutes.iter().find(|x| x.monitor == m.name))
         })
         .filter(|row| filter.as_deref().is_none_or(|f| row.status == f))
         .collect();

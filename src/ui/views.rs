@@ -47,6 +47,8 @@ pub struct MonitorRow {
     pub thumbnail: Option<String>,
     pub to_review: i64,
     pub enabled: bool,
+    /// "muted until …" when its alerts are muted.
+    pub muted: Option<String>,
 }
 
 /// How much a verdict needs attention: the dashboard shows a monitor's most urgent viewport.
@@ -62,7 +64,7 @@ fn urgency(r: &Run) -> u8 {
 
 impl MonitorRow {
     /// `latest`: the newest run of each of the monitor's viewports.
-    pub fn new(m: &Monitor, latest: &[&Run], to_review: i64) -> Self {
+    pub fn new(m: &Monitor, latest: &[&Run], to_review: i64, mute: Option<&crate::store::Mute>) -> Self {
         let latest = latest.iter().copied().min_by_key(|r| (urgency(r), std::cmp::Reverse(r.created_at)));
         MonitorRow {
             name: m.name.to_string(),
@@ -84,6 +86,9 @@ impl MonitorRow {
                 .map(|r| format!("/api/runs/{}/current.png", r.id)),
             to_review,
             enabled: m.enabled,
+            muted: mute.map(|x| {
+                format!("alerts muted until {} by {}", short_time(&x.until.to_string()), x.muted_by)
+            }),
         }
     }
 }

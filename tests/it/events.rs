@@ -277,3 +277,76 @@ async fn a_change_is_mailed_with_the_diff_image_inline() {
         .unwrap();
     assert_eq!(mail["image_sha256"].as_str().unwrap(), vigil::store::blobs::sha256_hex(&diff), "{mail}");
 }
+
+#[tokio::test]
+async fn a_muted_monitor_sends_nothing_until_its_mute_ends() {
+    let site = TestSite::start().await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    let slack = FakeSlack::start().await;
+    let ops = TestReceiver::start().await;
+    let yaml = format!(
+        "auth:\n  api_tokens: [{{name: Dana Reviewer, token: \"{TOKEN}\"}}]\n\
+         capture:\n  allow_private: [\"127.0.0.1/32\"]\n\
+         slack:\n  bot_token: {BOT_TOKEN}\n  channel: \"#visual\"\n  api_url: {}/\n\
+         alerts:\n  ops:\n    webhook: {}\n    secret: {OPS_SECRET}\n\
+         defaults:\n  schedule: \"0 0 1 1 *\"\n  retries_on_diff: 0\nmonitors:\n\
+         \x20 - name: home\n    url: {}\n",
+        slack.api_url,
+        ops.url,
+        site.url("home"),
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    assert_eq!(verdict_of(&app, &run_now(&app, "home").await).await["verdict"], "baseline_created");
+
+    // Muted for an hour: a change is judged, waits for review, and tells no one.
+    let until = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let r = app
+        .client
+        .post(app.url("/api/monitors/home/mute"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"until": until, "by": "oncall"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let muted: Value = r.json().await.unwrap();
+    assert_eq!(muted["muted_by"], "oncall (via Dana Reviewer)", "{muted}");
+    let bad = app
+        .client
+        .post(app.url("/api/monitors/home/mute"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"until": "tomorrow"}));
+    assert_eq!(bad.send().await.unwrap().status(), 422);
+    let (_, home) = crate::monitoring::api(&app, reqwest::Method::GET, "/api/monitors/home").await;
+    assert!(home["muted_until"].is_string(), "{home}");
+
+    site.set("home", &page("home", "rgb(0,160,0)"));
+    let quiet = verdict_of(&app, &run_now(&app, "home").await).await;
+    assert_eq!(quiet["verdict"], "changed");
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
+    // Once its capture result is processed, the alert would have been queued: there is none.
+    wait_for("the result processed", Duration::from_secs(30), || async {
+        store.unprocessed_webhooks(10, vigil::time::Timestamp::now()).await.ok().filter(|w| w.is_empty())
+    })
+    .await;
+    let quiet_id = quiet["id"].as_str().unwrap().parse().unwrap();
+    assert!(store.alerts_for_run(&quiet_id).await.unwrap().is_empty());
+    let pending = store.list_deliveries(vigil::store::OutboxStatus::Pending, 100).await.unwrap();
+    assert!(!pending.iter().any(|d| d.subject == quiet["id"].as_str().unwrap()), "no event either");
+    let (_, changes) = crate::monitoring::api(&app, reqwest::Method::GET, "/api/changes").await;
+    assert!(changes.to_string().contains(quiet["id"].as_str().unwrap()), "still awaiting review: {changes}");
+
+    // Unmuted: the next change alerts as usual.
+    let r = app.client.delete(app.url("/api/monitors/home/mute")).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["was_muted"], true);
+    site.set("home", &page("home", "rgb(0,0,255)"));
+    let loud = verdict_of(&app, &run_now(&app, "home").await).await;
+    assert_eq!(loud["verdict"], "changed");
+    let events = events_of(&ops, OPS_SECRET, 1).await;
+    assert_eq!(events[0]["data"]["run_id"], loud["id"]);
+    wait_for("the Slack alert", Duration::from_secs(30), || async {
+        (slack.posted().len() == 1).then_some(())
+    })
+    .await;
+    assert!(slack.posted()[0].text.contains("home changed"));
+}

@@ -277,6 +277,32 @@ async fn the_slack_reject_button_keeps_the_baseline_and_the_message_says_who() {
     assert!(update.2.contains("Rejected by <@U0BOB>"), "{}", update.2);
     let blocks = update.3.to_string();
     assert!(!blocks.contains("vigil_reject") && !blocks.contains("vigil_approve"), "buttons gone: {blocks}");
+
+    // Mute 24 h: the monitor is muted as the Slack user, who is told until when.
+    let mut mute = payload.clone();
+    mute["actions"][0] =
+        json!({"action_id": "vigil_mute", "block_id": "b", "value": "home", "type": "button"});
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &mute.to_string())
+        .finish();
+    let r = app
+        .client
+        .post(app.url("/hooks/slack"))
+        .header("x-slack-request-timestamp", now.to_string())
+        .header("x-slack-signature", slack_signature(now, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let reply =
+        wait_for("the reply", Duration::from_secs(10), || async { slack.replies().into_iter().next() }).await;
+    assert!(reply["text"].as_str().unwrap().contains("home is muted until"), "{reply}");
+    let (_, home) = api(&app, reqwest::Method::GET, "/api/monitors/home").await;
+    assert_eq!(home["muted_by"], "slack:@bob (U0BOB)", "{home}");
+    let until = home["muted_until"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let hours = (until - chrono::Utc::now()).num_minutes() as f64 / 60.0;
+    assert!((23.9..=24.0).contains(&hours), "{home}");
 }
 
 /// Bulk approval of 100 pending changes through the API (the figure goes in the docs).
@@ -414,4 +440,19 @@ async fn approve_and_status_from_the_command_line() {
     let (code, _, err) = vigil(&["approve", "run_01JXXXXXXXXXXXXXXXXXXXXXXX"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no such run"), "{err}");
+
+    // Mute from the shell: the API shows it; off ends it; nonsense is refused.
+    let (code, out, err) = vigil(&["mute", "home", "2h"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("home: muted until"), "{out}");
+    let (_, home) = api(&app, reqwest::Method::GET, "/api/monitors/home").await;
+    assert_eq!(home["muted_by"], "cli:carol", "{home}");
+    let (code, _, err) = vigil(&["mute", "home", "forever"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("expected a duration"), "{err}");
+    assert_eq!(vigil(&["mute", "nope", "2h"]).0, Some(1));
+    let (code, out, _) = vigil(&["mute", "home", "off"]);
+    assert_eq!((code, out.trim()), (Some(0), "home: unmuted; alerts are sent again"));
+    let (_, home) = api(&app, reqwest::Method::GET, "/api/monitors/home").await;
+    assert_eq!(home["muted_until"], Value::Null, "{home}");
 }

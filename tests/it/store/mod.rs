@@ -90,6 +90,20 @@ async fn monitors(store: &dyn InspectStore) {
     };
     let s = store.sync_monitors(&[m("home", "https://a/"), m("docs", "https://b/")], t(0)).await.unwrap();
     assert_eq!(s, SyncSummary { added: 2, updated: 0, removed: 0 });
+    // Mutes: in force until their time, replaced by a second one, ended at once by unmute.
+    let mute = Mute { monitor: name("home"), until: t(1000), muted_by: "alice".into(), created_at: t(0) };
+    store.mute(&mute).await.unwrap();
+    assert_eq!(store.mute_of(&name("home"), t(999)).await.unwrap().as_ref(), Some(&mute));
+    assert_eq!(store.mute_of(&name("home"), t(1000)).await.unwrap(), None, "over at its time");
+    assert_eq!(store.mute_of(&name("docs"), t(0)).await.unwrap(), None);
+    assert_eq!(store.active_mutes(t(999)).await.unwrap().as_slice(), std::slice::from_ref(&mute));
+    assert!(store.active_mutes(t(1000)).await.unwrap().is_empty());
+    let longer = Mute { until: t(5000), muted_by: "bob".into(), ..mute.clone() };
+    store.mute(&longer).await.unwrap();
+    assert_eq!(store.mute_of(&name("home"), t(1000)).await.unwrap().map(|m| m.muted_by), Some("bob".into()));
+    assert!(store.unmute(&name("home")).await.unwrap());
+    assert!(!store.unmute(&name("home")).await.unwrap(), "nothing left to end");
+    assert_eq!(store.mute_of(&name("home"), t(0)).await.unwrap(), None);
     // Same config again: nothing changes.
     let s = store.sync_monitors(&[m("home", "https://a/"), m("docs", "https://b/")], t(1)).await.unwrap();
     assert_eq!(s, SyncSummary::default());
