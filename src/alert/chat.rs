@@ -33,9 +33,6 @@ fn said(event: &Value) -> (String, Vec<String>, String) {
         _ => text("summary"),
     };
     let mut lines = Vec::new();
-    if !text("url").is_empty() {
-        lines.push(format!("Page: {}", text("url")));
-    }
     if let Some(changes) = data["text_changes"].as_array() {
         let words: Vec<String> = changes
             .iter()
@@ -50,8 +47,18 @@ fn said(event: &Value) -> (String, Vec<String>, String) {
     (title, lines, text("review_url"))
 }
 
-/// Markdown that Discord and Teams would act on, made literal.
+/// The monitor's page URL (from the config: linked as it is).
+fn page(event: &Value) -> Option<String> {
+    event["data"]["url"].as_str().filter(|u| !u.is_empty()).map(|u| format!("Page: {u}"))
+}
+
+/// Markdown that Discord and Teams would act on, made literal, and URLs that they would link
+/// broken with a zero-width space after `://`.
 fn escape_markdown(s: &str) -> String {
+    escape_chars(s).replace("://", ":/\u{200b}/")
+}
+
+fn escape_chars(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if matches!(
@@ -82,12 +89,13 @@ pub fn discord(event: &Value) -> Value {
         Some("run.recovered" | "baseline.approved") => 0x188038,
         _ => 0xf29900,
     };
-    let description: Vec<String> = lines.iter().map(|l| escape_markdown(l)).collect();
+    let description: Vec<String> =
+        page(event).into_iter().chain(lines.iter().map(|l| escape_markdown(l))).collect();
     json!({
         "username": "vigil",
         "allowed_mentions": {"parse": []},
         "embeds": [{
-            "title": cut(&title, DISCORD_TITLE),
+            "title": cut(&escape_markdown(&title), DISCORD_TITLE),
             "url": review,
             "description": cut(&description.join("\n"), DISCORD_DESCRIPTION),
             "color": colour,
@@ -103,10 +111,8 @@ pub fn teams(event: &Value) -> Value {
         "type": "TextBlock", "text": cut(&escape_markdown(&title), TEAMS_TEXT),
         "weight": "Bolder", "size": "Medium", "wrap": true,
     })];
-    for line in lines {
-        body.push(
-            json!({"type": "TextBlock", "text": cut(&escape_markdown(&line), TEAMS_TEXT), "wrap": true}),
-        );
+    for line in page(event).into_iter().chain(lines.iter().map(|l| escape_markdown(l))) {
+        body.push(json!({"type": "TextBlock", "text": cut(&line, TEAMS_TEXT), "wrap": true}));
     }
     json!({
         "type": "message",
@@ -143,7 +149,9 @@ mod tests {
         assert_eq!(m["allowed_mentions"]["parse"], json!([]));
         let embed = &m["embeds"][0];
         assert_eq!(embed["url"], "http://vigil/runs/run_1");
-        assert!(embed["title"].as_str().unwrap().starts_with("pricing changed"));
+        let title = embed["title"].as_str().unwrap();
+        assert!(title.starts_with("pricing changed"));
+        assert!(title.contains("\\@everyone \\[win\\]\\(http:/\u{200b}/evil.example\\)"), "{title}");
         let description = embed["description"].as_str().unwrap();
         assert!(description.contains("$49 → $79"), "{description}");
         assert!(description.contains("\\<\\@123\\>"), "{description}");
@@ -158,6 +166,13 @@ mod tests {
         assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
         assert_eq!(card["content"]["actions"][0]["url"], "http://vigil/runs/run_1");
         let title = card["content"]["body"][0]["text"].as_str().unwrap();
-        assert!(title.contains("\\[win\\]\\(http://evil.example\\)"), "no link from the page: {title}");
+        assert!(
+            title.contains("\\[win\\]\\(http:/\u{200b}/evil.example\\)"),
+            "no link from the page: {title}"
+        );
+        assert_eq!(
+            card["content"]["body"][1]["text"], "Page: https://example.com/pricing",
+            "the config's URL stays a link"
+        );
     }
 }

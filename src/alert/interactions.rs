@@ -182,6 +182,11 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     };
     let decided = if action.action_id == REJECT_ACTION {
         match reviewer.reject(&run, &by).await {
+            Ok(r) if r.reviewed_by.as_deref().is_some_and(|first| first != by) => {
+                // (Escaped: a name given through the API could hold Slack markup.)
+                let first = super::message::escape(r.reviewed_by.as_deref().unwrap_or_default());
+                Ok((":x:", format!("Already rejected by {first}")))
+            }
             Ok(_) => Ok((":x:", format!("Rejected by {who}; the baseline stays"))),
             Err(e) => Err(format!("Could not reject: {e}")),
         }
@@ -211,7 +216,19 @@ async fn mute(reviewer: &Reviewer, monitor: &str, by: &str) -> String {
     let Ok(name) = monitor.parse::<crate::config::MonitorName>() else {
         return "Could not mute: the button carries no monitor".into();
     };
+    match reviewer.store.monitor_config(&name).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return format!("Could not mute: there is no monitor {monitor} any more"),
+        Err(_) => return "Could not mute: the database did not answer; try again".into(),
+    }
     let now = crate::time::Timestamp::now();
+    // A longer mute in force stays (a day's click does not cut a week's mute short).
+    if let Ok(Some(longer)) = reviewer.store.mute_of(&name, now.plus(MUTE_FOR)).await {
+        return format!(
+            ":mute: {monitor} is muted already, until {} (UTC), by {}",
+            longer.until, longer.muted_by
+        );
+    }
     let mute = crate::store::Mute {
         monitor: name,
         until: now.plus(MUTE_FOR),

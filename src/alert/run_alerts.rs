@@ -9,7 +9,7 @@ use super::events::Events;
 use super::{AlertPayload, alert_kind};
 use crate::config::LiveMonitors;
 use crate::ids::AlertId;
-use crate::store::{NewAlert, Run, Store, StoreError, Verdict};
+use crate::store::{AlertKind, NewAlert, Run, Store, StoreError, Verdict};
 use crate::time::Timestamp;
 
 #[derive(Clone)]
@@ -56,8 +56,13 @@ impl RunAlerts {
             _ => self.store.previous_verdicts(&run.monitor, &run.viewport, run.created_at, 1).await?,
         };
         let Some(kind) = alert_kind(verdict, &previous, unstable_after) else { return Ok(None) };
-        if let Some(mute) = self.store.mute_of(&run.monitor, Timestamp::now()).await? {
-            // Muted (API, CLI, Slack): nothing is sent; the run stays in the review queue.
+        // Muted (API, CLI, Slack): nothing is sent, but a recovery (what ends an outage someone
+        // may have opened on `run.failed`); the run stays in the review queue.
+        let muted = match kind {
+            AlertKind::Recovered => None,
+            _ => self.store.mute_of(&run.monitor, Timestamp::now()).await?,
+        };
+        if let Some(mute) = muted {
             tracing::info!(run = %run.id, monitor = %run.monitor, %kind, until = %mute.until, by = %mute.muted_by, "monitor muted; no alert");
             return Ok(None);
         }

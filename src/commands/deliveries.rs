@@ -59,7 +59,7 @@ pub fn run(config: &Path, command: &DeliveriesCommand) -> ExitCode {
                         d.attempts,
                         d.last_status.map_or("-".to_owned(), |s| s.to_string()),
                         d.created_at.to_string(),
-                        d.url,
+                        shown_url(d),
                         d.last_error.as_deref().unwrap_or("-")
                     );
                 }
@@ -88,4 +88,14 @@ pub fn run(config: &Path, command: &DeliveriesCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A capture client's webhook URL as it is; an event's only as its origin and destination name
+/// (a Discord or Teams URL is the secret that lets anyone post to the channel).
+fn shown_url(d: &crate::store::Delivery) -> String {
+    if d.sender.is_empty() {
+        return d.url.clone();
+    }
+    let origin = url::Url::parse(&d.url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+    format!("{origin}/… (alerts: {})", d.sender)
 }

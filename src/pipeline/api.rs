@@ -24,6 +24,8 @@ use crate::time::Timestamp;
 /// Runs shown per page of a monitor's history.
 const DEFAULT_RUNS: i64 = 20;
 const MAX_RUNS: i64 = 200;
+/// The longest mute: one further is cut to this.
+const MAX_MUTE: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
 
 /// What the monitors and runs API reaches.
 #[derive(Clone)]
@@ -156,6 +158,14 @@ async fn mute(
             field: "until".into(),
             message: "expected an RFC 3339 time, e.g. 2026-12-02T09:00:00Z".into(),
         })?;
+    // A time already past ends the mute; one further than a year is a year.
+    let now = Timestamp::now();
+    let until = until.min(now.plus(MAX_MUTE));
+    if until <= now {
+        state.store.unmute(&m.name).await?;
+        let by = state.auth.actor(auth.index, body.by.as_deref());
+        return Ok(Json(json!({"monitor": m.name, "muted_until": now, "muted_by": by})));
+    }
     let mute = Mute {
         monitor: m.name.clone(),
         until,

@@ -169,7 +169,8 @@ impl Deliverer {
             match self.senders.get(&d.sender) {
                 Some(Sender::Webhook { key, url }) if *url == d.url => Ok((Some(key), &self.operator)),
                 Some(Sender::Chat { url }) if *url == d.url => Ok((None, &self.operator)),
-                Some(_) => Err(format!("destination \"{}\" no longer points to {}", d.sender, d.url)),
+                // (Not the URL: a chat service's URL is its secret.)
+                Some(_) => Err(format!("destination \"{}\" now points elsewhere than when queued", d.sender)),
                 None => Err(format!("no destination \"{}\" in alerts: here", d.sender)),
             }
         };
@@ -194,7 +195,14 @@ impl Deliverer {
                     }
                     Err(e) if e.is_timeout() => (None, None, "timed out".to_owned()),
                     Err(e) => {
-                        (None, None, format!("request failed: {}", crate::http::client::error_chain(e)))
+                        let text = crate::http::client::error_chain(e);
+                        // An event's URL may carry a secret (Discord, Teams): kept out of the error.
+                        let text = if d.sender.is_empty() {
+                            text
+                        } else {
+                            text.replace(&d.url, "<the destination>")
+                        };
+                        (None, None, format!("request failed: {text}"))
                     }
                 }
             }

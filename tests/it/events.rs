@@ -279,7 +279,7 @@ async fn a_change_is_mailed_with_the_diff_image_inline() {
 }
 
 #[tokio::test]
-async fn a_muted_monitor_sends_nothing_until_its_mute_ends() {
+async fn a_muted_monitor_sends_nothing_until_it_is_unmuted() {
     let site = TestSite::start().await;
     site.set("home", &page("home", "rgb(255,0,0)"));
     let slack = FakeSlack::start().await;
@@ -331,10 +331,30 @@ async fn a_muted_monitor_sends_nothing_until_its_mute_ends() {
     .await;
     let quiet_id = quiet["id"].as_str().unwrap().parse().unwrap();
     assert!(store.alerts_for_run(&quiet_id).await.unwrap().is_empty());
-    let pending = store.list_deliveries(vigil::store::OutboxStatus::Pending, 100).await.unwrap();
-    assert!(!pending.iter().any(|d| d.subject == quiet["id"].as_str().unwrap()), "no event either");
+    for status in [vigil::store::OutboxStatus::Pending, vigil::store::OutboxStatus::Sent] {
+        let rows = store.list_deliveries(status, 100).await.unwrap();
+        assert!(!rows.iter().any(|d| d.subject == quiet["id"].as_str().unwrap()), "no event either");
+    }
+    assert!(ops.all().is_empty() && slack.posted().is_empty(), "nothing reached anyone");
     let (_, changes) = crate::monitoring::api(&app, reqwest::Method::GET, "/api/changes").await;
     assert!(changes.to_string().contains(quiet["id"].as_str().unwrap()), "still awaiting review: {changes}");
+
+    // A mute for ever is a year; one in the past ends the mute (so does DELETE, below).
+    let post = |until: &str| {
+        app.client
+            .post(app.url("/api/monitors/home/mute"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"until": until}))
+            .send()
+    };
+    let long: Value = post("9999-12-31T23:59:59-01:00").await.unwrap().json().await.unwrap();
+    let until = long["muted_until"].as_str().unwrap().parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    assert!((until - chrono::Utc::now()).num_days() <= 366, "{long}");
+    assert_eq!(post("2000-01-01T00:00:00Z").await.unwrap().status(), 200);
+    let (_, home) = crate::monitoring::api(&app, reqwest::Method::GET, "/api/monitors/home").await;
+    assert_eq!(home["muted_until"], Value::Null, "{home}");
+    let again = post(&(chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339()).await.unwrap();
+    assert_eq!(again.status(), 200);
 
     // Unmuted: the next change alerts as usual.
     let r = app.client.delete(app.url("/api/monitors/home/mute")).bearer_auth(TOKEN).send().await.unwrap();
