@@ -139,6 +139,21 @@ fn slack_signature(timestamp: i64, body: &str) -> String {
     format!("v0={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Posts `payload` to `/hooks/slack` as Slack would, signed for `timestamp`.
+async fn slack_click(app: &TestApp, payload: &Value, timestamp: i64) -> reqwest::Response {
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("payload", &payload.to_string())
+        .finish();
+    app.client
+        .post(app.url("/hooks/slack"))
+        .header("x-slack-request-timestamp", timestamp.to_string())
+        .header("x-slack-signature", slack_signature(timestamp, &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_slack_button_approves_and_the_message_says_who() {
     let HomeChanged { slack, app, change, .. } = home_changed().await;
@@ -211,18 +226,7 @@ async fn the_slack_button_approves_and_the_message_says_who() {
     // A button whose run is gone: the user is told, in a reply only they see.
     let mut gone = payload.clone();
     gone["actions"][0]["value"] = json!("run_01JXXXXXXXXXXXXXXXXXXXXXXX");
-    let gone_body: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &gone.to_string())
-        .finish();
-    let r = app
-        .client
-        .post(app.url("/hooks/slack"))
-        .header("x-slack-request-timestamp", now.to_string())
-        .header("x-slack-signature", slack_signature(now, &gone_body))
-        .body(gone_body)
-        .send()
-        .await
-        .unwrap();
+    let r = slack_click(&app, &gone, now).await;
     assert_eq!(r.status(), 200);
     let reply =
         wait_for("the reply", Duration::from_secs(10), || async { slack.replies().into_iter().next() }).await;
@@ -249,19 +253,8 @@ async fn the_slack_reject_button_keeps_the_baseline_and_the_message_says_who() {
         "response_url": slack.response_url(),
         "actions": [{"action_id": "vigil_reject", "block_id": "b", "value": run_id, "type": "button"}],
     });
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &payload.to_string())
-        .finish();
     let now = Timestamp::now().millis() / 1000;
-    let r = app
-        .client
-        .post(app.url("/hooks/slack"))
-        .header("x-slack-request-timestamp", now.to_string())
-        .header("x-slack-signature", slack_signature(now, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = slack_click(&app, &payload, now).await;
     assert_eq!(r.status(), 200);
     let (_, run) = api(&app, reqwest::Method::GET, &format!("/api/runs/{run_id}")).await;
     assert_eq!(
@@ -282,18 +275,7 @@ async fn the_slack_reject_button_keeps_the_baseline_and_the_message_says_who() {
     let mut mute = payload.clone();
     mute["actions"][0] =
         json!({"action_id": "vigil_mute", "block_id": "b", "value": "home", "type": "button"});
-    let body: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("payload", &mute.to_string())
-        .finish();
-    let r = app
-        .client
-        .post(app.url("/hooks/slack"))
-        .header("x-slack-request-timestamp", now.to_string())
-        .header("x-slack-signature", slack_signature(now, &body))
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = slack_click(&app, &mute, now).await;
     assert_eq!(r.status(), 200);
     let reply =
         wait_for("the reply", Duration::from_secs(10), || async { slack.replies().into_iter().next() }).await;
