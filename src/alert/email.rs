@@ -1,5 +1,5 @@
 //! Email for the `alerts:` destinations with `email:`: an event from the webhook outbox as a
-//! message — the summary as its subject, what changed in words, the review link, and the diff
+//! message — the summary (with what changed in words) as its subject, the page and review links, and the diff
 //! image inline — sent over SMTP with lettre. Building the message is pure; sending it is one
 //! SMTP session per message, bounded by the webhook timeout.
 
@@ -72,7 +72,8 @@ impl Mailer {
         let with_image = diff.is_some();
         let first = self.send_one(event, diff).await;
         match first {
-            Err(MailError::Fatal(e)) if with_image => {
+            // 552: the message is too large (the image); anything else fails the same without it.
+            Err(MailError::Fatal(e)) if with_image && e.starts_with("SMTP: 552") => {
                 tracing::warn!(error = %e, "the message with its image was refused; sending it without");
                 self.send_one(event, None).await
             }

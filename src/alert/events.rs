@@ -1,6 +1,6 @@
 //! Events for the `alerts:` destinations (docs/architecture.md §7): a run's alert, or an approval, as a
-//! Standard Webhooks message for each destination the monitor routes to and that takes the
-//! event. They go through the webhook outbox (signed per attempt with the destination's secret,
+//! message for each destination the monitor routes to and that takes the event — a Standard
+//! Webhooks body, an email, or a Discord or Teams message. They go through the webhook outbox (webhooks signed per attempt with the destination's secret,
 //! retried on the schedule, dead-lettered, replayable) and are queued in the same transaction as
 //! the verdict's alert or the approval, so none is lost to a crash.
 //!

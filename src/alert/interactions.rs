@@ -224,10 +224,8 @@ async fn mute(reviewer: &Reviewer, monitor: &str, by: &str) -> String {
     let now = crate::time::Timestamp::now();
     // A longer mute in force stays (a day's click does not cut a week's mute short).
     if let Ok(Some(longer)) = reviewer.store.mute_of(&name, now.plus(MUTE_FOR)).await {
-        return format!(
-            ":mute: {monitor} is muted already, until {} (UTC), by {}",
-            longer.until, longer.muted_by
-        );
+        let by = super::message::escape(&longer.muted_by);
+        return format!(":mute: {monitor} is muted already, until {} (UTC), by {by}", longer.until);
     }
     let mute = crate::store::Mute {
         monitor: name,

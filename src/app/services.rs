@@ -255,7 +255,8 @@ impl Services {
         }
     }
 
-    /// The capture role: the capture API, its workers and the delivery of their webhooks.
+    /// The capture role: the capture API and its workers (their webhooks go through
+    /// [`Services::start_deliveries`]).
     /// Returns the routes and the service (its browser is closed at shutdown).
     pub fn start_capture(&self, bg: &mut Background) -> (Router, Arc<CaptureService>) {
         let config = &self.config;

@@ -96,6 +96,11 @@ fn shown_url(d: &crate::store::Delivery) -> String {
     if d.sender.is_empty() {
         return d.url.clone();
     }
-    let origin = url::Url::parse(&d.url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
-    format!("{origin}/… (alerts: {})", d.sender)
+    match url::Url::parse(&d.url).map(|u| u.origin()) {
+        Ok(origin @ url::Origin::Tuple(..)) => {
+            format!("{}/… (alerts: {})", origin.ascii_serialization(), d.sender)
+        }
+        // `smtp://server:port`: no secret in it.
+        _ => format!("{} (alerts: {})", d.url, d.sender),
+    }
 }

@@ -199,7 +199,7 @@ pub fn mute(path: &Path, monitor: &str, duration: &str) -> ExitCode {
         let mute =
             crate::store::Mute { monitor: name, until: now.plus(length), muted_by: actor(), created_at: now };
         store.mute(&mute).await.map_err(|e| e.to_string())?;
-        println!("{monitor}: muted until {} (UTC); runs go on, alerts wait", mute.until);
+        println!("{monitor}: muted until {} (UTC); runs go on, their alerts are not sent", mute.until);
         Ok(())
     })
 }

@@ -1,5 +1,6 @@
 //! `alerts:`: where alerts go besides Slack, by name. Each destination is a signed webhook
-//! (Standard Webhooks) or an email address list behind an SMTP server, and receives the events
+//! (Standard Webhooks), an email address list behind an SMTP server, or a Discord or Teams
+//! incoming webhook, and receives the events
 //! it subscribes to; monitors route to
 //! destinations with their own `alerts:` list of names, `slack` being the `slack:` section.
 

@@ -18,7 +18,7 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub webhook: WebhookConfig,
     pub slack: Option<SlackConfig>,
-    /// `alerts:`: signed webhooks that receive events, by name.
+    /// `alerts:`: webhooks, email lists and chat channels that receive events, by name.
     pub alerts: Vec<AlertDestination>,
     pub auth: AuthConfig,
     pub monitors: Vec<Monitor>,
@@ -183,7 +183,7 @@ pub struct SlackConfig {
     pub retry_schedule: Vec<Duration>,
 }
 
-/// One entry of `alerts:`: a Standard Webhooks receiver of events.
+/// One entry of `alerts:`: where events go, and which.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertDestination {
     pub name: String,

@@ -78,7 +78,7 @@ pub struct MonitorRecord {
     pub updated_at: Timestamp,
 }
 
-/// A monitor whose alerts are held back until `until`.
+/// A monitor whose alerts are not sent (dropped) until `until`.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Mute {
     pub monitor: MonitorName,

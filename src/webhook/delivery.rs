@@ -1,5 +1,7 @@
-//! Delivering webhooks from the outbox (docs/architecture.md §5): each attempt is signed anew (fresh
-//! timestamp, same `webhook-id`), has a timeout, does not follow redirects, and only 2xx counts.
+//! Delivering the outbox (docs/architecture.md §5, §7): capture results and events for `alerts:`
+//! destinations. A webhook attempt is signed anew (fresh timestamp, same `webhook-id`; a
+//! Discord or Teams message is not signed, an email is sent over SMTP), has a timeout, does not
+//! follow redirects, and only 2xx counts.
 //! 410 stops at once; 429/503 `Retry-After` is honoured; otherwise the next attempt follows the
 //! schedule with ±20 % jitter, and after the last one the delivery is dead-lettered (kept,
 //! listable, replayable).
@@ -129,7 +131,8 @@ impl QueueWorker for Deliveries {
         let lease = timeout + timeout.min(Duration::from_secs(30));
         let now = Timestamp::now();
         // Untouched for longer than the schedule's longest wait: no process can send it.
-        let longest = self.deliverer.schedule.iter().max().copied().unwrap_or_default();
+        let longest =
+            self.deliverer.schedule.iter().max().copied().unwrap_or_default().max(backoff::MAX_RETRY_AFTER);
         let orphaned_before =
             Timestamp::from_millis(now.millis() - (longest.mul_f64(1.2) + ORPHAN_MARGIN).as_millis() as i64);
         let claims = &self.deliverer.claims;
@@ -257,12 +260,14 @@ impl Deliverer {
             Step::Dead => (Attempt::Dead { status: code, error: error.clone() }, "dead"),
         };
         match step {
-            Step::Done => tracing::info!(delivery = %d.id, about = %d.subject, attempts, "webhook delivered"),
+            Step::Done => {
+                tracing::info!(delivery = %d.id, about = %d.subject, sender = %d.sender, attempts, "delivered")
+            }
             Step::RetryIn(wait) => {
-                tracing::info!(delivery = %d.id, attempts, %error, retry_in = ?wait, "webhook not accepted; will retry")
+                tracing::info!(delivery = %d.id, sender = %d.sender, attempts, %error, retry_in = ?wait, "delivery not accepted; will retry")
             }
             Step::Dead => {
-                tracing::warn!(delivery = %d.id, attempts, %error, "webhook dead-lettered (vigil deliveries replay)")
+                tracing::warn!(delivery = %d.id, sender = %d.sender, attempts, %error, "delivery dead-lettered (vigil deliveries replay)")
             }
         }
         self.outcomes.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();

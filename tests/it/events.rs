@@ -145,12 +145,11 @@ async fn changes_and_approvals_reach_signed_webhooks_routed_per_monitor() {
     let ops_events = events_of(&ops, OPS_SECRET, 3).await;
     assert_eq!(ops_events[2]["type"], "baseline.approved");
     // The audit secret does not verify ops' messages, nor the other way round.
-    assert!(
-        standardwebhooks::Webhook::new(AUDIT_SECRET)
-            .unwrap()
-            .verify(&ops.all()[2].body, &ops.all()[2].headers)
-            .is_err()
-    );
+    let (ops_approval, audit_approval) = (ops.all().pop().unwrap(), audit.all().pop().unwrap());
+    let audit_key = standardwebhooks::Webhook::new(AUDIT_SECRET).unwrap();
+    assert!(audit_key.verify(&ops_approval.body, &ops_approval.headers).is_err());
+    let ops_key = standardwebhooks::Webhook::new(OPS_SECRET).unwrap();
+    assert!(ops_key.verify(&audit_approval.body, &audit_approval.headers).is_err());
 
     // Each event once: no duplicate ids among the delivered messages.
     let ids: std::collections::HashSet<_> =
@@ -191,10 +190,12 @@ impl Smtp {
         .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
         .arg(maildir.path().join("mail"))
         .spawn()
-        .expect("aiosmtpd (scripts/dev tools)");
-        wait_for("aiosmtpd to listen", Duration::from_secs(30), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-        })
+        .expect("Python in .tools/venv (scripts/dev tools)");
+        wait_for(
+            "aiosmtpd to listen (if it is missing: scripts/dev tools)",
+            Duration::from_secs(30),
+            || async { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ()) },
+        )
         .await;
         Smtp { child, port, maildir }
     }
