@@ -44,6 +44,13 @@ fn said(event: &Value) -> (String, Vec<String>, String) {
             .collect();
         lines.extend(words);
     }
+    // The same change on several pages: which.
+    if let Some(runs) = data["runs"].as_array().filter(|r| r.len() > 1) {
+        for run in runs.iter().take(12) {
+            let (monitor, viewport) = (run["monitor"].as_str(), run["viewport"].as_str());
+            lines.push(format!("on {} {}", monitor.unwrap_or_default(), viewport.unwrap_or_default()));
+        }
+    }
     (title, lines, text("review_url"))
 }
 

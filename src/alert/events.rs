@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::group::GroupMember;
 use super::{AlertPayload, chat};
 use crate::config::{AlertDestination, EventType, LiveMonitors, SLACK_DESTINATION, Target};
 use crate::ids::MessageId;
@@ -49,6 +50,33 @@ impl Events {
         self.deliveries(&payload.monitor, &payload.run_id, event, &payload.run_id, data, now)
     }
 
+    /// The messages of a group of alerts of the same change (the first one's message stands for
+    /// them all): one per destination that takes the event and that any of their monitors
+    /// routes to, about the first run routed there, its `runs` listing every run routed there.
+    /// A group of one gives what [`Events::for_alert`] gives.
+    pub fn for_group(&self, group: &[AlertPayload], now: Timestamp) -> Vec<NewDelivery> {
+        let Some(first) = group.first() else { return Vec::new() };
+        let event = event_type(first.kind);
+        let routes: Vec<Vec<String>> = group
+            .iter()
+            .map(|p| self.monitors.find_str(&p.monitor).map(|m| m.alerts).unwrap_or_default())
+            .collect();
+        let mut out = Vec::new();
+        for d in self.destinations.iter().filter(|d| d.events.contains(&event)) {
+            let routed: Vec<&AlertPayload> =
+                group.iter().zip(&routes).filter(|(_, r)| r.contains(&d.name)).map(|(p, _)| p).collect();
+            let Some(primary) = routed.first() else { continue };
+            // Its summary tells of the group, as the Slack message does.
+            let mut told = (*primary).clone();
+            told.group = Some(routed.iter().map(|p| GroupMember::of(p)).collect());
+            let mut data = run_data(&told, &self.public_url);
+            data["runs"] = routed.iter().map(|p| run_ref(p)).collect();
+            let body = json!({"type": event.as_str(), "timestamp": now, "data": data});
+            out.push(self.delivery(d, event, &primary.run_id, &primary.run_id, &body, now));
+        }
+        out
+    }
+
     fn deliveries(
         &self,
         monitor: &str,
@@ -66,28 +94,38 @@ impl Events {
             }
         }
         let event_body = json!({"type": event.as_str(), "timestamp": now, "data": data});
-        let body = event_body.to_string();
         self.destinations
             .iter()
             .filter(|d| routes.contains(&d.name) && d.events.contains(&event))
-            .map(|d| {
-                // Chat services get their own format, rendered now and sent as it is.
-                let (url, payload) = match &d.target {
-                    Target::Webhook { url, .. } => (url.to_string(), body.clone()),
-                    Target::Email(mail) => (mail.address(), body.clone()),
-                    Target::Discord(url) => (url.to_string(), chat::discord(&event_body).to_string()),
-                    Target::Teams(url) => (url.to_string(), chat::teams(&event_body).to_string()),
-                };
-                NewDelivery {
-                    id: message_id(&[event.as_str(), key, &d.name]),
-                    subject: subject.to_owned(),
-                    url,
-                    sender: d.name.clone(),
-                    payload,
-                    now,
-                }
-            })
+            .map(|d| self.delivery(d, event, subject, key, &event_body, now))
             .collect()
+    }
+
+    /// One destination's message of an event; its id derived from (event, `key`, destination).
+    fn delivery(
+        &self,
+        d: &AlertDestination,
+        event: EventType,
+        subject: &str,
+        key: &str,
+        event_body: &Value,
+        now: Timestamp,
+    ) -> NewDelivery {
+        // Chat services get their own format, rendered now and sent as it is.
+        let (url, payload) = match &d.target {
+            Target::Webhook { url, .. } => (url.to_string(), event_body.to_string()),
+            Target::Email(mail) => (mail.address(), event_body.to_string()),
+            Target::Discord(url) => (url.to_string(), chat::discord(event_body).to_string()),
+            Target::Teams(url) => (url.to_string(), chat::teams(event_body).to_string()),
+        };
+        NewDelivery {
+            id: message_id(&[event.as_str(), key, &d.name]),
+            subject: subject.to_owned(),
+            url,
+            sender: d.name.clone(),
+            payload,
+            now,
+        }
     }
 }
 
@@ -148,6 +186,20 @@ fn run_data(p: &AlertPayload, public_url: &url::Url) -> Value {
         "error": error,
         "review_url": p.review_url,
         "images": images,
+        "runs": [run_ref(p)],
+    })
+}
+
+/// A run in an event's `runs`: every run the event stands for (several for one change seen on
+/// several pages in the same tick).
+fn run_ref(p: &AlertPayload) -> Value {
+    json!({
+        "run_id": p.run_id,
+        "monitor": p.monitor,
+        "viewport": p.viewport,
+        "url": p.url,
+        "diff_ratio": p.diff_ratio,
+        "review_url": p.review_url,
     })
 }
 

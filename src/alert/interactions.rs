@@ -19,6 +19,7 @@ use serde::Deserialize;
 use slack_morphism::prelude::*;
 use slack_morphism::signature_verifier::SlackEventSignatureVerifier;
 
+use super::group::APPROVE_ALL_ACTION;
 use super::{APPROVE_ACTION, MUTE_ACTION, REJECT_ACTION, SlackSender};
 use crate::http::Metrics;
 use crate::review::Reviewer;
@@ -151,7 +152,9 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     let Some(interaction) = interaction else {
         return refuse(StatusCode::BAD_REQUEST, "expected an interaction payload");
     };
-    let ours = |a: &&Action| [APPROVE_ACTION, REJECT_ACTION, MUTE_ACTION].contains(&a.action_id.as_str());
+    let ours = |a: &&Action| {
+        [APPROVE_ACTION, APPROVE_ALL_ACTION, REJECT_ACTION, MUTE_ACTION].contains(&a.action_id.as_str())
+    };
     let Some(action) = interaction.actions.iter().find(ours) else {
         // Other buttons (Open review is a link) need nothing from us.
         return StatusCode::OK.into_response();
@@ -180,6 +183,16 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
     let Ok(run) = value.parse::<crate::ids::RunId>() else {
         return refuse(StatusCode::BAD_REQUEST, "the button carries no run id");
     };
+    if action.action_id == APPROVE_ALL_ACTION {
+        // Several approvals (a transaction and a file each): after the acknowledgement, which
+        // Slack wants within 3 s.
+        let reviewer = reviewer.clone();
+        tokio::spawn(async move {
+            let (emoji, text) = approve_all(&reviewer, &run, &by, &who).await;
+            update_message(&hooks, &interaction, emoji, &text).await;
+        });
+        return StatusCode::OK.into_response();
+    }
     let decided = if action.action_id == REJECT_ACTION {
         match reviewer.reject(&run, &by).await {
             Ok(r) if r.reviewed_by.as_deref().is_some_and(|first| first != by) => {
@@ -209,6 +222,34 @@ async fn receive(State(state): State<Interactions>, headers: HeaderMap, body: By
         }
     });
     StatusCode::OK.into_response()
+}
+
+/// The *Approve all* button of a grouped alert (its value: the first run): the runs of the
+/// group still awaiting review become their pages' baselines; what to say.
+async fn approve_all(
+    reviewer: &Reviewer,
+    first: &crate::ids::RunId,
+    by: &str,
+    who: &str,
+) -> (&'static str, String) {
+    match reviewer.approve_group(first, by, BaselineSource::Slack).await {
+        Ok(done) if done.skipped.is_empty() => (
+            ":white_check_mark:",
+            format!("{} of {} approved as baselines by {who}", done.approved, done.runs),
+        ),
+        Ok(done) => {
+            let skipped: Vec<String> =
+                done.skipped.iter().map(|(run, why)| format!("`{run}`: {why}")).collect();
+            let text = format!(
+                "{} of {} approved as baselines by {who}; not approved: {}",
+                done.approved,
+                done.runs,
+                skipped.join(", ")
+            );
+            (":warning:", super::message::truncate(&text, 2_500))
+        }
+        Err(e) => (":warning:", format!("Could not approve: {e}")),
+    }
 }
 
 /// The *Mute 24 h* button: the monitor's alerts stop for a day; what to tell the user.

@@ -19,6 +19,7 @@ pub mod chat;
 mod connector;
 pub mod email;
 pub mod events;
+pub mod group;
 pub mod interactions;
 pub mod message;
 pub mod operator;
@@ -67,6 +68,10 @@ pub struct Alerter {
     pub slack: Option<Arc<SlackSender>>,
     pub ready: Arc<Notify>,
     pub outcomes: Family<Vec<(String, String)>, Counter>,
+    /// Builds the events of a grouped change.
+    pub events: events::Events,
+    /// Wakes the webhook deliverer when a group's events are queued.
+    pub deliveries: Arc<Notify>,
 }
 
 pub struct SlackSender {
@@ -163,13 +168,22 @@ impl QueueWorker for Alerter {
 
 impl Alerter {
     async fn attempt(&self, alert: Alert) -> Result<(), StoreError> {
-        let payload: AlertPayload = match serde_json::from_str(&alert.payload) {
+        let mut payload: AlertPayload = match serde_json::from_str(&alert.payload) {
             Ok(p) => p,
             Err(e) => {
                 let attempt = Attempt::Dead { status: None, error: format!("unreadable alert payload: {e}") };
                 return self.record(&alert, &attempt, "dead").await;
             }
         };
+        if payload.group_until.is_some() && payload.group.is_none() {
+            match self.form_group(&alert, &mut payload).await? {
+                group::Grouping::Wait(at) => {
+                    return self.store.defer_alert(&alert.id, at, Timestamp::now()).await;
+                }
+                group::Grouping::Absorbed => return Ok(()),
+                group::Grouping::Formed => {}
+            }
+        }
         let result = match &self.slack {
             // The monitor routes its alerts elsewhere only (its `alerts:` has no `slack`).
             _ if !payload.slack => {

@@ -2,6 +2,7 @@
 //! the processor judging a capture, the reconciler failing a run past its deadline.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -66,10 +67,21 @@ impl RunAlerts {
             tracing::info!(run = %run.id, monitor = %run.monitor, %kind, until = %mute.until, by = %mute.muted_by, "monitor muted; no alert");
             return Ok(None);
         }
-        let payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
+        let mut payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
         let now = Timestamp::now();
+        // A change that may be the same on other pages of its tick waits to go out with them;
+        // its events are queued when its group is formed (`group`).
+        let window = monitor.as_ref().map_or(Duration::ZERO, |m| m.group_window);
+        let fingerprint = (!window.is_zero()).then(|| super::group::fingerprint(&payload)).flatten();
+        if fingerprint.is_some() {
+            payload.group_until = Some(now.plus(window).millis());
+        }
         Ok(Some(NewAlert {
-            events: self.events.for_alert(&payload, now),
+            events: match fingerprint {
+                Some(_) => Vec::new(),
+                None => self.events.for_alert(&payload, now),
+            },
+            fingerprint,
             id: AlertId::new(),
             run_id: run.id.clone(),
             monitor: run.monitor.clone(),

@@ -421,6 +421,8 @@ impl Services {
             slack: self.slack.clone(),
             ready: self.alerts.clone(),
             outcomes,
+            events: self.events.clone(),
+            deliveries: self.deliveries.clone(),
         };
         bg.tasks.spawn(alerter.run(bg.stop.clone()));
         let receiver = Receiver {

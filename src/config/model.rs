@@ -310,6 +310,10 @@ pub struct Monitor {
     pub alert_on_text_change: bool,
     /// `unstable` runs in a row (captures that never settled showing a change) before one alert.
     pub unstable_alert_after: u32,
+    /// The longest a change alert waits for the other runs of its tick (still being captured)
+    /// so that the same change on several monitors is one message; zero: never grouped.
+    #[serde(with = "humantime_serde_compat")]
+    pub group_window: Duration,
     pub retries_on_diff: u32,
     pub slack_channel: Option<String>,
     /// Where its alerts go: `slack` and names from `alerts:` (all of them unless set).

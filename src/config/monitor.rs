@@ -35,6 +35,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "pixel_threshold",
     "alert_on_text_change",
     "unstable_alert_after",
+    "group_window",
     "retries_on_diff",
     "slack_channel",
     "alerts",
@@ -46,6 +47,8 @@ pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
 pub const DEFAULT_VIEWPORT: Viewport = Viewport { width: 1280, height: 800, scale: 1.0, mobile: false };
 pub const DEFAULT_THRESHOLD_RATIO: f64 = 0.001;
 pub const DEFAULT_MAX_HEIGHT: u32 = 16_384;
+/// How long a change alert may wait for the other runs of its tick, to go out as one message.
+pub const DEFAULT_GROUP_WINDOW: Duration = Duration::from_secs(60);
 
 /// Settings as written; `None` = not given here.
 #[derive(Default, Clone)]
@@ -73,6 +76,7 @@ pub(crate) struct Settings {
     pixel_threshold: Option<f64>,
     alert_on_text_change: Option<bool>,
     unstable_alert_after: Option<u32>,
+    group_window: Option<Duration>,
     retries_on_diff: Option<u32>,
     slack_channel: Option<String>,
     alerts: Option<Vec<String>>,
@@ -144,6 +148,7 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(pixel_threshold, |n, p| number(ctx, n, p, 0.0, 1.0));
     read!(alert_on_text_change, |n, p| boolean(ctx, n, p));
     read!(unstable_alert_after, |n, p| integer(ctx, n, p, 1, 100).map(|v| v as u32));
+    read!(group_window, |n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(600)));
     read!(retries_on_diff, |n, p| integer(ctx, n, p, 0, 10).map(|v| v as u32));
     read!(slack_channel, |n, p| text(ctx, n, p));
     read!(alerts, |n, p| super::alerts::routes(ctx, n, p));
@@ -199,6 +204,7 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
             .alert_on_text_change
             .unwrap_or(s.threshold.is_none() && s.max_diff_pixels.is_none()),
         unstable_alert_after: s.unstable_alert_after.unwrap_or(3),
+        group_window: s.group_window.unwrap_or(DEFAULT_GROUP_WINDOW),
         retries_on_diff: s.retries_on_diff.unwrap_or(1),
         slack_channel: s.slack_channel,
         alerts: s.alerts.unwrap_or_else(|| {
@@ -245,6 +251,7 @@ impl Settings {
             pixel_threshold: self.pixel_threshold.or(d.pixel_threshold),
             alert_on_text_change: self.alert_on_text_change.or(d.alert_on_text_change),
             unstable_alert_after: self.unstable_alert_after.or(d.unstable_alert_after),
+            group_window: self.group_window.or(d.group_window),
             retries_on_diff: self.retries_on_diff.or(d.retries_on_diff),
             slack_channel: self.slack_channel.or_else(|| d.slack_channel.clone()),
             alerts: self.alerts.or_else(|| d.alerts.clone()),

@@ -409,3 +409,16 @@ fn email_destinations_and_their_mistakes() {
         assert!(e.iter().any(|e| e.starts_with(expected)), "{expected}\n{e:#?}");
     }
 }
+
+#[test]
+fn the_group_window_defaults_to_a_minute_and_zero_turns_it_off() {
+    let yaml = "defaults:\n  group_window: 0s\nmonitors:\n  - {name: a, url: \"https://example.com/\"}\n  - {name: b, url: \"https://example.com/\", group_window: 2m}\n";
+    let c = parse(yaml, "m.yaml", &no_env).unwrap();
+    let windows: Vec<Duration> = c.monitors.iter().map(|m| m.group_window).collect();
+    assert_eq!(windows, [Duration::ZERO, Duration::from_secs(120)]);
+    let plain =
+        parse("monitors:\n  - {name: a, url: \"https://example.com/\"}\n", "m.yaml", &no_env).unwrap();
+    assert_eq!(plain.monitors[0].group_window, Duration::from_secs(60));
+    let errs = errors("monitors:\n  - {name: a, url: \"https://example.com/\", group_window: 11m}\n");
+    assert!(errs[0].starts_with("m.yaml:2:58: monitors[0].group_window:"), "{errs:?}");
+}

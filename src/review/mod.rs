@@ -75,6 +75,16 @@ impl From<BaselineError> for ReviewError {
     }
 }
 
+/// What [`Reviewer::approve_group`] did.
+#[derive(Debug)]
+pub struct GroupApproval {
+    /// Runs in the group.
+    pub runs: usize,
+    pub approved: usize,
+    /// Runs not approved, and why.
+    pub skipped: Vec<(crate::ids::RunId, String)>,
+}
+
 /// The messages an approval sends to other systems (`alert::events` builds them), queued with it.
 pub trait ApprovalEvents: Send + Sync {
     fn for_approval(&self, run: &Run, baseline: &NewBaseline) -> Vec<crate::store::NewDelivery>;
@@ -160,6 +170,59 @@ impl Reviewer {
         }
         tracing::info!(run = %run.id, monitor = %run.monitor, %by, "change rejected");
         self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)
+    }
+
+    /// The runs that went out in one alert with `run`'s change (the same change on several
+    /// pages in one tick), `run`'s group's first run first; just `run` when its change alert
+    /// stood alone; empty when it had none.
+    pub async fn alert_group_runs(
+        &self,
+        run: &crate::ids::RunId,
+    ) -> Result<Vec<crate::ids::RunId>, ReviewError> {
+        let alerts = self.store.alerts_for_run(run).await?;
+        let Some(alert) = alerts.iter().find(|a| a.kind == crate::store::AlertKind::Changed) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.store.alert_group(&alert.id).await?.into_iter().map(|a| a.run_id).collect())
+    }
+
+    /// *Approve all* of a change group (`run` is any of its runs; a run alerted alone is a
+    /// group of one): each run still awaiting review whose capture is its page's latest is
+    /// approved; the others are skipped, with why — decided since, or a newer capture exists
+    /// (approving it would take that page back), or refused by [`Reviewer::approve`].
+    pub async fn approve_group(
+        &self,
+        run: &crate::ids::RunId,
+        by: &str,
+        source: BaselineSource,
+    ) -> Result<GroupApproval, ReviewError> {
+        let mut runs = self.alert_group_runs(run).await?;
+        if runs.is_empty() {
+            runs.push(run.clone());
+        }
+        let mut done = GroupApproval { runs: runs.len(), approved: 0, skipped: Vec::new() };
+        for id in runs {
+            let Some(r) = self.store.get_run(&id).await? else {
+                done.skipped.push((id, "no such run".into()));
+                continue;
+            };
+            if !matches!(r.verdict, Some(Verdict::Changed | Verdict::Unstable)) {
+                let verdict = r.verdict.map_or("pending".into(), |v| v.to_string());
+                done.skipped.push((id, format!("decided already ({verdict})")));
+                continue;
+            }
+            let latest = self.store.latest_captured_run(&r.monitor, &r.viewport).await?;
+            if latest.is_some_and(|l| l.id != r.id) {
+                done.skipped.push((id, "a newer capture of its page exists".into()));
+                continue;
+            }
+            match self.approve(&id, by, source).await {
+                Ok(_) => done.approved += 1,
+                Err(ReviewError::Store(e)) => return Err(e.into()),
+                Err(e) => done.skipped.push((id, e.to_string())),
+            }
+        }
+        Ok(done)
     }
 
     /// Undo: the version before the active baseline comes back (as a new history entry).

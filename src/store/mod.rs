@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-pub use alerts::AlertStore;
+pub use alerts::{AlertStore, GroupBuilder, GroupForming};
 pub use baselines::BaselineStore;
 pub use deliveries::DeliveryStore;
 pub use inspect::Inspect;

@@ -353,6 +353,10 @@ pub struct Alert {
     /// Set before the message is posted; with `slack_ts` once it is (a retry then only uploads
     /// the images). Set without `slack_ts`: an attempt may have posted it, unrecorded.
     pub slack_channel: Option<String>,
+    /// A change alert's fingerprint: alerts with the same one in the same tick are one message.
+    pub fingerprint: Option<String>,
+    /// This alert went out as part of that alert's message.
+    pub grouped_into: Option<AlertId>,
 }
 
 #[derive(Debug, Clone)]
@@ -365,4 +369,7 @@ pub struct NewAlert {
     pub now: Timestamp,
     /// Events for `alerts:` destinations, queued in the same transaction.
     pub events: Vec<NewDelivery>,
+    /// Set on a change alert that may go out with others ([`Alert::fingerprint`]); its events
+    /// are then queued when its group is formed.
+    pub fingerprint: Option<String>,
 }

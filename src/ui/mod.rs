@@ -60,6 +60,7 @@ pub fn router(state: Ui) -> Router {
         .route("/runs/{id}", get(run_page))
         .route("/runs/{id}/approve", post(approve))
         .route("/runs/{id}/reject", post(reject))
+        .route("/runs/{id}/approve-group", post(approve_group))
         .route("/baselines/{monitor}/{viewport}/revert", post(revert))
         .route("/ui/review.js", get(script))
         .with_state(state)
@@ -373,6 +374,10 @@ async fn run_page(State(state): State<Ui>, session: Session, Path(id): Path<Stri
     };
     let url = state.monitors.find(&run.monitor).map(|m| m.url.to_string()).unwrap_or_default();
     let monitor_changes = changes.iter().filter(|c| c.monitor == run.monitor).count();
+    let (group, group_total) = match group_of(&state, &run).await {
+        Ok(g) => g,
+        Err(e) => return failure(e),
+    };
     let layout = layout(&state, &session).await;
     html(ReviewPage {
         layout,
@@ -380,7 +385,25 @@ async fn run_page(State(state): State<Ui>, session: Session, Path(id): Path<Stri
         newer: newer.map(|r| r.to_string()),
         older: older.map(|r| r.to_string()),
         monitor_changes,
+        group,
+        group_total,
     })
+}
+
+/// The runs alerted as one with `run`, when there were several (the first 100), and how many.
+async fn group_of(state: &Ui, run: &Run) -> Result<(Vec<views::GroupLink>, usize), crate::store::StoreError> {
+    let runs = match state.reviewer.alert_group_runs(&run.id).await {
+        Ok(runs) => runs,
+        Err(crate::review::ReviewError::Store(e)) => return Err(e),
+        Err(_) => Vec::new(),
+    };
+    let mut group = Vec::new();
+    for id in runs.iter().take(if runs.len() > 1 { 100 } else { 0 }) {
+        if let Some(r) = state.store.get_run(id).await? {
+            group.push(views::GroupLink::new(&r));
+        }
+    }
+    Ok((group, runs.len()))
 }
 
 /// The newest changes the review page reads: its neighbours and the per-monitor count.
@@ -472,6 +495,22 @@ async fn approve_all(
         }
     }
     Redirect::to(&format!("/monitors/{monitor}")).into_response()
+}
+
+/// *Approve all* of a change group: every run alerted with this one becomes its baseline.
+async fn approve_group(
+    State(state): State<Ui>,
+    Path(id): Path<String>,
+    Verified(session): Verified,
+) -> Response {
+    let Ok(id) = id.parse::<RunId>() else {
+        return (StatusCode::NOT_FOUND, "no such run").into_response();
+    };
+    // Runs decided since, or with a newer capture, are left as they are: the page lists them.
+    match state.reviewer.approve_group(&id, &session.actor(&state), BaselineSource::Ui).await {
+        Ok(_) => Redirect::to(&format!("/runs/{id}")).into_response(),
+        Err(e) => review_failure(e),
+    }
 }
 
 async fn revert(

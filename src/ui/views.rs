@@ -276,6 +276,30 @@ pub struct ReviewPage {
     pub newer: Option<String>,
     pub older: Option<String>,
     pub monitor_changes: usize,
+    /// The runs alerted as one with this one (the same change in the same tick), this one
+    /// included; empty when it stood alone.
+    pub group: Vec<GroupLink>,
+    /// How many runs the group has (more than are listed, past 100).
+    pub group_total: usize,
+}
+
+/// A run of a change group on the review page.
+pub struct GroupLink {
+    pub id: String,
+    pub monitor: String,
+    pub viewport: String,
+    pub status: String,
+}
+
+impl GroupLink {
+    pub fn new(r: &Run) -> Self {
+        GroupLink {
+            id: r.id.to_string(),
+            monitor: r.monitor.to_string(),
+            viewport: r.viewport.clone(),
+            status: r.verdict.map_or("pending".into(), |v| v.to_string()),
+        }
+    }
 }
 
 /// `2026-11-27T10:07:05.731Z` → `2026-11-27 10:07:05 UTC`.

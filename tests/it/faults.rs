@@ -95,14 +95,16 @@ impl Home {
     }
 }
 
-/// Config shared by the tests: fast retries and timeouts, Slack on `slack`, monitors on `site`.
+/// Config shared by the tests: fast retries and timeouts, Slack on `slack`, monitors on `site`;
+/// each change alerted alone (`group_window: 0s`: these count one message per changed page, and
+/// their pages change alike; tests/it/groups.rs has grouping).
 fn config(slack: &FakeSlack, site: &TestSite, monitors: &[&str]) -> String {
     let mut yaml = format!(
         "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
          capture:\n  workers: 2\n  stability_timeout: 0s\n  job_timeout: 8s\n  max_attempts: 2\n  reconcile_after: 5s\n  allow_private: [\"127.0.0.0/8\"]\n\
          webhook:\n  timeout: 2s\n  retry_schedule: [0s, 200ms, 500ms, 1s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s, 2s]\n\
          slack:\n  bot_token: {BOT_TOKEN}\n  channel: {CHANNEL_ID}\n  api_url: {}/\n  timeout: 1s\n  retry_schedule: [300ms]\n\
-         defaults:\n  schedule: \"0 0 1 1 *\"\n  viewports: [320x200]\n  full_page: false\n  wait_until: load\n  threshold: 1%\n  timeout: 4s\n\
+         defaults:\n  schedule: \"0 0 1 1 *\"\n  viewports: [320x200]\n  full_page: false\n  wait_until: load\n  threshold: 1%\n  timeout: 4s\n  group_window: 0s\n\
          monitors:\n",
         slack.api_url
     );

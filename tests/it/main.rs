@@ -8,6 +8,7 @@ mod containment;
 mod diff;
 mod events;
 mod faults;
+mod groups;
 mod hostile;
 mod layout;
 mod monitoring;

@@ -12,7 +12,7 @@ use crate::helpers::slack::{CHANNEL_ID, FakeSlack};
 use crate::helpers::{Backend, TestApp, TestSite, wait_for};
 use crate::monitoring::{TOKEN, api, config, image, page, run_now, verdict_of};
 
-const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
+pub(crate) const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
 
 /// Only the `home` monitor, no re-capture on a change, and Slack with a signing secret.
 pub(crate) fn only_home(site: &TestSite, slack: &FakeSlack) -> String {
@@ -140,7 +140,7 @@ fn slack_signature(timestamp: i64, body: &str) -> String {
 }
 
 /// Posts `payload` to `/hooks/slack` as Slack would, signed for `timestamp`.
-async fn slack_click(app: &TestApp, payload: &Value, timestamp: i64) -> reqwest::Response {
+pub(crate) async fn slack_click(app: &TestApp, payload: &Value, timestamp: i64) -> reqwest::Response {
     let body: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("payload", &payload.to_string())
         .finish();

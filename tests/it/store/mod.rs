@@ -51,6 +51,7 @@ async fn story(backend: Backend) {
     alerts(&*store).await;
     reads::review_reads(&*store).await;
     reads::retention(&*store).await;
+    alert_groups(&*store).await;
     store.close().await;
 }
 
@@ -662,6 +663,7 @@ async fn alerts(store: &dyn InspectStore) {
             payload: r#"{"type":"run.changed"}"#.into(),
             now: t(0),
         }],
+        fingerprint: None,
     };
     assert!(store.enqueue_alert(&a).await.unwrap());
     let event = store.get_delivery(&a.events[0].id).await.unwrap().expect("queued with the alert");
@@ -762,6 +764,171 @@ async fn alerts(store: &dyn InspectStore) {
         "done already"
     );
     assert_eq!(store.alerts_for_run(&pending.id).await.unwrap().len(), 1, "and no second alert");
+}
+
+/// One alert for one change: the oldest queued alert of a fingerprint gathers the others.
+async fn alert_groups(store: &dyn InspectStore) {
+    const T: i64 = 100_000_000;
+    let changed = |fingerprint: &str, at: i64| NewAlert {
+        id: AlertId::new(),
+        run_id: RunId::new(),
+        monitor: name("home"),
+        kind: AlertKind::Changed,
+        payload: "{}".into(),
+        now: t(T + at),
+        events: Vec::new(),
+        fingerprint: Some(fingerprint.into()),
+    };
+    let same: Vec<NewAlert> = (0..4).map(|i| changed("f00d", i)).collect();
+    let other = changed("beef", 0);
+    for a in same.iter().chain([&other]) {
+        assert!(store.enqueue_alert(a).await.unwrap());
+    }
+    let get = |id: AlertId| async move { store.get_alert(&id).await.unwrap().unwrap() };
+    // One begun posting (it may be in Slack) is left alone; one held by another sender is not.
+    store.mark_alert_posting(&same[2].id, "C0123", t(T + 5)).await.unwrap();
+    for a in [&same[0], &same[1], &same[2], &other] {
+        store.defer_alert(&a.id, t(T + 1_000_000), t(T + 6)).await.unwrap();
+    }
+    let mut held = None;
+    for _ in 0..20 {
+        let claimed = store.claim_alert(t(T + 100), Duration::from_secs(30)).await.unwrap().expect("due");
+        if claimed.id == same[3].id {
+            held = Some(claimed);
+            break;
+        }
+    }
+    assert!(held.is_some(), "the one not deferred is claimed");
+
+    let event = NewDelivery {
+        id: MessageId::new(),
+        subject: same[0].run_id.to_string(),
+        url: "http://127.0.0.1:1/events".into(),
+        sender: "ops".into(),
+        payload: r#"{"type":"run.changed"}"#.into(),
+        now: t(T + 11),
+    };
+    let seen = std::sync::Mutex::new(Vec::new());
+    let build = |leader: &Alert, members: &[Alert]| {
+        seen.lock()
+            .unwrap()
+            .push((leader.id.clone(), members.iter().map(|m| m.id.clone()).collect::<Vec<_>>()));
+        (r#"{"group":[]}"#.to_owned(), vec![event.clone()])
+    };
+    let second = get(same[1].id.clone()).await;
+    assert!(
+        matches!(store.form_alert_group(&second, t(T + 10), true, &build).await.unwrap(), GroupForming::Wait),
+        "an older one of the same change is queued: it gathers this one"
+    );
+    assert!(seen.lock().unwrap().is_empty());
+    let first = get(same[0].id.clone()).await;
+    let GroupForming::Formed(formed) = store.form_alert_group(&first, t(T + 10), true, &build).await.unwrap()
+    else {
+        panic!("the oldest forms the group")
+    };
+    // Gathered whoever holds it (its own attempt then finds it gone), but not one posting.
+    assert_eq!(
+        seen.lock().unwrap().clone(),
+        [(same[0].id.clone(), vec![same[1].id.clone(), same[3].id.clone()])]
+    );
+    assert_eq!((formed.payload.as_str(), formed.fingerprint.as_deref()), (r#"{"group":[]}"#, None));
+    let saved = get(same[0].id.clone()).await;
+    assert_eq!((saved.payload.as_str(), saved.fingerprint.as_deref()), (r#"{"group":[]}"#, None));
+    assert!(store.get_delivery(&event.id).await.unwrap().is_some(), "its events queued with it");
+    for member in [&same[1], &same[3]] {
+        let gathered = get(member.id.clone()).await;
+        assert_eq!(
+            (gathered.status, gathered.grouped_into.clone(), gathered.sent_at),
+            (OutboxStatus::Sent, Some(same[0].id.clone()), Some(t(T + 10)))
+        );
+    }
+    let held = held.unwrap();
+    assert!(
+        matches!(
+            store.form_alert_group(&held, t(T + 12), false, &build).await.unwrap(),
+            GroupForming::Absorbed
+        ),
+        "its holder sends nothing"
+    );
+    // An attempt that failed to record its answer finds the group formed, and builds nothing.
+    assert!(matches!(
+        store.form_alert_group(&first, t(T + 12), true, &build).await.unwrap(),
+        GroupForming::Formed(a) if a.payload == r#"{"group":[]}"#
+    ));
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    // A sent member's attempt records nothing over it.
+    let retry = Attempt::Retry { at: t(T + 99), status: None, error: "x".into() };
+    store.record_alert_attempt(&same[1].id, &retry, t(T + 13)).await.unwrap();
+    assert_eq!(get(same[1].id.clone()).await.status, OutboxStatus::Sent);
+    assert_eq!(get(same[2].id.clone()).await.status, OutboxStatus::Pending, "posting: left alone");
+    assert_eq!(get(other.id.clone()).await.grouped_into, None, "another change");
+    let group: Vec<AlertId> =
+        store.alert_group(&same[1].id).await.unwrap().into_iter().map(|a| a.id).collect();
+    assert_eq!(group, [same[0].id.clone(), same[1].id.clone(), same[3].id.clone()], "the leader first");
+    assert_eq!(store.alert_group(&other.id).await.unwrap().len(), 1, "alone");
+    assert!(store.alert_group(&AlertId::new()).await.unwrap().is_empty());
+
+    // The same page's next change is another alert, even with the same fingerprint.
+    let mut page = Vec::new();
+    for at in [200, 201] {
+        let new_run = NewRun {
+            id: RunId::new(),
+            monitor: name("home"),
+            viewport: "1280x800".into(),
+            scheduled_for: t(T + at),
+            trigger: Trigger::Schedule,
+            now: t(T + at),
+        };
+        let run = store.insert_run(&new_run).await.unwrap().expect("inserted");
+        let alert = NewAlert { run_id: run.id, ..changed("abcd", at) };
+        assert!(store.enqueue_alert(&alert).await.unwrap());
+        page.push(alert);
+    }
+    let alone = get(page[0].id.clone()).await;
+    assert!(matches!(
+        store.form_alert_group(&alone, t(T + 210), true, &build).await.unwrap(),
+        GroupForming::Formed(_)
+    ));
+    assert_eq!(seen.lock().unwrap().last().unwrap().1, Vec::<AlertId>::new());
+    let next = get(page[1].id.clone()).await;
+    assert!(matches!(
+        store.form_alert_group(&next, t(T + 211), true, &build).await.unwrap(),
+        GroupForming::Formed(_)
+    ));
+
+    // Waiting is not an attempt.
+    store.defer_alert(&other.id, t(T + 50_000), t(T + 20)).await.unwrap();
+    let waiting = get(other.id.clone()).await;
+    assert_eq!(
+        (waiting.attempts, waiting.next_attempt_at, waiting.lease_expires_at),
+        (0, t(T + 50_000), None)
+    );
+    let run = NewRun {
+        id: RunId::new(),
+        monitor: name("home"),
+        viewport: "640x480".into(),
+        scheduled_for: t(T + 30),
+        trigger: Trigger::Schedule,
+        now: t(T + 30),
+    };
+    store.insert_run(&run).await.unwrap().expect("inserted");
+    let awaiting =
+        |since: i64, until: i64| store.runs_awaiting_alert_since(t(T + since), t(T + until), t(T + 41));
+    assert_eq!(awaiting(30, 30).await.unwrap(), 1, "pending");
+    assert_eq!(awaiting(31, 99).await.unwrap(), 0, "begun before");
+    assert_eq!(awaiting(0, 29).await.unwrap(), 0, "begun after");
+    let outcome = RunOutcome { verdict: Some(Verdict::Changed), ..Default::default() };
+    assert!(store.complete_run(&run.id, &outcome, t(T + 40)).await.unwrap());
+    assert_eq!(awaiting(0, 99).await.unwrap(), 1, "changed, its alert not yet queued");
+    let later = store.runs_awaiting_alert_since(t(T), t(T + 99), t(T + 40 + 2001)).await.unwrap();
+    assert_eq!(later, 0, "judged seconds ago without an alert: it gets none (it was muted)");
+    let mute = Mute { monitor: name("home"), until: t(T + 42), muted_by: "ops".into(), created_at: t(T) };
+    store.mute(&mute).await.unwrap();
+    assert_eq!(awaiting(0, 99).await.unwrap(), 0, "muted: it will queue none");
+    store.unmute(&name("home")).await.unwrap();
+    let its = NewAlert { run_id: run.id.clone(), ..changed("cafe", 41) };
+    assert!(store.enqueue_alert(&its).await.unwrap());
+    assert_eq!(awaiting(0, 99).await.unwrap(), 0, "alerted");
 }
 
 async fn sessions(store: &dyn InspectStore) {
