@@ -195,7 +195,15 @@ async fn show_run(
     Path(id): Path<String>,
 ) -> Result<Json<RunView>, ApiError> {
     let run = load_run(&state, &id).await?;
-    Ok(Json(RunView::new(&run)))
+    let mut view = RunView::new(&run);
+    let alerts = state.store.alerts_for_run(&run.id).await?;
+    if let Some(change) = alerts.iter().find(|a| a.kind == crate::store::AlertKind::Changed) {
+        let group = state.store.alert_group(&change.id).await?;
+        if group.len() > 1 {
+            view.group = Some(group.into_iter().map(|a| a.run_id.to_string()).collect());
+        }
+    }
+    Ok(Json(view))
 }
 
 async fn load_run(state: &MonitorsApi, id: &str) -> Result<Run, ApiError> {

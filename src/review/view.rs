@@ -34,6 +34,10 @@ pub struct RunView {
     pub created_at: String,
     pub completed_at: Option<String>,
     pub images: Images,
+    /// `GET /api/runs/{id}` only: the runs alerted as one with this one (the same change on
+    /// several pages in one tick), this one included; absent when it was alerted alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<Vec<String>>,
 }
 
 #[derive(Serialize)]
@@ -73,6 +77,7 @@ impl RunView {
                 current: link("current", run.current_sha256.is_some()),
                 diff: link("diff", run.diff_sha256.is_some()),
             },
+            group: None,
         }
     }
 }

@@ -315,7 +315,12 @@ impl AlertStore for SqlStore {
                 super::deliveries::insert_delivery(&mut tx, event).await?;
             }
             tx.commit().await?;
-            Ok(GroupForming::Formed(Box::new(Alert { payload, fingerprint: None, updated_at: now, ..current })))
+            Ok(GroupForming::Formed(Box::new(Alert {
+                payload,
+                fingerprint: None,
+                updated_at: now,
+                ..current
+            })))
         })
     }
 

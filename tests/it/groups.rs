@@ -156,6 +156,13 @@ async fn the_same_change_on_five_pages_is_one_alert_one_event_and_one_approval()
         assert!(html.contains(&format!("href=\"/runs/{}\"", v["id"].as_str().unwrap())), "{html}");
     }
 
+    // And its API document lists the group, the first run first.
+    let (_, doc) = api(&app, reqwest::Method::GET, &format!("/api/runs/{last}")).await;
+    let mut group: Vec<&str> = doc["group"].as_array().unwrap().iter().map(|r| r.as_str().unwrap()).collect();
+    assert_eq!(group[0], actions["elements"][0]["value"], "{doc}");
+    group.sort();
+    assert_eq!(group, ids, "{doc}");
+
     // Approve all, from Slack: the five captures become their pages' baselines.
     let click = json!({
         "type": "block_actions",
