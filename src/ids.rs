@@ -88,6 +88,10 @@ prefixed_id!(
     /// One alert in the alert outbox.
     AlertId, "alr", "alert"
 );
+prefixed_id!(
+    /// A change a person said to ignore.
+    IgnoreId, "ign", "ignore"
+);
 
 #[cfg(test)]
 mod tests {

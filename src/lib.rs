@@ -16,6 +16,7 @@ pub mod diff;
 pub mod disk;
 pub mod http;
 pub mod ids;
+pub mod ignore;
 pub mod pipeline;
 pub mod queue;
 pub mod reload;

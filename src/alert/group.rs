@@ -17,6 +17,7 @@ use slack_morphism::prelude::*;
 
 use super::message::{escape, md, percent, truncate, verbatim_section};
 use super::{AlertPayload, Alerter};
+use crate::diff::text::change_key;
 use crate::store::{Alert, AlertKind, GroupForming, StoreError};
 use crate::time::Timestamp;
 
@@ -51,34 +52,13 @@ impl GroupMember {
     }
 }
 
-/// The fingerprint of a change alert: `None` for other kinds, a page whose size changed, or a
-/// change with neither words nor regions to compare. The words that changed, sorted, when every
-/// changed region says some; otherwise also the regions without words, with the pixel count
-/// (so a broken image next to the same new word is not the same change).
+/// The fingerprint of a change alert: what changed ([`change_key`]) and where the alert goes;
+/// `None` for other kinds and for changes without a key.
 pub fn fingerprint(p: &AlertPayload) -> Option<String> {
-    if p.kind != AlertKind::Changed || p.size_changed || p.regions.is_empty() {
+    if p.kind != AlertKind::Changed {
         return None;
     }
-    let said = |r: &crate::diff::Region| {
-        p.changes.iter().find(|c| c.region == *r).filter(|c| !c.text.is_empty() && !c.too_many_words)
-    };
-    let mut words: Vec<String> =
-        p.regions.iter().filter_map(said).flat_map(|c| c.text.iter().map(|t| t.to_string())).collect();
-    words.sort();
-    words.dedup();
-    let mut silent: Vec<String> = p
-        .regions
-        .iter()
-        .filter(|r| said(r).is_none())
-        .map(|r| format!("{},{},{},{}", r.x, r.y, r.width, r.height))
-        .collect();
-    silent.sort();
-    let what = match silent.is_empty() {
-        true => format!("words\0{}", words.join("\0")),
-        false => {
-            format!("pixels\0{}\0{}\0{}", p.diff_pixels.unwrap_or(0), silent.join("\0"), words.join("\0"))
-        }
-    };
+    let what = change_key(&p.regions, &p.changes, p.diff_pixels.unwrap_or(0), p.size_changed)?;
     let whither = format!("{}\0{}", p.slack, p.channel.as_deref().unwrap_or(""));
     let digest = Sha256::digest(format!("{whither}\0{what}").as_bytes());
     Some(digest[..16].iter().map(|b| format!("{b:02x}")).collect())

@@ -80,7 +80,9 @@ pub fn alert_kind(verdict: Verdict, previous: &[Verdict], unstable_after: u32) -
         }
         Verdict::Changed => Some(AlertKind::Changed),
         Verdict::Failed if !was_failing => Some(AlertKind::Failed),
-        Verdict::Unchanged | Verdict::BaselineCreated if was_failing => Some(AlertKind::Recovered),
+        Verdict::Unchanged | Verdict::BaselineCreated | Verdict::Ignored if was_failing => {
+            Some(AlertKind::Recovered)
+        }
         _ => None,
     }
 }

@@ -376,7 +376,7 @@ impl Services {
         Metrics::seed(
             &verdicts,
             "verdict",
-            &["baseline_created", "unchanged", "changed", "failed", "skipped", "unstable"],
+            &["baseline_created", "unchanged", "changed", "failed", "skipped", "unstable", "ignored"],
         );
         let processor = Processor {
             store: self.store.clone(),
@@ -456,8 +456,10 @@ impl Services {
             reviewer: self.reviewer.clone(),
             metrics: self.metrics.clone(),
         };
+        let ignores = crate::ignore::api::IgnoreApi { store: self.store.clone(), auth: self.auth.clone() };
         crate::pipeline::api::router(monitors)
             .merge(crate::review::api::router(review))
+            .merge(crate::ignore::api::router(ignores))
             .merge(crate::alert::interactions::router(interactions))
     }
 

@@ -236,7 +236,8 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
         .map(|r| {
             let v = r.view.clone().unwrap_or_default();
             let verdict = v["verdict"].as_str().unwrap_or("pending (timed out)").to_owned();
-            ok &= matches!(verdict.as_str(), "unchanged" | "baseline_created");
+            // (An ignored change is one a person said is fine.)
+            ok &= matches!(verdict.as_str(), "unchanged" | "baseline_created" | "ignored");
             let detail = match verdict.as_str() {
                 "failed" | "skipped" => v["error"]["message"].as_str().unwrap_or("").to_owned(),
                 _ => {
@@ -263,7 +264,7 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
     };
     let total = runs.len();
     println!(
-        "{total} run{} in {:.1?}: {} unchanged, {} new baseline{}, {} changed, {} failed{}{}",
+        "{total} run{} in {:.1?}: {} unchanged, {} new baseline{}, {} changed, {} failed{}{}{}",
         plural(total),
         started.elapsed(),
         count("unchanged"),
@@ -275,6 +276,10 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
         match count("unstable") {
             0 => String::new(),
             n => format!(", {n} never settled (unstable)"),
+        },
+        match count("ignored") {
+            0 => String::new(),
+            n => format!(", {n} ignored"),
         },
         match total - done {
             0 => String::new(),

@@ -293,6 +293,40 @@ fn contains(outer: &Region, inner: &Region) -> bool {
     cx >= x0 && cy >= y0 && cx < x0 + u64::from(outer.width) * 2 && cy < y0 + u64::from(outer.height) * 2
 }
 
+/// What identifies a change, whatever page it is on: a hex digest of the words that changed,
+/// sorted, when every changed region says some; otherwise also of the regions without words and
+/// the changed pixel count (so a broken image beside the same new word is another change).
+/// `None` for a page whose size changed, or without regions.
+pub fn change_key(
+    regions: &[Region],
+    changes: &[RegionChange],
+    diff_pixels: i64,
+    size_changed: bool,
+) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    if size_changed || regions.is_empty() {
+        return None;
+    }
+    let said = |r: &Region| {
+        changes.iter().find(|c| c.region == *r).filter(|c| !c.text.is_empty() && !c.too_many_words)
+    };
+    let mut words: Vec<String> =
+        regions.iter().filter_map(said).flat_map(|c| c.text.iter().map(|t| t.to_string())).collect();
+    words.sort();
+    words.dedup();
+    let mut silent: Vec<String> = regions
+        .iter()
+        .filter(|r| said(r).is_none())
+        .map(|r| format!("{},{},{},{}", r.x, r.y, r.width, r.height))
+        .collect();
+    silent.sort();
+    let what = match silent.is_empty() {
+        true => format!("words\0{}", words.join("\0")),
+        false => format!("pixels\0{diff_pixels}\0{}\0{}", silent.join("\0"), words.join("\0")),
+    };
+    Some(Sha256::digest(what.as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// The words' changes of a run in one line of at most `max_chars` characters (at least 20), for
 /// an alert's first line: as many changes as fit, then how many more there are; `None` when no
 /// region's words changed.

@@ -292,6 +292,12 @@ impl Processor {
                 ..Default::default()
             },
         };
+        // A change a person said to ignore: judged `ignored`, not captured again, not alerted.
+        let ignored = crate::ignore::matching(&*self.store, &run, &outcome).await?;
+        let outcome = match &ignored {
+            Some(_) => RunOutcome { verdict: Some(Verdict::Ignored), ..outcome },
+            None => outcome,
+        };
         let verdict = outcome.verdict;
         let monitor = self.monitors.find(&run.monitor);
         let monitor = monitor.as_ref();
@@ -322,6 +328,9 @@ impl Processor {
                 self.verdicts.get_or_create(&vec![("verdict".into(), v.as_str().into())]).inc();
             }
             tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, ?verdict, diff_pixels = ?outcome.diff_pixels, "run judged");
+            if let Some(ignore) = &ignored {
+                self.store.count_ignored(&ignore.id, Timestamp::now()).await?;
+            }
         }
         match self.store.get_run(&run.id).await? {
             Some(done) => Ok(self.alerts.queue(&done).await?),

@@ -11,6 +11,7 @@ mod alerts;
 mod baselines;
 pub mod blobs;
 mod deliveries;
+mod ignores;
 mod inspect;
 mod jobs;
 mod monitors;
@@ -30,6 +31,7 @@ use async_trait::async_trait;
 pub use alerts::{AlertStore, GroupBuilder, GroupForming};
 pub use baselines::BaselineStore;
 pub use deliveries::DeliveryStore;
+pub use ignores::IgnoreStore;
 pub use inspect::Inspect;
 pub use jobs::JobStore;
 pub use monitors::MonitorStore;
@@ -178,6 +180,7 @@ pub trait Store:
     + AlertStore
     + RetentionStore
     + SessionStore
+    + IgnoreStore
 {
 }
 
@@ -191,6 +194,7 @@ impl<T> Store for T where
         + AlertStore
         + RetentionStore
         + SessionStore
+        + IgnoreStore
 {
 }
 

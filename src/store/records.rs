@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::config::MonitorName;
-use crate::ids::{AlertId, AssetId, BaselineId, JobId, MessageId, RunId};
+use crate::ids::{AlertId, AssetId, BaselineId, IgnoreId, JobId, MessageId, RunId};
 use crate::time::Timestamp;
 
 macro_rules! text_enum {
@@ -36,7 +36,8 @@ text_enum!(RunStatus { Pending = "pending", Done = "done" });
 text_enum!(
     /// docs/architecture.md §6; `approved` and `rejected` come later, from a person;
     /// `skipped`: not captured, the disk was low or failing when the tick came; `unstable`: a
-    /// change seen on a capture whose shots never settled.
+    /// change seen on a capture whose shots never settled; `ignored`: a change a person said to
+    /// ignore, or the same change again while that lasts.
     Verdict {
         BaselineCreated = "baseline_created",
         Unchanged = "unchanged",
@@ -46,6 +47,7 @@ text_enum!(
         Rejected = "rejected",
         Skipped = "skipped",
         Unstable = "unstable",
+        Ignored = "ignored",
     }
 );
 text_enum!(JobStatus { Queued = "queued", Running = "running", Completed = "completed", Failed = "failed" });
@@ -85,6 +87,25 @@ pub struct Mute {
     pub until: Timestamp,
     pub muted_by: String,
     pub created_at: Timestamp,
+}
+
+/// A change a person said to ignore: the same change of `monitor` (its `fingerprint`) is
+/// judged `ignored` until `until`.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct Ignore {
+    pub id: IgnoreId,
+    pub monitor: MonitorName,
+    pub fingerprint: String,
+    /// What changed, in a few words (`$49 → $79`, or the regions).
+    pub description: String,
+    pub until: Timestamp,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    /// The run whose change it is.
+    pub run_id: RunId,
+    /// Runs judged `ignored` by it since.
+    pub matched: i64,
+    pub last_matched_at: Option<Timestamp>,
 }
 
 /// A monitor as the config file has it now.

@@ -4,6 +4,7 @@
 //! session's CSRF token; the only script is `/ui/review.js`, and the review still works without it
 //! (plain forms and links).
 
+mod ignored;
 mod views;
 
 use std::sync::Arc;
@@ -63,6 +64,7 @@ pub fn router(state: Ui) -> Router {
         .route("/runs/{id}/approve-group", post(approve_group))
         .route("/baselines/{monitor}/{viewport}/revert", post(revert))
         .route("/ui/review.js", get(script))
+        .merge(ignored::routes())
         .with_state(state)
 }
 

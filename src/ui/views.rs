@@ -19,6 +19,7 @@ pub const FILTERS: &[(&str, &str)] = &[
     ("baseline_created", "New baseline"),
     ("skipped", "Skipped"),
     ("unstable", "Unstable"),
+    ("ignored", "Ignored"),
     ("pending", "Running"),
     ("never", "Never run"),
 ];
@@ -213,6 +214,8 @@ pub struct RunDetail {
     pub headline: String,
     pub can_approve: bool,
     pub can_reject: bool,
+    /// A change that can be ignored: one recorded with regions and no page-size change.
+    pub can_ignore: bool,
 }
 
 impl RunDetail {
@@ -262,6 +265,9 @@ impl RunDetail {
             can_approve: r.current_sha256.is_some()
                 && matches!(status.as_str(), "changed" | "rejected" | "unstable"),
             can_reject: status == "changed",
+            can_ignore: matches!(status.as_str(), "changed" | "rejected" | "unstable")
+                && r.size_changed != Some(true)
+                && !regions.is_empty(),
             status,
         }
     }
@@ -303,7 +309,7 @@ impl GroupLink {
 }
 
 /// `2026-11-27T10:07:05.731Z` → `2026-11-27 10:07:05 UTC`.
-fn short_time(rfc3339: &str) -> String {
+pub(super) fn short_time(rfc3339: &str) -> String {
     match (rfc3339.get(..10), rfc3339.get(11..19)) {
         (Some(d), Some(t)) => format!("{d} {t} UTC"),
         _ => rfc3339.to_owned(),

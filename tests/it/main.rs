@@ -10,6 +10,7 @@ mod events;
 mod faults;
 mod groups;
 mod hostile;
+mod ignores;
 mod layout;
 mod monitoring;
 mod outside;

@@ -155,10 +155,22 @@ async fn pages_pass_axe_core_and_fit_a_phone() {
         (format!("/runs/{run}"), Some("swipe")),
         (format!("/runs/{run}"), Some("overlay")),
         (format!("/runs/{run}"), Some("diff")),
+        // (Last: the change is ignored first, so the page has its table.)
+        ("/ignored".to_owned(), None),
     ];
-    for width in [1280, 390] {
-        tab.execute(SetDeviceMetricsOverrideParams::new(width, 800, 1.0, width < 500)).await.unwrap();
-        for (path, mode) in &pages {
+    for (path, mode) in &pages {
+        if path == "/ignored" {
+            let r = app
+                .client
+                .post(app.url(&format!("/api/runs/{run}/ignore")))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        for width in [1280, 390] {
+            tab.execute(SetDeviceMetricsOverrideParams::new(width, 800, 1.0, width < 500)).await.unwrap();
             let what = format!("{path} {} at {width} px", mode.unwrap_or(""));
             tab.goto(app.url(path)).await.unwrap();
             until(&tab, &what, "document.readyState === 'complete' && !!document.querySelector('main')")

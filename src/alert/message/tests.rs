@@ -11,6 +11,8 @@ fn changes_always_alert_failures_once_per_streak_and_recoveries_once() {
     assert_eq!(alert_kind(Failed, &[Failed], 3), None, "the streak goes on");
     assert_eq!(alert_kind(Unchanged, &[Failed], 3), Some(AlertKind::Recovered));
     assert_eq!(alert_kind(BaselineCreated, &[Failed], 3), Some(AlertKind::Recovered));
+    assert_eq!(alert_kind(Ignored, &[Failed], 3), Some(AlertKind::Recovered), "captured, a known change");
+    assert_eq!(alert_kind(Ignored, &[Unchanged], 3), None);
     assert_eq!(alert_kind(Unchanged, &[Unchanged], 3), None);
     assert_eq!(alert_kind(Approved, &[Failed], 3), None, "a person's decision alerts no one");
     assert_eq!(alert_kind(Unstable, &[Unchanged], 3), None, "one unsettled capture");

@@ -52,6 +52,7 @@ async fn story(backend: Backend) {
     reads::review_reads(&*store).await;
     reads::retention(&*store).await;
     alert_groups(&*store).await;
+    ignores(&*store).await;
     store.close().await;
 }
 
@@ -929,6 +930,70 @@ async fn alert_groups(store: &dyn InspectStore) {
     let its = NewAlert { run_id: run.id.clone(), ..changed("cafe", 41) };
     assert!(store.enqueue_alert(&its).await.unwrap());
     assert_eq!(awaiting(0, 99).await.unwrap(), 0, "alerted");
+}
+
+/// Ignored changes: one per (monitor, change), in force until its time, counting what it spared.
+async fn ignores(store: &dyn InspectStore) {
+    const T: i64 = 200_000_000;
+    let new_run = NewRun {
+        id: RunId::new(),
+        monitor: name("home"),
+        viewport: "1280x800".into(),
+        scheduled_for: t(T),
+        trigger: Trigger::Schedule,
+        now: t(T),
+    };
+    let run = store.insert_run(&new_run).await.unwrap().expect("inserted");
+    let outcome = RunOutcome { verdict: Some(Verdict::Changed), ..Default::default() };
+    assert!(store.complete_run(&run.id, &outcome, t(T + 1)).await.unwrap());
+    let ignore = Ignore {
+        id: vigil::ids::IgnoreId::new(),
+        monitor: name("home"),
+        fingerprint: "k1".into(),
+        description: "$49 → $79".into(),
+        until: t(T + 1000),
+        created_by: "alice".into(),
+        created_at: t(T + 2),
+        run_id: run.id.clone(),
+        matched: 0,
+        last_matched_at: None,
+    };
+    let stored = store.ignore_change(&ignore).await.unwrap();
+    assert_eq!(stored, ignore);
+    let judged = store.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!((judged.verdict, judged.reviewed_by.as_deref()), (Some(Verdict::Ignored), Some("alice")));
+    assert_eq!(store.active_ignore(&name("home"), "k1", t(T + 999)).await.unwrap(), Some(ignore.clone()));
+    assert_eq!(store.active_ignore(&name("home"), "k1", t(T + 1000)).await.unwrap(), None, "ended");
+    assert_eq!(store.active_ignore(&name("home"), "k2", t(T + 5)).await.unwrap(), None);
+    assert_eq!(store.active_ignore(&name("about"), "k1", t(T + 5)).await.unwrap(), None, "per monitor");
+    store.count_ignored(&ignore.id, t(T + 10)).await.unwrap();
+    store.count_ignored(&ignore.id, t(T + 11)).await.unwrap();
+    // The same change ignored again (by someone else, for longer): one row, its count kept.
+    let again = Ignore {
+        id: vigil::ids::IgnoreId::new(),
+        until: t(T + 5000),
+        created_by: "bob".into(),
+        ..ignore.clone()
+    };
+    let stored = store.ignore_change(&again).await.unwrap();
+    assert_eq!(
+        (stored.id.clone(), stored.until, stored.created_by.as_str(), stored.matched, stored.last_matched_at),
+        (ignore.id.clone(), t(T + 5000), "bob", 2, Some(t(T + 11)))
+    );
+    let other = Ignore {
+        id: vigil::ids::IgnoreId::new(),
+        fingerprint: "k2".into(),
+        created_at: t(T + 3),
+        until: t(T + 50),
+        ..ignore.clone()
+    };
+    store.ignore_change(&other).await.unwrap();
+    let listed: Vec<_> = store.list_ignores(t(T + 40)).await.unwrap().into_iter().map(|i| i.id).collect();
+    assert_eq!(listed, [other.id.clone(), ignore.id.clone()], "newest first");
+    assert_eq!(store.list_ignores(t(T + 60)).await.unwrap().len(), 1, "ended before: left out");
+    assert!(store.remove_ignore(&ignore.id).await.unwrap());
+    assert!(!store.remove_ignore(&ignore.id).await.unwrap());
+    assert_eq!(store.active_ignore(&name("home"), "k1", t(T + 5)).await.unwrap(), None);
 }
 
 async fn sessions(store: &dyn InspectStore) {
