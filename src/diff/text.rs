@@ -293,6 +293,20 @@ fn contains(outer: &Region, inner: &Region) -> bool {
     cx >= x0 && cy >= y0 && cx < x0 + u64::from(outer.width) * 2 && cy < y0 + u64::from(outer.height) * 2
 }
 
+/// A hex digest of the words that changed (sorted, each once), the regions whose words were not
+/// compared left out: what an ignored change must say again (`src/ignore/`).
+pub fn words_key(changes: &[RegionChange]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut words: Vec<String> = changes
+        .iter()
+        .filter(|c| !c.too_many_words)
+        .flat_map(|c| c.text.iter().map(|t| t.to_string()))
+        .collect();
+    words.sort();
+    words.dedup();
+    Sha256::digest(words.join("\0").as_bytes())[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What identifies a change, whatever page it is on: a hex digest of the words that changed,
 /// sorted, when every changed region says some; otherwise also of the regions without words and
 /// the changed pixel count (so a broken image beside the same new word is another change).

@@ -53,7 +53,8 @@ impl From<IgnoreError> for ApiError {
 /// An ignore as the API shows it.
 pub fn view(i: &Ignore, now: Timestamp) -> Value {
     json!({
-        "id": i.id, "monitor": i.monitor, "description": i.description, "fingerprint": i.fingerprint,
+        "id": i.id, "monitor": i.monitor, "viewport": i.viewport, "description": i.description,
+        "fingerprint": i.fingerprint, "diff_pixels": i.diff_pixels,
         "until": i.until.to_string(), "active": i.until.millis() > now.millis(), "created_by": i.created_by,
         "created_at": i.created_at.to_string(), "run_id": i.run_id, "matched": i.matched,
         "last_matched_at": i.last_matched_at.map(|t| t.to_string()),
@@ -91,7 +92,7 @@ async fn remove(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id: IgnoreId = id.parse().map_err(|_| ApiError::NotFound("no such ignore"))?;
-    match state.store.remove_ignore(&id).await? {
+    match state.store.remove_ignore(&id, Timestamp::now()).await? {
         true => Ok(StatusCode::NO_CONTENT),
         false => Err(ApiError::NotFound("no such ignore")),
     }

@@ -1,16 +1,18 @@
 //! Ignoring a change (docs/review.md, *Ignoring a change*): a person says that a change of a
 //! monitor is noise — a banner that rotates between two pictures, a price that flips during a
-//! sale. The change is recognised by its key ([`change_key`]: the words that changed, else its
-//! regions and pixel count), and until the ignore ends (7 days unless said otherwise) a run of
-//! that monitor showing the same change is judged `ignored`: no alert, not in the review queue,
-//! counted on the ignore. Other changes of the monitor alert as before.
+//! sale. Until the ignore ends (7 days unless said otherwise), a run of that monitor and
+//! viewport showing the same change is judged `ignored`: no alert, not in the review queue,
+//! counted on the ignore. The same change is strict, so that an ignore never hides a regression
+//! beside it: the same words changed ([`words_key`], all of them), every changed region within
+//! one of the ignored change's (a cell's margin), and at most a quarter more changed pixels.
+//! Other changes of the page alert as before.
 
 pub mod api;
 
 use std::time::Duration;
 
 use crate::diff::Region;
-use crate::diff::text::{HEADLINE_CHARS, RegionChange, change_key, headline};
+use crate::diff::text::{HEADLINE_CHARS, RegionChange, headline, words_key};
 use crate::ids::{IgnoreId, RunId};
 use crate::store::{Ignore, Run, RunOutcome, Store, StoreError, Verdict};
 use crate::time::Timestamp;
@@ -46,37 +48,58 @@ impl IgnoreError {
     }
 }
 
-/// The key of a judged change, from the run's (or outcome's) recorded regions and words.
-fn key_of(
+/// A margin around an ignored region (one 16 px cell of the region grid) for a later region.
+const MARGIN: u32 = 16;
+
+/// A judged change as an ignore compares it: its words' key, regions and changed pixels;
+/// `None` for a change that cannot be recognised (the page size changed, or no region).
+fn change_of(
     regions: Option<&str>,
     words: Option<&str>,
     diff_pixels: Option<i64>,
     size_changed: Option<bool>,
-) -> Option<String> {
+) -> Option<(String, Vec<Region>, i64)> {
     let regions: Vec<Region> = regions.and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default();
+    if size_changed == Some(true) || regions.is_empty() {
+        return None;
+    }
     let words: Vec<RegionChange> = words.and_then(|w| serde_json::from_str(w).ok()).unwrap_or_default();
-    change_key(&regions, &words, diff_pixels.unwrap_or(0), size_changed.unwrap_or(false))
+    Some((words_key(&words), regions, diff_pixels.unwrap_or(0)))
 }
 
-/// The ignore in force for a `changed` outcome of `run`, if one matches its change.
+/// Whether `ignore` covers a change with these regions and pixels (its words already match):
+/// every region within one of the ignore's, give or take [`MARGIN`], and at most a quarter more
+/// changed pixels.
+fn covers(ignore: &Ignore, regions: &[Region], pixels: i64) -> bool {
+    let ignored: Vec<Region> = serde_json::from_str(&ignore.regions).unwrap_or_default();
+    let within = |r: &Region, i: &Region| {
+        r.x + MARGIN >= i.x
+            && r.y + MARGIN >= i.y
+            && r.x + r.width <= i.x + i.width + MARGIN
+            && r.y + r.height <= i.y + i.height + MARGIN
+    };
+    pixels <= ignore.diff_pixels + ignore.diff_pixels / 4
+        && regions.iter().all(|r| ignored.iter().any(|i| within(r, i)))
+}
+
+/// The ignore in force that covers a `changed` (or `unstable`) outcome of `run`, if any.
 pub async fn matching(
     store: &dyn Store,
     run: &Run,
     outcome: &RunOutcome,
 ) -> Result<Option<Ignore>, StoreError> {
-    if outcome.verdict != Some(Verdict::Changed) {
+    if !matches!(outcome.verdict, Some(Verdict::Changed | Verdict::Unstable)) {
         return Ok(None);
     }
-    let key = key_of(
+    let change = change_of(
         outcome.regions.as_deref(),
         outcome.text_changes.as_deref(),
         outcome.diff_pixels,
         outcome.size_changed,
     );
-    match key {
-        Some(key) => store.active_ignore(&run.monitor, &key, Timestamp::now()).await,
-        None => Ok(None),
-    }
+    let Some((words, regions, pixels)) = change else { return Ok(None) };
+    let ignores = store.active_ignores(&run.monitor, &run.viewport, &words, Timestamp::now()).await?;
+    Ok(ignores.into_iter().find(|i| covers(i, &regions, pixels)))
 }
 
 /// What a change says changed, in a few words, for the list of ignores.
@@ -97,23 +120,34 @@ fn description(run: &Run) -> String {
     )
 }
 
-/// Ignores the change of `run` for `days` (a change awaiting review becomes `ignored`).
+/// Ignores the change of `run` for `days` (a change awaiting review becomes `ignored`); an
+/// ignore in force that covers it already is extended instead.
 pub async fn ignore_run(store: &dyn Store, id: &RunId, days: u32, by: &str) -> Result<Ignore, IgnoreError> {
     if !(1..=MAX_DAYS).contains(&days) {
         return Err(IgnoreError::Days);
     }
     let run = store.get_run(id).await?.ok_or(IgnoreError::NoSuchRun)?;
-    match run.verdict {
-        Some(Verdict::Changed | Verdict::Unstable | Verdict::Rejected | Verdict::Ignored) => {}
-        other => return Err(IgnoreError::NotAChange(other.map_or("pending".into(), |v| v.to_string()))),
+    let not_a_change =
+        |run: &Run| IgnoreError::NotAChange(run.verdict.map_or("pending".into(), |v| v.to_string()));
+    if !matches!(
+        run.verdict,
+        Some(Verdict::Changed | Verdict::Unstable | Verdict::Rejected | Verdict::Ignored)
+    ) {
+        return Err(not_a_change(&run));
     }
-    let key = key_of(run.regions.as_deref(), run.text_changes.as_deref(), run.diff_pixels, run.size_changed)
-        .ok_or(IgnoreError::NoKey)?;
+    let (words, regions, pixels) =
+        change_of(run.regions.as_deref(), run.text_changes.as_deref(), run.diff_pixels, run.size_changed)
+            .ok_or(IgnoreError::NoKey)?;
     let now = Timestamp::now();
+    let existing = store.active_ignores(&run.monitor, &run.viewport, &words, now).await?;
+    let extend = existing.iter().find(|i| covers(i, &regions, pixels)).map(|i| i.id.clone());
     let ignore = Ignore {
         id: IgnoreId::new(),
         monitor: run.monitor.clone(),
-        fingerprint: key,
+        viewport: run.viewport.clone(),
+        fingerprint: words,
+        regions: serde_json::to_string(&regions).expect("serialises"),
+        diff_pixels: pixels,
         description: description(&run),
         until: now.plus(Duration::from_secs(u64::from(days) * 86_400)),
         created_by: by.to_owned(),
@@ -122,7 +156,11 @@ pub async fn ignore_run(store: &dyn Store, id: &RunId, days: u32, by: &str) -> R
         matched: 0,
         last_matched_at: None,
     };
-    let stored = store.ignore_change(&ignore).await?;
+    let Some(stored) = store.ignore_change(&ignore, extend.as_ref()).await? else {
+        // Decided meanwhile (approved from Slack while this page was open, say).
+        let now = store.get_run(id).await?.ok_or(IgnoreError::NoSuchRun)?;
+        return Err(not_a_change(&now));
+    };
     tracing::info!(run = %run.id, monitor = %run.monitor, until = %stored.until, %by, "change ignored");
     Ok(stored)
 }
@@ -131,20 +169,47 @@ pub async fn ignore_run(store: &dyn Store, id: &RunId, days: u32, by: &str) -> R
 mod tests {
     use super::*;
 
+    fn ignore(regions: &str, pixels: i64) -> Ignore {
+        Ignore {
+            id: IgnoreId::new(),
+            monitor: "shop".parse().unwrap(),
+            viewport: "1280x800".into(),
+            fingerprint: String::new(),
+            regions: regions.into(),
+            diff_pixels: pixels,
+            description: String::new(),
+            until: Timestamp::from_millis(0),
+            created_by: String::new(),
+            created_at: Timestamp::from_millis(0),
+            run_id: RunId::new(),
+            matched: 0,
+            last_matched_at: None,
+        }
+    }
+
     #[test]
-    fn a_change_has_one_key_whichever_run_shows_it() {
+    fn only_the_same_change_in_the_same_place_is_covered() {
+        let banner = ignore(r#"[{"x":100,"y":0,"width":300,"height":40}]"#, 2000);
+        let at = |x, y, width, height| vec![Region { x, y, width, height }];
+        assert!(covers(&banner, &at(100, 0, 300, 40), 2000), "the same");
+        assert!(covers(&banner, &at(90, 0, 310, 50), 2400), "a cell's margin, a quarter more pixels");
+        assert!(covers(&banner, &at(150, 10, 20, 20), 100), "a part of it");
+        assert!(!covers(&banner, &at(100, 0, 300, 40), 2501), "more than a quarter more pixels");
+        assert!(!covers(&banner, &at(100, 0, 300, 80), 2000), "reaching past the banner");
+        let two = [at(100, 0, 300, 40), at(0, 600, 50, 50)].concat();
+        assert!(!covers(&banner, &two, 2000), "and something else changed");
+    }
+
+    #[test]
+    fn a_change_is_known_by_all_its_words_its_regions_and_pixels() {
         let regions = r#"[{"x":0,"y":0,"width":300,"height":40}]"#;
         let words = r#"[{"region":{"x":0,"y":0,"width":300,"height":40},"text":[{"kind":"replaced","before":"$49","after":"$79"}]}]"#;
-        let a = key_of(Some(regions), Some(words), Some(192), Some(false)).expect("a key");
-        assert_eq!(
-            key_of(Some(regions), Some(words), Some(200), Some(false)),
-            Some(a.clone()),
-            "words decide"
-        );
-        let image = key_of(Some(regions), None, Some(192), Some(false)).expect("pixels and regions");
-        assert_ne!(image, a);
-        assert_ne!(key_of(Some(regions), None, Some(193), Some(false)), Some(image));
-        assert_eq!(key_of(Some(regions), Some(words), Some(192), Some(true)), None, "size changed");
-        assert_eq!(key_of(None, None, Some(192), Some(false)), None, "no region");
+        let (key, found, pixels) =
+            change_of(Some(regions), Some(words), Some(192), Some(false)).expect("a change");
+        assert_eq!((found.len(), pixels), (1, 192));
+        let (none, ..) = change_of(Some(regions), None, Some(192), Some(false)).expect("without words");
+        assert_ne!(key, none, "other words");
+        assert_eq!(change_of(Some(regions), Some(words), Some(192), Some(true)), None, "size changed");
+        assert_eq!(change_of(None, None, Some(192), Some(false)), None, "no region");
     }
 }

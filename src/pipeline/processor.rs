@@ -292,7 +292,8 @@ impl Processor {
                 ..Default::default()
             },
         };
-        // A change a person said to ignore: judged `ignored`, not captured again, not alerted.
+        // A change a person said to ignore (or an unsettled capture of it): judged `ignored`, not
+        // captured again, not alerted.
         let ignored = crate::ignore::matching(&*self.store, &run, &outcome).await?;
         let outcome = match &ignored {
             Some(_) => RunOutcome { verdict: Some(Verdict::Ignored), ..outcome },
@@ -328,8 +329,11 @@ impl Processor {
                 self.verdicts.get_or_create(&vec![("verdict".into(), v.as_str().into())]).inc();
             }
             tracing::info!(run = %run.id, monitor = %run.monitor, viewport = %run.viewport, ?verdict, diff_pixels = ?outcome.diff_pixels, "run judged");
-            if let Some(ignore) = &ignored {
-                self.store.count_ignored(&ignore.id, Timestamp::now()).await?;
+            if let Some(ignore) = &ignored
+                && let Err(e) = self.store.count_ignored(&ignore.id, Timestamp::now()).await
+            {
+                // The verdict stands; only the ignore's count misses this run.
+                tracing::warn!(run = %run.id, ignore = %ignore.id, error = ?e, "cannot count the ignored run");
             }
         }
         match self.store.get_run(&run.id).await? {

@@ -122,7 +122,10 @@ impl Reviewer {
         let current = self.store.current_baseline(&run.monitor, &run.viewport).await?;
         if let Some(current) = current.filter(|c| c.sha256 == sha) {
             // Already the baseline: record the decision on a change, add no history.
-            if matches!(run.verdict, Some(Verdict::Changed | Verdict::Rejected | Verdict::Unstable)) {
+            if matches!(
+                run.verdict,
+                Some(Verdict::Changed | Verdict::Rejected | Verdict::Unstable | Verdict::Ignored)
+            ) {
                 self.store.review_run(&run.id, Verdict::Approved, by, Timestamp::now()).await?;
             }
             let run = self.store.get_run(id).await?.ok_or(ReviewError::NoSuchRun)?;
@@ -206,7 +209,7 @@ impl Reviewer {
                 done.skipped.push((id, "no such run".into()));
                 continue;
             };
-            if !matches!(r.verdict, Some(Verdict::Changed | Verdict::Unstable)) {
+            if !matches!(r.verdict, Some(Verdict::Changed | Verdict::Unstable | Verdict::Ignored)) {
                 let verdict = r.verdict.map_or("pending".into(), |v| v.to_string());
                 done.skipped.push((id, format!("decided already ({verdict})")));
                 continue;

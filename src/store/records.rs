@@ -89,13 +89,19 @@ pub struct Mute {
     pub created_at: Timestamp,
 }
 
-/// A change a person said to ignore: the same change of `monitor` (its `fingerprint`) is
-/// judged `ignored` until `until`.
+/// A change a person said to ignore: a later run of `monitor` at `viewport` showing the same
+/// change is judged `ignored` until `until` (`src/ignore/`).
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Ignore {
     pub id: IgnoreId,
     pub monitor: MonitorName,
+    pub viewport: String,
+    /// The words that changed ([`crate::diff::text::words_key`]).
     pub fingerprint: String,
+    /// The changed regions (JSON), which a later change must lie within.
+    pub regions: String,
+    /// The changed pixels, which a later change may exceed by a quarter at most.
+    pub diff_pixels: i64,
     /// What changed, in a few words (`$49 → $79`, or the regions).
     pub description: String,
     pub until: Timestamp,

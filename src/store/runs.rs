@@ -29,7 +29,7 @@ pub trait RunStore: Send + Sync {
     async fn complete_run(&self, id: &RunId, outcome: &RunOutcome, now: Timestamp) -> Result<bool>;
 
     /// A person's decision on a change (`approved` / `rejected`): only a run that is `changed`,
-    /// `rejected` or `unstable` now; `false` otherwise (say, approved meanwhile by someone else).
+    /// `rejected`, `unstable` or `ignored` now; `false` otherwise (say, approved meanwhile by someone else).
     async fn review_run(&self, id: &RunId, verdict: Verdict, by: &str, now: Timestamp) -> Result<bool>;
 
     async fn pending_run_exists(&self, monitor: &MonitorName, viewport: &str) -> Result<bool>;
@@ -172,7 +172,7 @@ impl RunStore for SqlStore {
         on_pool!(self, |p| {
             let r = sqlx::query(
                 "UPDATE runs SET verdict = $2, reviewed_by = $3, updated_at = $4
-                 WHERE id = $1 AND status = 'done' AND verdict IN ('changed', 'rejected', 'unstable')",
+                 WHERE id = $1 AND status = 'done' AND verdict IN ('changed', 'rejected', 'unstable', 'ignored')",
             )
             .bind(id)
             .bind(verdict)

@@ -101,7 +101,7 @@ async fn remove(State(state): State<Ui>, Path(id): Path<String>, Verified(sessio
     let Ok(id) = id.parse::<IgnoreId>() else {
         return (StatusCode::NOT_FOUND, "no such ignore").into_response();
     };
-    match state.store.remove_ignore(&id).await {
+    match state.store.remove_ignore(&id, Timestamp::now()).await {
         Ok(true) => {
             tracing::info!(ignore = %id, by = %session.actor(&state), "ignore stopped");
             Redirect::to("/ignored").into_response()

@@ -263,9 +263,9 @@ impl RunDetail {
                 .and_then(|c| crate::diff::text::headline(&c, crate::diff::text::HEADLINE_CHARS))
                 .unwrap_or_default(),
             can_approve: r.current_sha256.is_some()
-                && matches!(status.as_str(), "changed" | "rejected" | "unstable"),
+                && matches!(status.as_str(), "changed" | "rejected" | "unstable" | "ignored"),
             can_reject: status == "changed",
-            can_ignore: matches!(status.as_str(), "changed" | "rejected" | "unstable")
+            can_ignore: matches!(status.as_str(), "changed" | "rejected" | "unstable" | "ignored")
                 && r.size_changed != Some(true)
                 && !regions.is_empty(),
             status,

@@ -932,68 +932,89 @@ async fn alert_groups(store: &dyn InspectStore) {
     assert_eq!(awaiting(0, 99).await.unwrap(), 0, "alerted");
 }
 
-/// Ignored changes: one per (monitor, change), in force until its time, counting what it spared.
+/// Ignored changes: per monitor and viewport, in force until their time, counting what they
+/// spared; ignoring marks the run, stopping gives it back to review.
 async fn ignores(store: &dyn InspectStore) {
     const T: i64 = 200_000_000;
-    let new_run = NewRun {
-        id: RunId::new(),
-        monitor: name("home"),
-        viewport: "1280x800".into(),
-        scheduled_for: t(T),
-        trigger: Trigger::Schedule,
-        now: t(T),
-    };
-    let run = store.insert_run(&new_run).await.unwrap().expect("inserted");
-    let outcome = RunOutcome { verdict: Some(Verdict::Changed), ..Default::default() };
-    assert!(store.complete_run(&run.id, &outcome, t(T + 1)).await.unwrap());
+    let mut runs = Vec::new();
+    for at in [0, 1] {
+        let new_run = NewRun {
+            id: RunId::new(),
+            monitor: name("home"),
+            viewport: "1280x800".into(),
+            scheduled_for: t(T + at),
+            trigger: Trigger::Schedule,
+            now: t(T + at),
+        };
+        let run = store.insert_run(&new_run).await.unwrap().expect("inserted");
+        let outcome = RunOutcome { verdict: Some(Verdict::Changed), ..Default::default() };
+        assert!(store.complete_run(&run.id, &outcome, t(T + at + 1)).await.unwrap());
+        runs.push(run);
+    }
     let ignore = Ignore {
         id: vigil::ids::IgnoreId::new(),
         monitor: name("home"),
+        viewport: "1280x800".into(),
         fingerprint: "k1".into(),
+        regions: r#"[{"x":0,"y":0,"width":10,"height":10}]"#.into(),
+        diff_pixels: 100,
         description: "$49 → $79".into(),
         until: t(T + 1000),
         created_by: "alice".into(),
         created_at: t(T + 2),
-        run_id: run.id.clone(),
+        run_id: runs[0].id.clone(),
         matched: 0,
         last_matched_at: None,
     };
-    let stored = store.ignore_change(&ignore).await.unwrap();
-    assert_eq!(stored, ignore);
-    let judged = store.get_run(&run.id).await.unwrap().unwrap();
+    assert_eq!(store.ignore_change(&ignore, None).await.unwrap(), Some(ignore.clone()));
+    let judged = store.get_run(&runs[0].id).await.unwrap().unwrap();
     assert_eq!((judged.verdict, judged.reviewed_by.as_deref()), (Some(Verdict::Ignored), Some("alice")));
-    assert_eq!(store.active_ignore(&name("home"), "k1", t(T + 999)).await.unwrap(), Some(ignore.clone()));
-    assert_eq!(store.active_ignore(&name("home"), "k1", t(T + 1000)).await.unwrap(), None, "ended");
-    assert_eq!(store.active_ignore(&name("home"), "k2", t(T + 5)).await.unwrap(), None);
-    assert_eq!(store.active_ignore(&name("about"), "k1", t(T + 5)).await.unwrap(), None, "per monitor");
+    let active = |monitor: &'static str, viewport: &'static str, key: &'static str, at: i64| async move {
+        store.active_ignores(&name(monitor), viewport, key, t(T + at)).await
+    };
+    assert_eq!(active("home", "1280x800", "k1", 999).await.unwrap(), std::slice::from_ref(&ignore));
+    assert!(active("home", "1280x800", "k1", 1000).await.unwrap().is_empty(), "ended");
+    assert!(active("home", "1280x800", "k2", 5).await.unwrap().is_empty(), "other words");
+    assert!(active("home", "390x844", "k1", 5).await.unwrap().is_empty(), "another viewport");
+    assert!(active("about", "1280x800", "k1", 5).await.unwrap().is_empty(), "another monitor");
     store.count_ignored(&ignore.id, t(T + 10)).await.unwrap();
     store.count_ignored(&ignore.id, t(T + 11)).await.unwrap();
-    // The same change ignored again (by someone else, for longer): one row, its count kept.
+    // Extended from another run of the same change (by someone else, for longer): its count kept.
     let again = Ignore {
         id: vigil::ids::IgnoreId::new(),
         until: t(T + 5000),
         created_by: "bob".into(),
+        run_id: runs[1].id.clone(),
         ..ignore.clone()
     };
-    let stored = store.ignore_change(&again).await.unwrap();
+    let stored = store.ignore_change(&again, Some(&ignore.id)).await.unwrap().expect("a change");
     assert_eq!(
         (stored.id.clone(), stored.until, stored.created_by.as_str(), stored.matched, stored.last_matched_at),
         (ignore.id.clone(), t(T + 5000), "bob", 2, Some(t(T + 11)))
     );
+    assert_eq!(store.get_run(&runs[1].id).await.unwrap().unwrap().verdict, Some(Verdict::Ignored));
+    // A run decided meanwhile: nothing written.
+    store.review_run(&runs[1].id, Verdict::Approved, "carol", t(T + 12)).await.unwrap();
+    let late = Ignore { id: vigil::ids::IgnoreId::new(), run_id: runs[1].id.clone(), ..ignore.clone() };
+    assert_eq!(store.ignore_change(&late, None).await.unwrap(), None);
     let other = Ignore {
         id: vigil::ids::IgnoreId::new(),
         fingerprint: "k2".into(),
         created_at: t(T + 3),
         until: t(T + 50),
+        run_id: runs[0].id.clone(),
         ..ignore.clone()
     };
-    store.ignore_change(&other).await.unwrap();
+    store.ignore_change(&other, None).await.unwrap().expect("stored");
     let listed: Vec<_> = store.list_ignores(t(T + 40)).await.unwrap().into_iter().map(|i| i.id).collect();
     assert_eq!(listed, [other.id.clone(), ignore.id.clone()], "newest first");
     assert_eq!(store.list_ignores(t(T + 60)).await.unwrap().len(), 1, "ended before: left out");
-    assert!(store.remove_ignore(&ignore.id).await.unwrap());
-    assert!(!store.remove_ignore(&ignore.id).await.unwrap());
-    assert_eq!(store.active_ignore(&name("home"), "k1", t(T + 5)).await.unwrap(), None);
+    // Stopped: the run it was made from awaits review again.
+    assert!(store.remove_ignore(&ignore.id, t(T + 20)).await.unwrap());
+    assert!(!store.remove_ignore(&ignore.id, t(T + 21)).await.unwrap());
+    assert!(active("home", "1280x800", "k1", 5).await.unwrap().is_empty());
+    let back = store.get_run(&runs[0].id).await.unwrap().unwrap();
+    assert_eq!((back.verdict, back.reviewed_by), (Some(Verdict::Changed), None));
 }
 
 async fn sessions(store: &dyn InspectStore) {
