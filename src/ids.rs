@@ -92,6 +92,10 @@ prefixed_id!(
     /// A change a person said to ignore.
     IgnoreId, "ign", "ignore"
 );
+prefixed_id!(
+    /// A rectangle a reviewer drew to leave out of the comparison.
+    MaskId, "msk", "mask"
+);
 
 #[cfg(test)]
 mod tests {

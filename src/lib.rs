@@ -17,6 +17,7 @@ pub mod disk;
 pub mod http;
 pub mod ids;
 pub mod ignore;
+pub mod masks;
 pub mod pipeline;
 pub mod queue;
 pub mod reload;

@@ -460,6 +460,11 @@ impl Services {
         crate::pipeline::api::router(monitors)
             .merge(crate::review::api::router(review))
             .merge(crate::ignore::api::router(ignores))
+            .merge(crate::masks::api::router(crate::masks::api::MasksApi {
+                store: self.store.clone(),
+                monitors: self.monitors.clone(),
+                auth: self.auth.clone(),
+            }))
             .merge(crate::alert::interactions::router(interactions))
     }
 

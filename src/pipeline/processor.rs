@@ -456,7 +456,10 @@ impl Processor {
             }));
         }
         let base_png = self.baselines.blob(&baseline.sha256).await?;
-        let options = diff_options(monitor, reported_masks);
+        // With the rectangles reviewers drew on this page's captures (the review page, the API).
+        let drawn = self.store.masks_of(&run.monitor, Some(&run.viewport)).await?;
+        let mut options = diff_options(monitor, reported_masks);
+        options.masks.extend(drawn.iter().filter_map(crate::masks::region));
         let compared = tokio::task::spawn_blocking(move || {
             let (report, diff_png) = compare_png(&base_png, &png, &options, &Limits::default(), true)?;
             // What the words in the changed regions say changed, when both sides have words

@@ -14,6 +14,7 @@ mod deliveries;
 mod ignores;
 mod inspect;
 mod jobs;
+mod masks;
 mod monitors;
 mod objects;
 mod outbox;
@@ -34,6 +35,7 @@ pub use deliveries::DeliveryStore;
 pub use ignores::IgnoreStore;
 pub use inspect::Inspect;
 pub use jobs::JobStore;
+pub use masks::MaskStore;
 pub use monitors::MonitorStore;
 pub use records::*;
 pub use retention::RetentionStore;
@@ -181,6 +183,7 @@ pub trait Store:
     + RetentionStore
     + SessionStore
     + IgnoreStore
+    + MaskStore
 {
 }
 
@@ -195,6 +198,7 @@ impl<T> Store for T where
         + RetentionStore
         + SessionStore
         + IgnoreStore
+        + MaskStore
 {
 }
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::config::MonitorName;
-use crate::ids::{AlertId, AssetId, BaselineId, IgnoreId, JobId, MessageId, RunId};
+use crate::ids::{AlertId, AssetId, BaselineId, IgnoreId, JobId, MaskId, MessageId, RunId};
 use crate::time::Timestamp;
 
 macro_rules! text_enum {
@@ -112,6 +112,20 @@ pub struct Ignore {
     /// Runs judged `ignored` by it since.
     pub matched: i64,
     pub last_matched_at: Option<Timestamp>,
+}
+
+/// A rectangle a reviewer drew on a capture of `monitor` at `viewport`: not compared.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct DrawnMask {
+    pub id: MaskId,
+    pub monitor: MonitorName,
+    pub viewport: String,
+    pub x: i64,
+    pub y: i64,
+    pub width: i64,
+    pub height: i64,
+    pub created_by: String,
+    pub created_at: Timestamp,
 }
 
 /// A monitor as the config file has it now.

@@ -5,6 +5,7 @@
 //! (plain forms and links).
 
 mod ignored;
+mod masks;
 mod views;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ pub fn router(state: Ui) -> Router {
         .route("/baselines/{monitor}/{viewport}/revert", post(revert))
         .route("/ui/review.js", get(script))
         .merge(ignored::routes())
+        .merge(masks::routes())
         .with_state(state)
 }
 
@@ -343,6 +345,10 @@ async fn monitor_page(
         }
     }
     let changes = runs.iter().filter(|r| r.verdict == Some(Verdict::Changed)).count();
+    let drawn = match state.store.masks_of(&monitor.name, None).await {
+        Ok(m) => m,
+        Err(e) => return failure(e),
+    };
     let older = (runs.len() == 50).then(|| runs.last().map(|r| r.id.to_string())).flatten();
     let layout = layout(&state, &session).await;
     html(MonitorPage {
@@ -354,6 +360,8 @@ async fn monitor_page(
         histories,
         changes,
         older,
+        masks: drawn.iter().map(MaskRow::new).collect(),
+        masks_yaml: crate::masks::yaml(&drawn),
     })
 }
 
@@ -380,6 +388,10 @@ async fn run_page(State(state): State<Ui>, session: Session, Path(id): Path<Stri
         Ok(g) => g,
         Err(e) => return failure(e),
     };
+    let masks = match state.store.masks_of(&run.monitor, Some(&run.viewport)).await {
+        Ok(m) => m.iter().map(views::rect).collect(),
+        Err(e) => return failure(e),
+    };
     let layout = layout(&state, &session).await;
     html(ReviewPage {
         layout,
@@ -389,6 +401,7 @@ async fn run_page(State(state): State<Ui>, session: Session, Path(id): Path<Stri
         monitor_changes,
         group,
         group_total,
+        masks,
     })
 }
 

@@ -81,6 +81,56 @@
       });
     }));
 
+  // Draw a mask: drag on the current capture; the rectangle, in the capture's own pixels, fills
+  // the mask form (which also takes typed numbers, without this script).
+  const shot = $("current-img");
+  const maskForm = $("mask-form");
+  if (shot && maskForm) {
+    let start = null;
+    let drawn = null;
+    const at = (e) => {
+      const r = shot.getBoundingClientRect();
+      const k = shot.naturalWidth / r.width || 1;
+      const x = Math.min(shot.naturalWidth, Math.max(0, Math.round((e.clientX - r.left) * k)));
+      const y = Math.min(shot.naturalHeight, Math.max(0, Math.round((e.clientY - r.top) * k)));
+      return { x, y, k };
+    };
+    const place = (a, b) => {
+      const g = { x: Math.min(a.x, b.x), y: Math.min(a.y, b.y), w: Math.max(1, Math.abs(a.x - b.x)), h: Math.max(1, Math.abs(a.y - b.y)) };
+      drawn.style.left = g.x / a.k + "px";
+      drawn.style.top = g.y / a.k + "px";
+      drawn.style.width = g.w / a.k + "px";
+      drawn.style.height = g.h / a.k + "px";
+      return g;
+    };
+    shot.style.cursor = "crosshair";
+    shot.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      start = at(e);
+      shot.setPointerCapture(e.pointerId);
+      if (!drawn) {
+        drawn = document.createElement("div");
+        drawn.className = "drawn-mask";
+        drawn.setAttribute("aria-hidden", "true");
+        shot.parentElement.appendChild(drawn);
+      }
+      place(start, start);
+    });
+    shot.addEventListener("pointermove", (e) => {
+      if (start) place(start, at(e));
+    });
+    shot.addEventListener("pointerup", (e) => {
+      if (!start) return;
+      const g = place(start, at(e));
+      start = null;
+      $("masking").open = true;
+      $("mask-x").value = g.x;
+      $("mask-y").value = g.y;
+      $("mask-width").value = g.w;
+      $("mask-height").value = g.h;
+    });
+  }
+
   // Keys pressed in a text field are text, not shortcuts. Anywhere else (the page, a link, a
   // button, the zoom select, and the view-mode radios, which keep the focus once clicked) they
   // are shortcuts.

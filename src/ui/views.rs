@@ -180,6 +180,32 @@ pub struct MonitorPage {
     pub histories: Vec<HistoryView>,
     pub changes: usize,
     pub older: Option<String>,
+    /// The masks drawn on the review page, and as YAML for the config.
+    pub masks: Vec<MaskRow>,
+    pub masks_yaml: String,
+}
+
+pub struct MaskRow {
+    pub id: String,
+    pub viewport: String,
+    pub rect: String,
+    pub created_by: String,
+}
+
+impl MaskRow {
+    pub fn new(m: &crate::store::DrawnMask) -> Self {
+        MaskRow {
+            id: m.id.to_string(),
+            viewport: m.viewport.clone(),
+            rect: rect(m),
+            created_by: m.created_by.clone(),
+        }
+    }
+}
+
+/// `x, y — w × h`.
+pub fn rect(m: &crate::store::DrawnMask) -> String {
+    format!("{}, {} — {} × {}", m.x, m.y, m.width, m.height)
 }
 
 pub struct RegionView {
@@ -287,6 +313,8 @@ pub struct ReviewPage {
     pub group: Vec<GroupLink>,
     /// How many runs the group has (more than are listed, past 100).
     pub group_total: usize,
+    /// The masks drawn on this monitor and viewport, as `x, y — w × h`.
+    pub masks: Vec<String>,
 }
 
 /// A run of a change group on the review page.

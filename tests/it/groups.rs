@@ -12,7 +12,7 @@ use crate::helpers::slack::{BOT_TOKEN, CHANNEL_ID, FakeSlack};
 use crate::helpers::{Backend, TestApp, TestSite, wait_for};
 use crate::monitoring::{TOKEN, api, run_now, verdict_of};
 use crate::review::{SIGNING_SECRET, slack_click};
-use crate::ui::{Urlencoded, cookie_of};
+use crate::ui::signed_in;
 
 const OPS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const PAGES: [&str; 5] = ["home", "pricing", "docs", "blog", "about"];
@@ -137,10 +137,7 @@ async fn the_same_change_on_five_pages_is_one_alert_one_event_and_one_approval()
     assert_eq!(slack.posted().len(), 1);
 
     // The review page of any of them shows the group.
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login =
-        client.post(app.url("/login")).urlencoded(&[("token", TOKEN), ("next", "/")]).send().await.unwrap();
-    let cookie = cookie_of(&login);
+    let (client, cookie) = signed_in(&app).await;
     let last = changes[4]["id"].as_str().unwrap();
     let html = client
         .get(app.url(&format!("/runs/{last}")))

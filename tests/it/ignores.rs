@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::slack::{BOT_TOKEN, FakeSlack};
 use crate::helpers::{Backend, TestApp, TestSite, wait_for};
 use crate::monitoring::{TOKEN, api, run_now, verdict_of};
-use crate::ui::{Urlencoded, cookie_of};
+use crate::ui::{Urlencoded, csrf_in, signed_in};
 
 fn banner(sale: &str) -> String {
     format!(
@@ -57,15 +57,12 @@ async fn an_ignored_change_is_quiet_until_the_ignore_ends_and_other_changes_stil
     posted(&slack, 1).await;
 
     // The reviewer ignores it from the review page, for 30 days.
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login =
-        client.post(app.url("/login")).urlencoded(&[("token", TOKEN), ("next", "/")]).send().await.unwrap();
-    let cookie = cookie_of(&login);
+    let (client, cookie) = signed_in(&app).await;
     let id = summer["id"].as_str().unwrap();
     let page = client.get(app.url(&format!("/runs/{id}"))).header("cookie", &cookie).send().await.unwrap();
     let html = page.text().await.unwrap();
     assert!(html.contains(&format!("action=\"/runs/{id}/ignore?days=30\"")), "{html}");
-    let csrf = html.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let csrf = csrf_in(&html);
     let r = client
         .post(app.url(&format!("/runs/{id}/ignore?days=30")))
         .header("cookie", &cookie)

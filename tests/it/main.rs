@@ -12,6 +12,7 @@ mod groups;
 mod hostile;
 mod ignores;
 mod layout;
+mod masks;
 mod monitoring;
 mod outside;
 mod pipeline;

@@ -74,6 +74,48 @@ async fn a_person_reviews_a_change_in_the_browser() {
     tab.find_element("input[value=overlay]").await.unwrap().click().await.unwrap();
     until(&tab, "the overlay view", "!document.querySelector('#stack').hidden && document.querySelector('#stack-cur').style.opacity === '0.5'").await;
     tab.find_element("input[value=side]").await.unwrap().click().await.unwrap();
+    // Drawing a mask: a drag on the current capture fills the form, in the capture's pixels.
+    let (left, top, width, height): (f64, f64, f64, f64) = tab
+        .evaluate(
+            "(() => { const i = document.querySelector('#current-img'); i.scrollIntoView(); \
+             const r = i.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; })()",
+        )
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    use chromiumoxide::cdp::browser_protocol::input::{
+        DispatchMouseEventParams, DispatchMouseEventType, MouseButton,
+    };
+    for (kind, fx, fy) in [
+        (DispatchMouseEventType::MousePressed, 0.1, 0.1),
+        (DispatchMouseEventType::MouseMoved, 0.4, 0.3),
+        (DispatchMouseEventType::MouseMoved, 0.6, 0.5),
+        (DispatchMouseEventType::MouseReleased, 0.6, 0.5),
+    ] {
+        let event = DispatchMouseEventParams::builder()
+            .r#type(kind)
+            .x(left + width * fx)
+            .y(top + height * fy)
+            .button(MouseButton::Left)
+            .buttons(1)
+            .click_count(1)
+            .build()
+            .unwrap();
+        tab.execute(event).await.unwrap();
+    }
+    until(&tab, "the mask form filled by the drag", "document.querySelector('#mask-width').value !== ''")
+        .await;
+    let drawn: Vec<i64> = tab
+        .evaluate("['x', 'y', 'width', 'height'].map(f => +document.querySelector('#mask-' + f).value)")
+        .await
+        .unwrap()
+        .into_value()
+        .unwrap();
+    // 320x200 capture: from 10 % to 60 % across, 10 % to 50 % down (a pixel either way).
+    for (got, want) in drawn.iter().zip([32, 20, 160, 80]) {
+        assert!((got - want).abs() <= 1, "drawn {drawn:?}, expected about [32, 20, 160, 80]");
+    }
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("review-page.png");
     tab.save_screenshot(chromiumoxide::page::ScreenshotParams::builder().full_page(true).build(), &shot)
         .await
@@ -134,6 +176,21 @@ impl Urlencoded for reqwest::RequestBuilder {
         }
         self.header("content-type", "application/x-www-form-urlencoded").body(body.finish())
     }
+}
+
+/// A client that does not follow redirects, as a browser's forms are checked, signed in with
+/// the token: the client and its session cookie.
+pub(crate) async fn signed_in(app: &crate::helpers::TestApp) -> (reqwest::Client, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login =
+        client.post(app.url("/login")).urlencoded(&[("token", TOKEN), ("next", "/")]).send().await.unwrap();
+    let cookie = cookie_of(&login);
+    (client, cookie)
+}
+
+/// The CSRF token in a page's forms.
+pub(crate) fn csrf_in(html: &str) -> String {
+    html.split("name=\"csrf\" value=\"").nth(1).expect("a form").split('"').next().unwrap().to_owned()
 }
 
 pub(crate) fn cookie_of(r: &reqwest::Response) -> String {

@@ -53,6 +53,7 @@ async fn story(backend: Backend) {
     reads::retention(&*store).await;
     alert_groups(&*store).await;
     ignores(&*store).await;
+    masks(&*store).await;
     store.close().await;
 }
 
@@ -1015,6 +1016,31 @@ async fn ignores(store: &dyn InspectStore) {
     assert!(active("home", "1280x800", "k1", 5).await.unwrap().is_empty());
     let back = store.get_run(&runs[0].id).await.unwrap().unwrap();
     assert_eq!((back.verdict, back.reviewed_by), (Some(Verdict::Changed), None));
+}
+
+/// Drawn masks: per monitor, by viewport, removed only through their monitor.
+async fn masks(store: &dyn InspectStore) {
+    let mask = |viewport: &str, x: i64, at: i64| DrawnMask {
+        id: vigil::ids::MaskId::new(),
+        monitor: name("home"),
+        viewport: viewport.into(),
+        x,
+        y: 2,
+        width: 30,
+        height: 40,
+        created_by: "alice".into(),
+        created_at: t(300_000_000 + at),
+    };
+    let (a, b) = (mask("1280x800", 1, 0), mask("390x844", 2, 1));
+    store.add_mask(&a).await.unwrap();
+    store.add_mask(&b).await.unwrap();
+    assert_eq!(store.masks_of(&name("home"), None).await.unwrap(), [a.clone(), b.clone()]);
+    assert_eq!(store.masks_of(&name("home"), Some("390x844")).await.unwrap(), std::slice::from_ref(&b));
+    assert!(store.masks_of(&name("about"), None).await.unwrap().is_empty());
+    assert!(!store.remove_mask(&name("about"), &a.id).await.unwrap(), "another monitor's");
+    assert!(store.remove_mask(&name("home"), &a.id).await.unwrap());
+    assert!(!store.remove_mask(&name("home"), &a.id).await.unwrap());
+    assert_eq!(store.masks_of(&name("home"), None).await.unwrap(), [b]);
 }
 
 async fn sessions(store: &dyn InspectStore) {
