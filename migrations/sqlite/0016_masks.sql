@@ -12,4 +12,4 @@ CREATE TABLE masks (
     created_by  TEXT NOT NULL,
     created_at  BIGINT NOT NULL
 );
-CREATE INDEX masks_monitor ON masks (monitor, viewport);
+CREATE UNIQUE INDEX masks_rect ON masks (monitor, viewport, x, y, width, height);

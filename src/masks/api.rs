@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::config::{LiveMonitors, MonitorName};
 use crate::http::{ApiError, Auth, Authenticated};
 use crate::ids::MaskId;
-use crate::store::{DrawnMask, Store};
+use crate::store::{DrawnMask, MAX_MASKS, MaskAdded, Store};
 use crate::time::Timestamp;
 
 #[derive(Clone)]
@@ -42,9 +42,9 @@ pub fn view(m: &DrawnMask) -> Value {
     })
 }
 
-/// The monitor, if it is configured now.
-fn monitor(state: &MasksApi, name: &str) -> Result<MonitorName, ApiError> {
-    state.monitors.find_str(name).map(|m| m.name).ok_or(ApiError::NotFound("no such monitor"))
+/// A monitor name: configured now, or one whose drawn masks outlived it (to list and remove them).
+fn monitor(name: &str) -> Result<MonitorName, ApiError> {
+    name.parse().map_err(|_| ApiError::NotFound("no such monitor"))
 }
 
 async fn list(
@@ -52,8 +52,11 @@ async fn list(
     State(state): State<MasksApi>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let name = monitor(&state, &name)?;
+    let name = monitor(&name)?;
     let masks = state.store.masks_of(&name, None).await?;
+    if masks.is_empty() && state.monitors.find(&name).is_none() {
+        return Err(ApiError::NotFound("no such monitor"));
+    }
     Ok(Json(json!({"masks": masks.iter().map(view).collect::<Vec<_>>(), "yaml": super::yaml(&masks)})))
 }
 
@@ -67,7 +70,8 @@ struct Draw {
     by: Option<String>,
 }
 
-/// Adds a mask for `viewport`, one of the monitor's viewports now.
+/// Adds a mask for `viewport`, one of the monitor's viewports now; drawing the same rectangle
+/// again gives the one drawn before.
 pub async fn add(
     store: &dyn Store,
     monitors: &LiveMonitors,
@@ -78,12 +82,26 @@ pub async fn add(
 ) -> Result<DrawnMask, ApiError> {
     let invalid =
         |field: &str, message: &str| ApiError::Invalid { field: field.into(), message: message.into() };
-    let known = monitors.find(name).is_some_and(|m| m.viewports.iter().any(|v| v.key() == viewport));
-    if !known {
+    let Some(configured) = monitors.find(name) else {
+        return Err(ApiError::NotFound("no such monitor"));
+    };
+    let Some(vp) = configured.viewports.iter().find(|v| v.key() == viewport) else {
         return Err(invalid("viewport", "not one of the monitor's viewports"));
+    };
+    if let Some((field, why)) = super::invalid(x, y, width, height) {
+        return Err(invalid(field, why));
     }
-    if let Some(why) = super::invalid(x, y, width, height) {
-        return Err(invalid("x", why));
+    // In the capture's device pixels.
+    let (device_width, device_height) =
+        ((f64::from(vp.width) * vp.scale) as i64, (f64::from(vp.height) * vp.scale) as i64);
+    if x >= device_width {
+        return Err(invalid("x", "right of the capture"));
+    }
+    if width.saturating_mul(height) > device_width * device_height / 2 {
+        return Err(invalid(
+            "width",
+            "larger than half the viewport: it would hide most changes (use hide:, selector: or a narrower mask)",
+        ));
     }
     let mask = DrawnMask {
         id: MaskId::new(),
@@ -96,9 +114,23 @@ pub async fn add(
         created_by: by.to_owned(),
         created_at: Timestamp::now(),
     };
-    store.add_mask(&mask).await?;
-    tracing::info!(monitor = %name, %viewport, x, y, width, height, %by, "mask drawn");
-    Ok(mask)
+    match store.add_mask(&mask).await? {
+        MaskAdded::Added => {
+            tracing::info!(monitor = %name, %viewport, x, y, width, height, %by, "mask drawn");
+            Ok(mask)
+        }
+        MaskAdded::Duplicate => {
+            let same = |m: &DrawnMask| (m.x, m.y, m.width, m.height) == (x, y, width, height);
+            let drawn = store.masks_of(name, Some(viewport)).await?;
+            drawn.into_iter().find(same).ok_or(ApiError::Internal)
+        }
+        MaskAdded::Full => Err(ApiError::Conflict {
+            code: "too_many_masks",
+            message: format!(
+                "this viewport has {MAX_MASKS} masks already: remove some, or move them into the config"
+            ),
+        }),
+    }
 }
 
 async fn draw(
@@ -107,7 +139,7 @@ async fn draw(
     Path(name): Path<String>,
     Json(body): Json<Draw>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let name = monitor(&state, &name)?;
+    let name = monitor(&name)?;
     let by = state.auth.actor(auth.index, body.by.as_deref());
     let rect = (body.x, body.y, body.width, body.height);
     let mask = add(&*state.store, &state.monitors, &name, &body.viewport, rect, &by).await?;
@@ -119,7 +151,7 @@ async fn remove(
     State(state): State<MasksApi>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let name = monitor(&state, &name)?;
+    let name = monitor(&name)?;
     let id: MaskId = id.parse().map_err(|_| ApiError::NotFound("no such mask"))?;
     match state.store.remove_mask(&name, &id).await? {
         true => Ok(StatusCode::NO_CONTENT),

@@ -12,13 +12,19 @@ use crate::store::DrawnMask;
 /// The largest side of a drawn mask, as for any capture.
 pub const MAX_SIDE: i64 = 65_536;
 
-/// Why a rectangle cannot be a mask, if it cannot.
-pub fn invalid(x: i64, y: i64, width: i64, height: i64) -> Option<&'static str> {
-    if x < 0 || y < 0 || x >= MAX_SIDE || y >= MAX_SIDE {
-        return Some("x and y must be 0 to 65535");
+/// Why a rectangle cannot be a mask, if it cannot: (the field, why).
+pub fn invalid(x: i64, y: i64, width: i64, height: i64) -> Option<(&'static str, &'static str)> {
+    if !(0..MAX_SIDE).contains(&x) {
+        return Some(("x", "x must be 0 to 65535"));
     }
-    if width < 1 || height < 1 || width > MAX_SIDE || height > MAX_SIDE {
-        return Some("width and height must be 1 to 65536");
+    if !(0..MAX_SIDE).contains(&y) {
+        return Some(("y", "y must be 0 to 65535"));
+    }
+    if !(1..=MAX_SIDE).contains(&width) {
+        return Some(("width", "width must be 1 to 65536"));
+    }
+    if !(1..=MAX_SIDE).contains(&height) {
+        return Some(("height", "height must be 1 to 65536"));
     }
     None
 }
@@ -31,23 +37,22 @@ pub fn region(m: &DrawnMask) -> Option<Region> {
     }
 }
 
-/// The drawn masks of a monitor as YAML to paste under it in the config (masks there apply to
-/// every viewport: each line says which viewport it was drawn on).
+/// The drawn masks of a monitor as items for its `mask:` list in the config, grouped by the
+/// viewport they were drawn on (masks there apply to every viewport).
 pub fn yaml(masks: &[DrawnMask]) -> String {
     if masks.is_empty() {
         return String::new();
     }
-    let mut out = String::from("mask:\n");
+    let mut out = String::from(
+        "# Add to the monitor's mask: list (its own mask: replaces the one in defaults:).\nmask:\n",
+    );
+    let mut viewport = None;
     for m in masks {
-        out.push_str(&format!(
-            "  - {{x: {}, y: {}, width: {}, height: {}}}  # drawn on {} by {}\n",
-            m.x,
-            m.y,
-            m.width,
-            m.height,
-            m.viewport,
-            m.created_by.replace(['\n', '\r'], " ")
-        ));
+        if viewport != Some(&m.viewport) {
+            out.push_str(&format!("  # drawn on {}\n", m.viewport));
+            viewport = Some(&m.viewport);
+        }
+        out.push_str(&format!("  - {{x: {}, y: {}, width: {}, height: {}}}\n", m.x, m.y, m.width, m.height));
     }
     out
 }
@@ -67,25 +72,27 @@ mod tests {
             y: 20,
             width,
             height: 40,
-            created_by: "alice\nmallory".into(),
+            created_by: "alice".into(),
             created_at: Timestamp::from_millis(0),
         }
     }
 
     #[test]
     fn drawn_masks_export_as_yaml_the_config_reads() {
-        let text = yaml(&[mask(10, 30), mask(0, 5)]);
+        let phone = DrawnMask { viewport: "390x844@3x-mobile".into(), ..mask(1, 2) };
+        let text = yaml(&[mask(10, 30), mask(0, 5), phone]);
         assert_eq!(
             text,
-            "mask:\n  - {x: 10, y: 20, width: 30, height: 40}  # drawn on 1280x800 by alice mallory\n  \
-             - {x: 0, y: 20, width: 5, height: 40}  # drawn on 1280x800 by alice mallory\n"
+            "# Add to the monitor's mask: list (its own mask: replaces the one in defaults:).\nmask:\n  \
+             # drawn on 1280x800\n  - {x: 10, y: 20, width: 30, height: 40}\n  - {x: 0, y: 20, width: 5, height: 40}\n  \
+             # drawn on 390x844@3x-mobile\n  - {x: 1, y: 20, width: 2, height: 40}\n"
         );
         let config = format!(
             "monitors:\n  - name: home\n    url: \"https://example.com/\"\n{}",
             text.lines().map(|l| format!("    {l}\n")).collect::<String>()
         );
         let parsed = crate::config::parse(&config, "m.yaml", &|_: &str| None).expect("the config reads it");
-        assert_eq!(parsed.monitors[0].mask.len(), 2);
+        assert_eq!(parsed.monitors[0].mask.len(), 3);
         assert_eq!(yaml(&[]), "");
     }
 

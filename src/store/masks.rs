@@ -2,15 +2,29 @@
 
 use async_trait::async_trait;
 
-use super::pool::on_pool;
+use super::pool::{Dialect, on_pool};
 use super::*;
 use crate::ids::MaskId;
 
+/// The most masks one monitor and viewport may have.
+pub const MAX_MASKS: i64 = 100;
+
+/// What [`MaskStore::add_mask`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskAdded {
+    Added,
+    /// The same rectangle is drawn there already.
+    Duplicate,
+    /// The viewport has [`MAX_MASKS`] already: nothing added.
+    Full,
+}
+
 #[async_trait]
 pub trait MaskStore: Send + Sync {
-    async fn add_mask(&self, mask: &DrawnMask) -> Result<()>;
+    async fn add_mask(&self, mask: &DrawnMask) -> Result<MaskAdded>;
 
-    /// A monitor's drawn masks (of one viewport, if given), oldest first.
+    /// A monitor's drawn masks (of one viewport, if given), by viewport, oldest first: at most
+    /// [`MAX_MASKS`] a viewport.
     async fn masks_of(&self, monitor: &MonitorName, viewport: Option<&str>) -> Result<Vec<DrawnMask>>;
 
     /// `false` when the monitor has no such mask.
@@ -19,11 +33,23 @@ pub trait MaskStore: Send + Sync {
 
 #[async_trait]
 impl MaskStore for SqlStore {
-    async fn add_mask(&self, m: &DrawnMask) -> Result<()> {
+    async fn add_mask(&self, m: &DrawnMask) -> Result<MaskAdded> {
         on_pool!(self, |p| {
-            sqlx::query(
+            let mut tx = p.write_tx().await?;
+            let count: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM masks WHERE monitor = $1 AND viewport = $2")
+                    .bind(&m.monitor)
+                    .bind(&m.viewport)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if count >= MAX_MASKS {
+                tx.rollback().await?;
+                return Ok(MaskAdded::Full);
+            }
+            let added = sqlx::query(
                 "INSERT INTO masks (id, monitor, viewport, x, y, width, height, created_by, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (monitor, viewport, x, y, width, height) DO NOTHING",
             )
             .bind(&m.id)
             .bind(&m.monitor)
@@ -34,9 +60,10 @@ impl MaskStore for SqlStore {
             .bind(m.height)
             .bind(&m.created_by)
             .bind(m.created_at)
-            .execute(p)
+            .execute(&mut *tx)
             .await?;
-            Ok(())
+            tx.commit().await?;
+            Ok(if added.rows_affected() == 0 { MaskAdded::Duplicate } else { MaskAdded::Added })
         })
     }
 
@@ -44,7 +71,7 @@ impl MaskStore for SqlStore {
         on_pool!(self, |p| {
             Ok(sqlx::query_as(
                 "SELECT * FROM masks WHERE monitor = $1 AND ($2 IS NULL OR viewport = $2)
-                 ORDER BY created_at, id LIMIT 500",
+                 ORDER BY viewport, created_at, id",
             )
             .bind(monitor)
             .bind(viewport)

@@ -35,7 +35,7 @@ pub use deliveries::DeliveryStore;
 pub use ignores::IgnoreStore;
 pub use inspect::Inspect;
 pub use jobs::JobStore;
-pub use masks::MaskStore;
+pub use masks::{MAX_MASKS, MaskAdded, MaskStore};
 pub use monitors::MonitorStore;
 pub use records::*;
 pub use retention::RetentionStore;

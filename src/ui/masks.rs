@@ -52,7 +52,7 @@ async fn draw(
         Ok(_) => Redirect::to(&format!("/runs/{id}")).into_response(),
         Err(ApiError::Invalid { message, .. }) => (StatusCode::UNPROCESSABLE_ENTITY, message).into_response(),
         Err(ApiError::Store(e)) => failure(e),
-        Err(e) => (StatusCode::CONFLICT, e.to_string()).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 

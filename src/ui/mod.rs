@@ -360,7 +360,10 @@ async fn monitor_page(
         histories,
         changes,
         older,
-        masks: drawn.iter().map(MaskRow::new).collect(),
+        masks: {
+            let viewports: Vec<String> = monitor.viewports.iter().map(|v| v.key()).collect();
+            drawn.iter().map(|m| MaskRow::new(m, &viewports)).collect()
+        },
         masks_yaml: crate::masks::yaml(&drawn),
     })
 }

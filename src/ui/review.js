@@ -91,9 +91,9 @@
     const at = (e) => {
       const r = shot.getBoundingClientRect();
       const k = shot.naturalWidth / r.width || 1;
-      const x = Math.min(shot.naturalWidth, Math.max(0, Math.round((e.clientX - r.left) * k)));
-      const y = Math.min(shot.naturalHeight, Math.max(0, Math.round((e.clientY - r.top) * k)));
-      return { x, y, k };
+      const x = Math.min(shot.naturalWidth - 1, Math.max(0, Math.round((e.clientX - r.left) * k)));
+      const y = Math.min(shot.naturalHeight - 1, Math.max(0, Math.round((e.clientY - r.top) * k)));
+      return { x, y, k, cx: e.clientX, cy: e.clientY };
     };
     const place = (a, b) => {
       const g = { x: Math.min(a.x, b.x), y: Math.min(a.y, b.y), w: Math.max(1, Math.abs(a.x - b.x)), h: Math.max(1, Math.abs(a.y - b.y)) };
@@ -104,7 +104,9 @@
       return g;
     };
     shot.style.cursor = "crosshair";
+    shot.style.touchAction = "none";
     shot.addEventListener("pointerdown", (e) => {
+      if (e.button !== 0) return;
       e.preventDefault();
       start = at(e);
       shot.setPointerCapture(e.pointerId);
@@ -119,9 +121,20 @@
     shot.addEventListener("pointermove", (e) => {
       if (start) place(start, at(e));
     });
+    shot.addEventListener("pointercancel", () => {
+      start = null;
+      if (drawn) drawn.style.width = "0";
+    });
     shot.addEventListener("pointerup", (e) => {
       if (!start) return;
-      const g = place(start, at(e));
+      const end = at(e);
+      // A click, not a drag: nothing drawn.
+      if (Math.abs(end.cx - start.cx) < 4 && Math.abs(end.cy - start.cy) < 4) {
+        start = null;
+        drawn.style.width = "0";
+        return;
+      }
+      const g = place(start, end);
       start = null;
       $("masking").open = true;
       $("mask-x").value = g.x;

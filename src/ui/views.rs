@@ -190,15 +190,18 @@ pub struct MaskRow {
     pub viewport: String,
     pub rect: String,
     pub created_by: String,
+    /// Drawn on a viewport the monitor no longer has: not applied.
+    pub stale: bool,
 }
 
 impl MaskRow {
-    pub fn new(m: &crate::store::DrawnMask) -> Self {
+    pub fn new(m: &crate::store::DrawnMask, viewports: &[String]) -> Self {
         MaskRow {
             id: m.id.to_string(),
             viewport: m.viewport.clone(),
             rect: rect(m),
             created_by: m.created_by.clone(),
+            stale: !viewports.contains(&m.viewport),
         }
     }
 }

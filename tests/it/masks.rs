@@ -81,7 +81,10 @@ async fn a_drawn_mask_hides_a_moving_box_until_it_is_removed() {
     assert_eq!((mask["viewport"].as_str(), mask["width"].as_i64()), (Some("320x200"), Some(200)), "{listed}");
     assert!(mask["created_by"].as_str().unwrap().starts_with("ui token "), "who drew it: {listed}");
     assert!(
-        listed["yaml"].as_str().unwrap().starts_with("mask:\n  - {x: 0, y: 0, width: 200, height: 150}"),
+        listed["yaml"]
+            .as_str()
+            .unwrap()
+            .contains("mask:\n  # drawn on 320x200\n  - {x: 0, y: 0, width: 200, height: 150}\n"),
         "{listed}"
     );
     let page_html = client
@@ -103,6 +106,15 @@ async fn a_drawn_mask_hides_a_moving_box_until_it_is_removed() {
     assert_eq!(r.status(), 422);
     let r = post(json!({"viewport": "320x200", "x": -1, "y": 0, "width": 5, "height": 5})).await.unwrap();
     assert_eq!(r.status(), 422);
+    let all =
+        post(json!({"viewport": "320x200", "x": 0, "y": 0, "width": 320, "height": 200})).await.unwrap();
+    assert_eq!(all.status(), 422, "a mask over half the page would hide most changes");
+    let refused: Value = all.json().await.unwrap();
+    assert_eq!(refused["error"]["field"], "width", "{refused}");
+    let same =
+        post(json!({"viewport": "320x200", "x": 0, "y": 0, "width": 200, "height": 150})).await.unwrap();
+    assert_eq!(same.status(), 201);
+    assert_eq!(same.json::<Value>().await.unwrap()["mask"]["id"], mask["id"], "drawn again: the same mask");
     let r = post(json!({"viewport": "320x200", "x": 300, "y": 180, "width": 20, "height": 20, "by": "ci"}))
         .await
         .unwrap();

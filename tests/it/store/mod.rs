@@ -1032,15 +1032,28 @@ async fn masks(store: &dyn InspectStore) {
         created_at: t(300_000_000 + at),
     };
     let (a, b) = (mask("1280x800", 1, 0), mask("390x844", 2, 1));
-    store.add_mask(&a).await.unwrap();
-    store.add_mask(&b).await.unwrap();
+    assert_eq!(store.add_mask(&a).await.unwrap(), MaskAdded::Added);
+    assert_eq!(store.add_mask(&b).await.unwrap(), MaskAdded::Added);
+    let again = DrawnMask { id: vigil::ids::MaskId::new(), ..a.clone() };
+    assert_eq!(store.add_mask(&again).await.unwrap(), MaskAdded::Duplicate, "the same rectangle");
     assert_eq!(store.masks_of(&name("home"), None).await.unwrap(), [a.clone(), b.clone()]);
     assert_eq!(store.masks_of(&name("home"), Some("390x844")).await.unwrap(), std::slice::from_ref(&b));
     assert!(store.masks_of(&name("about"), None).await.unwrap().is_empty());
     assert!(!store.remove_mask(&name("about"), &a.id).await.unwrap(), "another monitor's");
     assert!(store.remove_mask(&name("home"), &a.id).await.unwrap());
     assert!(!store.remove_mask(&name("home"), &a.id).await.unwrap());
-    assert_eq!(store.masks_of(&name("home"), None).await.unwrap(), [b]);
+    assert_eq!(store.masks_of(&name("home"), None).await.unwrap(), std::slice::from_ref(&b));
+    // At most MAX_MASKS a viewport.
+    for x in 0..MAX_MASKS - 1 {
+        assert_eq!(store.add_mask(&mask("390x844", 100 + x, 2)).await.unwrap(), MaskAdded::Added);
+    }
+    assert_eq!(store.add_mask(&mask("390x844", 999, 3)).await.unwrap(), MaskAdded::Full);
+    assert_eq!(
+        store.add_mask(&mask("1280x800", 999, 3)).await.unwrap(),
+        MaskAdded::Added,
+        "another viewport"
+    );
+    assert_eq!(store.masks_of(&name("home"), Some("390x844")).await.unwrap().len() as i64, MAX_MASKS);
 }
 
 async fn sessions(store: &dyn InspectStore) {
