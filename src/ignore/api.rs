@@ -16,9 +16,6 @@ use crate::ids::{IgnoreId, RunId};
 use crate::store::{Ignore, Store};
 use crate::time::Timestamp;
 
-/// Ended ignores stay listed this long.
-const ENDED_SHOWN: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
-
 #[derive(Clone)]
 pub struct IgnoreApi {
     pub store: Arc<dyn Store>,
@@ -82,7 +79,7 @@ async fn ignore(
 
 async fn list(_: Authenticated, State(state): State<IgnoreApi>) -> Result<Json<Value>, ApiError> {
     let now = Timestamp::now();
-    let ignores = state.store.list_ignores(now.minus(ENDED_SHOWN)).await?;
+    let ignores = super::listed(&*state.store, now).await?;
     Ok(Json(json!({ "ignores": ignores.iter().map(|i| view(i, now)).collect::<Vec<_>>() })))
 }
 

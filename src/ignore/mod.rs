@@ -21,6 +21,13 @@ use crate::time::Timestamp;
 pub const DEFAULT_DAYS: u32 = 7;
 /// The longest an ignore may last.
 pub const MAX_DAYS: u32 = 90;
+/// Ended ignores stay listed this long.
+const ENDED_SHOWN: Duration = Duration::from_secs(30 * 86_400);
+
+/// The ignores to list at `now`: those in force, and those ended in the last 30 days.
+pub async fn listed(store: &dyn Store, now: Timestamp) -> Result<Vec<Ignore>, StoreError> {
+    store.list_ignores(now.minus(ENDED_SHOWN)).await
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IgnoreError {

@@ -35,11 +35,9 @@ pub fn router(state: MasksApi) -> Router {
         .with_state(state)
 }
 
+/// A mask as the API shows it: the row as it is.
 pub fn view(m: &DrawnMask) -> Value {
-    json!({
-        "id": m.id, "monitor": m.monitor, "viewport": m.viewport, "x": m.x, "y": m.y, "width": m.width,
-        "height": m.height, "created_by": m.created_by, "created_at": m.created_at.to_string(),
-    })
+    serde_json::to_value(m).expect("serialises")
 }
 
 /// A monitor name: configured now, or one whose drawn masks outlived it (to list and remove them).

@@ -15,9 +15,6 @@ use crate::ignore::{DEFAULT_DAYS, IgnoreError, ignore_run};
 use crate::store::Ignore;
 use crate::time::Timestamp;
 
-/// Ended ignores stay listed this long.
-const ENDED_SHOWN: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
-
 pub(super) fn routes() -> Router<Ui> {
     Router::new()
         .route("/runs/{id}/ignore", post(ignore))
@@ -88,7 +85,7 @@ impl IgnoreRow {
 
 async fn page(State(state): State<Ui>, session: Session) -> Response {
     let now = Timestamp::now();
-    let ignores = match state.store.list_ignores(now.minus(ENDED_SHOWN)).await {
+    let ignores = match crate::ignore::listed(&*state.store, now).await {
         Ok(i) => i,
         Err(e) => return failure(e),
     };
