@@ -24,7 +24,7 @@ pub struct Scheduler {
     cron: JobScheduler,
     runs: Arc<Runs>,
     monitors: LiveMonitors,
-    /// Monitor → (its job, the schedule the job was made with).
+    /// Monitor → (its job, the schedule and zone the job was made with).
     jobs: tokio::sync::Mutex<HashMap<MonitorName, (Uuid, String)>>,
 }
 
@@ -64,7 +64,7 @@ impl Scheduler {
             monitors.iter().filter(|m| m.enabled).map(|m| (&m.name, m)).collect();
         let stale: Vec<MonitorName> = jobs
             .iter()
-            .filter(|(name, (_, schedule))| wanted.get(name).is_none_or(|m| &m.schedule.source != schedule))
+            .filter(|(name, (_, schedule))| wanted.get(name).is_none_or(|m| &m.schedule.key() != schedule))
             .map(|(name, _)| name.clone())
             .collect();
         let mut retimed = Vec::new();
@@ -83,7 +83,7 @@ impl Scheduler {
                 continue;
             }
             let id = self.cron.add(self.job(monitor)?).await?;
-            jobs.insert(name.clone(), (id, monitor.schedule.source.clone()));
+            jobs.insert(name.clone(), (id, monitor.schedule.key()));
             if !retimed.contains(name) {
                 summary.added += 1;
             }
@@ -93,7 +93,8 @@ impl Scheduler {
 
     fn job(&self, monitor: &Monitor) -> Result<Job, JobSchedulerError> {
         let (name, monitors, runs) = (monitor.name.clone(), self.monitors.clone(), self.runs.clone());
-        Job::new_async(monitor.schedule.six_fields.as_str(), move |_, _| {
+        // Fired in the monitor's `timezone`: a daily 09:00 stays 09:00 local across DST.
+        Job::new_async_tz(monitor.schedule.six_fields.as_str(), monitor.schedule.tz, move |_, _| {
             let (name, monitors, runs) = (name.clone(), monitors.clone(), runs.clone());
             Box::pin(async move {
                 // The monitor as it is now (a reload may have changed its settings).

@@ -61,6 +61,9 @@ pub struct AlertPayload {
     /// (epoch milliseconds; its monitor's `group_window`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group_until: Option<i64>,
+    /// Held by the monitor's quiet hours: not sent before this (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hold_until: Option<i64>,
     /// Once its group is formed: every run the message stands for, this one first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<Vec<super::group::GroupMember>>,
@@ -135,6 +138,7 @@ impl AlertPayload {
             review_url: public_url.join(&format!("runs/{}", run.id)).expect("valid").to_string(),
             images,
             group_until: None,
+            hold_until: None,
             group: None,
         }
     }

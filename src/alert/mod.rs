@@ -175,6 +175,9 @@ impl Alerter {
                 return self.record(&alert, &attempt, "dead").await;
             }
         };
+        if let Some(until) = payload.hold_until.filter(|t| *t > Timestamp::now().millis()) {
+            return self.store.defer_alert(&alert.id, Timestamp::from_millis(until), Timestamp::now()).await;
+        }
         if payload.group_until.is_some() && payload.group.is_none() {
             match self.form_group(&alert, &mut payload).await? {
                 group::Grouping::Wait(at) => {

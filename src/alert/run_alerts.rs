@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use super::events::Events;
 use super::{AlertPayload, alert_kind};
-use crate::config::LiveMonitors;
+use crate::config::{LiveMonitors, QuietAction};
 use crate::ids::AlertId;
 use crate::store::{AlertKind, NewAlert, Run, Store, StoreError, Verdict};
 use crate::time::Timestamp;
@@ -69,6 +69,22 @@ impl RunAlerts {
         }
         let mut payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
         let now = Timestamp::now();
+        // A quiet window (`quiet_hours:`): held to its end, or dropped as a mute drops (a
+        // recovery still goes, when it is not held).
+        let quiet = monitor.as_ref().and_then(|m| m.quiet_at(now.to_datetime()));
+        match quiet {
+            Some((_, QuietAction::Skip)) if kind != AlertKind::Recovered => {
+                tracing::info!(run = %run.id, monitor = %run.monitor, %kind, "quiet hours; alert skipped");
+                return Ok(None);
+            }
+            Some((end, QuietAction::Hold)) => {
+                tracing::info!(run = %run.id, monitor = %run.monitor, %kind, until = %end, "quiet hours; alert held");
+                payload.hold_until = Some(Timestamp::from_datetime(end).millis());
+            }
+            _ => {}
+        }
+        // Its events leave with it: due when it is.
+        let due = payload.hold_until.map_or(now, Timestamp::from_millis);
         // A change that may be the same on other pages of its tick waits to go out with them;
         // its events are queued when its group is formed (`group`).
         let window = monitor.as_ref().map_or(Duration::ZERO, |m| m.group_window);
@@ -79,7 +95,7 @@ impl RunAlerts {
         Ok(Some(NewAlert {
             events: match fingerprint {
                 Some(_) => Vec::new(),
-                None => self.events.for_alert(&payload, now),
+                None => self.events.for_alert(&payload, due),
             },
             fingerprint,
             id: AlertId::new(),

@@ -142,6 +142,32 @@ pub fn capture_request(monitor: &Monitor, viewport: &Viewport, run: &RunId, webh
     if let Some(b) = &monitor.basic_auth {
         obj.insert("basic_auth".into(), json!({"username": b.username, "password": b.password.expose()}));
     }
+    let page = &monitor.page;
+    let steps: Vec<_> = page.steps.iter().map(|s| s.to_wire()).collect();
+    let lists = [
+        ("steps", json!(steps)),
+        ("click_accept", json!(page.click_accept)),
+        ("remove", json!(page.remove)),
+        ("block_requests", json!(page.block_requests)),
+    ];
+    for (key, v) in lists.into_iter().filter(|(_, v)| v.as_array().is_some_and(|a| !a.is_empty())) {
+        obj.insert(key.into(), v);
+    }
+    if page.block_banners {
+        obj.insert("block_banners".into(), json!(true));
+    }
+    let optional = [
+        ("inject_css", page.inject_css.as_ref().map(|v| json!(v))),
+        ("inject_js", page.inject_js.as_ref().map(|v| json!(v))),
+        ("locale", page.locale.as_ref().map(|v| json!(v))),
+        ("geolocation", page.geolocation.map(|g| json!(g))),
+        ("timezone", monitor.timezone.map(|tz| json!(tz.name()))),
+    ];
+    for (key, v) in optional {
+        if let Some(v) = v {
+            obj.insert(key.into(), v);
+        }
+    }
     // Cookies without a domain are left for the capture service to bind to the URL.
     if let Some(cookies) = obj.get_mut("cookies").and_then(Value::as_array_mut) {
         for c in cookies.iter_mut().filter_map(Value::as_object_mut) {
@@ -169,5 +195,34 @@ mod tests {
         assert_eq!(spec.mask_selectors, ["#clock"]);
         assert_eq!(spec.wait_for.as_deref(), Some("#main"));
         assert_eq!(req["metadata"]["run_id"], run.as_str());
+        assert!(req.get("steps").is_none() && req.get("timezone").is_none());
+    }
+
+    #[test]
+    fn page_setup_reaches_the_capture_api_whole() {
+        let yaml = r##"monitors:
+  - name: shop
+    url: https://example.com/
+    timezone: America/New_York
+    locale: en-US
+    geolocation: {latitude: 40.7, longitude: -74}
+    block_banners: true
+    click_accept: ["#ok"]
+    remove: [".chat"]
+    inject_css: "body { color: red }"
+    inject_js: "document.title = 'x'"
+    block_requests: ["*/analytics.js"]
+    steps:
+      - fill: "#q"
+        value: shoes
+      - press: Enter
+      - wait_for: {text: "results"}
+"##;
+        let config = crate::config::parse(yaml, "m.yaml", &|_| None).unwrap();
+        let m = &config.monitors[0];
+        let req = capture_request(m, &m.viewports[0], &RunId::new(), "http://127.0.0.1:8080/hooks/capture");
+        let spec = crate::capture::request::parse(req.to_string().as_bytes()).unwrap().validate().unwrap();
+        assert_eq!(spec.page, m.page);
+        assert_eq!(spec.timezone.as_deref(), Some("America/New_York"));
     }
 }

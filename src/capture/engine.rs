@@ -20,13 +20,13 @@ use chromiumoxide::cdp::browser_protocol::network::{CookieParam, SetCookiesParam
 use chromiumoxide::cdp::browser_protocol::page::{
     CaptureScreenshotFormat, CaptureScreenshotParams, EventFrameNavigated, PrintToPdfParams, Viewport,
 };
-use chromiumoxide::cdp::js_protocol::runtime::EvaluateParams;
 use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use super::browser::LiveBrowser;
 use super::error::CaptureError;
 use super::load::{Refused, navigate};
+use super::prepare::{eval, js_string, wait_for_selector};
 use super::request::CaptureSpec;
 use super::tab::Tab;
 use crate::config::Format;
@@ -89,10 +89,14 @@ fn ms(d: Duration) -> u64 {
 /// secrets (`headers`, `basic_auth`: an interception lives on the tab), nor one with a user
 /// agent of its own (it stays on the tab), nor a PDF.
 fn warmable(spec: &CaptureSpec) -> bool {
+    let p = &spec.page;
+    let emulated = spec.timezone.is_some() || p.locale.is_some() || p.geolocation.is_some();
     spec.headers.is_empty()
         && spec.basic_auth.is_none()
         && spec.user_agent.is_none()
         && spec.format == Format::Png
+        && !emulated
+        && p.block_requests.is_empty()
 }
 
 /// The limits and the way out every capture has (docs/capture.md).
@@ -149,10 +153,12 @@ pub async fn capture(
     let work = async {
         let mut crashed = page.event_listener::<EventTargetCrashed>().await?;
         let dialog_task = super::tab::dismiss_dialogs(&tab, dialogs.clone()).await?;
-        let secrets_task = match super::tab::secret_headers(spec) {
-            Some(headers) => Some(super::tab::send_secrets_to_origin(&page, &spec.url, headers).await?),
-            None => None,
+        let secrets = super::tab::secret_headers(spec);
+        let secrets_task = match secrets.is_some() || !spec.page.block_requests.is_empty() {
+            true => Some(super::tab::intercept(&page, &spec.url, secrets, &spec.page.block_requests).await?),
+            false => None,
         };
+        super::prepare::emulate(live, &page, tab.context_id(), spec).await?;
         let refused = |host: &str| tab.proxy.refusal(host);
         let r = tokio::select! {
             r = in_page(&page, spec, stability_timeout, limits.max_pixels, &refused) => r,
@@ -229,6 +235,7 @@ async fn in_page(
         && spec.format == Format::Png
         && !spec.full_page
         && spec.selector.is_none()
+        && !spec.page.touches_page()
         && !stability_timeout.is_zero();
     let mut early = None;
     let mut loaded = start.elapsed();
@@ -267,6 +274,7 @@ async fn in_page(
     if let Some(sel) = &spec.wait_for {
         wait_for_selector(page, sel, deadline).await?;
     }
+    super::prepare::prepare(page, spec, deadline).await?;
     stabilise(page, spec).await?;
     if !spec.delay.is_zero() {
         tokio::time::sleep(spec.delay).await;
@@ -347,34 +355,6 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
         page.execute(SetCookiesParams::new(cookies)).await?;
     }
     Ok(())
-}
-
-async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> Result<T, CaptureError> {
-    let params = EvaluateParams::builder()
-        .expression(js)
-        .await_promise(true)
-        .return_by_value(true)
-        .build()
-        .expect("expression is set");
-    let r = page.evaluate_expression(params).await?;
-    r.into_value().map_err(|e| CaptureError::Navigation(format!("unexpected script result: {e}")))
-}
-
-fn js_string(s: &str) -> String {
-    serde_json::to_string(s).expect("strings serialise")
-}
-
-async fn wait_for_selector(page: &Page, selector: &str, deadline: Instant) -> Result<(), CaptureError> {
-    let js = format!("document.querySelector({}) !== null", js_string(selector));
-    loop {
-        if eval::<bool>(page, &js).await.unwrap_or(false) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(CaptureError::WaitForTimeout(selector.to_owned()));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn stabilise(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {

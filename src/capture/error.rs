@@ -39,6 +39,9 @@ pub enum CaptureError {
     PageMemory,
     #[error("cannot start the capture's proxy")]
     Egress(#[source] std::io::Error),
+    /// A monitor's step (or `click_accept`, `remove`, `inject_js`) could not be done.
+    #[error("{step}{}: {reason}", if .target.is_empty() { String::new() } else { format!(" on {}", .target) })]
+    StepFailed { step: String, target: String, reason: String },
 }
 
 impl CaptureError {
@@ -60,6 +63,7 @@ impl CaptureError {
             CaptureError::TooLarge { .. } => "capture_too_large",
             CaptureError::PageMemory => "page_memory_exceeded",
             CaptureError::Egress(_) => "browser_error",
+            CaptureError::StepFailed { .. } => "step_failed",
         }
     }
 
@@ -75,6 +79,7 @@ impl CaptureError {
                 | super::policy::PolicyError::Reserved { .. },
             )
             | CaptureError::TooLarge { .. }
+            | CaptureError::StepFailed { .. }
             | CaptureError::PageMemory => false,
             // A server error or rate limit may pass; a 404 or 401 will not by retrying.
             CaptureError::HttpStatus { status, .. } => *status >= 500 || *status == 429 || *status == 408,

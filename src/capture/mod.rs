@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 mod load;
 pub mod policy;
+mod prepare;
 pub mod request;
 pub mod tab;
 mod words;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use url::Url;
 
+use crate::config::page::{self, Geolocation, PageSetup, StepWire};
 use crate::config::{Format, WaitUntil};
 
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -55,6 +56,32 @@ pub struct CaptureRequest {
     /// Record the words the capture shows, with their boxes, inside the PNG (`vigil:text`).
     #[serde(default)]
     pub text: Option<bool>,
+    /// Steps before the capture (docs/monitors.md): `{click: "#accept"}`, `{fill, value}` …
+    #[serde(default)]
+    pub steps: Vec<StepWire>,
+    /// Clicked when present, before the steps and after them.
+    #[serde(default)]
+    pub click_accept: Vec<String>,
+    /// Removed from the page when present.
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Common consent banners removed.
+    #[serde(default)]
+    pub block_banners: Option<bool>,
+    #[serde(default)]
+    pub inject_css: Option<String>,
+    #[serde(default)]
+    pub inject_js: Option<String>,
+    /// URL patterns (`*` any characters) whose requests fail.
+    #[serde(default)]
+    pub block_requests: Vec<String>,
+    /// An IANA time zone for the page's clock and `Intl`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    #[serde(default)]
+    pub locale: Option<String>,
+    #[serde(default)]
+    pub geolocation: Option<Geolocation>,
     #[serde(default)]
     pub webhook_url: Option<String>,
     /// Echoed byte for byte in the result and the webhook.
@@ -144,6 +171,10 @@ pub struct CaptureSpec {
     pub max_height: u32,
     /// Record the shown words in the PNG (src/diff/text.rs).
     pub text: bool,
+    /// Steps, banners, injections, blocked requests, locale and position.
+    pub page: PageSetup,
+    /// An IANA zone name the page's clock runs in.
+    pub timezone: Option<String>,
 }
 
 /// A request field that is not acceptable: `field` is its path, e.g. `viewport.width`.
@@ -203,6 +234,13 @@ impl CaptureRequest {
         }
         self.check_webhook_and_headers()?;
         let (mask_selectors, mask_rects) = self.masks()?;
+        let page = self.page_setup()?;
+        let timezone = match self.timezone.as_deref().map(str::trim) {
+            Some(tz) if tz.parse::<chrono_tz::Tz>().is_err() => {
+                return Err(field_err("timezone", format!("not an IANA time zone name: \"{tz}\"")));
+            }
+            tz => tz.map(str::to_owned),
+        };
         Ok(CaptureSpec {
             url,
             format: match self.format {
@@ -234,6 +272,52 @@ impl CaptureRequest {
             reduced_motion: self.reduced_motion.unwrap_or(false),
             max_height,
             text: self.text.unwrap_or(false),
+            page,
+            timezone,
+        })
+    }
+
+    /// `steps`, `click_accept` … `geolocation`, checked as the config checks them.
+    fn page_setup(&self) -> Result<PageSetup, FieldError> {
+        if self.steps.len() > page::MAX_STEPS {
+            return Err(field_err("steps", format!("at most {} steps", page::MAX_STEPS)));
+        }
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for (i, w) in self.steps.iter().enumerate() {
+            let step = w.validate().map_err(|m| match m.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => field_err(&format!("steps[{i}].{key}"), rest),
+                _ => field_err(&format!("steps[{i}]"), m),
+            })?;
+            steps.push(step);
+        }
+        let selectors = [("click_accept", &self.click_accept), ("remove", &self.remove)];
+        for (name, list) in selectors {
+            if let Some(i) = list.iter().position(|s| s.trim().is_empty()) {
+                return Err(field_err(&format!("{name}[{i}]"), "empty selector"));
+            }
+        }
+        if self.block_requests.len() > 200 {
+            return Err(field_err("block_requests", "at most 200 patterns"));
+        }
+        for (i, p) in self.block_requests.iter().enumerate() {
+            page::check_block_pattern(p).map_err(|m| field_err(&format!("block_requests[{i}]"), m))?;
+        }
+        if let Some(l) = &self.locale {
+            page::check_locale(l).map_err(|m| field_err("locale", m))?;
+        }
+        if let Some(g) = &self.geolocation {
+            g.check().map_err(|m| field_err("geolocation", m))?;
+        }
+        Ok(PageSetup {
+            click_accept: self.click_accept.clone(),
+            remove: self.remove.clone(),
+            block_banners: self.block_banners.unwrap_or(false),
+            inject_css: self.inject_css.clone().filter(|s| !s.trim().is_empty()),
+            steps,
+            inject_js: self.inject_js.clone().filter(|s| !s.trim().is_empty()),
+            block_requests: self.block_requests.iter().map(|p| p.trim().to_owned()).collect(),
+            locale: self.locale.clone(),
+            geolocation: self.geolocation,
         })
     }
 
@@ -329,5 +413,17 @@ mod tests {
             "mask[0]"
         );
         assert_eq!(bad(r#"{"url": "https://a.example/", "webhook_url": "ftp://x/"}"#), "webhook_url");
+        assert_eq!(
+            bad(r#"{"url": "https://a.example/", "steps": [{"click": "a"}, {"fill": "b"}]}"#),
+            "steps[1].value"
+        );
+        assert_eq!(bad(r#"{"url": "https://a.example/", "steps": [{}]}"#), "steps[0]");
+        assert_eq!(bad(r#"{"url": "https://a.example/", "block_requests": ["*"]}"#), "block_requests[0]");
+        assert_eq!(bad(r#"{"url": "https://a.example/", "timezone": "Europe/Atlantis"}"#), "timezone");
+        assert_eq!(bad(r#"{"url": "https://a.example/", "click_accept": [""]}"#), "click_accept[0]");
+        assert_eq!(
+            bad(r#"{"url": "https://a.example/", "geolocation": {"latitude": 99, "longitude": 0}}"#),
+            "geolocation"
+        );
     }
 }

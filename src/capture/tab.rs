@@ -9,10 +9,10 @@ use base64::Engine;
 use chromiumoxide::Page;
 use chromiumoxide::cdp::browser_protocol::browser::BrowserContextId;
 use chromiumoxide::cdp::browser_protocol::fetch::{
-    ContinueRequestParams, EnableParams as FetchEnableParams, EventRequestPaused, HeaderEntry,
-    RequestPattern, RequestStage,
+    ContinueRequestParams, EnableParams as FetchEnableParams, EventRequestPaused, FailRequestParams,
+    HeaderEntry, RequestPattern, RequestStage,
 };
-use chromiumoxide::cdp::browser_protocol::network::ClearBrowserCacheParams;
+use chromiumoxide::cdp::browser_protocol::network::{ClearBrowserCacheParams, ErrorReason};
 use chromiumoxide::cdp::browser_protocol::page::{
     AddScriptToEvaluateOnNewDocumentParams, DialogType, EventFrameNavigated, EventJavascriptDialogOpening,
     HandleJavaScriptDialogParams, ResetNavigationHistoryParams,
@@ -174,6 +174,11 @@ impl Tab {
         Arc::ptr_eq(&self.live, live) && live.is_alive() && !live.is_condemned()
     }
 
+    /// Its browser context.
+    pub(super) fn context_id(&self) -> Option<BrowserContextId> {
+        self.context.ctx.clone()
+    }
+
     /// The browser this tab lives in.
     pub(super) fn browser(&self) -> &Arc<LiveBrowser> {
         &self.live
@@ -283,26 +288,43 @@ pub(super) fn secret_headers(spec: &CaptureSpec) -> Option<Vec<(String, String)>
     (!headers.is_empty()).then_some(headers)
 }
 
-/// Adds the secret headers to the requests of the page's own origin, and only to those: every
-/// request the page makes is paused, and one to another origin continues with those header
-/// names taken out (Chromium keeps headers added to a request across its redirects). Requests
-/// this session does not see — other tabs, out-of-process frames, workers — never get them.
-pub(super) async fn send_secrets_to_origin(
+/// Fails the requests `block_requests` names, and adds the secret headers to the requests of
+/// the page's own origin, and only to those: with secrets every request the page makes is
+/// paused, and one to another origin continues with those header names taken out (Chromium
+/// keeps headers added to a request across its redirects). Requests this session does not
+/// see — other tabs, out-of-process frames, workers — never get them.
+pub(super) async fn intercept(
     page: &Page,
     url: &url::Url,
-    secrets: Vec<(String, String)>,
+    secrets: Option<Vec<(String, String)>>,
+    blocked: &[String],
 ) -> Result<tokio::task::JoinHandle<()>, CaptureError> {
     let mut paused = page.event_listener::<EventRequestPaused>().await?;
-    let pattern = RequestPattern {
-        url_pattern: Some("*".into()),
+    let pattern = |p: &str| RequestPattern {
+        url_pattern: Some(p.into()),
         resource_type: None,
         request_stage: Some(RequestStage::Request),
     };
-    page.execute(FetchEnableParams { patterns: Some(vec![pattern]), handle_auth_requests: None }).await?;
+    // Fetch's own wildcards are `*` and `?`: a wider net than ours, narrowed below.
+    let patterns = match secrets {
+        Some(_) => vec![pattern("*")],
+        None => blocked.iter().map(|p| pattern(p)).collect(),
+    };
+    let secrets = secrets.unwrap_or_default();
+    let blocked = blocked.to_vec();
+    page.execute(FetchEnableParams { patterns: Some(patterns), handle_auth_requests: None }).await?;
     let origin = url.origin();
     let page = page.clone();
     Ok(tokio::spawn(async move {
         while let Some(ev) = paused.next().await {
+            if blocked.iter().any(|p| crate::config::page::matches_pattern(p, &ev.request.url)) {
+                tracing::debug!(url = %ev.request.url, "blocked by block_requests");
+                let fail = FailRequestParams::new(ev.request_id.clone(), ErrorReason::BlockedByClient);
+                if page.execute(fail).await.is_err() {
+                    break;
+                }
+                continue;
+            }
             let own = url::Url::parse(&ev.request.url).is_ok_and(|u| u.origin() == origin);
             let mut headers: Vec<HeaderEntry> = ev
                 .request

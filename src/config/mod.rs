@@ -10,7 +10,10 @@ mod live;
 mod model;
 mod monitor;
 mod node;
+pub mod page;
 pub mod report;
+mod schedule;
+mod setup;
 mod storage;
 mod values;
 

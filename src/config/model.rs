@@ -11,6 +11,9 @@ use std::time::Duration;
 use serde::Serialize;
 use url::Url;
 
+pub use super::page::PageSetup;
+pub use super::schedule::{QuietAction, QuietWindow, Schedule};
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub server: ServerConfig,
@@ -323,6 +326,30 @@ pub struct Monitor {
     /// schedule do not all hit the capture pool (or one site) in the same second.
     #[serde(with = "humantime_serde_compat")]
     pub jitter: Duration,
+    /// Steps, banners, injections, blocked requests, locale and position (docs/monitors.md).
+    pub page: PageSetup,
+    /// The zone of `schedule` and `quiet_hours`, and the browser's; UTC (and the browser's own
+    /// zone) when unset.
+    #[serde(serialize_with = "zone_name")]
+    pub timezone: Option<chrono_tz::Tz>,
+    pub quiet_hours: Vec<QuietWindow>,
+}
+
+fn zone_name<S: serde::Serializer>(tz: &Option<chrono_tz::Tz>, s: S) -> Result<S::Ok, S::Error> {
+    match tz {
+        Some(tz) => s.serialize_str(tz.name()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Monitor {
+    /// The quiet window in force at `at`, if any: its end and what it does to alerts.
+    pub fn quiet_at(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<(chrono::DateTime<chrono::Utc>, QuietAction)> {
+        super::schedule::quiet_at(&self.quiet_hours, self.timezone.unwrap_or(chrono_tz::Tz::UTC), at)
+    }
 }
 
 /// When a change is big enough to alert: either limit crossed fires.
@@ -411,60 +438,6 @@ impl Viewport {
     }
 }
 
-/// A cron schedule, validated; always kept in the 6-field form (seconds first).
-#[derive(Debug, Clone, Serialize)]
-pub struct Schedule {
-    /// As written in the file.
-    pub source: String,
-    /// Normalised to 6 fields for tokio-cron-scheduler.
-    pub six_fields: String,
-    #[serde(skip)]
-    pub cron: croner::Cron,
-}
-
-impl Schedule {
-    pub fn parse(source: &str) -> Result<Self, String> {
-        let source = source.trim();
-        let fields: Vec<&str> = source.split_whitespace().collect();
-        let six_fields = match fields.len() {
-            5 => format!("0 {}", fields.join(" ")),
-            6 => fields.join(" "),
-            1 if source.starts_with('@') => source.to_owned(),
-            n => {
-                return Err(format!(
-                    "expected a cron expression of 5 fields (minute hour day month weekday) or 6 (seconds first), got {n} field{}",
-                    if n == 1 { "" } else { "s" }
-                ));
-            }
-        };
-        let parser = croner::parser::CronParser::builder()
-            .seconds(croner::parser::Seconds::Optional)
-            .year(croner::parser::Year::Disallowed)
-            .build();
-        let cron =
-            parser.parse(&six_fields).map_err(|e| format!("invalid cron expression \"{source}\": {e}"))?;
-        Ok(Self { source: source.to_owned(), six_fields, cron })
-    }
-
-    /// The latest fire time at or before `at`: the schedule's own instant, to the second. (The
-    /// search keeps the sub-second part of a time within a matching second; a tick recorded
-    /// with it would not collide with the same tick recorded by another replica.)
-    pub fn previous_fire(&self, at: chrono::DateTime<chrono::Utc>) -> Option<chrono::DateTime<chrono::Utc>> {
-        use chrono::DurationRound;
-        let at = at.duration_trunc(chrono::TimeDelta::seconds(1)).ok()?;
-        self.cron.find_previous_occurrence(&at, true).ok()
-    }
-
-    /// The next `n` fire times strictly after `after` (UTC).
-    pub fn next_fires(
-        &self,
-        after: chrono::DateTime<chrono::Utc>,
-        n: usize,
-    ) -> Vec<chrono::DateTime<chrono::Utc>> {
-        self.cron.clone().iter_after(after).take(n).collect()
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
@@ -549,36 +522,6 @@ mod tests {
         assert_eq!(v.key(), "1280x800");
         let m = Viewport { width: 390, height: 844, scale: 3.0, mobile: true };
         assert_eq!(m.key(), "390x844@3x-mobile");
-    }
-
-    #[test]
-    fn schedules_accept_five_and_six_fields() {
-        let five = Schedule::parse("*/5 * * * *").unwrap();
-        assert_eq!(five.six_fields, "0 */5 * * * *");
-        let six = Schedule::parse("30 0 9 * * MON-FRI").unwrap();
-        assert_eq!(six.six_fields, "30 0 9 * * MON-FRI");
-        let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z").unwrap().to_utc();
-        let fires = five.next_fires(start, 3);
-        let fmt: Vec<String> = fires.iter().map(|t| t.format("%H:%M:%S").to_string()).collect();
-        assert_eq!(fmt, ["00:05:00", "00:10:00", "00:15:00"]);
-        assert!(Schedule::parse("61 * * * *").is_err());
-        assert!(Schedule::parse("* * *").is_err());
-    }
-
-    /// A restart at …:00.754 must record the tick of …:00.000, the one the other replicas wrote
-    /// (issue 14): the schedule's own instant, never the moment of the search.
-    #[test]
-    fn the_previous_fire_is_the_schedules_own_instant() {
-        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        let every_minute = Schedule::parse("* * * * *").unwrap();
-        for now in ["2026-01-01T12:00:00.754Z", "2026-01-01T12:00:59.999Z", "2026-01-01T12:00:00Z"] {
-            assert_eq!(every_minute.previous_fire(at(now)), Some(at("2026-01-01T12:00:00Z")), "{now}");
-        }
-        let every_second = Schedule::parse("* * * * * *").unwrap();
-        assert_eq!(
-            every_second.previous_fire(at("2026-01-01T12:00:07.5Z")),
-            Some(at("2026-01-01T12:00:07Z"))
-        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use url::Url;
 use super::ctx::{Ctx, Fields};
 use super::model::*;
 use super::node::{Node, Pos, Value};
+use super::page::{Geolocation, Step};
 use super::values::{boolean, duration, integer, list, number, percentage, text, text_list, viewport};
 
 /// Keys a monitor may set; `defaults:` takes the same ones except `name` and `url`.
@@ -41,6 +42,17 @@ pub const SETTING_KEYS: &[&str] = &[
     "alerts",
     "enabled",
     "jitter",
+    "steps",
+    "click_accept",
+    "remove",
+    "block_banners",
+    "inject_css",
+    "inject_js",
+    "block_requests",
+    "locale",
+    "geolocation",
+    "timezone",
+    "quiet_hours",
 ];
 
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
@@ -82,6 +94,17 @@ pub(crate) struct Settings {
     alerts: Option<Vec<String>>,
     enabled: Option<bool>,
     jitter: Option<Duration>,
+    steps: Option<Vec<Step>>,
+    click_accept: Option<Vec<String>>,
+    remove: Option<Vec<String>>,
+    block_banners: Option<bool>,
+    inject_css: Option<String>,
+    inject_js: Option<String>,
+    block_requests: Option<Vec<String>>,
+    locale: Option<String>,
+    geolocation: Option<Geolocation>,
+    timezone: Option<chrono_tz::Tz>,
+    quiet_hours: Option<Vec<QuietWindow>>,
 }
 
 /// Reads every setting key present in `f`.
@@ -154,6 +177,17 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(alerts, |n, p| super::alerts::routes(ctx, n, p));
     read!(enabled, |n, p| boolean(ctx, n, p));
     read!(jitter, |n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(3600)));
+    read!(steps, |n, p| super::setup::steps(ctx, n, p));
+    read!(click_accept, |n, p| Some(text_list(ctx, n, p)));
+    read!(remove, |n, p| Some(text_list(ctx, n, p)));
+    read!(block_banners, |n, p| boolean(ctx, n, p));
+    read!(inject_css, |n, p| text(ctx, n, p));
+    read!(inject_js, |n, p| text(ctx, n, p));
+    read!(block_requests, |n, p| super::setup::block_patterns(ctx, n, p));
+    read!(locale, |n, p| super::setup::locale(ctx, n, p));
+    read!(geolocation, |n, p| super::setup::geolocation(ctx, n, p));
+    read!(timezone, |n, p| super::schedule::timezone(ctx, n, p));
+    read!(quiet_hours, |n, p| super::schedule::quiet_hours(ctx, n, p));
     s
 }
 
@@ -179,7 +213,8 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
         url: url?,
         schedule: s
             .schedule
-            .unwrap_or_else(|| Schedule::parse(DEFAULT_SCHEDULE).expect("default schedule parses")),
+            .unwrap_or_else(|| Schedule::parse(DEFAULT_SCHEDULE).expect("default schedule parses"))
+            .in_zone(s.timezone.unwrap_or(chrono_tz::Tz::UTC)),
         viewports: s.viewports.unwrap_or_else(|| vec![DEFAULT_VIEWPORT]),
         full_page: s.full_page.unwrap_or(true),
         format: s.format.unwrap_or(Format::Png),
@@ -214,6 +249,19 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
         }),
         enabled: s.enabled.unwrap_or(true),
         jitter: s.jitter.unwrap_or(Duration::ZERO),
+        page: PageSetup {
+            click_accept: s.click_accept.unwrap_or_default(),
+            remove: s.remove.unwrap_or_default(),
+            block_banners: s.block_banners.unwrap_or(false),
+            inject_css: s.inject_css,
+            steps: s.steps.unwrap_or_default(),
+            inject_js: s.inject_js,
+            block_requests: s.block_requests.unwrap_or_default(),
+            locale: s.locale,
+            geolocation: s.geolocation,
+        },
+        timezone: s.timezone,
+        quiet_hours: s.quiet_hours.unwrap_or_default(),
     })
 }
 
@@ -257,6 +305,17 @@ impl Settings {
             alerts: self.alerts.or_else(|| d.alerts.clone()),
             enabled: self.enabled.or(d.enabled),
             jitter: self.jitter.or(d.jitter),
+            steps: self.steps.or_else(|| d.steps.clone()),
+            click_accept: self.click_accept.or_else(|| d.click_accept.clone()),
+            remove: self.remove.or_else(|| d.remove.clone()),
+            block_banners: self.block_banners.or(d.block_banners),
+            inject_css: self.inject_css.or_else(|| d.inject_css.clone()),
+            inject_js: self.inject_js.or_else(|| d.inject_js.clone()),
+            block_requests: self.block_requests.or_else(|| d.block_requests.clone()),
+            locale: self.locale.or_else(|| d.locale.clone()),
+            geolocation: self.geolocation.or(d.geolocation),
+            timezone: self.timezone.or(d.timezone),
+            quiet_hours: self.quiet_hours.or_else(|| d.quiet_hours.clone()),
         }
     }
 }

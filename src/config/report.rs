@@ -26,7 +26,10 @@ pub fn table(config: &Config, now: DateTime<Utc>) -> String {
                 m.name.to_string(),
                 m.url.to_string(),
                 m.viewports.iter().map(|v| v.key()).collect::<Vec<_>>().join(","),
-                m.schedule.source.clone(),
+                match m.timezone {
+                    Some(tz) => format!("{} ({})", m.schedule.source, tz.name()),
+                    None => m.schedule.source.clone(),
+                },
                 m.threshold.to_string(),
                 next,
             ]

@@ -305,7 +305,22 @@ pub(crate) fn text_list(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Vec<Strin
 pub const MIN_VIEWPORT: u32 = 16;
 pub const MAX_VIEWPORT: u32 = 8192;
 
-/// `1280x800` or `{width, height, scale, mobile}`.
+const fn device(width: u32, height: u32, scale: f64) -> Viewport {
+    Viewport { width, height, scale, mobile: true }
+}
+
+/// Device presets, as viewport shorthands (CSS size, device pixel ratio, a mobile viewport).
+pub const DEVICES: &[(&str, Viewport)] = &[
+    ("iphone-se", device(375, 667, 2.0)),
+    ("iphone-15", device(393, 852, 3.0)),
+    ("iphone-15-pro-max", device(430, 932, 3.0)),
+    ("pixel-8", device(412, 915, 2.625)),
+    ("galaxy-s23", device(360, 780, 3.0)),
+    ("ipad", device(820, 1180, 2.0)),
+    ("ipad-pro-12", device(1024, 1366, 2.0)),
+];
+
+/// `1280x800`, a device preset (`iphone-15`), or `{width, height, scale, mobile}`.
 pub(crate) fn viewport(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Viewport> {
     let what = "a viewport like \"1280x800\" or {width: 1280, height: 800}";
     if let Value::Map(_) = node.value {
@@ -339,6 +354,14 @@ pub(crate) fn viewport(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vie
         });
     }
     let s = scalar_text(ctx, node, path, what)?;
+    if let Some((_, v)) = DEVICES.iter().find(|(name, _)| *name == s.trim()) {
+        return Some(*v);
+    }
+    if s.trim().chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+        let names: Vec<&str> = DEVICES.iter().map(|(n, _)| *n).collect();
+        ctx.expected(node, path, &format!("a viewport like \"1280x800\" or a device: {}", names.join(", ")));
+        return None;
+    }
     let parsed = s
         .trim()
         .split_once(['x', 'X'])

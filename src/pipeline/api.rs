@@ -62,6 +62,8 @@ fn monitor_view(m: &Monitor, mute: Option<&Mute>) -> Value {
         "url": m.url,
         "enabled": m.enabled,
         "schedule": m.schedule.source,
+        "timezone": m.schedule.tz.name(),
+        "quiet_until": m.quiet_at(chrono::Utc::now()).map(|(end, _)| Timestamp::from_datetime(end)),
         "viewports": m.viewports.iter().map(|v| v.key()).collect::<Vec<_>>(),
         "threshold": m.threshold,
         "muted_until": mute.map(|m| m.until),

@@ -23,6 +23,7 @@ mod retention;
 mod review;
 mod roles;
 mod server;
+mod steps;
 mod storage;
 mod store;
 mod ui;

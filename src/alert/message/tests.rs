@@ -53,6 +53,7 @@ pub(crate) fn changed() -> AlertPayload {
         review_url: "http://vigil.local:8080/runs/run_01J0000000000000000000000".into(),
         images: Vec::new(),
         group_until: None,
+        hold_until: None,
         group: None,
     }
 }

@@ -1,0 +1,200 @@
+//! Reading the page keys of a monitor (`steps`, `click_accept`, `geolocation` …) from YAML with
+//! positions; their meaning and checks are in [`super::page`].
+
+use super::ctx::{Ctx, Fields};
+use super::node::{Node, Value};
+use super::page::{self, Geolocation, Step, StepWire, WaitForSpec, WaitForWire};
+use super::values::{list, number, text};
+
+/// `steps:`, each a mapping with one action key.
+pub(crate) fn steps(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Step>> {
+    let items = list(ctx, node, path, "steps like {click: \"#accept\"}")?;
+    if items.len() > page::MAX_STEPS {
+        ctx.error(node.pos, path, format!("at most {} steps", page::MAX_STEPS));
+        return None;
+    }
+    let steps: Vec<Option<Step>> =
+        items.iter().enumerate().map(|(i, n)| step(ctx, n, &format!("{path}[{i}]"))).collect();
+    steps.into_iter().collect()
+}
+
+fn step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
+    let mut f = Fields::of(ctx, node, path)?;
+    let mut ok = true;
+    let mut read = |ctx: &mut Ctx<'_>, f: &mut Fields<'_>, key: &str| -> Option<String> {
+        let n = f.opt(key)?;
+        let v = text(ctx, n, &f.path(key));
+        ok &= v.is_some();
+        v
+    };
+    let mut wire = StepWire {
+        click: read(ctx, &mut f, "click"),
+        fill: read(ctx, &mut f, "fill"),
+        press: read(ctx, &mut f, "press"),
+        select: read(ctx, &mut f, "select"),
+        hover: read(ctx, &mut f, "hover"),
+        scroll_to: read(ctx, &mut f, "scroll_to"),
+        evaluate: read(ctx, &mut f, "evaluate"),
+        goto: read(ctx, &mut f, "goto"),
+        value: read(ctx, &mut f, "value"),
+        timeout: read(ctx, &mut f, "timeout"),
+        wait_for: None,
+    };
+    if let Some(n) = f.opt("wait_for") {
+        wire.wait_for = wait_for(ctx, n, &f.path("wait_for"));
+        ok &= wire.wait_for.is_some();
+    }
+    let mut known = page::ACTIONS.to_vec();
+    known.extend(["value", "timeout"]);
+    f.finish(ctx, &known);
+    if !ok {
+        return None;
+    }
+    match wire.validate() {
+        Ok(step) => Some(step),
+        Err(message) => {
+            // "key: what is wrong" names the key; the step itself otherwise.
+            let (at, message) = match message.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => (format!("{path}.{key}"), rest.to_owned()),
+                _ => (path.to_owned(), message),
+            };
+            ctx.error(node.pos, &at, message);
+            None
+        }
+    }
+}
+
+fn wait_for(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<WaitForWire> {
+    if !matches!(node.value, Value::Map(_)) {
+        return text(ctx, node, path).map(WaitForWire::Selector);
+    }
+    let mut f = Fields::of(ctx, node, path)?;
+    let mut get = |ctx: &mut Ctx<'_>, key: &str| f.opt(key).map(|n| text(ctx, n, &f.path(key)));
+    let spec = WaitForSpec {
+        selector: get(ctx, "selector").flatten(),
+        text: get(ctx, "text").flatten(),
+        duration: get(ctx, "duration").flatten(),
+    };
+    f.finish(ctx, &["selector", "text", "duration"]);
+    Some(WaitForWire::Spec(spec))
+}
+
+/// `block_requests:` URL patterns.
+pub(crate) fn block_patterns(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<String>> {
+    let items = list(ctx, node, path, "URL patterns like \"*://*.doubleclick.net/*\"")?;
+    if items.len() > 200 {
+        ctx.error(node.pos, path, "at most 200 patterns");
+        return None;
+    }
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let s = text(ctx, item, &p)?;
+        if let Err(e) = page::check_block_pattern(&s) {
+            ctx.error(item.pos, &p, e);
+            return None;
+        }
+        out.push(s.trim().to_owned());
+    }
+    Some(out)
+}
+
+/// `locale: de-DE`.
+pub(crate) fn locale(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<String> {
+    let s = text(ctx, node, path)?;
+    match page::check_locale(s.trim()) {
+        Ok(()) => Some(s.trim().to_owned()),
+        Err(e) => {
+            ctx.error(node.pos, path, e);
+            None
+        }
+    }
+}
+
+/// `geolocation: {latitude, longitude, accuracy}`.
+pub(crate) fn geolocation(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Geolocation> {
+    let mut f = Fields::of(ctx, node, path)?;
+    let mut coord = |ctx: &mut Ctx<'_>, key: &str, limit: f64, default: Option<f64>| {
+        let p = f.path(key);
+        match (f.opt(key), default) {
+            (Some(n), _) => number(ctx, n, &p, -limit, limit),
+            (None, Some(d)) => Some(d),
+            (None, None) => {
+                ctx.error(node.pos, &p, "missing (degrees)");
+                None
+            }
+        }
+    };
+    let latitude = coord(ctx, "latitude", 90.0, None);
+    let longitude = coord(ctx, "longitude", 180.0, None);
+    let accuracy = coord(ctx, "accuracy", 100_000.0, Some(10.0));
+    f.finish(ctx, &["latitude", "longitude", "accuracy"]);
+    let g = Geolocation { latitude: latitude?, longitude: longitude?, accuracy: accuracy?.abs() };
+    Some(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::page::{Action, WaitFor};
+
+    fn parse(yaml: &str) -> Result<crate::config::Config, String> {
+        crate::config::parse(yaml, "m.yaml", &|name| (name == "PW").then(|| "hunter2".to_owned()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn steps_and_page_keys_read_from_yaml() {
+        let c = parse(
+            r##"
+defaults:
+  block_banners: true
+  timezone: Europe/Berlin
+monitors:
+  - name: account
+    url: https://example.com/login
+    click_accept: ["#accept-all"]
+    remove: [".chat-widget"]
+    inject_css: ".ad { display: none }"
+    block_requests: ["*://*.doubleclick.net/*"]
+    locale: de-DE
+    geolocation: {latitude: 52.52, longitude: 13.405}
+    steps:
+      - fill: "#user"
+        value: ana
+      - fill: "#password"
+        value: ${PW}
+      - click: "button[type=submit]"
+      - wait_for: {text: "Welcome back"}
+        timeout: 20s
+"##,
+        )
+        .unwrap();
+        let m = &c.monitors[0];
+        assert!(m.page.block_banners);
+        assert_eq!(m.timezone.map(|t| t.name()), Some("Europe/Berlin"));
+        assert_eq!(m.page.steps.len(), 4);
+        assert!(matches!(&m.page.steps[1].action, Action::Fill { value, .. } if value.expose() == "hunter2"));
+        assert_eq!(m.page.steps[3].action, Action::WaitFor(WaitFor::Text("Welcome back".into())));
+        assert_eq!(m.page.steps[3].timeout, std::time::Duration::from_secs(20));
+        assert_eq!(m.page.locale.as_deref(), Some("de-DE"));
+        assert_eq!(m.page.geolocation.map(|g| g.accuracy), Some(10.0));
+        assert_eq!(m.schedule.tz.name(), "Europe/Berlin");
+    }
+
+    #[test]
+    fn mistakes_point_at_the_line_and_the_key() {
+        let e = parse(
+            "monitors:\n  - name: a\n    url: https://example.com/\n    steps:\n      - click: \"#a\"\n      - fill: \"#b\"\n      - clik: \"#c\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("m.yaml:6:9: monitors[0].steps[1].value: missing (what to fill)"), "{e}");
+        assert!(
+            e.contains("m.yaml:7:9: monitors[0].steps[2].clik: unknown key; did you mean \"click\"?"),
+            "{e}"
+        );
+        let e = parse("monitors:\n  - name: a\n    url: https://example.com/\n    timezone: Mars/Olympus\n    locale: german\n    quiet_hours: {from: \"22:00\", to: \"25:00\"}\n").unwrap_err();
+        assert!(e.contains("m.yaml:4:15: monitors[0].timezone: expected an IANA time zone"), "{e}");
+        assert!(e.contains("monitors[0].locale: expected a language tag"), "{e}");
+        assert!(e.contains("monitors[0].quiet_hours.to: expected a local time"), "{e}");
+    }
+}
