@@ -40,7 +40,7 @@ impl Scheduler {
     /// Schedules every enabled monitor and starts the clock. A monitor that has run before and
     /// whose latest tick passed while vigil was down runs once now (one catch-up, however many
     /// ticks were missed).
-    pub async fn start(monitors: LiveMonitors, runs: Arc<Runs>) -> Result<Self, JobSchedulerError> {
+    pub async fn start(monitors: LiveMonitors, runs: Arc<Runs>) -> Result<Arc<Self>, JobSchedulerError> {
         let scheduler = Scheduler {
             cron: JobScheduler::new().await?,
             runs,
@@ -52,6 +52,8 @@ impl Scheduler {
             tokio::spawn(catch_up(Arc::new(monitor.clone()), scheduler.runs.clone()));
         }
         scheduler.cron.start().await?;
+        let scheduler = Arc::new(scheduler);
+        tokio::spawn(follow_offsets(Arc::downgrade(&scheduler)));
         Ok(scheduler)
     }
 
@@ -64,7 +66,7 @@ impl Scheduler {
             monitors.iter().filter(|m| m.enabled).map(|m| (&m.name, m)).collect();
         let stale: Vec<MonitorName> = jobs
             .iter()
-            .filter(|(name, (_, schedule))| wanted.get(name).is_none_or(|m| &m.schedule.key() != schedule))
+            .filter(|(name, (_, schedule))| wanted.get(name).is_none_or(|m| &job_key(m) != schedule))
             .map(|(name, _)| name.clone())
             .collect();
         let mut retimed = Vec::new();
@@ -83,7 +85,7 @@ impl Scheduler {
                 continue;
             }
             let id = self.cron.add(self.job(monitor)?).await?;
-            jobs.insert(name.clone(), (id, monitor.schedule.key()));
+            jobs.insert(name.clone(), (id, job_key(monitor)));
             if !retimed.contains(name) {
                 summary.added += 1;
             }
@@ -116,6 +118,42 @@ impl Scheduler {
 
     pub async fn shutdown(&self) {
         let _ = self.cron.clone().shutdown().await;
+    }
+}
+
+/// What a monitor's job is made for: its schedule, its zone, and the zone's UTC offset now —
+/// tokio-cron-scheduler fixes a job's offset when it makes the job, so a job must be made again
+/// when daylight saving time begins or ends.
+fn job_key(monitor: &Monitor) -> String {
+    job_key_at(monitor, Utc::now())
+}
+
+fn job_key_at(monitor: &Monitor, now: chrono::DateTime<Utc>) -> String {
+    use chrono::{Offset, TimeZone};
+    let offset = monitor.schedule.tz.offset_from_utc_datetime(&now.naive_utc()).fix();
+    format!("{} {}", monitor.schedule.key(), offset.local_minus_utc())
+}
+
+/// Re-times the jobs whose zone changed its offset (a daylight saving change), each minute for
+/// as long as the scheduler lives.
+async fn follow_offsets(scheduler: std::sync::Weak<Scheduler>) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let Some(scheduler) = scheduler.upgrade() else { return };
+        match scheduler.apply().await {
+            Ok(r) if r.retimed > 0 => {
+                tracing::info!(retimed = r.retimed, "the UTC offset of a schedule's zone changed; re-timed");
+                // A tick due in the moment between the change and the re-timing runs now.
+                for monitor in scheduler.monitors.current().iter().filter(|m| m.enabled) {
+                    tokio::spawn(catch_up(Arc::new(monitor.clone()), scheduler.runs.clone()));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = ?e, "cannot re-time the schedules"),
+        }
     }
 }
 
@@ -160,5 +198,24 @@ async fn fire_tick(runs: &Runs, monitor: &Monitor, tick: Timestamp) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job made before a daylight saving change is made again after it (its key changes), so
+    /// that tokio-cron-scheduler's fixed offset is the zone's offset again.
+    #[test]
+    fn a_zones_dst_change_re_times_its_jobs() {
+        let yaml = "monitors:\n  - name: a\n    url: https://example.com/\n    schedule: \"0 9 * * *\"\n    timezone: Europe/Berlin\n  - name: b\n    url: https://example.com/\n";
+        let config = crate::config::parse(yaml, "m.yaml", &|_| None).unwrap();
+        let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let (berlin, utc) = (&config.monitors[0], &config.monitors[1]);
+        let (winter, summer) = (at("2026-03-28T12:00:00Z"), at("2026-03-30T12:00:00Z"));
+        assert_eq!(job_key_at(berlin, winter), "0 9 * * * (Europe/Berlin) 3600");
+        assert_eq!(job_key_at(berlin, summer), "0 9 * * * (Europe/Berlin) 7200");
+        assert_eq!(job_key_at(utc, winter), job_key_at(utc, summer));
     }
 }

@@ -34,7 +34,7 @@ pub fn event_type(kind: AlertKind) -> EventType {
 #[derive(Clone)]
 pub struct Events {
     destinations: Arc<[AlertDestination]>,
-    monitors: LiveMonitors,
+    pub(super) monitors: LiveMonitors,
     public_url: url::Url,
 }
 

@@ -39,7 +39,7 @@ use crate::config::SlackConfig;
 use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::blobs::BlobStore;
-use crate::store::{Alert, Attempt, Store, StoreError};
+use crate::store::{Alert, AlertKind, Attempt, Store, StoreError};
 use crate::time::Timestamp;
 
 /// Slack calls one alert may make at most (history, message, three per image, completion),
@@ -175,8 +175,33 @@ impl Alerter {
                 return self.record(&alert, &attempt, "dead").await;
             }
         };
-        if let Some(until) = payload.hold_until.filter(|t| *t > Timestamp::now().millis()) {
-            return self.store.defer_alert(&alert.id, Timestamp::from_millis(until), Timestamp::now()).await;
+        if let Some(until) = payload.hold_until {
+            let now = Timestamp::now();
+            if until > now.millis() {
+                return self.store.defer_alert(&alert.id, Timestamp::from_millis(until), now).await;
+            }
+            // The window ended: a window that follows on, or a mute set meanwhile, still counts.
+            let monitor = self.events.monitors.find_str(&payload.monitor);
+            match monitor.as_ref().and_then(|m| m.quiet_at(now.to_datetime())) {
+                Some((end, crate::config::QuietAction::Hold)) => {
+                    return self.store.defer_alert(&alert.id, Timestamp::from_datetime(end), now).await;
+                }
+                Some((_, crate::config::QuietAction::Skip)) if payload.kind != AlertKind::Recovered => {
+                    let error = "not sent: its quiet hours ended in a window that skips alerts".to_owned();
+                    return self.record(&alert, &Attempt::Dead { status: None, error }, "dead").await;
+                }
+                _ => {}
+            }
+            if let Some(name) = monitor.map(|m| m.name)
+                && payload.kind != AlertKind::Recovered
+                && let Some(mute) = self.store.mute_of(&name, now).await?
+            {
+                let error = format!(
+                    "not sent: muted until {} by {} when its quiet hours ended",
+                    mute.until, mute.muted_by
+                );
+                return self.record(&alert, &Attempt::Dead { status: None, error }, "dead").await;
+            }
         }
         if payload.group_until.is_some() && payload.group.is_none() {
             match self.form_group(&alert, &mut payload).await? {

@@ -69,8 +69,8 @@ impl RunAlerts {
         }
         let mut payload = AlertPayload::for_run(run, monitor.as_ref(), kind, &self.public_url);
         let now = Timestamp::now();
-        // A quiet window (`quiet_hours:`): held to its end, or dropped as a mute drops (a
-        // recovery still goes, when it is not held).
+        // A quiet window (`quiet_hours:`): held to its end (and looked at again then), or
+        // dropped as a mute drops (a recovery still goes: it closes what a failure opened).
         let quiet = monitor.as_ref().and_then(|m| m.quiet_at(now.to_datetime()));
         match quiet {
             Some((_, QuietAction::Skip)) if kind != AlertKind::Recovered => {
@@ -83,12 +83,27 @@ impl RunAlerts {
             }
             _ => {}
         }
+        // A session's failed sign-in alerts once (the first monitor's run to tell of it), not
+        // once per monitor signing in through it, until a sign-in works again.
+        let login_failed = run.error.as_deref().is_some_and(|e| {
+            serde_json::from_str::<serde_json::Value>(e).is_ok_and(|v| v["code"] == "login_failed")
+        });
+        if kind == AlertKind::Failed
+            && login_failed
+            && let Some(session) = monitor.as_ref().and_then(|m| m.page.session.as_ref())
+            && !self.store.note_login_failure(&session.store_key(), Timestamp::now()).await?
+        {
+            tracing::info!(run = %run.id, monitor = %run.monitor, session = %session.name, "the session's failed sign-in was alerted already");
+            return Ok(None);
+        }
         // Its events leave with it: due when it is.
         let due = payload.hold_until.map_or(now, Timestamp::from_millis);
         // A change that may be the same on other pages of its tick waits to go out with them;
         // its events are queued when its group is formed (`group`).
         let window = monitor.as_ref().map_or(Duration::ZERO, |m| m.group_window);
-        let fingerprint = (!window.is_zero()).then(|| super::group::fingerprint(&payload)).flatten();
+        // A held alert goes alone: grouped, another monitor's message would take it out at night.
+        let grouped = !window.is_zero() && payload.hold_until.is_none();
+        let fingerprint = grouped.then(|| super::group::fingerprint(&payload)).flatten();
         if fingerprint.is_some() {
             payload.group_until = Some(now.plus(window).millis());
         }

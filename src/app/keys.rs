@@ -45,6 +45,33 @@ pub fn webhook_keys(config: &Config, current: &SigningKey) -> Vec<SigningKey> {
     std::iter::once(current.clone()).chain(previous).collect()
 }
 
+/// Seals the kept cookies of login sessions: `capture.session_key`, or the key in
+/// `data_dir/session-key` (32 random bytes, hex; made on first use, mode 0600). It stays out of
+/// the database on purpose: a copy of the database alone does not open the cookies. Replicas that
+/// capture for the same sessions need the same key (set `capture.session_key`); one that cannot
+/// open another's state signs in again.
+pub fn login_sealer(config: &Config) -> Result<crate::capture::login::Sealer, KeyError> {
+    if let Some(key) = &config.capture.session_key {
+        return Ok(crate::capture::login::Sealer::new(key.expose().as_bytes()));
+    }
+    let path = config.storage.data_dir.join("session-key");
+    let error = |source| KeyError::File { path: path.clone(), source };
+    let key = match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => s.trim().to_owned(),
+        Ok(_) => return Err(KeyError::Invalid("session key file (fewer than 32 characters)")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = hex::encode(rand::random::<[u8; 32]>());
+            write_atomic(&path, key.as_bytes()).map_err(|e| match e {
+                BlobError::Io { source, .. } => error(source),
+                other => error(std::io::Error::other(other.to_string())),
+            })?;
+            key
+        }
+        Err(e) => return Err(error(e)),
+    };
+    Ok(crate::capture::login::Sealer::new(key.as_bytes()))
+}
+
 /// Signs web UI session cookies and CSRF tokens.
 pub async fn session_key(config: &Config, store: &dyn Store) -> Result<SigningKey, KeyError> {
     shared_key(config, store, "ui-secret").await

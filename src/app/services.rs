@@ -52,6 +52,8 @@ pub struct Services {
     pub auth: Auth,
     /// Signs outgoing webhooks (and, derived, asset links).
     pub webhook_key: SigningKey,
+    /// Seals the kept cookies of login sessions.
+    pub login_sealer: Arc<crate::capture::login::Sealer>,
     /// Starts runs and submits their captures.
     pub runs: Arc<Runs>,
     /// Woken when a capture result is stored, for the processor.
@@ -91,6 +93,7 @@ impl Services {
         metrics.monitors.set(config.monitors.len() as i64);
         let webhook_key = keys::webhook_key(&config, &*store).await?;
         let session_key = keys::session_key(&config, &*store).await?;
+        let login_sealer = Arc::new(keys::login_sealer(&config)?);
         // The monitor role calls the built-in capture API (at the public URL: any replica) like
         // any client, with the token the replicas share; or the external provider, with its key.
         let (capture_base, token, internal) = match &config.capture.provider {
@@ -165,6 +168,7 @@ impl Services {
             metrics,
             auth,
             webhook_key,
+            login_sealer,
             runs,
             results,
             alerts: Arc::new(Notify::new()),
@@ -287,6 +291,7 @@ impl Services {
             config: config.clone(),
             delivery_ready: self.deliveries.clone(),
             disk: self.disk.clone(),
+            sealer: self.login_sealer.clone(),
         });
         for i in 0..config.capture.workers {
             let worker = Worker {
@@ -434,7 +439,7 @@ impl Services {
             metrics: self.metrics.clone(),
         };
         let cron = match schedule {
-            true => Some(Arc::new(Scheduler::start(self.monitors.clone(), self.runs.clone()).await?)),
+            true => Some(Scheduler::start(self.monitors.clone(), self.runs.clone()).await?),
             false => None,
         };
         Ok((crate::webhook::receiver::router(receiver), cron))

@@ -161,7 +161,8 @@ pub fn capture_request(monitor: &Monitor, viewport: &Viewport, run: &RunId, webh
         ("inject_js", page.inject_js.as_ref().map(|v| json!(v))),
         ("locale", page.locale.as_ref().map(|v| json!(v))),
         ("geolocation", page.geolocation.map(|g| json!(g))),
-        ("timezone", monitor.timezone.map(|tz| json!(tz.name()))),
+        ("timezone", page.timezone.as_ref().map(|tz| json!(tz))),
+        ("session", page.session.as_ref().map(|s| json!(s.to_wire()))),
     ];
     for (key, v) in optional {
         if let Some(v) = v {
@@ -203,7 +204,7 @@ mod tests {
         let yaml = r##"monitors:
   - name: shop
     url: https://example.com/
-    timezone: America/New_York
+    page_timezone: America/New_York
     locale: en-US
     geolocation: {latitude: 40.7, longitude: -74}
     block_banners: true
@@ -223,6 +224,6 @@ mod tests {
         let req = capture_request(m, &m.viewports[0], &RunId::new(), "http://127.0.0.1:8080/hooks/capture");
         let spec = crate::capture::request::parse(req.to_string().as_bytes()).unwrap().validate().unwrap();
         assert_eq!(spec.page, m.page);
-        assert_eq!(spec.timezone.as_deref(), Some("America/New_York"));
+        assert_eq!(spec.page.timezone.as_deref(), Some("America/New_York"));
     }
 }

@@ -50,6 +50,8 @@ pub struct CaptureOutput {
     /// It ran in a warm tab, kept from the worker's previous capture.
     pub warm: bool,
     pub timings: Timings,
+    /// The session's cookies after it signed in (`sessions:`), for the worker to keep.
+    pub login_state: Option<Vec<chromiumoxide::cdp::browser_protocol::network::CookieParam>>,
 }
 
 /// Where a capture's time went, in milliseconds (`vigil capture --timings`, and the capture
@@ -90,13 +92,14 @@ fn ms(d: Duration) -> u64 {
 /// agent of its own (it stays on the tab), nor a PDF.
 fn warmable(spec: &CaptureSpec) -> bool {
     let p = &spec.page;
-    let emulated = spec.timezone.is_some() || p.locale.is_some() || p.geolocation.is_some();
+    let emulated = p.timezone.is_some() || p.locale.is_some() || p.geolocation.is_some();
     spec.headers.is_empty()
         && spec.basic_auth.is_none()
         && spec.user_agent.is_none()
         && spec.format == Format::Png
         && !emulated
         && p.block_requests.is_empty()
+        && p.session.is_none()
 }
 
 /// The limits and the way out every capture has (docs/capture.md).
@@ -161,7 +164,7 @@ pub async fn capture(
         super::prepare::emulate(live, &page, tab.context_id(), spec).await?;
         let refused = |host: &str| tab.proxy.refusal(host);
         let r = tokio::select! {
-            r = in_page(&page, spec, stability_timeout, limits.max_pixels, &refused) => r,
+            r = in_page(live, (&page, tab.context_id()), spec, stability_timeout, limits.max_pixels, &refused) => r,
             Some(_) = crashed.next() => Err(CaptureError::BrowserGone),
         };
         dialog_task.abort();
@@ -212,7 +215,8 @@ pub async fn capture(
 }
 
 async fn in_page(
-    page: &Page,
+    live: &LiveBrowser,
+    (page, context): (&Page, Option<chromiumoxide::cdp::browser_protocol::browser::BrowserContextId>),
     spec: &CaptureSpec,
     stability_timeout: Duration,
     max_pixels: u64,
@@ -222,7 +226,14 @@ async fn in_page(
     let deadline = start + spec.timeout;
     emulate(page, spec).await?;
     let emulated = start.elapsed();
-    let quiet = navigate(page, spec, deadline, refused).await?;
+    let (quiet, login_state) = match &spec.page.session {
+        Some(s) => {
+            let signed =
+                super::login::navigate_signed_in(live, page, context, spec, s, deadline, refused).await?;
+            (signed.quiet, signed.new_state)
+        }
+        None => (navigate(page, spec, deadline, refused).await?, None),
+    };
     // With `networkidle`, a viewport shot is prepared and taken while the network has its quiet
     // window. After the window the page is stabilised again as always (undoing what it did in
     // the window: a focus, an animation, a scroll), and the early shot counts as the first of
@@ -236,6 +247,7 @@ async fn in_page(
         && !spec.full_page
         && spec.selector.is_none()
         && !spec.page.touches_page()
+        && spec.page.session.is_none()
         && !stability_timeout.is_zero();
     let mut early = None;
     let mut loaded = start.elapsed();
@@ -286,12 +298,12 @@ async fn in_page(
         settle: ms(settled - loaded),
         ..Timings::default()
     };
-    match spec.format {
+    let mut out = match spec.format {
         Format::Pdf => {
             let params = PrintToPdfParams { print_background: Some(true), ..Default::default() };
             let bytes = page.pdf(params).await?;
             timings.shoot = ms(start.elapsed() - settled);
-            Ok(CaptureOutput {
+            CaptureOutput {
                 bytes,
                 content_type: "application/pdf",
                 width: None,
@@ -302,7 +314,8 @@ async fn in_page(
                 dialogs: Vec::new(),
                 warm: false,
                 timings,
-            })
+                login_state: None,
+            }
         }
         Format::Png => {
             let mut out = shoot_png(page, spec, stability_timeout, max_pixels, early).await?;
@@ -310,9 +323,11 @@ async fn in_page(
             timings.shots = out.timings.shots;
             timings.words = out.timings.words;
             out.timings = timings;
-            Ok(out)
+            out
         }
-    }
+    };
+    out.login_state = login_state;
+    Ok(out)
 }
 
 async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
@@ -333,7 +348,8 @@ async fn emulate(page: &Page, spec: &CaptureSpec) -> Result<(), CaptureError> {
         ),
     ];
     page.execute(SetEmulatedMediaParams { media: None, features: Some(features) }).await?;
-    if let Some(ua) = &spec.user_agent {
+    // With a locale, the override (user agent and language together) is prepare::emulate's.
+    if let Some(ua) = spec.user_agent.as_ref().filter(|_| spec.page.locale.is_none()) {
         page.execute(SetUserAgentOverrideParams::new(ua.clone())).await?;
     }
     if !spec.cookies.is_empty() {
@@ -576,5 +592,6 @@ async fn shoot_png(
         dialogs: Vec::new(),
         warm: false,
         timings: Timings { shots, words: reading, ..Timings::default() },
+        login_state: None,
     })
 }

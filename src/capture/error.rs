@@ -42,6 +42,9 @@ pub enum CaptureError {
     /// A monitor's step (or `click_accept`, `remove`, `inject_js`) could not be done.
     #[error("{step}{}: {reason}", if .target.is_empty() { String::new() } else { format!(" on {}", .target) })]
     StepFailed { step: String, target: String, reason: String },
+    /// Signing in through a `sessions:` entry failed.
+    #[error("signing in through session {session:?} failed: {reason}")]
+    LoginFailed { session: String, reason: String, retryable: bool },
 }
 
 impl CaptureError {
@@ -64,6 +67,7 @@ impl CaptureError {
             CaptureError::PageMemory => "page_memory_exceeded",
             CaptureError::Egress(_) => "browser_error",
             CaptureError::StepFailed { .. } => "step_failed",
+            CaptureError::LoginFailed { .. } => "login_failed",
         }
     }
 
@@ -83,6 +87,8 @@ impl CaptureError {
             | CaptureError::PageMemory => false,
             // A server error or rate limit may pass; a 404 or 401 will not by retrying.
             CaptureError::HttpStatus { status, .. } => *status >= 500 || *status == 429 || *status == 408,
+            // A login page that timed out or answered 503 may work next time; a wrong password not.
+            CaptureError::LoginFailed { retryable, .. } => *retryable,
             _ => true,
         }
     }

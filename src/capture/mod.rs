@@ -10,6 +10,7 @@ pub mod egress;
 pub mod engine;
 pub mod error;
 mod load;
+pub mod login;
 pub mod policy;
 mod prepare;
 pub mod request;

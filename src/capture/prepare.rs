@@ -38,7 +38,7 @@ pub(super) async fn emulate(
     context: Option<BrowserContextId>,
     spec: &CaptureSpec,
 ) -> Result<(), CaptureError> {
-    if let Some(tz) = &spec.timezone {
+    if let Some(tz) = &spec.page.timezone {
         page.execute(SetTimezoneOverrideParams::new(tz.clone())).await?;
     }
     if let Some(locale) = &spec.page.locale {
@@ -56,7 +56,7 @@ pub(super) async fn emulate(
     if let Some(g) = &spec.page.geolocation {
         let permission = PermissionDescriptor::new("geolocation");
         let mut grant = SetPermissionParams::new(permission, PermissionSetting::Granted);
-        grant.origin = Some(spec.url.origin().ascii_serialization());
+        // The whole context: it is this capture's alone, and a redirect changes the origin.
         grant.browser_context_id = context;
         live.browser.execute(grant).await?;
         let position = SetGeolocationOverrideParams::builder()
@@ -77,7 +77,63 @@ pub(super) async fn prepare(page: &Page, spec: &CaptureSpec, deadline: Instant) 
         return Ok(());
     }
     out_of_the_way(page, setup, deadline).await?;
-    for (i, step) in setup.steps.iter().enumerate() {
+    let mut allowed = origins(&spec.url, &setup.steps);
+    allowed.extend(setup.session.as_ref().map(|s| s.url.origin()));
+    steps(page, &setup.steps, &allowed, deadline).await?;
+    if !setup.steps.is_empty() {
+        out_of_the_way(page, setup, deadline).await?;
+    }
+    if let Some(js) = &setup.inject_js {
+        let failed =
+            |reason| CaptureError::StepFailed { step: "inject_js".into(), target: String::new(), reason };
+        let run = with_navigation(page, deadline, script(page, js, false));
+        match tokio::time::timeout_at(deadline.into(), run).await {
+            Ok(r) => r.map_err(failed)?,
+            Err(_) => return Err(failed("not done before the capture's timeout".into())),
+        }
+    }
+    Ok(())
+}
+
+/// Runs a script (`evaluate`, `inject_js`): a throw is its failure, and `false` too when
+/// `false_fails` (an `evaluate` step, not `inject_js`, whose last statement may well be false).
+async fn script(page: &Page, js: &str, false_fails: bool) -> Result<(), String> {
+    let r: serde_json::Value = eval(page, &guarded(js)).await.map_err(|e| e.to_string())?;
+    match (&r["error"], &r["ok"]) {
+        (serde_json::Value::String(e), _) => Err(format!("the script threw {e}")),
+        (_, serde_json::Value::Bool(false)) if false_fails => Err("the script returned false".into()),
+        _ => Ok(()),
+    }
+}
+
+/// The page is on one of `origins`, or what it is on.
+async fn on_origin(page: &Page, origins: &[url::Origin]) -> Result<(), String> {
+    let here: String = eval(page, "location.origin").await.map_err(|e| e.to_string())?;
+    match origins.iter().any(|o| o.ascii_serialization() == here) {
+        true => Ok(()),
+        false => Err(format!(
+            "the page is on {here}, not the origin of the monitor's (or session's) URL or of a goto step: nothing is typed or run"
+        )),
+    }
+}
+
+/// The origins a step may type a value on: the page it starts from and those its `goto`s load.
+pub(super) fn origins(start: &url::Url, steps: &[Step]) -> Vec<url::Origin> {
+    let gotos = steps.iter().filter_map(|s| match &s.action {
+        Action::Goto(u) => Some(u.origin()),
+        _ => None,
+    });
+    std::iter::once(start.origin()).chain(gotos).collect()
+}
+
+/// Does `steps` in order, each within its timeout and `deadline`.
+pub(super) async fn steps(
+    page: &Page,
+    steps: &[Step],
+    origins: &[url::Origin],
+    deadline: Instant,
+) -> Result<(), CaptureError> {
+    for (i, step) in steps.iter().enumerate() {
         let until = deadline.min(Instant::now() + step.timeout);
         let failed = |reason: String| CaptureError::StepFailed {
             step: format!("step {} ({})", i + 1, step.kind()),
@@ -85,25 +141,26 @@ pub(super) async fn prepare(page: &Page, spec: &CaptureSpec, deadline: Instant) 
             reason,
         };
         // The step's own waits end at `until` with their reason; this is the net under them.
-        match tokio::time::timeout_at((until + Duration::from_secs(1)).into(), run(page, step, until)).await {
+        let done = run(page, step, origins, until);
+        match tokio::time::timeout_at((until + Duration::from_secs(1)).into(), done).await {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Err(failed(reason)),
             Err(_) => return Err(failed(format!("not done within {}", human(step.timeout)))),
         }
     }
-    if !setup.steps.is_empty() {
-        out_of_the_way(page, setup, deadline).await?;
-    }
-    if let Some(js) = &setup.inject_js {
-        let failed =
-            |reason| CaptureError::StepFailed { step: "inject_js".into(), target: String::new(), reason };
-        let run = with_navigation(page, deadline, async {
-            eval::<serde_json::Value>(page, &guarded(js)).await.map_err(|e| e.to_string())?;
-            Ok(())
-        });
-        run.await.map_err(failed)?;
-    }
     Ok(())
+}
+
+/// Whether the page shows `check` (a visible element, or the text) before `until`.
+pub(super) async fn shows(page: &Page, check: &WaitFor, until: Instant) -> bool {
+    match check {
+        WaitFor::Selector(sel) => visible(page, sel, until).await.is_ok(),
+        WaitFor::Text(text) => {
+            let js = format!("!!document.body && document.body.innerText.includes({})", js_string(text));
+            poll(page, &js, until, "").await.is_ok()
+        }
+        WaitFor::Duration(_) => false,
+    }
 }
 
 fn human(d: Duration) -> String {
@@ -113,7 +170,7 @@ fn human(d: Duration) -> String {
 /// A script's own result, or its exception as text.
 fn guarded(js: &str) -> String {
     format!(
-        "(async () => {{ try {{ return {{ok: await (0, eval)({})}}; }} catch (e) {{ return {{error: String(e)}}; }} }})()",
+        "(async () => {{ try {{ return {{ok: (await (0, eval)({})) !== false}}; }} catch (e) {{ return {{error: String(e)}}; }} }})()",
         js_string(js)
     )
 }
@@ -198,19 +255,19 @@ async fn out_of_the_way(page: &Page, setup: &PageSetup, deadline: Instant) -> Re
 }
 
 /// Does `step`; the reason it could not.
-async fn run(page: &Page, step: &Step, until: Instant) -> Result<(), String> {
+async fn run(page: &Page, step: &Step, origins: &[url::Origin], until: Instant) -> Result<(), String> {
     match &step.action {
         Action::Click(sel) => {
             visible(page, sel, until).await?;
             with_navigation(page, until, async {
-                page.find_element(sel.clone()).await.map_err(cdp)?.click().await.map_err(cdp)?;
+                first_visible(page, sel).await?.click().await.map_err(cdp)?;
                 Ok(())
             })
             .await
         }
         Action::Hover(sel) => {
             visible(page, sel, until).await?;
-            page.find_element(sel.clone()).await.map_err(cdp)?.hover().await.map_err(cdp)?;
+            first_visible(page, sel).await?.hover().await.map_err(cdp)?;
             Ok(())
         }
         Action::ScrollTo(sel) => {
@@ -220,16 +277,20 @@ async fn run(page: &Page, step: &Step, until: Instant) -> Result<(), String> {
         }
         Action::Fill { selector, value } => {
             visible(page, selector, until).await?;
+            // Typed only on the origins the monitor names: a redirect elsewhere gets nothing.
+            on_origin(page, origins).await?;
             let clear = format!(
-                "(() => {{ const e = document.querySelector({s}); e.focus();
+                "(() => {{ const e = Array.from(document.querySelectorAll({s})).find({VISIBLE}); e.focus();
+                   if (document.activeElement !== e) return 'the element cannot take the focus';
                    if (e instanceof HTMLInputElement || e instanceof HTMLTextAreaElement) {{ e.select(); e.value = ''; }}
                    else if (e.isContentEditable) e.textContent = '';
-                   else return false;
-                   e.dispatchEvent(new Event('input', {{bubbles: true}})); return true; }})()",
+                   else return 'the element is not a text field';
+                   e.dispatchEvent(new Event('input', {{bubbles: true}})); return ''; }})()",
                 s = js_string(selector)
             );
-            if !eval::<bool>(page, &clear).await.map_err(|e| e.to_string())? {
-                return Err("the element is not a text field".into());
+            match eval::<String>(page, &clear).await.map_err(|e| e.to_string())?.as_str() {
+                "" => {}
+                why => return Err(why.to_owned()),
             }
             page.execute(InsertTextParams::new(value.expose())).await.map_err(cdp)?;
             let changed = "document.activeElement && document.activeElement.dispatchEvent(new Event('change', {bubbles: true}))";
@@ -275,15 +336,9 @@ async fn run(page: &Page, step: &Step, until: Instant) -> Result<(), String> {
             Ok(())
         }
         Action::Evaluate(js) => {
-            with_navigation(page, until, async {
-                let r: serde_json::Value = eval(page, &guarded(js)).await.map_err(|e| e.to_string())?;
-                match (&r["error"], &r["ok"]) {
-                    (serde_json::Value::String(e), _) => Err(format!("the script threw {e}")),
-                    (_, serde_json::Value::Bool(false)) => Err("the script returned false".into()),
-                    _ => Ok(()),
-                }
-            })
-            .await
+            // A script may carry an interpolated secret: only for the monitor's own origins.
+            on_origin(page, origins).await?;
+            with_navigation(page, until, script(page, js, true)).await
         }
         Action::Goto(url) => {
             with_navigation(page, until, async {
@@ -324,17 +379,30 @@ async fn present(page: &Page, sel: &str, until: Instant) -> Result<(), String> {
     poll(page, &js, until, "no element matched").await
 }
 
-/// An element of `sel` that is drawn: a box, not `visibility: hidden`.
+/// Whether an element is drawn: a box, not `visibility: hidden`.
+const VISIBLE: &str = "e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden'";
+
+/// An element of `sel` that is drawn.
 async fn visible(page: &Page, sel: &str, until: Instant) -> Result<(), String> {
-    let js = format!(
-        "Array.from(document.querySelectorAll({})).some(e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden')",
-        js_string(sel)
-    );
+    let js = format!("Array.from(document.querySelectorAll({})).some({VISIBLE})", js_string(sel));
     present(page, sel, until).await?;
     poll(page, &js, until, "the element matched but was not visible").await
 }
 
-/// Does `act`, and if it started a navigation of the page, waits for the new page's load.
+/// The first element of `sel` that is drawn (sites often have a hidden copy first).
+async fn first_visible(page: &Page, sel: &str) -> Result<chromiumoxide::Element, String> {
+    let js = format!("Array.from(document.querySelectorAll({})).findIndex({VISIBLE})", js_string(sel));
+    let i: i64 = eval(page, &js).await.map_err(|e| e.to_string())?;
+    let all = page.find_elements(sel.to_owned()).await.map_err(cdp)?;
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| all.into_iter().nth(i))
+        .ok_or_else(|| "the element went away".to_owned())
+}
+
+/// Does `act`, and if it started a navigation of the page, waits for the new page's load, which
+/// must be a page: not the browser's error page (a refused host, a network error), not an HTTP
+/// error status.
 async fn with_navigation(
     page: &Page,
     until: Instant,
@@ -355,10 +423,22 @@ async fn with_navigation(
     if !tokio::time::timeout(NAVIGATION_SHOWS, shows).await.unwrap_or(false) {
         return Ok(());
     }
-    match tokio::time::timeout_at(until.into(), loaded.next()).await {
-        Ok(_) => Ok(()),
-        Err(_) => Err("the page it led to did not finish loading".into()),
+    if tokio::time::timeout_at(until.into(), loaded.next()).await.is_err() {
+        return Err("the page it led to did not finish loading".into());
     }
+    let js =
+        "[location.protocol, ((performance.getEntriesByType('navigation')[0]) || {}).responseStatus || 0]";
+    let (protocol, status): (String, u16) = eval(page, js).await.map_err(|e| e.to_string())?;
+    if protocol == "chrome-error:" {
+        return Err(
+            "the page it led to did not load (an HTTP error without a page, a network error, or an address the policy refuses)"
+                .into(),
+        );
+    }
+    if status >= 400 {
+        return Err(format!("the page it led to answered HTTP {status}"));
+    }
+    Ok(())
 }
 
 pub(super) async fn eval<T: serde::de::DeserializeOwned>(page: &Page, js: &str) -> Result<T, CaptureError> {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use url::Url;
 
-use crate::config::page::{self, Geolocation, PageSetup, StepWire};
+use crate::config::page::{self, Geolocation, LoginWire, PageSetup, StepWire};
 use crate::config::{Format, WaitUntil};
 
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -82,6 +82,9 @@ pub struct CaptureRequest {
     pub locale: Option<String>,
     #[serde(default)]
     pub geolocation: Option<Geolocation>,
+    /// Signed in through this session first; its cookies are kept between captures.
+    #[serde(default)]
+    pub session: Option<LoginWire>,
     #[serde(default)]
     pub webhook_url: Option<String>,
     /// Echoed byte for byte in the result and the webhook.
@@ -173,8 +176,8 @@ pub struct CaptureSpec {
     pub text: bool,
     /// Steps, banners, injections, blocked requests, locale and position.
     pub page: PageSetup,
-    /// An IANA zone name the page's clock runs in.
-    pub timezone: Option<String>,
+    /// The session's kept cookies, opened by the worker (never from the request).
+    pub login_state: Option<Vec<chromiumoxide::cdp::browser_protocol::network::CookieParam>>,
 }
 
 /// A request field that is not acceptable: `field` is its path, e.g. `viewport.width`.
@@ -235,12 +238,6 @@ impl CaptureRequest {
         self.check_webhook_and_headers()?;
         let (mask_selectors, mask_rects) = self.masks()?;
         let page = self.page_setup()?;
-        let timezone = match self.timezone.as_deref().map(str::trim) {
-            Some(tz) if tz.parse::<chrono_tz::Tz>().is_err() => {
-                return Err(field_err("timezone", format!("not an IANA time zone name: \"{tz}\"")));
-            }
-            tz => tz.map(str::to_owned),
-        };
         Ok(CaptureSpec {
             url,
             format: match self.format {
@@ -273,7 +270,7 @@ impl CaptureRequest {
             max_height,
             text: self.text.unwrap_or(false),
             page,
-            timezone,
+            login_state: None,
         })
     }
 
@@ -318,6 +315,19 @@ impl CaptureRequest {
             block_requests: self.block_requests.iter().map(|p| p.trim().to_owned()).collect(),
             locale: self.locale.clone(),
             geolocation: self.geolocation,
+            timezone: match self.timezone.as_deref().map(str::trim) {
+                Some(tz) if tz.parse::<chrono_tz::Tz>().is_err() => {
+                    return Err(field_err("timezone", format!("not an IANA time zone name: \"{tz}\"")));
+                }
+                tz => tz.map(str::to_owned),
+            },
+            session: match &self.session {
+                Some(w) => Some(w.validate().map_err(|m| match m.split_once(": ") {
+                    Some((key, rest)) if !key.contains(' ') => field_err(&format!("session.{key}"), rest),
+                    _ => field_err("session", m),
+                })?),
+                None => None,
+            },
         })
     }
 

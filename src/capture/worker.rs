@@ -26,6 +26,8 @@ pub struct WorkerSettings {
     pub delivery_ready: Arc<tokio::sync::Notify>,
     /// While a volume is in trouble no job is started: queued jobs wait for the space.
     pub disk: crate::disk::DiskHealth,
+    /// Seals and opens the kept cookies of login sessions.
+    pub sealer: Arc<super::login::Sealer>,
 }
 
 pub struct Worker {
@@ -207,11 +209,36 @@ impl Worker {
         Ok(())
     }
 
+    /// The session's kept cookies, if any are still valid and open with this key and definition.
+    async fn kept_login(
+        &self,
+        session: &crate::config::page::LoginSession,
+    ) -> Option<Vec<chromiumoxide::cdp::browser_protocol::network::CookieParam>> {
+        let (sealed, expires) = match self.store.login_state(&session.store_key()).await {
+            Ok(found) => found?,
+            Err(e) => {
+                tracing::warn!(session = %session.name, error = ?e, "cannot read the session's cookies; signing in");
+                return None;
+            }
+        };
+        if expires <= Timestamp::now() {
+            return None;
+        }
+        let opened = self.settings.sealer.open(session, &sealed);
+        if opened.is_none() {
+            tracing::info!(session = %session.name, "the kept cookies do not open (another key, or the session changed); signing in");
+        }
+        opened
+    }
+
     async fn capture(&self, job: &CaptureJob) -> Result<(AssetId, StoredResult), CaptureError> {
         let started = Instant::now();
         let req = super::request::parse(job.request.as_bytes())
             .map_err(|e| CaptureError::Navigation(format!("stored request unreadable: {e}")))?;
-        let spec = req.validate().map_err(|e| CaptureError::Navigation(e.to_string()))?;
+        let mut spec = req.validate().map_err(|e| CaptureError::Navigation(e.to_string()))?;
+        if let Some(session) = &spec.page.session {
+            spec.login_state = self.kept_login(session).await;
+        }
         // Checked again here to fail early with a clear error (DNS may have changed since the
         // request was accepted); the page's every connection is checked again by its proxy.
         let capture = &self.settings.config.capture;
@@ -237,6 +264,16 @@ impl Worker {
         *self.warm.lock().expect("not poisoned") = warm;
         let out = out?;
         drop(live);
+        if let (Some(session), Some(state)) = (&spec.page.session, &out.login_state) {
+            let sealed = self.settings.sealer.seal(session, state);
+            let now = Timestamp::now();
+            // Lost, the next capture signs in again: a warning, not a failed capture.
+            if let Err(e) =
+                self.store.keep_login_state(&session.store_key(), &sealed, now.plus(session.reuse), now).await
+            {
+                tracing::warn!(session = %session.name, error = ?e, "cannot keep the session's cookies");
+            }
+        }
         let captured = t.elapsed();
         let bytes = out.bytes;
         let size = bytes.len() as i64;

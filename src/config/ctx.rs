@@ -54,11 +54,13 @@ pub(crate) struct Ctx<'a> {
     errors: Vec<ConfigError>,
     /// The names in the `alerts:` section, for checking monitors' `alerts:` lists.
     pub(crate) destinations: Vec<String>,
+    /// The `sessions:` section, for monitors' `session:`.
+    pub(crate) sessions: Vec<super::page::LoginSession>,
 }
 
 impl<'a> Ctx<'a> {
     pub(crate) fn new(file: &'a str, env: EnvLookup<'a>) -> Self {
-        Self { file, env, errors: Vec::new(), destinations: Vec::new() }
+        Self { file, env, errors: Vec::new(), destinations: Vec::new(), sessions: Vec::new() }
     }
 
     pub(crate) fn error(&mut self, pos: Pos, path: &str, message: impl Into<String>) {

@@ -13,6 +13,7 @@ mod node;
 pub mod page;
 pub mod report;
 mod schedule;
+mod session;
 mod setup;
 mod storage;
 mod values;
@@ -63,8 +64,9 @@ pub const DEFAULT_SLACK_RETRY_SCHEDULE: [Duration; 6] = [
     Duration::from_secs(3600),
 ];
 
-const TOP_KEYS: &[&str] =
-    &["server", "storage", "capture", "webhook", "slack", "alerts", "auth", "defaults", "monitors"];
+const TOP_KEYS: &[&str] = &[
+    "server", "storage", "capture", "webhook", "slack", "alerts", "auth", "sessions", "defaults", "monitors",
+];
 
 /// Reads and validates `path` with the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -115,6 +117,9 @@ fn document(ctx: &mut Ctx<'_>, root: &Node) -> Option<Config> {
         None => Some(Vec::new()),
     };
     let auth = section(ctx, &mut f, "auth", auth);
+    if let Some(sessions) = f.opt("sessions").and_then(|n| setup::sessions(ctx, n)) {
+        ctx.sessions = sessions;
+    }
     let defaults = match f.opt("defaults") {
         Some(n) => Fields::of(ctx, n, "defaults").map(|mut df| {
             let s = monitor::settings(ctx, &mut df);
@@ -314,9 +319,23 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
     let page_memory =
         or_default(ctx, f, "page_memory", 1 << 30, |ctx, n, p| size(ctx, n, p, 128 << 20, 64 << 30));
     let warm_tabs = or_default(ctx, f, "warm_tabs", true, values::boolean);
+    let session_key = f.opt("session_key").map(|n| text(ctx, n, "capture.session_key"));
+    let session_key = match session_key {
+        Some(Some(k)) if k.len() < 16 => {
+            ctx.error(
+                f.get("session_key").expect("given").pos,
+                "capture.session_key",
+                "at least 16 characters",
+            );
+            None
+        }
+        Some(k) => Some(k.map(Secret::new)),
+        None => Some(None),
+    };
     f.finish(
         ctx,
         &[
+            "session_key",
             "warm_tabs",
             "max_pixels",
             "page_memory",
@@ -350,6 +369,7 @@ fn capture(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<CaptureConfig> {
         max_pixels: max_pixels?,
         page_memory: page_memory?,
         warm_tabs: warm_tabs?,
+        session_key: session_key?,
     })
 }
 

@@ -147,6 +147,8 @@ pub struct CaptureConfig {
     pub page_memory: u64,
     /// A worker keeps its tab for its next capture of the same origin (docs/capture.md).
     pub warm_tabs: bool,
+    /// Encrypts the kept cookies of `sessions:`; a key file in `data_dir` when unset.
+    pub session_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -328,8 +330,8 @@ pub struct Monitor {
     pub jitter: Duration,
     /// Steps, banners, injections, blocked requests, locale and position (docs/monitors.md).
     pub page: PageSetup,
-    /// The zone of `schedule` and `quiet_hours`, and the browser's; UTC (and the browser's own
-    /// zone) when unset.
+    /// The zone of `schedule` and `quiet_hours`; UTC when unset. (The page's clock is
+    /// `page_timezone`, in `page`.)
     #[serde(serialize_with = "zone_name")]
     pub timezone: Option<chrono_tz::Tz>,
     pub quiet_hours: Vec<QuietWindow>,

@@ -8,7 +8,7 @@ use url::Url;
 use super::ctx::{Ctx, Fields};
 use super::model::*;
 use super::node::{Node, Pos, Value};
-use super::page::{Geolocation, Step};
+use super::page::{Geolocation, LoginSession, Step};
 use super::values::{boolean, duration, integer, list, number, percentage, text, text_list, viewport};
 
 /// Keys a monitor may set; `defaults:` takes the same ones except `name` and `url`.
@@ -52,8 +52,15 @@ pub const SETTING_KEYS: &[&str] = &[
     "locale",
     "geolocation",
     "timezone",
+    "page_timezone",
     "quiet_hours",
+    "session",
 ];
+
+/// Why `format: pdf` is refused for monitors.
+pub const PDF_REFUSED: &str = "PDF monitors are not supported yet: vigil compares PNG captures and does \
+     not rasterise PDF pages (docs/monitors.md). Watch the HTML page the PDF is made from with format: png, \
+     or fetch the PDF itself from the capture API (POST /v1/capture with \"format\": \"pdf\")";
 
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
 pub const DEFAULT_VIEWPORT: Viewport = Viewport { width: 1280, height: 800, scale: 1.0, mobile: false };
@@ -104,7 +111,9 @@ pub(crate) struct Settings {
     locale: Option<String>,
     geolocation: Option<Geolocation>,
     timezone: Option<chrono_tz::Tz>,
+    page_timezone: Option<chrono_tz::Tz>,
     quiet_hours: Option<Vec<QuietWindow>>,
+    session: Option<LoginSession>,
 }
 
 /// Reads every setting key present in `f`.
@@ -142,7 +151,14 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
         vs.into_iter().collect::<Option<Vec<_>>>().filter(|v| !v.is_empty())
     });
     read!(full_page, |n, p| boolean(ctx, n, p));
-    read!(format, |n, p| choice(ctx, n, p, &[("png", Format::Png), ("pdf", Format::Pdf)]));
+    read!(format, |n, p| match choice(ctx, n, p, &[("png", Format::Png), ("pdf", Format::Pdf)]) {
+        // Every run would fail comparing a PDF as an image (docs/monitors.md, "Not built yet").
+        Some(Format::Pdf) => {
+            ctx.error(n.pos, p, PDF_REFUSED);
+            None
+        }
+        format => format,
+    });
     read!(wait_until, |n, p| choice(
         ctx,
         n,
@@ -178,8 +194,8 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(enabled, |n, p| boolean(ctx, n, p));
     read!(jitter, |n, p| duration(ctx, n, p, Duration::ZERO, Duration::from_secs(3600)));
     read!(steps, |n, p| super::setup::steps(ctx, n, p));
-    read!(click_accept, |n, p| Some(text_list(ctx, n, p)));
-    read!(remove, |n, p| Some(text_list(ctx, n, p)));
+    read!(click_accept, |n, p| super::setup::selectors(ctx, n, p));
+    read!(remove, |n, p| super::setup::selectors(ctx, n, p));
     read!(block_banners, |n, p| boolean(ctx, n, p));
     read!(inject_css, |n, p| text(ctx, n, p));
     read!(inject_js, |n, p| text(ctx, n, p));
@@ -187,7 +203,9 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
     read!(locale, |n, p| super::setup::locale(ctx, n, p));
     read!(geolocation, |n, p| super::setup::geolocation(ctx, n, p));
     read!(timezone, |n, p| super::schedule::timezone(ctx, n, p));
+    read!(page_timezone, |n, p| super::schedule::timezone(ctx, n, p));
     read!(quiet_hours, |n, p| super::schedule::quiet_hours(ctx, n, p));
+    read!(session, |n, p| super::setup::session_ref(ctx, n, p));
     s
 }
 
@@ -259,6 +277,8 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
             block_requests: s.block_requests.unwrap_or_default(),
             locale: s.locale,
             geolocation: s.geolocation,
+            timezone: s.page_timezone.map(|tz| tz.name().to_owned()),
+            session: s.session,
         },
         timezone: s.timezone,
         quiet_hours: s.quiet_hours.unwrap_or_default(),
@@ -315,7 +335,9 @@ impl Settings {
             locale: self.locale.or_else(|| d.locale.clone()),
             geolocation: self.geolocation.or(d.geolocation),
             timezone: self.timezone.or(d.timezone),
+            page_timezone: self.page_timezone.or(d.page_timezone),
             quiet_hours: self.quiet_hours.or_else(|| d.quiet_hours.clone()),
+            session: self.session.or_else(|| d.session.clone()),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::Secret;
+pub use super::session::{DEFAULT_REUSE, LoginSession, LoginWire, MAX_REUSE, check_session_name};
 
 /// The longest a step may wait, and the default.
 pub const MAX_STEP_TIMEOUT: Duration = Duration::from_secs(120);
@@ -34,6 +35,11 @@ pub struct PageSetup {
     /// `navigator.language`, `Intl` and `Accept-Language`, e.g. `de-DE`.
     pub locale: Option<String>,
     pub geolocation: Option<Geolocation>,
+    /// The IANA zone of the page's clock (`Date`, `Intl`): `page_timezone` in the config,
+    /// `timezone` in the capture API.
+    pub timezone: Option<String>,
+    /// Signed in through this session before anything else (`sessions:`).
+    pub session: Option<LoginSession>,
 }
 
 impl PageSetup {
@@ -143,8 +149,9 @@ impl Step {
             Action::WaitFor(WaitFor::Selector(s)) => format!("selector {s:?}"),
             Action::WaitFor(WaitFor::Text(t)) => format!("text {t:?}"),
             Action::WaitFor(WaitFor::Duration(d)) => humantime::format_duration(*d).to_string(),
-            Action::Evaluate(js) => format!("script {:?}", js.chars().take(60).collect::<String>()),
-            Action::Goto(u) => format!("URL {u}"),
+            // Neither a script's text nor a URL's query: either may hold an interpolated secret.
+            Action::Evaluate(js) => format!("a script of {} characters", js.chars().count()),
+            Action::Goto(u) => format!("URL {}{}", u.origin().ascii_serialization(), u.path()),
         }
     }
 }
@@ -201,14 +208,14 @@ pub struct WaitForSpec {
 pub const ACTIONS: &[&str] =
     &["click", "fill", "press", "select", "hover", "scroll_to", "wait_for", "evaluate", "goto"];
 
-fn nonempty(key: &str, s: &str) -> Result<String, String> {
+pub(super) fn nonempty(key: &str, s: &str) -> Result<String, String> {
     match s.trim() {
         "" => Err(format!("{key}: must not be empty")),
         _ => Ok(s.to_owned()),
     }
 }
 
-fn step_duration(key: &str, s: &str, max: Duration) -> Result<Duration, String> {
+pub(super) fn step_duration(key: &str, s: &str, max: Duration) -> Result<Duration, String> {
     let d = humantime::parse_duration(s.trim())
         .map_err(|_| format!("{key}: expected a duration like \"500ms\" or \"10s\" (got \"{s}\")"))?;
     if d > max {
@@ -252,7 +259,15 @@ impl StepWire {
         let action = match kind {
             "click" => Action::Click(text(&self.click)?),
             "fill" => Action::Fill { selector: text(&self.fill)?, value: Secret::new(value) },
-            "press" => Action::Press(text(&self.press)?),
+            "press" => {
+                let key = text(&self.press)?;
+                if chromiumoxide::keys::get_key_definition(&key).is_none() {
+                    return Err(format!(
+                        "press: {key:?} is not a key name (Enter, Tab, Escape, ArrowDown, a …)"
+                    ));
+                }
+                Action::Press(key)
+            }
             "select" => Action::Select { selector: text(&self.select)?, value },
             "hover" => Action::Hover(text(&self.hover)?),
             "scroll_to" => Action::ScrollTo(text(&self.scroll_to)?),
@@ -280,12 +295,19 @@ impl StepWire {
                 },
             }),
         };
+        let waits = match &action {
+            Action::WaitFor(WaitFor::Duration(d)) => *d,
+            _ => Duration::ZERO,
+        };
         let timeout = match &self.timeout {
             Some(t) => step_duration("timeout", t, MAX_STEP_TIMEOUT)?,
-            None => DEFAULT_STEP_TIMEOUT,
+            None => DEFAULT_STEP_TIMEOUT.max(waits),
         };
         if timeout.is_zero() {
             return Err("timeout: must be more than zero".into());
+        }
+        if waits > timeout {
+            return Err("timeout: shorter than the wait_for duration".into());
         }
         Ok(Step { action, timeout })
     }
@@ -339,12 +361,18 @@ impl Step {
 /// A URL pattern of `block_requests`: `*` stands for any run of characters; anything else is
 /// itself. At most 200 patterns of 500 characters.
 pub fn check_block_pattern(p: &str) -> Result<(), String> {
-    match p.trim() {
-        "" => Err("an empty pattern would block nothing".into()),
-        "*" => Err("\"*\" would block every request, the page's own included".into()),
-        s if s.len() > 500 => Err("at most 500 characters".into()),
-        _ => Ok(()),
+    let p = p.trim();
+    if p.is_empty() {
+        return Err("an empty pattern would block nothing".into());
     }
+    if p.len() > 500 {
+        return Err("at most 500 characters".into());
+    }
+    // `*`, `**`, `*://*/*`: every request, the page's own included.
+    if p.chars().all(|c| matches!(c, '*' | ':' | '/' | '.')) {
+        return Err(format!("\"{p}\" would block every request, the page's own included"));
+    }
+    Ok(())
 }
 
 /// Whether `url` matches a `block_requests` pattern (`*`: any run of characters).
@@ -416,7 +444,6 @@ pub const BANNER_SELECTORS: &[&str] = &[
     "#tarteaucitronRoot",
     "#termly-code-snippet-support",
     "#cookiescript_injected",
-    "#ccc",
     "#BorlabsCookieBox",
     "#gdpr-cookie-message",
     ".osano-cm-window",
@@ -447,6 +474,12 @@ mod tests {
         assert!(err(r##"{"click": "#a", "timeout": "1h"}"##).starts_with("timeout: at most"));
         assert!(err(r##"{"click": "#a", "timeout": "0s"}"##).starts_with("timeout: must be"));
         assert!(err(r##"{"wait_for": {"text": "a", "selector": "b"}}"##).starts_with("wait_for:"));
+        assert!(err(r##"{"press": "enter"}"##).starts_with("press:"), "key names are checked early");
+        assert!(
+            err(r##"{"wait_for": {"duration": "30s"}, "timeout": "5s"}"##).starts_with("timeout: shorter")
+        );
+        let long = wire(r##"{"wait_for": {"duration": "30s"}}"##).validate().unwrap();
+        assert_eq!(long.timeout, Duration::from_secs(30), "a long wait is its own timeout");
     }
 
     #[test]
@@ -475,6 +508,9 @@ mod tests {
         let s = wire(r##"{"fill": "#pw", "value": "hunter2"}"##).validate().unwrap();
         let stored = serde_json::to_string(&s).unwrap();
         assert!(!format!("{s:?} {} {stored}", s.target()).contains("hunter2"), "{stored}");
+        let goto = wire(r##"{"goto": "https://a.example/p?token=s3cret"}"##).validate().unwrap();
+        let script = wire(r##"{"evaluate": "login('s3cret')"}"##).validate().unwrap();
+        assert!(!format!("{} {}", goto.target(), script.target()).contains("s3cret"));
     }
 
     #[test]
@@ -487,6 +523,8 @@ mod tests {
         assert!(matches_pattern("*chat*widget*", "https://x.example/chat/v2/widget.js"));
         assert!(!matches_pattern("*chat*widget*", "https://x.example/widget/chat.js"));
         assert!(check_block_pattern("*").is_err());
+        assert!(check_block_pattern("*://*/*").is_err());
+        assert!(check_block_pattern("**").is_err());
         assert!(check_block_pattern(" ").is_err());
     }
 

@@ -272,7 +272,7 @@ mod tests {
                 t.with_timezone(&berlin).date_naive() == NaiveDate::from_ymd_opt(2026, 3, 29).unwrap()
             })
             .collect();
-        assert!(day.len() <= 1, "{day:?}");
+        assert_eq!(day.len(), 1, "{day:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::ctx::{Ctx, Fields};
 use super::node::{Node, Value};
-use super::page::{self, Geolocation, Step, StepWire, WaitForSpec, WaitForWire};
+use super::page::{self, Geolocation, LoginSession, LoginWire, Step, StepWire, WaitForSpec, WaitForWire};
 use super::values::{list, number, text};
 
 /// `steps:`, each a mapping with one action key.
@@ -79,6 +79,75 @@ fn wait_for(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<WaitForWire> {
     Some(WaitForWire::Spec(spec))
 }
 
+/// `sessions:`: name → `{url, steps, check, reuse}`.
+pub(crate) fn sessions(ctx: &mut Ctx<'_>, node: &Node) -> Option<Vec<LoginSession>> {
+    let Value::Map(entries) = &node.value else {
+        ctx.expected(node, "sessions", "a mapping of session names to {url, steps, check, reuse}");
+        return None;
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (k, v) in entries {
+        let name = match &k.value {
+            Value::Str(s) if page::check_session_name(s).is_ok() => s.clone(),
+            _ => {
+                ctx.expected(k, "sessions", "a session name like \"shop-login\" (a-z, 0-9, - and _)");
+                ok = false;
+                continue;
+            }
+        };
+        match session(ctx, v, &format!("sessions.{name}"), name) {
+            Some(s) => out.push(s),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn session(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: String) -> Option<LoginSession> {
+    let mut f = Fields::of(ctx, node, path)?;
+    let url = super::monitor::required(ctx, &mut f, node.pos, "url", "the page where signing in starts")
+        .and_then(|(n, p)| text(ctx, n, &p));
+    let steps = super::monitor::required(ctx, &mut f, node.pos, "steps", "the steps that sign in")
+        .and_then(|(n, p)| steps(ctx, n, &p));
+    let check = super::monitor::required(
+        ctx,
+        &mut f,
+        node.pos,
+        "check",
+        "a selector or {text: …} a signed-in page shows",
+    )
+    .and_then(|(n, p)| wait_for(ctx, n, &p));
+    let reuse = f.opt("reuse").and_then(|n| text(ctx, n, &f.path("reuse")));
+    f.finish(ctx, &["url", "steps", "check", "reuse"]);
+    let steps = steps?.iter().map(Step::to_wire).collect();
+    let wire = LoginWire { name, url: url?, steps, check: check?, reuse };
+    match wire.validate() {
+        Ok(s) => Some(s),
+        Err(message) => {
+            let (at, message) = match message.split_once(": ") {
+                Some((key, rest)) if !key.contains(' ') => (format!("{path}.{key}"), rest.to_owned()),
+                _ => (path.to_owned(), message),
+            };
+            ctx.error(node.pos, &at, message);
+            None
+        }
+    }
+}
+
+/// A monitor's `session: NAME`, one of `sessions:`.
+pub(crate) fn session_ref(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<LoginSession> {
+    let name = text(ctx, node, path)?;
+    if let Some(s) = ctx.sessions.iter().find(|s| s.name == name.trim()) {
+        return Some(s.clone());
+    }
+    let known: Vec<&str> = ctx.sessions.iter().map(|s| s.name.as_str()).collect();
+    let known =
+        if known.is_empty() { "none is defined".to_owned() } else { format!("known: {}", known.join(", ")) };
+    ctx.error(node.pos, path, format!("no session \"{name}\" in sessions: ({known})"));
+    None
+}
+
 /// `block_requests:` URL patterns.
 pub(crate) fn block_patterns(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<String>> {
     let items = list(ctx, node, path, "URL patterns like \"*://*.doubleclick.net/*\"")?;
@@ -99,6 +168,22 @@ pub(crate) fn block_patterns(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Opti
     Some(out)
 }
 
+/// `click_accept:`, `remove:`: CSS selectors, none blank.
+pub(crate) fn selectors(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<String>> {
+    let items = list(ctx, node, path, "CSS selectors")?;
+    let mut out = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let s = text(ctx, item, &p)?;
+        if s.trim().is_empty() {
+            ctx.error(item.pos, &p, "an empty selector");
+            return None;
+        }
+        out.push(s);
+    }
+    Some(out)
+}
+
 /// `locale: de-DE`.
 pub(crate) fn locale(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<String> {
     let s = text(ctx, node, path)?;
@@ -114,23 +199,24 @@ pub(crate) fn locale(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Strin
 /// `geolocation: {latitude, longitude, accuracy}`.
 pub(crate) fn geolocation(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Geolocation> {
     let mut f = Fields::of(ctx, node, path)?;
-    let mut coord = |ctx: &mut Ctx<'_>, key: &str, limit: f64, default: Option<f64>| {
+    let mut coord = |ctx: &mut Ctx<'_>, key: &str, limit: f64| {
         let p = f.path(key);
-        match (f.opt(key), default) {
-            (Some(n), _) => number(ctx, n, &p, -limit, limit),
-            (None, Some(d)) => Some(d),
-            (None, None) => {
+        match f.opt(key) {
+            Some(n) => number(ctx, n, &p, -limit, limit),
+            None => {
                 ctx.error(node.pos, &p, "missing (degrees)");
                 None
             }
         }
     };
-    let latitude = coord(ctx, "latitude", 90.0, None);
-    let longitude = coord(ctx, "longitude", 180.0, None);
-    let accuracy = coord(ctx, "accuracy", 100_000.0, Some(10.0));
+    let latitude = coord(ctx, "latitude", 90.0);
+    let longitude = coord(ctx, "longitude", 180.0);
+    let accuracy = match f.opt("accuracy") {
+        Some(n) => number(ctx, n, &f.path("accuracy"), 0.0, 100_000.0),
+        None => Some(10.0),
+    };
     f.finish(ctx, &["latitude", "longitude", "accuracy"]);
-    let g = Geolocation { latitude: latitude?, longitude: longitude?, accuracy: accuracy?.abs() };
-    Some(g)
+    Some(Geolocation { latitude: latitude?, longitude: longitude?, accuracy: accuracy? })
 }
 
 #[cfg(test)]
@@ -196,5 +282,7 @@ monitors:
         assert!(e.contains("m.yaml:4:15: monitors[0].timezone: expected an IANA time zone"), "{e}");
         assert!(e.contains("monitors[0].locale: expected a language tag"), "{e}");
         assert!(e.contains("monitors[0].quiet_hours.to: expected a local time"), "{e}");
+        let e = parse("defaults: {format: pdf}\nmonitors: []\n").unwrap_err();
+        assert!(e.contains("m.yaml:1:20: defaults.format: PDF monitors are not supported yet"), "{e}");
     }
 }

@@ -1,5 +1,6 @@
-//! The `revoked_sessions` table: web UI sessions ended by signing out before they expire; and
-//! `shared_secrets`: the keys every replica signs and checks with alike.
+//! The `revoked_sessions` table: web UI sessions ended by signing out before they expire;
+//! `shared_secrets`: the keys every replica signs and checks with alike; and `login_states`:
+//! the sealed cookies of the login sessions monitors sign in through (`sessions:`).
 
 use async_trait::async_trait;
 
@@ -18,6 +19,22 @@ pub trait SessionStore: Send + Sync {
     /// The secret stored under `name`; `candidate` is stored (and returned) when none is, so the
     /// first process to ask decides and every later one gets the same.
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;
+
+    /// The sealed cookies kept for the login session `name`, and until when they may be used.
+    async fn login_state(&self, name: &str) -> Result<Option<(Vec<u8>, Timestamp)>>;
+
+    /// Keeps `state` for `name` until `expires_at`; a streak of failures ends.
+    async fn keep_login_state(
+        &self,
+        name: &str,
+        state: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()>;
+
+    /// Signing in through `name` failed: its kept state is dropped. True when this begins a
+    /// streak of failures (the failure that alerts), false when one since the last sign-in did.
+    async fn note_login_failure(&self, name: &str, now: Timestamp) -> Result<bool>;
 }
 
 #[async_trait]
@@ -54,6 +71,59 @@ impl SessionStore for SqlStore {
                 .bind(name)
                 .fetch_one(p)
                 .await?)
+        })
+    }
+
+    async fn login_state(&self, name: &str) -> Result<Option<(Vec<u8>, Timestamp)>> {
+        on_pool!(self, |p| {
+            let row: Option<(Option<Vec<u8>>, Timestamp)> =
+                sqlx::query_as("SELECT state, expires_at FROM login_states WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(p)
+                    .await?;
+            Ok(row.and_then(|(state, expires)| state.map(|s| (s, expires))))
+        })
+    }
+
+    async fn keep_login_state(
+        &self,
+        name: &str,
+        state: &[u8],
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO login_states (name, state, expires_at, failed_since, updated_at)
+                 VALUES ($1, $2, $3, NULL, $4)
+                 ON CONFLICT (name) DO UPDATE SET state = excluded.state, expires_at = excluded.expires_at,
+                     failed_since = NULL, updated_at = excluded.updated_at",
+            )
+            .bind(name)
+            .bind(state)
+            .bind(expires_at)
+            .bind(now)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn note_login_failure(&self, name: &str, now: Timestamp) -> Result<bool> {
+        on_pool!(self, |p| {
+            let since: Timestamp = sqlx::query_scalar(
+                "INSERT INTO login_states (name, state, expires_at, failed_since, updated_at)
+                 VALUES ($1, NULL, 0, $2, $2)
+                 ON CONFLICT (name) DO UPDATE SET state = NULL, expires_at = 0,
+                     failed_since = COALESCE(login_states.failed_since, excluded.failed_since),
+                     updated_at = excluded.updated_at
+                 RETURNING failed_since",
+            )
+            .bind(name)
+            .bind(now)
+            .fetch_one(p)
+            .await?;
+            Ok(since == now)
         })
     }
 

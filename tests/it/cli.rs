@@ -33,7 +33,7 @@ fn check_accepts_the_example_and_prints_fire_times() {
     assert!(times.iter().all(|t| t.contains(":00:00") || t.contains(":30:00")), "{home}");
     let docs = lines.iter().find(|l| l.starts_with("example-docs")).expect("example-docs row");
     assert!(docs.contains("disabled") && docs.contains("500 px"));
-    assert!(out.contains("2 monitors (1 enabled); configuration is valid"));
+    assert!(out.contains("3 monitors (1 enabled); configuration is valid"));
 }
 
 #[test]

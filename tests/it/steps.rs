@@ -24,6 +24,8 @@ use crate::monitoring::{TOKEN, api, image, run_now, verdict_of};
 struct Site {
     base: String,
     logins: Arc<Mutex<Vec<String>>>,
+    /// The session id a sign-in gets and the account page accepts; changed to expire sessions.
+    sid: Arc<Mutex<String>>,
     reports: Arc<Mutex<Vec<HashMap<String, String>>>>,
     /// `Accept-Language` of each `/probe` load.
     languages: Arc<Mutex<Vec<String>>>,
@@ -43,16 +45,16 @@ async fn login(State(site): State<Site>, Form(f): Form<HashMap<String, String>>)
         (f.get("user").cloned().unwrap_or_default(), f.get("password").cloned().unwrap_or_default());
     site.logins.lock().unwrap().push(user.clone());
     if user == "ana" && password == "hunter2" {
-        let cookie = "sid=s-ana; Path=/; HttpOnly";
-        return (StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/account")])
-            .into_response();
+        let cookie = format!("sid={}; Path=/; HttpOnly", site.sid.lock().unwrap());
+        let headers = [(header::SET_COOKIE, cookie), (header::LOCATION, "/account".to_owned())];
+        return (StatusCode::SEE_OTHER, headers).into_response();
     }
     Html(LOGIN.replace("{}", "<p>Wrong user name or password</p>")).into_response()
 }
 
-async fn account(headers: HeaderMap) -> Response {
-    let signed_in =
-        headers.get_all(header::COOKIE).iter().any(|c| c.to_str().unwrap_or("").contains("sid=s-ana"));
+async fn account(State(site): State<Site>, headers: HeaderMap) -> Response {
+    let sid = format!("sid={}", site.sid.lock().unwrap());
+    let signed_in = headers.get_all(header::COOKIE).iter().any(|c| c.to_str().unwrap_or("").contains(&sid));
     match signed_in {
         true => Html(SIGNED_IN).into_response(),
         false => (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response(),
@@ -106,6 +108,7 @@ impl Site {
     async fn start() -> Site {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let site = Site { base: format!("http://{}", listener.local_addr().unwrap()), ..Default::default() };
+        *site.sid.lock().unwrap() = "s-1".into();
         let app = Router::new()
             .route("/login", get(login_page).post(login))
             .route("/account", get(account))
@@ -113,6 +116,7 @@ impl Site {
             .route("/probe", get(probe))
             .route("/report", get(report))
             .route("/tracker.js", get(tracker))
+            .fallback(|| async { (StatusCode::NOT_FOUND, Html("<h1>Not found</h1>")) })
             .with_state(site.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         site
@@ -120,8 +124,12 @@ impl Site {
 }
 
 fn config(slack: &FakeSlack, monitors: &str) -> String {
+    config_with(slack, "", monitors)
+}
+
+fn config_with(slack: &FakeSlack, top: &str, monitors: &str) -> String {
     format!(
-        "auth:\n  api_tokens: [\"{TOKEN}\"]\n\
+        "{top}auth:\n  api_tokens: [\"{TOKEN}\"]\n\
          capture:\n  workers: 2\n  stability_timeout: 1s\n  allow_private: [\"127.0.0.1/32\"]\n\
          slack:\n  bot_token: {BOT_TOKEN}\n  channel: \"#visual\"\n  api_url: {}/\n\
          defaults:\n  schedule: \"0 0 1 1 *\"\n  viewports: [320x200]\n  full_page: false\n  wait_until: load\n  retries_on_diff: 0\n\
@@ -230,7 +238,7 @@ async fn the_browser_has_the_monitors_zone_language_and_position_and_blocked_req
     let site = Site::start().await;
     let slack = FakeSlack::start().await;
     let monitors = format!(
-        "  - name: probe\n    url: {0}/probe\n    timezone: America/New_York\n    locale: de-DE\n\
+        "  - name: probe\n    url: {0}/probe\n    page_timezone: Asia/Tokyo\n    timezone: Europe/Berlin\n    locale: de-DE\n\
          \x20   geolocation: {{latitude: 52.52, longitude: 13.405}}\n    block_requests: [\"*/tracker.js\"]\n\
          \x20   steps: [{{wait_for: {{text: reported}}}}]\n\
          \x20 - name: bare\n    url: {0}/probe\n    steps: [{{wait_for: {{text: reported}}}}]\n",
@@ -240,7 +248,7 @@ async fn the_browser_has_the_monitors_zone_language_and_position_and_blocked_req
     let v = run(&app, "probe").await;
     assert_eq!(v["verdict"], "baseline_created", "{v}");
     let report = site.reports.lock().unwrap()[0].clone();
-    assert_eq!(report.get("tz").map(String::as_str), Some("America/New_York"), "{report:?}");
+    assert_eq!(report.get("tz").map(String::as_str), Some("Asia/Tokyo"), "{report:?}");
     assert_eq!(report.get("lang").map(String::as_str), Some("de-DE"), "{report:?}");
     assert_eq!(
         (report.get("lat").map(String::as_str), report.get("lon").map(String::as_str)),
@@ -248,16 +256,16 @@ async fn the_browser_has_the_monitors_zone_language_and_position_and_blocked_req
     );
     assert!(site.languages.lock().unwrap()[0].starts_with("de-DE"), "{:?}", site.languages.lock().unwrap());
     assert_eq!(*site.trackers.lock().unwrap(), 0, "the blocked script was never requested");
-    // Its monitor's API view says the zone.
+    // Its monitor's API view says the zone of its schedule.
     let (_, m) = api(&app, reqwest::Method::GET, "/api/monitors/probe").await;
-    assert_eq!(m["timezone"], "America/New_York", "{m}");
+    assert_eq!(m["timezone"], "Europe/Berlin", "{m}");
 
     // The same page without them: the machine's zone, no position, the tracker loaded.
     let bare = run(&app, "bare").await;
     assert_eq!(bare["verdict"], "baseline_created", "{bare}");
     let report = site.reports.lock().unwrap()[1].clone();
     assert!(report.contains_key("geo_error"), "{report:?}");
-    assert_ne!(report.get("tz").map(String::as_str), Some("America/New_York"));
+    assert_ne!(report.get("tz").map(String::as_str), Some("Asia/Tokyo"));
     assert_eq!(*site.trackers.lock().unwrap(), 1);
     app.stop().await.expect("clean shutdown");
 }
@@ -310,5 +318,106 @@ async fn quiet_hours_hold_an_alert_to_the_windows_end_or_drop_it() {
     let id = skipped["id"].as_str().unwrap().parse().unwrap();
     assert!(store.alerts_for_run(&id).await.unwrap().is_empty());
     assert!(slack.posted().is_empty());
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_session_signs_in_once_reuses_its_cookies_signs_in_again_when_they_expire_and_fails_once() {
+    let site = Site::start().await;
+    let slack = FakeSlack::start().await;
+    let sign_in = |password: &str| {
+        format!(
+            "    url: {}/login\n    check: {{text: \"Welcome back\"}}\n    reuse: 1h\n    steps:\n\
+             \x20     - {{fill: \"#user\", value: ana}}\n      - {{fill: \"#password\", value: {password}}}\n\
+             \x20     - {{click: \"button[type=submit]\"}}\n",
+            site.base
+        )
+    };
+    let sessions = format!("sessions:\n  shop:\n{}  stale:\n{}", sign_in("hunter2"), sign_in("nope"));
+    let monitors = format!(
+        "  - name: account\n    url: {0}/account\n    session: shop\n\
+         \x20 - name: billing\n    url: {0}/account\n    session: stale\n\
+         \x20 - name: invoices\n    url: {0}/account\n    session: stale\n",
+        site.base
+    );
+    let yaml = config_with(&slack, &sessions, &monitors);
+    let app = TestApp::spawn(Backend::Sqlite, &yaml).await;
+    let logins = || site.logins.lock().unwrap().len();
+    let parsed = vigil::config::parse(&yaml, "t.yaml", &|_| None).unwrap();
+    let shop = parsed.monitors[0].page.session.clone().unwrap();
+
+    let first = run(&app, "account").await;
+    assert_eq!(first["verdict"], "baseline_created", "{first}");
+    assert_eq!(pixel(&app, &first, 300, 190).await, [0, 0xaa, 0, 255], "signed in");
+    assert_eq!(logins(), 1);
+    // Kept sealed: the session id is not in the database in clear.
+    let store = vigil::store::connect_for_inspection(&app.db.url, 1).await.unwrap();
+    let (sealed, _) = store.login_state(&shop.store_key()).await.unwrap().expect("kept");
+    assert!(!sealed.windows(3).any(|w| w == b"s-1"), "sealed");
+
+    // The next run reuses the cookies: no sign-in.
+    assert_eq!(run(&app, "account").await["verdict"], "unchanged");
+    assert_eq!(logins(), 1, "reused");
+
+    // The site ends the session: the kept cookies fail the check, and the steps sign in again.
+    *site.sid.lock().unwrap() = "s-2".into();
+    let again = run(&app, "account").await;
+    assert_eq!(again["verdict"], "unchanged", "{again}");
+    assert_eq!(logins(), 2, "signed in again");
+    // … and kept that sign-in for the next run.
+    assert_eq!(run(&app, "account").await["verdict"], "unchanged");
+    assert_eq!(logins(), 2, "the new cookies were kept");
+
+    // A wrong password: each monitor of the session fails with login_failed, one alert in all.
+    let billing = run(&app, "billing").await;
+    let invoices = run(&app, "invoices").await;
+    for v in [&billing, &invoices] {
+        assert_eq!(
+            (v["verdict"].as_str(), v["error"]["code"].as_str()),
+            (Some("failed"), Some("login_failed")),
+            "{v}"
+        );
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("signing in through session \"stale\" failed: after signing in"),
+            "{message}"
+        );
+    }
+    let mut alerts = 0;
+    for v in [&billing, &invoices] {
+        alerts += store.alerts_for_run(&v["id"].as_str().unwrap().parse().unwrap()).await.unwrap().len();
+    }
+    assert_eq!(alerts, 1, "one alert for the session");
+    let posted = wait_for("the session's alert", Duration::from_secs(30), || async {
+        slack.posted().into_iter().next()
+    })
+    .await;
+    assert!(posted.text.contains("stale"), "{}", posted.text);
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_throwing_script_a_step_to_an_error_page_and_a_value_for_another_origin_fail_the_run() {
+    let site = Site::start().await;
+    let other = Site::start().await;
+    let slack = FakeSlack::start().await;
+    let monitors = format!(
+        "  - name: throws\n    url: {0}/login\n    inject_js: \"throw new Error('hiding failed')\"\n\
+         \x20 - name: missing\n    url: {0}/login\n    steps: [{{goto: \"{0}/nowhere\"}}]\n\
+         \x20 - name: elsewhere\n    url: {1}/login\n    steps: [{{evaluate: \"location.assign('{0}/login')\"}}, {{fill: \"#password\", value: hunter2}}]\n",
+        site.base, other.base
+    );
+    let app = TestApp::spawn(Backend::Sqlite, &config(&slack, &monitors)).await;
+    let message = |v: &Value| v["error"]["message"].as_str().unwrap_or_default().to_owned();
+    let throws = run(&app, "throws").await;
+    assert_eq!(throws["error"]["code"], "step_failed", "{throws}");
+    assert!(message(&throws).starts_with("inject_js: the script threw Error: hiding failed"), "{throws}");
+    let missing = run(&app, "missing").await;
+    assert_eq!(missing["error"]["code"], "step_failed", "{missing}");
+    assert!(message(&missing).ends_with("the page it led to answered HTTP 404"), "{missing}");
+    // Another port is another origin: the password is not typed there.
+    let elsewhere = run(&app, "elsewhere").await;
+    assert_eq!(elsewhere["error"]["code"], "step_failed", "{elsewhere}");
+    assert!(message(&elsewhere).contains("nothing is typed"), "{elsewhere}");
     app.stop().await.expect("clean shutdown");
 }

@@ -1070,6 +1070,19 @@ async fn sessions(store: &dyn InspectStore) {
     assert_eq!(store.shared_secret("ui", "first").await.unwrap(), "first");
     assert_eq!(store.shared_secret("ui", "second").await.unwrap(), "first");
     assert_eq!(store.shared_secret("other", "second").await.unwrap(), "second");
+
+    // Login sessions: kept until a failure, which alerts once until the next sign-in.
+    let t = vigil::time::Timestamp::from_millis;
+    assert_eq!(store.login_state("shop").await.unwrap(), None);
+    store.keep_login_state("shop", b"sealed-1", t(9_000), t(1_000)).await.unwrap();
+    store.keep_login_state("shop", b"sealed-2", t(9_500), t(1_500)).await.unwrap();
+    assert_eq!(store.login_state("shop").await.unwrap(), Some((b"sealed-2".to_vec(), t(9_500))));
+    assert!(store.note_login_failure("shop", t(2_000)).await.unwrap(), "the first failure alerts");
+    assert_eq!(store.login_state("shop").await.unwrap(), None, "a failed session keeps nothing");
+    assert!(!store.note_login_failure("shop", t(3_000)).await.unwrap(), "the next does not");
+    assert!(store.note_login_failure("blog", t(3_000)).await.unwrap(), "per session");
+    store.keep_login_state("shop", b"sealed-3", t(9_900), t(4_000)).await.unwrap();
+    assert!(store.note_login_failure("shop", t(5_000)).await.unwrap(), "a new streak after a sign-in");
 }
 
 #[tokio::test]
