@@ -192,6 +192,14 @@ fn field_err(field: &str, message: impl Into<String>) -> FieldError {
     FieldError { field: field.to_owned(), message: message.into() }
 }
 
+/// A validation message of `config::page` under `path`: "key: what" names `path.key`.
+fn keyed(path: &str, message: &str) -> FieldError {
+    match page::split_key(message) {
+        Some((key, rest)) => field_err(&format!("{path}.{key}"), rest),
+        None => field_err(path, message),
+    }
+}
+
 /// Parses the JSON body; unknown fields and wrong types name the field.
 pub fn parse(body: &[u8]) -> Result<CaptureRequest, FieldError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
@@ -281,10 +289,7 @@ impl CaptureRequest {
         }
         let mut steps = Vec::with_capacity(self.steps.len());
         for (i, w) in self.steps.iter().enumerate() {
-            let step = w.validate().map_err(|m| match m.split_once(": ") {
-                Some((key, rest)) if !key.contains(' ') => field_err(&format!("steps[{i}].{key}"), rest),
-                _ => field_err(&format!("steps[{i}]"), m),
-            })?;
+            let step = w.validate().map_err(|m| keyed(&format!("steps[{i}]"), &m))?;
             steps.push(step);
         }
         let selectors = [("click_accept", &self.click_accept), ("remove", &self.remove)];
@@ -322,10 +327,7 @@ impl CaptureRequest {
                 tz => tz.map(str::to_owned),
             },
             session: match &self.session {
-                Some(w) => Some(w.validate().map_err(|m| match m.split_once(": ") {
-                    Some((key, rest)) if !key.contains(' ') => field_err(&format!("session.{key}"), rest),
-                    _ => field_err("session", m),
-                })?),
+                Some(w) => Some(w.validate().map_err(|m| keyed("session", &m))?),
                 None => None,
             },
         })

@@ -204,6 +204,12 @@ pub struct WaitForSpec {
     pub duration: Option<String>,
 }
 
+/// A validation message's key and the rest ("value: missing" → ("value", "missing")), when it
+/// starts with one.
+pub fn split_key(message: &str) -> Option<(&str, &str)> {
+    message.split_once(": ").filter(|(key, _)| !key.contains(' '))
+}
+
 /// The action keys, for messages.
 pub const ACTIONS: &[&str] =
     &["click", "fill", "press", "select", "hover", "scroll_to", "wait_for", "evaluate", "goto"];

@@ -50,17 +50,14 @@ fn step(ctx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Step> {
     if !ok {
         return None;
     }
-    match wire.validate() {
-        Ok(step) => Some(step),
-        Err(message) => {
-            // "key: what is wrong" names the key; the step itself otherwise.
-            let (at, message) = match message.split_once(": ") {
-                Some((key, rest)) if !key.contains(' ') => (format!("{path}.{key}"), rest.to_owned()),
-                _ => (path.to_owned(), message),
-            };
-            ctx.error(node.pos, &at, message);
-            None
-        }
+    wire.validate().map_err(|message| keyed_error(ctx, node, path, message)).ok()
+}
+
+/// Records a validation message at `node`: "key: what is wrong" names the key under `path`.
+fn keyed_error(ctx: &mut Ctx<'_>, node: &Node, path: &str, message: String) {
+    match page::split_key(&message) {
+        Some((key, rest)) => ctx.error(node.pos, &format!("{path}.{key}"), rest),
+        None => ctx.error(node.pos, path, message),
     }
 }
 
@@ -122,17 +119,7 @@ fn session(ctx: &mut Ctx<'_>, node: &Node, path: &str, name: String) -> Option<L
     f.finish(ctx, &["url", "steps", "check", "reuse"]);
     let steps = steps?.iter().map(Step::to_wire).collect();
     let wire = LoginWire { name, url: url?, steps, check: check?, reuse };
-    match wire.validate() {
-        Ok(s) => Some(s),
-        Err(message) => {
-            let (at, message) = match message.split_once(": ") {
-                Some((key, rest)) if !key.contains(' ') => (format!("{path}.{key}"), rest.to_owned()),
-                _ => (path.to_owned(), message),
-            };
-            ctx.error(node.pos, &at, message);
-            None
-        }
-    }
+    wire.validate().map_err(|message| keyed_error(ctx, node, path, message)).ok()
 }
 
 /// A monitor's `session: NAME`, one of `sessions:`.
