@@ -81,7 +81,12 @@ pub(super) async fn navigate_signed_in(
     // variant): the session's other monitors start from them.
     let cookies =
         live.browser.execute(GetCookiesParams { browser_context_id: context }).await?.result.cookies;
-    let quiet = navigate(page, spec, deadline, refused).await.map_err(failed)?;
+    // Still turned away (401, 403) is the sign-in's failure; any other error is the page's own
+    // (a 404, a timeout) and must not count against the session or wipe its cookies.
+    let quiet = navigate(page, spec, deadline, refused).await.map_err(|e| match e {
+        CaptureError::HttpStatus { status: 401 | 403, .. } => failed(e),
+        other => other,
+    })?;
     let check_until = deadline.min(Instant::now() + CHECK_AFTER);
     if !shows(page, &session.check, check_until).await {
         let what = match &session.check {

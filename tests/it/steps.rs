@@ -337,7 +337,8 @@ async fn a_session_signs_in_once_reuses_its_cookies_signs_in_again_when_they_exp
     let monitors = format!(
         "  - name: account\n    url: {0}/account\n    session: shop\n\
          \x20 - name: billing\n    url: {0}/account\n    session: stale\n\
-         \x20 - name: invoices\n    url: {0}/account\n    session: stale\n",
+         \x20 - name: invoices\n    url: {0}/account\n    session: stale\n\
+         \x20 - name: gone\n    url: {0}/nowhere\n    session: shop\n",
         site.base
     );
     let yaml = config_with(&slack, &sessions, &monitors);
@@ -368,6 +369,11 @@ async fn a_session_signs_in_once_reuses_its_cookies_signs_in_again_when_they_exp
     assert_eq!(run(&app, "account").await["verdict"], "unchanged");
     assert_eq!(logins(), 2, "the new cookies were kept");
 
+    // A page of the session that is gone is that page's failure, not the session's.
+    let gone = run(&app, "gone").await;
+    assert_eq!(gone["error"]["code"], "http_error", "{gone}");
+    assert!(store.login_state(&shop.store_key()).await.unwrap().is_some(), "the session's cookies stay");
+
     // A wrong password: each monitor of the session fails with login_failed, one alert in all.
     let billing = run(&app, "billing").await;
     let invoices = run(&app, "invoices").await;
@@ -389,7 +395,7 @@ async fn a_session_signs_in_once_reuses_its_cookies_signs_in_again_when_they_exp
     }
     assert_eq!(alerts, 1, "one alert for the session");
     let posted = wait_for("the session's alert", Duration::from_secs(30), || async {
-        slack.posted().into_iter().next()
+        slack.posted().into_iter().find(|p| p.text.contains("stale"))
     })
     .await;
     assert!(posted.text.contains("stale"), "{}", posted.text);
