@@ -139,6 +139,9 @@ impl From<SlackClientError> for SendError {
     }
 }
 
+/// The longest quiet hours hold an alert, windows that follow on included.
+const MAX_HOLD: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// When the outbox cannot be read or an attempt cannot be recorded: 1 s, 2 s, 4 s … 30 s.
 const TROUBLE: Exponential = Exponential::new(Duration::from_secs(1), Duration::from_secs(30));
 
@@ -183,7 +186,9 @@ impl Alerter {
             // The window ended: a window that follows on, or a mute set meanwhile, still counts.
             let monitor = self.events.monitors.find_str(&payload.monitor);
             match monitor.as_ref().and_then(|m| m.quiet_at(now.to_datetime())) {
-                Some((end, crate::config::QuietAction::Hold)) => {
+                // Windows that follow on for a week (a rule that is quiet all the time) hold no
+                // longer: the alert goes out.
+                Some((end, crate::config::QuietAction::Hold)) if now.minus(MAX_HOLD) < alert.created_at => {
                     return self.store.defer_alert(&alert.id, Timestamp::from_datetime(end), now).await;
                 }
                 Some((_, crate::config::QuietAction::Skip)) if payload.kind != AlertKind::Recovered => {

@@ -15,6 +15,7 @@ use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundK
 use super::browser::LiveBrowser;
 use super::error::CaptureError;
 use super::load::{Quiet, Refused, navigate};
+use super::prepare::shows;
 use super::request::CaptureSpec;
 use crate::config::page::{LoginSession, WaitFor};
 
@@ -114,11 +115,6 @@ pub(super) async fn navigate_signed_in(
         })
         .collect();
     Ok(SignedIn { quiet, new_state: Some(state) })
-}
-
-/// Whether the page shows `check` before `until`.
-async fn shows(page: &Page, check: &WaitFor, until: Instant) -> bool {
-    super::prepare::shows(page, check, until).await
 }
 
 /// Seals and opens a session's kept cookies: ChaCha20-Poly1305 under a 256-bit key, a random

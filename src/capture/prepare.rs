@@ -188,8 +188,8 @@ async fn out_of_the_way(page: &Page, setup: &PageSetup, deadline: Instant) -> Re
         let list = serde_json::to_string(&setup.click_accept).expect("serialises");
         // The first selector with a visible element, or an invalid one.
         let find = format!(
-            "(() => {{ for (const s of {list}) {{ let e; try {{ e = document.querySelector(s); }} catch (_) {{ return {{bad: s}}; }}
-               if (e && e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden') return {{found: s}}; }}
+            "(() => {{ for (const s of {list}) {{ let all; try {{ all = Array.from(document.querySelectorAll(s)); }} catch (_) {{ return {{bad: s}}; }}
+               if (all.some({VISIBLE})) return {{found: s}}; }}
                return {{}}; }})()"
         );
         loop {
@@ -200,8 +200,7 @@ async fn out_of_the_way(page: &Page, setup: &PageSetup, deadline: Instant) -> Re
             if let Some(s) = r["found"].as_str() {
                 let s = s.to_owned();
                 let click = async {
-                    let el = page.find_element(s.clone()).await.map_err(|e| e.to_string())?;
-                    el.click().await.map_err(|e| e.to_string())?;
+                    first_visible(page, &s).await?.click().await.map_err(cdp)?;
                     Ok(())
                 };
                 // A banner that moved away under the mouse is no reason to fail the capture.
