@@ -32,6 +32,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::{Config, MinFree};
 use crate::time::Timestamp;
 
+mod ballast;
+pub use ballast::Ballast;
+
 /// How often the volumes are looked at.
 pub const CHECK_EVERY: Duration = Duration::from_secs(5);
 /// The probe file written at each check.
@@ -135,6 +138,13 @@ impl Health {
     pub fn refusal(&self) -> Option<(Condition, String)> {
         self.trouble().map(|v| (v.condition, v.describe()))
     }
+
+    /// A volume low with less free than the ballast holds: what is left is for the runs in flight.
+    pub fn nearly_full(&self) -> bool {
+        self.volumes
+            .iter()
+            .any(|v| v.condition == Condition::Low && v.free_bytes < Ballast::size(v.min_free_bytes))
+    }
 }
 
 impl VolumeState {
@@ -221,73 +231,6 @@ impl Probe for FileSystem {
         let _ = std::fs::remove_file(&path);
         written
     }
-}
-
-/// Space held back in `data_dir` for the moment a volume fills to the last byte.
-pub struct Ballast {
-    pub path: PathBuf,
-    /// The largest ballast (a quarter of the mark is used, up to this).
-    pub max: u64,
-}
-
-impl Ballast {
-    pub const FILE: &str = ".vigil-ballast";
-    pub const MAX: u64 = 16 << 20;
-
-    pub fn in_dir(data_dir: &Path) -> Ballast {
-        Ballast { path: data_dir.join(Self::FILE), max: Self::MAX }
-    }
-
-    /// Releases the ballast when a volume on its file system is low with less free space than
-    /// it holds, and writes it again (at the size the mark calls for now) when every volume is
-    /// healthy with room to spare. What it released, if anything.
-    pub fn adjust(&self, health: &Health) -> Option<String> {
-        let data = health.volumes.iter().find(|v| v.name == "data")?;
-        let size = (data.min_free_bytes / 4).min(self.max);
-        let held = std::fs::metadata(&self.path).map_or(0, |m| m.len());
-        // Only space on the ballast's own file system helps, and only when it is short of space
-        // (not read-only, not failing).
-        let nearly_full = health
-            .volumes
-            .iter()
-            .any(|v| v.condition == Condition::Low && v.device == data.device && v.free_bytes < size.max(1));
-        if held > 0 && nearly_full {
-            return match std::fs::remove_file(&self.path) {
-                Ok(()) => Some(format!(
-                    "released the {} ballast ({}) so that the runs in flight can be recorded",
-                    human_bytes(held),
-                    self.path.display()
-                )),
-                Err(e) => Some(format!("cannot release the ballast {}: {e}", self.path.display())),
-            };
-        }
-        let roomy = health.trouble().is_none() && data.free_bytes > data.min_free_bytes + 2 * size;
-        if size > 0
-            && held != size
-            && roomy
-            && let Err(e) = write_zeros(&self.path, size)
-        {
-            let _ = std::fs::remove_file(&self.path);
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot write the ballast");
-        }
-        None
-    }
-}
-
-/// A file of `size` zero bytes, written (not sparse) so that its blocks are really taken.
-fn write_zeros(path: &Path, size: u64) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut f = std::fs::File::create(path)?;
-    let chunk = vec![0u8; 1 << 20];
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(chunk.len() as u64) as usize;
-        f.write_all(&chunk[..n])?;
-        left -= n as u64;
-    }
-    f.sync_all()
 }
 
 /// The checks' results, shared by everything that must not write into a full volume.

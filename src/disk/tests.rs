@@ -230,6 +230,9 @@ fn the_ballast_is_written_with_room_to_spare_and_released_when_a_volume_is_nearl
     elsewhere.volumes[0].device = 2;
     assert_eq!(ballast.adjust(&elsewhere), None);
     assert!(ballast.path.exists());
+    // What releases the ballast also stops new rows (skipped ticks) from eating what it freed.
+    assert!(!low(2 << 20).nearly_full() && !healthy(50 << 20).nearly_full() && !read_only.nearly_full());
+    assert!(low(10 << 10).nearly_full());
     let released = ballast.adjust(&low(10 << 10)).expect("released");
     assert!(released.contains("released the 1.0 MiB ballast"), "{released}");
     assert!(!ballast.path.exists());

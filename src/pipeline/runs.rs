@@ -66,6 +66,12 @@ impl Runs {
                 continue;
             }
             if let Some((condition, why)) = &refusal {
+                if self.disk.current().nearly_full() {
+                    // The last bytes (the released ballast) are kept for recording the runs in
+                    // flight: a fast schedule's skipped ticks would eat them a row at a time.
+                    tracing::warn!(monitor = %monitor.name, viewport = %key, reason = condition.code(), "tick skipped, not recorded (the volume is nearly full): {why}");
+                    continue;
+                }
                 let error = serde_json::json!({"code": condition.code(), "message": why, "retryable": true});
                 if self.store.insert_skipped_run(&run, &error.to_string()).await?.is_some() {
                     tracing::warn!(monitor = %monitor.name, viewport = %key, run = %run.id, reason = condition.code(), "tick skipped: {why}");

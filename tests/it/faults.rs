@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::helpers::daemon::{Daemon, DbProxy, TriplingProxy, free_port, kill_browsers, scalar};
+use crate::helpers::daemon::{Daemon, DbProxy, TriplingProxy, free_port, kill_browsers, rows, scalar};
 use crate::helpers::slack::{BOT_TOKEN, CHANNEL_ID, FakeSlack, HANG};
 use crate::helpers::{Backend, TestDb, TestReceiver, TestSite, wait_for};
 use crate::monitoring::{TOKEN, page};
@@ -158,7 +158,9 @@ async fn kill_9_at_three_points_loses_nothing_and_sends_nothing_twice() {
     for n in &names {
         site.set(n, &page(n, "#0a0"));
     }
-    let home = Home::new(Backend::Sqlite, &config(&slack, &site, &refs)).await;
+    // A third attempt for a capture a loaded machine times out: the story is about the kills.
+    let yaml = config(&slack, &site, &refs).replace("max_attempts: 2", "max_attempts: 3");
+    let home = Home::new(Backend::Sqlite, &yaml).await;
     // Random points, printed; VIGIL_KILL_POINTS=k1,k2,k3 replays a run.
     let mut rng = rand::rng();
     let (k1, k2, k3) = match std::env::var("VIGIL_KILL_POINTS") {
@@ -186,7 +188,16 @@ async fn kill_9_at_three_points_loses_nothing_and_sends_nothing_twice() {
     let d = home.start().await;
     home.wait_count(&d, "SELECT count(*) FROM runs WHERE verdict IS NOT NULL", N as i64).await;
     assert_eq!(home.count("SELECT count(*) FROM runs").await, N as i64, "no run lost or added");
-    assert_eq!(home.count("SELECT count(*) FROM runs WHERE verdict = 'baseline_created'").await, N as i64);
+    let others = rows(
+        &home.db.url,
+        "SELECT monitor || ': ' || verdict || ' ' || COALESCE(error, '') FROM runs WHERE verdict <> 'baseline_created'",
+    )
+    .await;
+    assert!(
+        others.is_empty(),
+        "every first run makes its baseline: {others:#?}\n--- log ---\n{}",
+        d.log_tail()
+    );
     assert_eq!(home.count("SELECT count(*) FROM baselines").await, N as i64, "each baseline written once");
     assert_eq!(home.count("SELECT count(DISTINCT monitor) FROM baselines WHERE active").await, N as i64);
     for n in &names {
