@@ -180,6 +180,7 @@ fn run_data(p: &AlertPayload, public_url: &url::Url) -> Value {
         "diff_pixels": p.diff_pixels,
         "diff_ratio": p.diff_ratio,
         "size_changed": p.size_changed,
+        "pages": p.pages,
         "regions": p.regions,
         "clipped": p.clipped,
         "unstable_runs": p.unstable_runs,

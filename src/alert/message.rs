@@ -6,6 +6,7 @@ use slack_morphism::prelude::*;
 
 use crate::config::Monitor;
 use crate::diff::Region;
+use crate::diff::pdf::PageReport;
 use crate::diff::text::{HEADLINE_CHARS, RegionChange, headline};
 use crate::store::{AlertKind, Run, Verdict};
 
@@ -44,6 +45,9 @@ pub struct AlertPayload {
     /// The text changes in one line (`$49 → $79`), the alert's first words.
     #[serde(default)]
     pub headline: Option<String>,
+    /// A PDF monitor's pages: counts on both sides, and which changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PageReport>,
     /// The capture was cut at `max_height`.
     #[serde(default)]
     pub clipped: bool,
@@ -131,6 +135,7 @@ impl AlertPayload {
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or_default(),
             headline: words.as_deref().and_then(|c| headline(c, HEADLINE_CHARS)),
             changes: words.unwrap_or_default(),
+            pages: run.page_report(),
             clipped: run.clipped.unwrap_or(false),
             unstable_runs: (kind == AlertKind::Unstable)
                 .then(|| monitor.map_or(3, |m| m.unstable_alert_after)),
@@ -169,7 +174,11 @@ impl AlertPayload {
                 self.viewport,
                 self.headline.as_ref().map(|h| format!("{h} · ")).unwrap_or_default(),
                 percent(self.diff_ratio.unwrap_or(0.0)),
-                if self.size_changed { ", page size changed" } else { "" }
+                match (&self.pages, self.size_changed) {
+                    (Some(pages), _) => format!(", {}", pages.said()),
+                    (None, true) => ", page size changed".into(),
+                    (None, false) => String::new(),
+                }
             ),
             AlertKind::Failed => {
                 format!("{} ({}) cannot be captured: {}", self.monitor, self.viewport, self.error_message())
@@ -240,7 +249,9 @@ impl AlertPayload {
         match self.kind {
             AlertKind::Changed => {
                 let mut text = String::new();
-                if self.size_changed {
+                if let Some(pages) = &self.pages {
+                    text.push_str(&format!("*PDF*: {}.\n", pages.said()));
+                } else if self.size_changed {
                     text.push_str("The page size changed.\n");
                 }
                 if self.clipped {

@@ -57,11 +57,6 @@ pub const SETTING_KEYS: &[&str] = &[
     "session",
 ];
 
-/// Why `format: pdf` is refused for monitors.
-pub const PDF_REFUSED: &str = "PDF monitors are not supported yet: vigil compares PNG captures and does \
-     not rasterise PDF pages (docs/monitors.md). Watch the HTML page the PDF is made from with format: png, \
-     or fetch the PDF itself from the capture API (POST /v1/capture with \"format\": \"pdf\")";
-
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
 pub const DEFAULT_VIEWPORT: Viewport = Viewport { width: 1280, height: 800, scale: 1.0, mobile: false };
 pub const DEFAULT_THRESHOLD_RATIO: f64 = 0.001;
@@ -151,14 +146,7 @@ pub(crate) fn settings(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Settings {
         vs.into_iter().collect::<Option<Vec<_>>>().filter(|v| !v.is_empty())
     });
     read!(full_page, |n, p| boolean(ctx, n, p));
-    read!(format, |n, p| match choice(ctx, n, p, &[("png", Format::Png), ("pdf", Format::Pdf)]) {
-        // Every run would fail comparing a PDF as an image (docs/monitors.md, "Not built yet").
-        Some(Format::Pdf) => {
-            ctx.error(n.pos, p, PDF_REFUSED);
-            None
-        }
-        format => format,
-    });
+    read!(format, |n, p| choice(ctx, n, p, &[("png", Format::Png), ("pdf", Format::Pdf)]));
     read!(wait_until, |n, p| choice(
         ctx,
         n,
@@ -222,6 +210,15 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
     known.extend_from_slice(SETTING_KEYS);
     f.finish(ctx, &known);
     let s = own.or(defaults);
+    if s.format == Some(Format::Pdf) && s.mask.iter().flatten().any(|m| matches!(m, Mask::Selector(_))) {
+        // The capture reports where a selector is on the screen, not on the printed pages.
+        ctx.error(
+            node.pos,
+            &format!("{path}.mask"),
+            "a PDF monitor cannot mask by selector (its pages are printed, not shot): hide the element \
+             before printing with hide:, or mask a rectangle of the rendered pages (x, y in their pixels)",
+        );
+    }
     let threshold = match (s.threshold, s.max_diff_pixels) {
         (None, None) => Threshold { ratio: Some(DEFAULT_THRESHOLD_RATIO), max_diff_pixels: None },
         (ratio, max_diff_pixels) => Threshold { ratio, max_diff_pixels },

@@ -61,6 +61,10 @@ pub enum DiffError {
     InvalidBuffer { width: u32, height: u32, len: usize },
     #[error("could not encode the diff image")]
     Encode(#[source] png::EncodingError),
+    #[error("the PDF cannot be rendered: {reason}")]
+    InvalidPdf { reason: String },
+    #[error("the PDF has {pages} pages; at most {max} are rendered")]
+    TooManyPages { pages: usize, max: usize },
 }
 
 impl DiffError {
@@ -73,6 +77,8 @@ impl DiffError {
             DiffError::DecompressionLimit { .. } => "decompression_limit",
             DiffError::InvalidBuffer { .. } => "invalid_image",
             DiffError::Encode(_) => "encode_failed",
+            DiffError::InvalidPdf { .. } => "invalid_pdf",
+            DiffError::TooManyPages { .. } => "too_many_pages",
         }
     }
 

@@ -28,6 +28,7 @@ mod codec;
 mod jsmath;
 mod kernel;
 mod metric;
+pub mod pdf;
 mod regions;
 pub mod text;
 

@@ -102,7 +102,6 @@ impl RegionChange {
 /// `png` with `words` in an `iTXt` chunk before its `IEND`; `None` when `png` has no `IEND`
 /// where its chunks say.
 pub fn embed(png: &[u8], words: &TextSnapshot) -> Option<Vec<u8>> {
-    let iend = chunks(png).find(|c| &c.kind == b"IEND")?.start;
     let json = serde_json::to_vec(words).expect("words serialise");
     let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     z.write_all(&json).expect("writing to memory");
@@ -112,14 +111,21 @@ pub fn embed(png: &[u8], words: &TextSnapshot) -> Option<Vec<u8>> {
     data.extend_from_slice(KEYWORD.as_bytes());
     data.extend_from_slice(&[0, 1, 0, 0, 0]);
     data.extend_from_slice(&compressed);
+    with_chunk(png, b"iTXt", &data)
+}
+
+/// `png` with a chunk of `kind` holding `data` before its `IEND`; `None` when `png` has no `IEND`
+/// where its chunks say.
+pub(crate) fn with_chunk(png: &[u8], kind: &[u8; 4], data: &[u8]) -> Option<Vec<u8>> {
+    let iend = chunks(png).find(|c| &c.kind == b"IEND")?.start;
     let mut crc = crc32fast::Hasher::new();
-    crc.update(b"iTXt");
-    crc.update(&data);
+    crc.update(kind);
+    crc.update(data);
     let mut out = Vec::with_capacity(png.len() + data.len() + 12);
     out.extend_from_slice(&png[..iend]);
     out.extend_from_slice(&u32::try_from(data.len()).ok()?.to_be_bytes());
-    out.extend_from_slice(b"iTXt");
-    out.extend_from_slice(&data);
+    out.extend_from_slice(kind);
+    out.extend_from_slice(data);
     out.extend_from_slice(&crc.finalize().to_be_bytes());
     out.extend_from_slice(&png[iend..]);
     Some(out)
@@ -182,16 +188,16 @@ pub fn clean(word: &str) -> String {
         .collect()
 }
 
-struct Chunk<'a> {
+pub(crate) struct Chunk<'a> {
     /// Offset of the chunk's length field.
-    start: usize,
-    kind: [u8; 4],
-    data: &'a [u8],
-    crc: u32,
+    pub(crate) start: usize,
+    pub(crate) kind: [u8; 4],
+    pub(crate) data: &'a [u8],
+    pub(crate) crc: u32,
 }
 
 /// The chunks of a PNG, until the first that does not fit.
-fn chunks(png: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
+pub(crate) fn chunks(png: &[u8]) -> impl Iterator<Item = Chunk<'_>> {
     let mut at = if png.starts_with(b"\x89PNG\r\n\x1a\n") { 8 } else { png.len() };
     std::iter::from_fn(move || {
         let start = at;

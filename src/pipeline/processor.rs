@@ -15,7 +15,7 @@ use super::runs::Runs;
 use crate::alert::run_alerts::RunAlerts;
 use crate::baseline::{BaselineError, Baselines};
 use crate::config::{LiveMonitors, Mask, Monitor};
-use crate::diff::{DiffOptions, Limits, Region, compare_png, decode_png, text};
+use crate::diff::{DiffError, DiffOptions, Limits, Region, compare_png, decode_png, pdf, text};
 use crate::http::client::BodyError;
 use crate::ids::RunId;
 use crate::queue::backoff::Exponential;
@@ -416,6 +416,11 @@ impl Processor {
             |outcome: RunOutcome| RunOutcome { stable: result.stable, clipped: result.clipped, ..outcome };
         let started = std::time::Instant::now();
         let png = self.fetch(url).await?;
+        // A PDF monitor's capture is compared, stored and shown as its pages rendered to one PNG.
+        let png = match as_png(png).await {
+            Ok(png) => png,
+            Err(e) => return Ok(unusable(&e)),
+        };
         let fetched = started.elapsed();
         let monitor = self.monitors.find(&run.monitor);
         let monitor = monitor.as_ref();
@@ -474,11 +479,12 @@ impl Processor {
                 },
                 _ => None,
             };
-            Ok::<_, crate::diff::DiffError>(((report, diff_png, changes), png))
+            let pages = pdf::compare_pages(&base_png, &png, &report.regions);
+            Ok::<_, DiffError>(((report, diff_png, changes, pages), png))
         })
         .await
         .expect("the diff does not panic");
-        let ((report, diff_png, changes), png) = match compared {
+        let ((report, diff_png, changes, pages), png) = match compared {
             Ok(r) => r,
             Err(e) => return Ok(RunOutcome { baseline_sha256: Some(baseline.sha256), ..unusable(&e) }),
         };
@@ -522,6 +528,7 @@ impl Processor {
             size_changed: Some(report.size_changed),
             regions: Some(serde_json::to_string(&report.regions).expect("serialises")),
             text_changes: changes.map(|c| serde_json::to_string(&c).expect("serialises")),
+            pages: pages.map(|p| serde_json::to_string(&p).expect("serialises")),
             ..Default::default()
         }))
     }
@@ -537,8 +544,23 @@ fn asset_unavailable(e: &FetchError) -> RunOutcome {
     RunOutcome { verdict: Some(Verdict::Failed), error: Some(error.to_string()), ..Default::default() }
 }
 
-/// The verdict on a capture that cannot be compared (not a PNG within the limits).
-fn unusable(e: &crate::diff::DiffError) -> RunOutcome {
+/// The capture as the PNG that is compared: a PDF (a `format: pdf` monitor) has its pages
+/// rendered and stacked (`crate::diff::pdf`), off the async threads; anything else is left as it
+/// is, for the PNG decoder to judge.
+async fn as_png(capture: Vec<u8>) -> Result<Vec<u8>, DiffError> {
+    if !pdf::is_pdf(&capture) {
+        return Ok(capture);
+    }
+    tokio::task::spawn_blocking(move || {
+        pdf::rasterise(&capture, &Limits::default()).and_then(|r| pdf::encode(&r))
+    })
+    .await
+    .expect("rendering a PDF does not panic (a renderer panic is caught)")
+}
+
+/// The verdict on a capture that cannot be compared (not a PNG within the limits, nor a PDF
+/// that renders).
+fn unusable(e: &DiffError) -> RunOutcome {
     let message = format!("the capture is unusable: {e}");
     RunOutcome {
         verdict: Some(Verdict::Failed),

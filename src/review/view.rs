@@ -24,6 +24,9 @@ pub struct RunView {
     pub text_changes: Option<Vec<RegionChange>>,
     /// The text changes in one line (`$49 → $79`); `null` when no word changed.
     pub headline: Option<String>,
+    /// A PDF monitor's run: the page counts of the baseline and the capture, and the pages that
+    /// changed; `null` for image captures.
+    pub pages: Option<crate::diff::pdf::PageReport>,
     /// The capture's shots settled; `null` before it was judged or when nothing was checked.
     pub stable: Option<bool>,
     /// The capture was cut at `max_height`.
@@ -65,6 +68,7 @@ impl RunView {
             regions: run.regions.as_deref().and_then(|r| serde_json::from_str(r).ok()).unwrap_or(json!([])),
             headline: words.as_deref().and_then(|c| headline(c, HEADLINE_CHARS)),
             text_changes: words,
+            pages: run.page_report(),
             stable: run.stable,
             clipped: run.clipped,
             error: run.error.as_deref().map(|e| serde_json::from_str(e).unwrap_or_else(|_| json!(e))),

@@ -183,6 +183,9 @@ pub struct Run {
     /// JSON array of `{region, text}`: what the words in each changed region say changed
     /// (`crate::diff::text::RegionChange`); `None` without words on both sides.
     pub text_changes: Option<String>,
+    /// JSON `{before, after, changed}` for a PDF monitor's run (`crate::diff::pdf::PageReport`):
+    /// the page counts of the baseline and the capture, and the pages that changed.
+    pub pages: Option<String>,
     /// The capture's shots settled (two identical in a row); `None` before it was judged, or
     /// when nothing was checked (a zero stability timeout, a PDF, a provider that does not say).
     pub stable: Option<bool>,
@@ -200,6 +203,11 @@ impl Run {
     /// What the words in each changed region say changed, when the run has words on both sides.
     pub fn word_changes(&self) -> Option<Vec<crate::diff::text::RegionChange>> {
         self.text_changes.as_deref().and_then(|c| serde_json::from_str(c).ok())
+    }
+
+    /// The pages of a PDF monitor's run: counts on both sides, and which changed.
+    pub fn page_report(&self) -> Option<crate::diff::pdf::PageReport> {
+        self.pages.as_deref().and_then(|p| serde_json::from_str(p).ok())
     }
 }
 
@@ -226,6 +234,7 @@ pub struct RunOutcome {
     pub size_changed: Option<bool>,
     pub regions: Option<String>,
     pub text_changes: Option<String>,
+    pub pages: Option<String>,
     pub stable: Option<bool>,
     pub clipped: Option<bool>,
     pub error: Option<String>,

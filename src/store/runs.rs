@@ -157,13 +157,13 @@ impl RunStore for SqlStore {
                 "UPDATE runs SET status = 'done', verdict = $2, current_sha256 = $3, baseline_sha256 = $4,
                      diff_sha256 = $5, diff_pixels = $6, total_pixels = $7, diff_ratio = $8, size_changed = $9,
                      regions = $10, error = $11, updated_at = $12, completed_at = $12, text_changes = $13,
-                     stable = $14, clipped = $15
+                     stable = $14, clipped = $15, pages = $16
                  WHERE id = $1 AND status = 'pending'",
             )
             .bind(id).bind(o.verdict).bind(&o.current_sha256).bind(&o.baseline_sha256).bind(&o.diff_sha256)
             .bind(o.diff_pixels).bind(o.total_pixels).bind(o.diff_ratio).bind(o.size_changed)
             .bind(&o.regions).bind(&o.error).bind(now).bind(&o.text_changes).bind(o.stable).bind(o.clipped)
-            .execute(p).await?;
+            .bind(&o.pages).execute(p).await?;
             Ok(r.rows_affected() == 1)
         })
     }

@@ -229,6 +229,8 @@ pub struct RunDetail {
     pub diff: String,
     pub diff_pixels: String,
     pub size_changed: bool,
+    /// A PDF monitor's run: which pages changed (`page 2 of 3 changed`); empty otherwise.
+    pub pages: String,
     /// The capture never settled (`stable: false`).
     pub unsettled: bool,
     pub clipped: bool,
@@ -267,6 +269,7 @@ impl RunDetail {
             diff: r.diff_ratio.map(percent).unwrap_or_default(),
             diff_pixels: r.diff_pixels.map(|p| p.to_string()).unwrap_or_default(),
             size_changed: r.size_changed.unwrap_or(false),
+            pages: r.page_report().map(|p| p.said()).unwrap_or_default(),
             unsettled: r.stable == Some(false),
             clipped: r.clipped.unwrap_or(false),
             when: short_time(&r.created_at.to_string()),

@@ -15,6 +15,7 @@ mod layout;
 mod masks;
 mod monitoring;
 mod outside;
+mod pdf;
 mod pipeline;
 mod quality;
 mod receiver;

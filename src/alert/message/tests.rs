@@ -47,6 +47,7 @@ pub(crate) fn changed() -> AlertPayload {
         regions: (0..7).map(|i| Region { x: i * 10, y: 20, width: 30, height: 40 }).collect(),
         changes: Vec::new(),
         headline: None,
+        pages: None,
         clipped: false,
         unstable_runs: None,
         error: None,
@@ -222,4 +223,21 @@ fn page_derived_text_is_escaped_and_every_part_stays_within_slacks_limits() {
     let short = AlertPayload { url: "https://example.com/a|b".into(), ..changed() };
     let json = serde_json::to_value(short.blocks()).unwrap().to_string();
     assert!(json.contains("<https://example.com/a%7Cb|https://example.com/a|b>"), "{json}");
+}
+
+#[test]
+fn a_pdf_change_says_which_page_and_a_new_page_count_instead_of_a_size_change() {
+    use crate::diff::pdf::PageReport;
+    let page =
+        AlertPayload { pages: Some(PageReport { before: 3, after: 3, changed: vec![2] }), ..changed() };
+    assert_eq!(page.summary(), "pricing changed (1280x800): 0.40% of pixels differ, page 2 of 3 changed");
+    let longer = AlertPayload {
+        size_changed: true,
+        pages: Some(PageReport { before: 3, after: 4, changed: vec![4] }),
+        ..changed()
+    };
+    assert!(longer.summary().ends_with(", page 4 changed; 4 pages, 3 before"), "{}", longer.summary());
+    let blocks = serde_json::to_string(&longer.blocks()).unwrap();
+    assert!(blocks.contains("*PDF*: page 4 changed; 4 pages, 3 before."), "{blocks}");
+    assert!(!blocks.contains("The page size changed"), "{blocks}");
 }

@@ -174,6 +174,7 @@ async fn runs(store: &dyn InspectStore) {
         size_changed: Some(false),
         regions: Some(r#"[{"x":1,"y":2,"width":3,"height":4}]"#.into()),
         text_changes: Some(r#"[{"region":{"x":1,"y":2,"width":3,"height":4},"text":[]}]"#.into()),
+        pages: Some(r#"{"before":2,"after":3,"changed":[3]}"#.into()),
         stable: Some(false),
         clipped: Some(true),
         error: None,
@@ -198,6 +199,7 @@ async fn runs(store: &dyn InspectStore) {
     assert_eq!(done.size_changed, Some(false));
     assert_eq!(done.regions.as_deref(), outcome.regions.as_deref());
     assert_eq!(done.text_changes.as_deref(), outcome.text_changes.as_deref());
+    assert_eq!(done.pages.as_deref(), outcome.pages.as_deref());
     assert_eq!((done.stable, done.clipped), (Some(false), Some(true)));
     assert_eq!(done.completed_at, Some(t(2000)));
     assert!(!store.pending_run_exists(&name("home"), "1280x800").await.unwrap());
