@@ -210,14 +210,23 @@ pub(crate) fn monitor(ctx: &mut Ctx<'_>, node: &Node, path: &str, defaults: &Set
     known.extend_from_slice(SETTING_KEYS);
     f.finish(ctx, &known);
     let s = own.or(defaults);
-    if s.format == Some(Format::Pdf) && s.mask.iter().flatten().any(|m| matches!(m, Mask::Selector(_))) {
+    if s.format == Some(Format::Pdf) {
         // The capture reports where a selector is on the screen, not on the printed pages.
-        ctx.error(
-            node.pos,
-            &format!("{path}.mask"),
-            "a PDF monitor cannot mask by selector (its pages are printed, not shot): hide the element \
-             before printing with hide:, or mask a rectangle of the rendered pages (x, y in their pixels)",
-        );
+        if s.mask.iter().flatten().any(|m| matches!(m, Mask::Selector(_))) {
+            ctx.error(
+                node.pos,
+                &format!("{path}.mask"),
+                "a PDF monitor cannot mask by selector (its pages are printed, not shot): hide the \
+                 element before printing with hide:, or mask a rectangle of the rendered pages (x, y in their pixels)",
+            );
+        }
+        if s.selector.is_some() {
+            ctx.error(
+                node.pos,
+                &format!("{path}.selector"),
+                "a PDF monitor prints the whole page; selector is for screenshots",
+            );
+        }
     }
     let threshold = match (s.threshold, s.max_diff_pixels) {
         (None, None) => Threshold { ratio: Some(DEFAULT_THRESHOLD_RATIO), max_diff_pixels: None },

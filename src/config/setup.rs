@@ -269,8 +269,9 @@ monitors:
         assert!(e.contains("m.yaml:4:15: monitors[0].timezone: expected an IANA time zone"), "{e}");
         assert!(e.contains("monitors[0].locale: expected a language tag"), "{e}");
         assert!(e.contains("monitors[0].quiet_hours.to: expected a local time"), "{e}");
-        let e = parse("defaults: {format: pdf}\nmonitors:\n  - name: a\n    url: https://example.com/\n    mask: ['#clock', {x: 0, y: 0, width: 9, height: 9}]\n  - name: b\n    url: https://example.com/\n    mask: [{x: 0, y: 0, width: 9, height: 9}]\n").unwrap_err();
+        let e = parse("defaults: {format: pdf}\nmonitors:\n  - name: a\n    url: https://example.com/\n    mask: ['#clock', {x: 0, y: 0, width: 9, height: 9}]\n  - name: b\n    url: https://example.com/\n    mask: [{x: 0, y: 0, width: 9, height: 9}]\n  - name: c\n    url: https://example.com/\n    selector: main\n").unwrap_err();
         assert!(e.contains("m.yaml:3:5: monitors[0].mask: a PDF monitor cannot mask by selector"), "{e}");
         assert!(!e.contains("monitors[1]"), "rectangles are masks of the rendered pages: {e}");
+        assert!(e.contains("monitors[2].selector: a PDF monitor prints the whole page"), "{e}");
     }
 }

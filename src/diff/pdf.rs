@@ -6,8 +6,10 @@
 //!
 //! The input may come from another capture provider, so it is read under limits: at most
 //! [`MAX_PAGES`] pages, each page and the stacked image within the diff's [`Limits`] (checked from
-//! the page sizes before any pixel buffer exists), and a renderer panic is an `invalid_pdf` error,
-//! not a crash.
+//! the page sizes before any pixel buffer exists), and a parser or renderer panic is an
+//! `invalid_pdf` error, not a crash. Not bounded here: the memory the parser may inflate streams
+//! into and the time a page with deeply repeated drawings takes (docs/architecture.md, "PDF
+//! monitors").
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -18,8 +20,9 @@ use super::{DiffError, Image, Limits, Region};
 
 /// Pixels per PDF point: 1.5 renders at 108 dpi, so a US Letter page (612 × 792 pt) is 918 × 1188.
 pub const SCALE: f32 = 1.5;
-/// Most pages rendered from one PDF.
-pub const MAX_PAGES: usize = 60;
+/// Most pages rendered from one PDF (50 US Letter pages are 59,400 px tall, within the diff's
+/// 65,536 px).
+pub const MAX_PAGES: usize = 50;
 /// The `tEXt` keyword of the pages' heights in a rendered PDF's PNG.
 const KEYWORD: &[u8] = b"vigil:pages";
 
@@ -71,6 +74,13 @@ impl PageReport {
 /// Renders every page of `pdf` on white at [`SCALE`] and stacks them, each at the left edge
 /// (pages narrower than the widest are padded with white).
 pub fn rasterise(pdf: &[u8], limits: &Limits) -> Result<Rendered, DiffError> {
+    // The parser and the renderer read what a capture provider sent: a panic anywhere in them is
+    // this PDF's error, not the caller's.
+    catch_unwind(AssertUnwindSafe(|| render_pages(pdf, limits)))
+        .unwrap_or_else(|_| Err(DiffError::InvalidPdf { reason: "the renderer failed".into() }))
+}
+
+fn render_pages(pdf: &[u8], limits: &Limits) -> Result<Rendered, DiffError> {
     use hayro::hayro_interpret::InterpreterSettings;
     use hayro::vello_cpu::color::palette::css::WHITE;
     use hayro::{PixmapSettings, RenderCache, RenderSettings};
@@ -118,9 +128,7 @@ pub fn rasterise(pdf: &[u8], limits: &Limits) -> Result<Rendered, DiffError> {
     let pixmap = PixmapSettings { x_scale: SCALE, y_scale: SCALE, bg_color: WHITE };
     let mut top = 0usize;
     for (page, &(pw, ph)) in pages.iter().zip(&sizes) {
-        let rendered =
-            catch_unwind(AssertUnwindSafe(|| hayro::render(page, &cache, &interpreter, &settings, &pixmap)))
-                .map_err(|_| invalid("the renderer failed on a page"))?;
+        let rendered = hayro::render(page, &cache, &interpreter, &settings, &pixmap);
         let (rw, rh) = (usize::from(rendered.width()), usize::from(rendered.height()));
         let pixels = rendered.data_as_u8_slice();
         // The surface is the page's size rounded down, as `sizes`; copied row by row, opaque
@@ -166,7 +174,18 @@ pub fn page_heights(png: &[u8]) -> Option<Vec<u32>> {
     }
     let text = std::str::from_utf8(chunk.data.get(KEYWORD.len() + 1..)?).ok()?;
     let heights: Vec<u32> = text.split(',').map(str::parse).collect::<Result<_, _>>().ok()?;
-    (!heights.is_empty() && heights.len() <= MAX_PAGES && heights.iter().all(|&h| h > 0)).then_some(heights)
+    // Pages that do not make up the image (a provider's own chunk) are no pages.
+    let (_, height) = super::png_dimensions(png, &Limits::default()).ok()?;
+    let sum: u64 = heights.iter().map(|&h| u64::from(h)).sum();
+    (heights.len() <= MAX_PAGES && heights.iter().all(|&h| h > 0) && sum == u64::from(height))
+        .then_some(heights)
+}
+
+/// The tallest page of two rendered PDFs: what a PDF monitor's threshold is a share of (with the
+/// canvas width); `None` unless both are rendered PDFs.
+pub fn tallest_page(baseline_png: &[u8], current_png: &[u8]) -> Option<u32> {
+    let (a, b) = (page_heights(baseline_png)?, page_heights(current_png)?);
+    a.into_iter().chain(b).max()
 }
 
 /// The pages of two rendered PDFs and the pages the changed `regions` touch, when both PNGs are
@@ -265,6 +284,23 @@ mod tests {
         assert!(report.diff_pixels > 0);
         let pages = compare_pages(&before, &after, &report.regions).unwrap();
         assert_eq!(pages, PageReport { before: 2, after: 2, changed: vec![2] });
+        assert_eq!(tallest_page(&before, &after), Some(300));
+        // A chunk whose pages do not make up the image is ignored.
+        let img = Image::new(1, 4, vec![255; 16]).unwrap();
+        let forged = super::super::text::with_chunk(
+            &crate::diff::encode_png(&img).unwrap(),
+            b"tEXt",
+            b"vigil:pages\x001,2",
+        )
+        .unwrap();
+        assert_eq!(page_heights(&forged), None);
+        let fits = super::super::text::with_chunk(
+            &crate::diff::encode_png(&img).unwrap(),
+            b"tEXt",
+            b"vigil:pages\x001,3",
+        )
+        .unwrap();
+        assert_eq!(page_heights(&fits), Some(vec![1, 3]));
 
         let longer = encode(&rasterise(&pdf(100, 200, &[0.0, 0.5, 0.5]), &limits).unwrap()).unwrap();
         let (report, _) =
@@ -290,7 +326,7 @@ mod tests {
         assert_eq!(e.code(), "invalid_pdf", "{e}");
         let e = rasterise(&pdf(100, 200, &vec![0.0; MAX_PAGES + 1]), &limits).unwrap_err();
         assert_eq!(e.code(), "too_many_pages", "{e}");
-        assert!(e.to_string().contains("61 pages"), "{e}");
+        assert!(e.to_string().contains("51 pages"), "{e}");
         // pages whose stack would be over the pixel budget: refused before rendering
         let small = Limits { max_pixels: 150 * 500, ..limits };
         let e = rasterise(&pdf(100, 200, &[0.0, 0.5]), &small).unwrap_err();

@@ -416,14 +416,16 @@ impl Processor {
             |outcome: RunOutcome| RunOutcome { stable: result.stable, clipped: result.clipped, ..outcome };
         let started = std::time::Instant::now();
         let png = self.fetch(url).await?;
-        // A PDF monitor's capture is compared, stored and shown as its pages rendered to one PNG.
-        let png = match as_png(png).await {
+        let monitor = self.monitors.find(&run.monitor);
+        let monitor = monitor.as_ref();
+        // A PDF monitor's capture is compared, stored and shown as its pages rendered to one PNG;
+        // only a PDF monitor's (rendering is the costly part a provider's bytes could reach).
+        let format = monitor.map_or(crate::config::Format::Png, |m| m.format);
+        let png = match as_png(png, format).await {
             Ok(png) => png,
             Err(e) => return Ok(unusable(&e)),
         };
         let fetched = started.elapsed();
-        let monitor = self.monitors.find(&run.monitor);
-        let monitor = monitor.as_ref();
         let Some(baseline) = self.store.current_baseline(&run.monitor, &run.viewport).await? else {
             let (checked, png) =
                 tokio::task::spawn_blocking(move || (decode_png(&png, &Limits::default()).map(drop), png))
@@ -480,11 +482,12 @@ impl Processor {
                 _ => None,
             };
             let pages = pdf::compare_pages(&base_png, &png, &report.regions);
-            Ok::<_, DiffError>(((report, diff_png, changes, pages), png))
+            let page_height = pdf::tallest_page(&base_png, &png);
+            Ok::<_, DiffError>(((report, diff_png, changes, pages, page_height), png))
         })
         .await
         .expect("the diff does not panic");
-        let ((report, diff_png, changes, pages), png) = match compared {
+        let ((report, diff_png, changes, pages, page_height), png) = match compared {
             Ok(r) => r,
             Err(e) => return Ok(RunOutcome { baseline_sha256: Some(baseline.sha256), ..unusable(&e) }),
         };
@@ -508,8 +511,12 @@ impl Processor {
         // Any changed word is a change (docs/diff.md), unless the monitor leaves it to the threshold.
         let words_changed = changes.iter().flatten().any(|c| !c.text.is_empty());
         let by_words = words_changed && monitor.is_none_or(|m| m.alert_on_text_change);
+        // A PDF's threshold is a share of one page, not of the whole stack: a price changed on
+        // page 2 of 30 must not drown in the other 29.
+        let judged_pixels =
+            page_height.map_or(report.total_pixels, |h| u64::from(report.width) * u64::from(h));
         let changed =
-            report.size_changed || threshold.is_exceeded(report.diff_pixels, report.total_pixels) || by_words;
+            report.size_changed || threshold.is_exceeded(report.diff_pixels, judged_pixels) || by_words;
         // A change seen on a capture that never settled may be the page moving, not changed;
         // unless a settled capture saw it first (this is its `retries_on_diff` confirmation).
         let verdict = match (changed, result.stable) {
@@ -547,15 +554,19 @@ fn asset_unavailable(e: &FetchError) -> RunOutcome {
 /// The capture as the PNG that is compared: a PDF (a `format: pdf` monitor) has its pages
 /// rendered and stacked (`crate::diff::pdf`), off the async threads; anything else is left as it
 /// is, for the PNG decoder to judge.
-async fn as_png(capture: Vec<u8>) -> Result<Vec<u8>, DiffError> {
-    if !pdf::is_pdf(&capture) {
-        return Ok(capture);
+async fn as_png(capture: Vec<u8>, format: crate::config::Format) -> Result<Vec<u8>, DiffError> {
+    use crate::config::Format;
+    let invalid = |reason: &str| DiffError::InvalidPdf { reason: reason.to_owned() };
+    match (format, pdf::is_pdf(&capture)) {
+        (Format::Png, false) => Ok(capture),
+        (Format::Png, true) => Err(invalid("the monitor's format is png, and the capture is a PDF")),
+        (Format::Pdf, false) => Err(invalid("the capture is not a PDF (the monitor's format is pdf)")),
+        (Format::Pdf, true) => tokio::task::spawn_blocking(move || {
+            pdf::rasterise(&capture, &Limits::default()).and_then(|r| pdf::encode(&r))
+        })
+        .await
+        .unwrap_or_else(|_| Err(invalid("the renderer failed"))),
     }
-    tokio::task::spawn_blocking(move || {
-        pdf::rasterise(&capture, &Limits::default()).and_then(|r| pdf::encode(&r))
-    })
-    .await
-    .expect("rendering a PDF does not panic (a renderer panic is caught)")
 }
 
 /// The verdict on a capture that cannot be compared (not a PNG within the limits, nor a PDF

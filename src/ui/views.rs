@@ -269,7 +269,12 @@ impl RunDetail {
             diff: r.diff_ratio.map(percent).unwrap_or_default(),
             diff_pixels: r.diff_pixels.map(|p| p.to_string()).unwrap_or_default(),
             size_changed: r.size_changed.unwrap_or(false),
-            pages: r.page_report().map(|p| p.said()).unwrap_or_default(),
+            // (An unchanged run's regions were below the threshold: no page "changed".)
+            pages: r
+                .page_report()
+                .filter(|_| r.verdict != Some(crate::store::Verdict::Unchanged))
+                .map(|p| p.said())
+                .unwrap_or_default(),
             unsettled: r.stable == Some(false),
             clipped: r.clipped.unwrap_or(false),
             when: short_time(&r.created_at.to_string()),
