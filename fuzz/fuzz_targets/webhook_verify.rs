@@ -10,7 +10,8 @@ const NOW: i64 = 1_800_000_000;
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     // id 0xFF timestamp 0xFF signature 0xFF body
     let mut parts = data.splitn(4, |b| *b == 0xff);
-    let (Some(id), Some(ts), Some(sig), Some(body)) = (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(id), Some(ts), Some(sig), Some(body)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return;
     };
