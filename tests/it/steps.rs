@@ -63,7 +63,8 @@ async fn account(State(site): State<Site>, headers: HeaderMap) -> Response {
 
 /// Content, and a consent banner a CMP script shows 150 ms after the load on a first visit (no
 /// `consent` cookie): fixed at the bottom, red, locking the page's scrolling; `?id=` names the
-/// banner's element (`onetrust-banner-sdk` is one `block_banners` knows).
+/// banner's element (`onetrust-banner-sdk` is one `block_banners` knows). `window.bannerShown`
+/// says the banner was added, for a step to wait on.
 async fn banner(Query(q): Query<HashMap<String, String>>) -> Html<String> {
     let id = q.get("id").map_or("consent", String::as_str);
     Html(format!(
@@ -72,7 +73,7 @@ async fn banner(Query(q): Query<HashMap<String, String>>) -> Html<String> {
            const b = document.createElement('div'); b.id = '{id}';
            b.style = 'position:fixed;left:0;right:0;bottom:0;height:60px;background:#d00';
            b.innerHTML = '<button id=\"accept\" style=\"margin:10px\">Accept all</button>';
-           document.body.appendChild(b); document.body.style.overflow = 'hidden';
+           document.body.appendChild(b); document.body.style.overflow = 'hidden'; window.bannerShown = true;
            b.querySelector('#accept').onclick = () => {{ document.cookie = 'consent=yes'; b.remove(); document.body.style.overflow = ''; }};
          }}, 150);</script></body></html>"
     ))
@@ -205,10 +206,15 @@ async fn steps_sign_in_and_a_step_that_cannot_be_done_fails_the_run_naming_it() 
 async fn consent_banners_are_clicked_away_or_removed_with_no_false_alert_in_five_runs() {
     let site = Site::start().await;
     let slack = FakeSlack::start().await;
+    // The banner comes on a timer, which a loaded machine may run after a capture that does not
+    // wait for it: `plain` waits for the banner, so its picture has it; `removes` waits until
+    // the banner was added (hidden or not), so its white picture is the removal's doing, not an
+    // early shot's. `accepts` relies on click_accept's own wait for a banner after the load.
     let monitors = format!(
         "  - name: accepts\n    url: {0}/banner\n    click_accept: [\"#accept\"]\n\
          \x20 - name: removes\n    url: {0}/banner?id=onetrust-banner-sdk\n    block_banners: true\n\
-         \x20 - name: plain\n    url: {0}/banner\n",
+         \x20   steps: [{{evaluate: \"new Promise(r => {{ const t = () => window.bannerShown ? r(true) : setTimeout(t, 20); t(); }})\"}}]\n\
+         \x20 - name: plain\n    url: {0}/banner\n    steps: [{{wait_for: {{selector: \"#consent\"}}}}]\n",
         site.base
     );
     let app = TestApp::spawn(Backend::Sqlite, &config(&slack, &monitors)).await;
