@@ -118,6 +118,13 @@ impl AlertPayload {
                     });
                 }
             }
+        } else if let (AlertKind::Failed, Some(sha)) = (kind, &run.current_sha256) {
+            // The page as the failed step or sign-in left it.
+            images.push(AlertImage {
+                title: format!("{} {} — the page when it failed", run.monitor, run.viewport),
+                filename: format!("{}-{}-failed.png", run.monitor, run.viewport),
+                sha256: sha.clone(),
+            });
         }
         let words = run.word_changes();
         AlertPayload {

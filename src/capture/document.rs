@@ -145,6 +145,13 @@ pub fn document(job: &CaptureJob, urls: &AssetUrls, now_unix: i64) -> CaptureDoc
         JobStatus::Failed => {
             doc.kind = Some("capture.failed".into());
             doc.error = job.error.as_deref().and_then(|e| serde_json::from_str(e).ok());
+            // The page as the failure left it (a step, a sign-in, a wait), when it was kept.
+            if let Some(asset) = &job.asset_id {
+                let (url, exp) = urls.sign(asset, now_unix);
+                doc.asset_url = Some(url);
+                doc.expires_at = Some(rfc3339(exp));
+                doc.content_type = Some("image/png".into());
+            }
         }
         JobStatus::Queued | JobStatus::Running => {
             doc.error = job.error.as_deref().and_then(|e| serde_json::from_str(e).ok());

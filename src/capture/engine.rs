@@ -24,7 +24,7 @@ use futures_util::{FutureExt, StreamExt};
 use serde::Deserialize;
 
 use super::browser::LiveBrowser;
-use super::error::CaptureError;
+use super::error::{CaptureError, CaptureFailure};
 use super::load::{Refused, navigate};
 use super::prepare::{eval, js_string, wait_for_selector};
 use super::request::CaptureSpec;
@@ -87,21 +87,6 @@ fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
 }
 
-/// Whether a capture may use and leave a warm tab: not one whose requests carry the monitor's
-/// secrets (`headers`, `basic_auth`: an interception lives on the tab), nor one with a user
-/// agent of its own (it stays on the tab), nor a PDF.
-fn warmable(spec: &CaptureSpec) -> bool {
-    let p = &spec.page;
-    let emulated = p.timezone.is_some() || p.locale.is_some() || p.geolocation.is_some();
-    spec.headers.is_empty()
-        && spec.basic_auth.is_none()
-        && spec.user_agent.is_none()
-        && spec.format == Format::Png
-        && !emulated
-        && p.block_requests.is_empty()
-        && p.session.is_none()
-}
-
 /// The limits and the way out every capture has (docs/capture.md).
 #[derive(Debug, Clone)]
 pub struct Containment {
@@ -128,10 +113,10 @@ pub async fn capture(
     stability_timeout: Duration,
     limits: &Containment,
     mut warm: Option<&mut Option<Tab>>,
-) -> Result<CaptureOutput, CaptureError> {
+) -> Result<CaptureOutput, CaptureFailure> {
     let t0 = Instant::now();
     let kills_before = live.memory_kills();
-    let warmable = warmable(spec) && warm.is_some();
+    let warmable = super::tab::warmable(spec) && warm.is_some();
     let reused = match warm.as_mut().and_then(|w| w.take()) {
         Some(tab) if warmable => tab.reuse(live, &spec.url).await,
         Some(tab) => {
@@ -152,7 +137,7 @@ pub async fn capture(
     let warm_tab = !tab.is_fresh();
     let page = tab.page.clone();
     let dialogs = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut navigated = page.event_listener::<EventFrameNavigated>().await?;
+    let mut navigated = page.event_listener::<EventFrameNavigated>().await.map_err(CaptureError::from)?;
     let work = async {
         let mut crashed = page.event_listener::<EventTargetCrashed>().await?;
         let dialog_task = super::tab::dismiss_dialogs(&tab, dialogs.clone()).await?;
@@ -178,6 +163,10 @@ pub async fn capture(
     let result = tokio::select! {
         r = tokio::time::timeout(remaining, work) => r.unwrap_or(Err(CaptureError::JobTimeout(limits.deadline))),
         () = live.died() => Err(CaptureError::BrowserGone),
+    };
+    let failing_state = match &result {
+        Err(e) if e.shows_failing_state() && live.is_alive() => super::tab::failing_state(&page).await,
+        _ => None,
     };
     let closing = Instant::now();
     let (refused, first) = tab.proxy.refusals();
@@ -207,10 +196,10 @@ pub async fn capture(
         }
         // The tab crashed while the browser lives on, and the watchdog killed a renderer.
         Err(CaptureError::BrowserGone) if live.is_alive() && live.memory_kills() > kills_before => {
-            Err(CaptureError::PageMemory)
+            Err(CaptureError::PageMemory.into())
         }
-        Err(_) if !live.is_alive() => Err(CaptureError::BrowserGone),
-        Err(e) => Err(e),
+        Err(_) if !live.is_alive() => Err(CaptureError::BrowserGone.into()),
+        Err(error) => Err(CaptureFailure { error, failing_state }),
     }
 }
 

@@ -93,6 +93,18 @@ impl CaptureError {
         }
     }
 
+    /// A failure whose page is worth a picture for the review page: where a step, a sign-in or
+    /// a wait left it.
+    pub fn shows_failing_state(&self) -> bool {
+        matches!(
+            self,
+            CaptureError::StepFailed { .. }
+                | CaptureError::LoginFailed { .. }
+                | CaptureError::WaitForTimeout(_)
+                | CaptureError::SelectorNotFound(_)
+        )
+    }
+
     /// The `error` object of a failed capture's result.
     pub fn to_api(&self) -> ApiCaptureError {
         ApiCaptureError {
@@ -126,6 +138,26 @@ impl From<chromiumoxide::error::CdpError> for CaptureError {
             }
             other => CaptureError::Cdp(other),
         }
+    }
+}
+
+/// A capture that failed, with a viewport picture of the page as the failure left it when
+/// [`CaptureError::shows_failing_state`] and the browser could still draw it.
+#[derive(Debug)]
+pub struct CaptureFailure {
+    pub error: CaptureError,
+    pub failing_state: Option<Vec<u8>>,
+}
+
+impl From<CaptureError> for CaptureFailure {
+    fn from(error: CaptureError) -> Self {
+        CaptureFailure { error, failing_state: None }
+    }
+}
+
+impl From<CaptureFailure> for CaptureError {
+    fn from(f: CaptureFailure) -> Self {
+        f.error
     }
 }
 

@@ -14,8 +14,9 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
 };
 use chromiumoxide::cdp::browser_protocol::network::{ClearBrowserCacheParams, ErrorReason};
 use chromiumoxide::cdp::browser_protocol::page::{
-    AddScriptToEvaluateOnNewDocumentParams, DialogType, EventFrameNavigated, EventJavascriptDialogOpening,
-    HandleJavaScriptDialogParams, ResetNavigationHistoryParams,
+    AddScriptToEvaluateOnNewDocumentParams, CaptureScreenshotFormat, CaptureScreenshotParams, DialogType,
+    EventFrameNavigated, EventJavascriptDialogOpening, HandleJavaScriptDialogParams,
+    ResetNavigationHistoryParams,
 };
 use chromiumoxide::cdp::browser_protocol::storage::{ClearCookiesParams, ClearDataForOriginParams};
 use chromiumoxide::cdp::browser_protocol::target::{CloseTargetParams, EventTargetCreated};
@@ -24,6 +25,46 @@ use futures_util::StreamExt;
 use super::browser::LiveBrowser;
 use super::error::CaptureError;
 use super::request::CaptureSpec;
+use crate::config::Format;
+
+/// Whether a capture may use and leave a warm tab: not one whose requests carry the monitor's
+/// secrets (`headers`, `basic_auth`: an interception lives on the tab), nor one with a user
+/// agent of its own (it stays on the tab), nor a PDF.
+pub(super) fn warmable(spec: &CaptureSpec) -> bool {
+    let p = &spec.page;
+    let emulated = p.timezone.is_some() || p.locale.is_some() || p.geolocation.is_some();
+    spec.headers.is_empty()
+        && spec.basic_auth.is_none()
+        && spec.user_agent.is_none()
+        && spec.format == Format::Png
+        && !emulated
+        && p.block_requests.is_empty()
+        && p.session.is_none()
+}
+
+/// How long the picture of a failed capture's page may take.
+const FAILING_STATE_WITHIN: Duration = Duration::from_secs(3);
+
+/// The page as a failed step, sign-in or wait left it, as a viewport PNG for the review page;
+/// the text of its fields drawn as dots first, so that a value a `fill` typed (a password, a
+/// `${SECRET}`) is never in a picture. Nothing when the browser cannot draw it in a few seconds.
+pub(super) async fn failing_state(page: &Page) -> Option<Vec<u8>> {
+    let shot = async {
+        let mask = "(() => { const s = document.createElement('style');
+            s.textContent = 'input, textarea, [contenteditable] { -webkit-text-security: disc !important; }';
+            (document.head || document.documentElement).appendChild(s); return true; })()";
+        super::prepare::eval::<bool>(page, mask).await.ok()?;
+        let params = CaptureScreenshotParams {
+            format: Some(CaptureScreenshotFormat::Png),
+            from_surface: Some(true),
+            ..Default::default()
+        };
+        let r = page.execute(params).await.ok()?;
+        let data: &str = r.result.data.as_ref();
+        base64::engine::general_purpose::STANDARD.decode(data).ok()
+    };
+    tokio::time::timeout(FAILING_STATE_WITHIN, shot).await.ok().flatten()
+}
 
 /// A JavaScript dialog (`alert`, `confirm`, `prompt`, `beforeunload`) the page opened.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -11,12 +11,12 @@ use tracing::Instrument;
 
 use super::CaptureService;
 use super::document::{StoredResult, document};
-use super::error::CaptureError;
+use super::error::{CaptureError, CaptureFailure};
 use crate::ids::{AssetId, MessageId};
 use crate::queue::backoff::Exponential;
 use crate::queue::{self, Next, Pacing, QueueWorker, WorkError};
 use crate::store::blobs::BlobStore;
-use crate::store::{Asset, CaptureJob, NewDelivery, Store, StoreError};
+use crate::store::{Asset, CaptureJob, JobFailure, NewDelivery, Store, StoreError};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone)]
@@ -145,7 +145,7 @@ impl Worker {
         // for the rest (launching the browser, storing the image).
         let outcome = tokio::time::timeout(job_timeout + Duration::from_secs(30), self.capture(&job))
             .await
-            .unwrap_or(Err(CaptureError::JobTimeout(job_timeout)));
+            .unwrap_or_else(|_| Err(CaptureError::JobTimeout(job_timeout).into()));
         let now = Timestamp::now();
         let metrics = &self.service.metrics;
         match outcome {
@@ -176,7 +176,7 @@ impl Worker {
                     }
                 }
             }
-            Err(e) => {
+            Err(CaptureFailure { error: e, failing_state }) => {
                 let retry = e.is_retryable() && job.attempts < job.max_attempts;
                 let api_error = serde_json::to_string(&e.to_api()).expect("serialises");
                 let (outcome, retry_at) = if retry {
@@ -187,17 +187,25 @@ impl Worker {
                 metrics.attempts.get_or_create(&vec![("outcome".into(), outcome.into())]).inc();
                 let error = crate::http::client::error_chain(&e);
                 tracing::warn!(%error, code = e.code(), retry, "capture failed");
+                // The page as the failure left it, kept with the job for the last attempt only.
+                let picture = match failing_state {
+                    Some(png) if !retry => self.keep_failing_state(&job, png).await,
+                    _ => None,
+                };
                 let hook = if retry {
                     None
                 } else {
                     let mut failed = job.clone();
                     failed.status = crate::store::JobStatus::Failed;
                     failed.error = Some(api_error.clone());
+                    failed.asset_id = picture.clone();
                     self.webhook_for(&failed)
                 };
-                if let Err(err) =
-                    self.store.fail_job(&job.id, &self.id, &api_error, retry_at, hook.as_ref(), now).await
-                {
+                let then = match retry_at {
+                    Some(at) => JobFailure::RetryAt(at),
+                    None => JobFailure::Final { failing_state: picture.as_ref(), delivery: hook.as_ref() },
+                };
+                if let Err(err) = self.store.fail_job(&job.id, &self.id, &api_error, then, now).await {
                     tracing::error!(error = ?err, "cannot record the capture failure; the job will be retried");
                     return Err(err);
                 }
@@ -231,7 +239,37 @@ impl Worker {
         opened
     }
 
-    async fn capture(&self, job: &CaptureJob) -> Result<(AssetId, StoredResult), CaptureError> {
+    /// Stores the picture of a failed capture's page as the job's asset; a picture that cannot be
+    /// stored is only a warning (the failure is what matters).
+    async fn keep_failing_state(&self, job: &CaptureJob, png: Vec<u8>) -> Option<AssetId> {
+        let limits = crate::diff::Limits::default();
+        let (width, height) = crate::diff::png_dimensions(&png, &limits).ok()?;
+        let size = png.len() as i64;
+        let kept = async {
+            let sha256 = self.blobs.put(png).await.map_err(CaptureError::from)?;
+            let asset = Asset {
+                id: AssetId::new(),
+                job_id: job.id.clone(),
+                sha256,
+                content_type: "image/png".into(),
+                width: Some(width as i32),
+                height: Some(height as i32),
+                size,
+                created_at: Timestamp::now(),
+            };
+            self.store.insert_asset(&asset).await?;
+            Ok::<_, CaptureError>(asset.id)
+        };
+        match kept.await {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot keep the picture of the failed page");
+                None
+            }
+        }
+    }
+
+    async fn capture(&self, job: &CaptureJob) -> Result<(AssetId, StoredResult), CaptureFailure> {
         let started = Instant::now();
         let req = super::request::parse(job.request.as_bytes())
             .map_err(|e| CaptureError::Navigation(format!("stored request unreadable: {e}")))?;
@@ -248,7 +286,7 @@ impl Worker {
             .server
             .listen
             .port()]);
-        policy.check_url(&spec.url).await?;
+        policy.check_url(&spec.url).await.map_err(CaptureError::from)?;
         let t = Instant::now();
         let live = self.service.pool.get().await?;
         let limits = super::engine::Containment {
@@ -279,7 +317,7 @@ impl Worker {
         let size = bytes.len() as i64;
         let tab = if out.warm { "warm" } else { "fresh" };
         self.service.metrics.tabs.get_or_create(&vec![("tab".into(), tab.into())]).inc();
-        let sha256 = self.blobs.put(bytes).await?;
+        let sha256 = self.blobs.put(bytes).await.map_err(CaptureError::from)?;
         let asset = Asset {
             id: AssetId::new(),
             job_id: job.id.clone(),
@@ -290,7 +328,7 @@ impl Worker {
             size,
             created_at: Timestamp::now(),
         };
-        self.store.insert_asset(&asset).await?;
+        self.store.insert_asset(&asset).await.map_err(CaptureError::from)?;
         let timings = &out.timings;
         tracing::debug!(
             open = timings.open,

@@ -125,7 +125,7 @@ async fn capture(args: &CaptureArgs) -> Result<(), String> {
     let took = shot.elapsed();
     drop(live);
     pool.shutdown().await;
-    let out = result.map_err(|e| format!("{e} ({})", e.code()))?;
+    let out = result.map_err(|f| format!("{} ({})", f.error, f.error.code()))?;
     std::fs::write(&args.output, &out.bytes)
         .map_err(|e| format!("cannot write {}: {e}", args.output.display()))?;
     let size = match (out.width, out.height) {

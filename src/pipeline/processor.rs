@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{Notify, watch};
 
+mod failure;
+
 use super::runs::Runs;
 use crate::alert::run_alerts::RunAlerts;
 use crate::baseline::{BaselineError, Baselines};
@@ -284,13 +286,7 @@ impl Processor {
                     other => other?,
                 }
             }
-            _ => RunOutcome {
-                verdict: Some(Verdict::Failed),
-                error: Some(
-                    result.error.map_or_else(|| "{\"code\":\"capture_failed\"}".into(), |e| e.to_string()),
-                ),
-                ..Default::default()
-            },
+            _ => self.failed(&result).await,
         };
         // A change a person said to ignore (or an unsettled capture of it): judged `ignored`, not
         // captured again, not alerted.

@@ -114,8 +114,14 @@ impl Reviewer {
         if run.status == RunStatus::Pending {
             return Err(ReviewError::Pending);
         }
-        let Some(sha) = run.current_sha256.clone() else {
-            return Err(ReviewError::NothingToApprove(run.verdict.map_or("none".into(), |v| v.to_string())));
+        // A failed run's picture is of the page a step or a sign-in left: never a baseline.
+        let sha = match (run.verdict, &run.current_sha256) {
+            (Some(Verdict::Failed), _) | (_, None) => {
+                return Err(ReviewError::NothingToApprove(
+                    run.verdict.map_or("none".into(), |v| v.to_string()),
+                ));
+            }
+            (_, Some(sha)) => sha.clone(),
         };
         let latest = self.store.latest_captured_run(&run.monitor, &run.viewport).await?;
         let older_than_latest = latest.is_some_and(|l| l.id != run.id);

@@ -8,6 +8,16 @@ use super::deliveries::insert_delivery;
 use super::pool::{Dialect, on_pool};
 use super::*;
 
+/// What follows a failed capture attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum JobFailure<'a> {
+    /// Queued again for then.
+    RetryAt(Timestamp),
+    /// Failed for good: the picture of its page as the failure left it, if kept, becomes the
+    /// job's asset, and its webhook (if any) is queued in the same transaction.
+    Final { failing_state: Option<&'a AssetId>, delivery: Option<&'a NewDelivery> },
+}
+
 #[async_trait]
 pub trait JobStore: Send + Sync {
     /// Inserts a queued job; with an idempotency key already used since `key_since`, returns
@@ -32,15 +42,13 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool>;
 
-    /// With `retry_at`, the job is queued again for then; without, it fails for good and its
-    /// webhook (if any) is queued in the same transaction.
+    /// Records a failed attempt: the job is queued again, or fails for good ([`JobFailure`]).
     async fn fail_job(
         &self,
         id: &JobId,
         worker: &str,
         error: &str,
-        retry_at: Option<Timestamp>,
-        delivery: Option<&NewDelivery>,
+        then: JobFailure<'_>,
         now: Timestamp,
     ) -> Result<bool>;
 
@@ -169,30 +177,29 @@ impl JobStore for SqlStore {
         id: &JobId,
         worker: &str,
         error: &str,
-        retry_at: Option<Timestamp>,
-        delivery: Option<&NewDelivery>,
+        then: JobFailure<'_>,
         now: Timestamp,
     ) -> Result<bool> {
         on_pool!(self, |p| {
             let mut tx = p.write_tx().await?;
-            let r = match retry_at {
-                Some(at) => sqlx::query(
+            let r = match then {
+                JobFailure::RetryAt(at) => sqlx::query(
                     "UPDATE capture_jobs SET status = 'queued', error = $3, next_attempt_at = $4, lease_owner = NULL,
                          lease_expires_at = NULL, updated_at = $5
                      WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                 )
                 .bind(id).bind(worker).bind(error).bind(at).bind(now).execute(&mut *tx).await?,
-                None => sqlx::query(
+                JobFailure::Final { failing_state, .. } => sqlx::query(
                     "UPDATE capture_jobs SET status = 'failed', error = $3, lease_expires_at = NULL,
-                         updated_at = $4, completed_at = $4
+                         updated_at = $4, completed_at = $4, asset_id = $5
                      WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                 )
-                .bind(id).bind(worker).bind(error).bind(now).execute(&mut *tx).await?,
+                .bind(id).bind(worker).bind(error).bind(now).bind(failing_state).execute(&mut *tx).await?,
             };
             if r.rows_affected() != 1 {
                 return Ok(false);
             }
-            if let (None, Some(d)) = (retry_at, delivery) {
+            if let JobFailure::Final { delivery: Some(d), .. } = then {
                 insert_delivery(&mut tx, d).await?;
             }
             tx.commit().await?;

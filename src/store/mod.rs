@@ -34,7 +34,7 @@ pub use baselines::BaselineStore;
 pub use deliveries::DeliveryStore;
 pub use ignores::IgnoreStore;
 pub use inspect::Inspect;
-pub use jobs::JobStore;
+pub use jobs::{JobFailure, JobStore};
 pub use masks::{MAX_MASKS, MaskAdded, MaskStore};
 pub use monitors::MonitorStore;
 pub use records::*;

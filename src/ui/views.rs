@@ -239,6 +239,8 @@ pub struct RunDetail {
     pub error: String,
     pub baseline: Option<String>,
     pub current: Option<String>,
+    /// A failed run's picture of the page as the failed step, sign-in or wait left it.
+    pub failing_state: Option<String>,
     pub diff_image: Option<String>,
     pub regions: Vec<RegionView>,
     /// The text changes in one line (`$49 → $79`); empty when no word changed.
@@ -256,6 +258,7 @@ impl RunDetail {
         let regions: Vec<Region> =
             r.regions.as_deref().and_then(|j| serde_json::from_str(j).ok()).unwrap_or_default();
         let status = r.verdict.map_or("pending".into(), |v| v.to_string());
+        let failed = r.verdict == Some(crate::store::Verdict::Failed);
         let changes = r.word_changes();
         let said = |g: &Region| {
             let change = changes.as_ref().and_then(|c| c.iter().find(|c| c.region == *g));
@@ -290,7 +293,8 @@ impl RunDetail {
                 })
                 .unwrap_or_default(),
             baseline: image("baseline", &r.baseline_sha256),
-            current: image("current", &r.current_sha256),
+            current: image("current", &r.current_sha256).filter(|_| !failed),
+            failing_state: image("current", &r.current_sha256).filter(|_| failed),
             diff_image: image("diff", &r.diff_sha256),
             regions: regions
                 .iter()

@@ -193,6 +193,24 @@ async fn steps_sign_in_and_a_step_that_cannot_be_done_fails_the_run_naming_it() 
     );
     assert!(!message.contains("nope"), "{message}");
     assert!(wrong["diff_pixels"].is_null(), "{wrong}");
+    // The page as the failed step left it (the white form, not the green account page) is kept
+    // for the review page and sent with the failure's alert, and can never be approved.
+    assert_eq!(pixel(&app, &wrong, 300, 190).await, [255, 255, 255, 255], "the sign-in form: {wrong}");
+    let id = wrong["id"].as_str().unwrap();
+    let (status, refused) = api(&app, reqwest::Method::POST, &format!("/api/runs/{id}/approve")).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (409, Some("nothing_to_approve")), "{refused}");
+    let (client, cookie) = crate::ui::signed_in(&app).await;
+    let page = client.get(app.url(&format!("/runs/{id}"))).header("cookie", &cookie).send().await.unwrap();
+    let html = page.text().await.unwrap();
+    let figure = html.split("id=\"failing-state\"").nth(1).expect("the review page shows the failing state");
+    assert!(figure.contains(&format!("/api/runs/{id}/current.png")), "{html}");
+    let shared = wait_for("the failure's alert with its picture", Duration::from_secs(30), || async {
+        let shared = slack.shared();
+        shared.iter().any(|f| f.filename == "wrong-320x200-failed.png").then_some(shared)
+    })
+    .await;
+    let sent = shared.iter().find(|f| f.filename == "wrong-320x200-failed.png").unwrap();
+    assert_eq!(sent.bytes, image(&app, wrong["images"]["current"].as_str().unwrap()).await, "{shared:?}");
 
     // A selector the browser cannot parse says so at once.
     let broken = run(&app, "broken").await;

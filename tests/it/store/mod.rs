@@ -279,7 +279,7 @@ async fn jobs(store: &dyn InspectStore) {
     // A retryable failure queues it again for later.
     assert!(
         store
-            .fail_job(&a.id, "w1", r#"{"code":"navigation_timeout"}"#, Some(t(5000)), None, t(200))
+            .fail_job(&a.id, "w1", r#"{"code":"navigation_timeout"}"#, JobFailure::RetryAt(t(5000)), t(200))
             .await
             .unwrap()
     );
@@ -347,7 +347,18 @@ async fn jobs(store: &dyn InspectStore) {
     // A permanent failure.
     let JobInsert::Created(c) = store.insert_job(&new(None, 7000), t(-1)).await.unwrap() else { panic!() };
     store.claim_job("w1", t(500_000), lease).await.unwrap().unwrap();
-    assert!(store.fail_job(&c.id, "w1", r#"{"code":"invalid_url"}"#, None, None, t(500_001)).await.unwrap());
+    assert!(
+        store
+            .fail_job(
+                &c.id,
+                "w1",
+                r#"{"code":"invalid_url"}"#,
+                JobFailure::Final { failing_state: None, delivery: None },
+                t(500_001)
+            )
+            .await
+            .unwrap()
+    );
     let failed = store.get_job(&c.id).await.unwrap().unwrap();
     assert_eq!(
         (failed.status, failed.error.as_deref()),
