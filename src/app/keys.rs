@@ -45,7 +45,7 @@ pub fn webhook_keys(config: &Config, current: &SigningKey) -> Vec<SigningKey> {
     std::iter::once(current.clone()).chain(previous).collect()
 }
 
-/// Seals the kept cookies of login sessions: `capture.session_key`, or the key in
+/// Seals the kept state of login sessions: `capture.session_key`, or the key in
 /// `data_dir/session-key` (32 random bytes, hex; made on first use, mode 0600). It stays out of
 /// the database on purpose: a copy of the database alone does not open the cookies. Replicas that
 /// capture for the same sessions need the same key (set `capture.session_key`); one that cannot

@@ -52,7 +52,7 @@ pub struct Services {
     pub auth: Auth,
     /// Signs outgoing webhooks (and, derived, asset links).
     pub webhook_key: SigningKey,
-    /// Seals the kept cookies of login sessions.
+    /// Seals the kept state of login sessions.
     pub login_sealer: Arc<crate::capture::login::Sealer>,
     /// Starts runs and submits their captures.
     pub runs: Arc<Runs>,

@@ -51,7 +51,7 @@ pub struct CaptureOutput {
     pub warm: bool,
     pub timings: Timings,
     /// The session's cookies after it signed in (`sessions:`), for the worker to keep.
-    pub login_state: Option<Vec<chromiumoxide::cdp::browser_protocol::network::CookieParam>>,
+    pub login_state: Option<super::login::LoginState>,
 }
 
 /// Where a capture's time went, in milliseconds (`vigil capture --timings`, and the capture

@@ -176,8 +176,8 @@ pub struct CaptureSpec {
     pub text: bool,
     /// Steps, banners, injections, blocked requests, locale and position.
     pub page: PageSetup,
-    /// The session's kept cookies, opened by the worker (never from the request).
-    pub login_state: Option<Vec<chromiumoxide::cdp::browser_protocol::network::CookieParam>>,
+    /// The session's kept state, opened by the worker (never from the request).
+    pub login_state: Option<super::login::LoginState>,
 }
 
 /// A request field that is not acceptable: `field` is its path, e.g. `viewport.width`.

@@ -26,7 +26,7 @@ pub struct WorkerSettings {
     pub delivery_ready: Arc<tokio::sync::Notify>,
     /// While a volume is in trouble no job is started: queued jobs wait for the space.
     pub disk: crate::disk::DiskHealth,
-    /// Seals and opens the kept cookies of login sessions.
+    /// Seals and opens the kept state of login sessions.
     pub sealer: Arc<super::login::Sealer>,
 }
 
@@ -217,11 +217,11 @@ impl Worker {
         Ok(())
     }
 
-    /// The session's kept cookies, if any are still valid and open with this key and definition.
+    /// The session's kept state, if it is still valid and open with this key and definition.
     async fn kept_login(
         &self,
         session: &crate::config::page::LoginSession,
-    ) -> Option<Vec<chromiumoxide::cdp::browser_protocol::network::CookieParam>> {
+    ) -> Option<super::login::LoginState> {
         let (sealed, expires) = match self.store.login_state(&session.store_key()).await {
             Ok(found) => found?,
             Err(e) => {
@@ -234,7 +234,7 @@ impl Worker {
         }
         let opened = self.settings.sealer.open(session, &sealed);
         if opened.is_none() {
-            tracing::info!(session = %session.name, "the kept cookies do not open (another key, or the session changed); signing in");
+            tracing::info!(session = %session.name, "the kept state does not open (another key, or the session changed); signing in");
         }
         opened
     }

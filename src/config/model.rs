@@ -147,7 +147,7 @@ pub struct CaptureConfig {
     pub page_memory: u64,
     /// A worker keeps its tab for its next capture of the same origin (docs/capture.md).
     pub warm_tabs: bool,
-    /// Encrypts the kept cookies of `sessions:`; a key file in `data_dir` when unset.
+    /// Encrypts the kept state (cookies, localStorage) of `sessions:`; a key file in `data_dir` when unset.
     pub session_key: Option<Secret>,
 }
 

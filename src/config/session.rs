@@ -108,7 +108,7 @@ impl LoginSession {
         format!("{}/{}", self.name, &self.fingerprint()[..32])
     }
 
-    /// What the kept cookies are bound to: the whole definition, filled values included, so
+    /// What the kept state is bound to: the whole definition, filled values included, so
     /// that only a request that knows the sign-in can use (or replace) what it left.
     pub fn fingerprint(&self) -> String {
         use sha2::Digest;

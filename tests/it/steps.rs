@@ -30,6 +30,8 @@ struct Site {
     /// `Accept-Language` of each `/probe` load.
     languages: Arc<Mutex<Vec<String>>>,
     trackers: Arc<Mutex<usize>>,
+    /// Loads of the single-page app's sign-in page.
+    spa_logins: Arc<Mutex<usize>>,
 }
 
 const SIGNED_IN: &str = "<html><body style='margin:0;background:#0a0'><h1 style='margin:0;font:20px sans-serif;color:#fff'>Welcome back, ana</h1></body></html>";
@@ -79,6 +81,27 @@ async fn banner(Query(q): Query<HashMap<String, String>>) -> Html<String> {
     ))
 }
 
+/// A single-page app that keeps its sign-in in `localStorage`, not in a cookie: green and
+/// "Welcome back" with the token the site issues now (`sid`), "Please sign in" without it.
+async fn spa(State(site): State<Site>) -> Html<String> {
+    let token = site.sid.lock().unwrap().clone();
+    Html(format!(
+        "<html><body style='margin:0;background:#fff;font:20px sans-serif'><p id='s' style='margin:0'>loading</p>\
+         <script>const ok = localStorage.getItem('token') === '{token}';
+           document.getElementById('s').textContent = ok ? 'Welcome back' : 'Please sign in';
+           if (ok) document.body.style.background = '#0a0';</script></body></html>"
+    ))
+}
+
+/// The app's sign-in: a button that stores the token and goes to the app.
+async fn spa_login(State(site): State<Site>) -> Html<String> {
+    *site.spa_logins.lock().unwrap() += 1;
+    let token = site.sid.lock().unwrap().clone();
+    Html(format!(
+        "<html><body><button id='go' onclick=\"localStorage.setItem('token', '{token}'); location = '/spa';\">Sign in</button></body></html>"
+    ))
+}
+
 /// Reports the browser's zone, language and position to `/report`, then says "reported"; loads
 /// a tracker script.
 async fn probe(State(site): State<Site>, headers: HeaderMap) -> Html<&'static str> {
@@ -114,6 +137,8 @@ impl Site {
             .route("/login", get(login_page).post(login))
             .route("/account", get(account))
             .route("/banner", get(banner))
+            .route("/spa", get(spa))
+            .route("/spa-login", get(spa_login))
             .route("/probe", get(probe))
             .route("/report", get(report))
             .route("/tracker.js", get(tracker))
@@ -449,5 +474,37 @@ async fn a_throwing_script_a_step_to_an_error_page_and_a_value_for_another_origi
     let elsewhere = run(&app, "elsewhere").await;
     assert_eq!(elsewhere["error"]["code"], "step_failed", "{elsewhere}");
     assert!(message(&elsewhere).contains("nothing is typed"), "{elsewhere}");
+    app.stop().await.expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn a_session_kept_in_local_storage_is_restored_and_signed_in_again_when_it_no_longer_works() {
+    let site = Site::start().await;
+    let slack = FakeSlack::start().await;
+    let sessions = format!(
+        "sessions:\n  app:\n    url: {0}/spa-login\n    check: {{text: \"Welcome back\"}}\n    reuse: 1h\n\
+         \x20   steps: [{{click: \"#go\"}}]\n",
+        site.base
+    );
+    let monitors = format!("  - name: spa\n    url: {}/spa\n    session: app\n", site.base);
+    let app = TestApp::spawn(Backend::Sqlite, &config_with(&slack, &sessions, &monitors)).await;
+    let logins = || *site.spa_logins.lock().unwrap();
+
+    let first = run(&app, "spa").await;
+    assert_eq!(first["verdict"], "baseline_created", "{first}");
+    assert_eq!(pixel(&app, &first, 300, 190).await, [0, 0xaa, 0, 255], "signed in");
+    assert_eq!(logins(), 1);
+    // No cookie at all: only the kept localStorage signs the next capture in.
+    let second = run(&app, "spa").await;
+    assert_eq!(second["verdict"], "unchanged", "{second}");
+    assert_eq!(logins(), 1, "restored from the kept storage");
+    // The app no longer takes the kept token: signed in again, and the new token kept.
+    *site.sid.lock().unwrap() = "s-2".into();
+    let third = run(&app, "spa").await;
+    assert_eq!(third["verdict"], "unchanged", "{third}");
+    assert_eq!(logins(), 2, "signed in again");
+    assert_eq!(run(&app, "spa").await["verdict"], "unchanged");
+    assert_eq!(logins(), 2, "the new token was kept");
+    assert!(slack.posted().is_empty(), "no alert");
     app.stop().await.expect("clean shutdown");
 }
