@@ -42,6 +42,9 @@ pub struct Worker {
 
 /// Backoff before attempt `n + 1` after `n` failed attempts: 2 s, 4 s, 8 s … capped at 5 min.
 const RETRY: Exponential = Exponential::new(Duration::from_secs(2), Duration::from_secs(300));
+/// After a session's sign-in was refused: 5 minutes, doubling per refusal in a row, at most an
+/// hour, before it signs in again.
+const SIGN_IN_BACKOFF: Exponential = Exponential::new(Duration::from_secs(300), Duration::from_secs(3600));
 
 /// Idle workers look for due retries this often (a new job wakes them at once).
 pub const POLL: Duration = Duration::from_millis(500);
@@ -217,6 +220,34 @@ impl Worker {
         Ok(())
     }
 
+    /// What a capture through `session` starts from: its kept state, if any; or, while its
+    /// refused sign-ins in a row wait out [`SIGN_IN_BACKOFF`], `login_failed` without trying
+    /// (a wrong password tried on every run of every monitor would lock the account).
+    async fn session_state(
+        &self,
+        session: &crate::config::page::LoginSession,
+    ) -> Result<Option<super::login::LoginState>, CaptureError> {
+        let refused = self.store.refused_sign_ins(&session.store_key()).await.unwrap_or_else(|e| {
+            tracing::warn!(session = %session.name, error = ?e, "cannot read the session's refused sign-ins");
+            None
+        });
+        if let Some((n, last)) = refused {
+            let next = last.plus(SIGN_IN_BACKOFF.delay(n));
+            if next > Timestamp::now() {
+                let reason = format!(
+                    "{n} sign-in(s) in a row were refused, the last at {last}; not signing in again before {next}, \
+                     so that a wrong password does not lock the account (a changed session definition signs in at once)"
+                );
+                return Err(CaptureError::LoginFailed {
+                    session: session.name.clone(),
+                    reason,
+                    retryable: false,
+                });
+            }
+        }
+        Ok(self.kept_login(session).await)
+    }
+
     /// The session's kept state, if it is still valid and open with this key and definition.
     async fn kept_login(
         &self,
@@ -275,7 +306,7 @@ impl Worker {
             .map_err(|e| CaptureError::Navigation(format!("stored request unreadable: {e}")))?;
         let mut spec = req.validate().map_err(|e| CaptureError::Navigation(e.to_string()))?;
         if let Some(session) = &spec.page.session {
-            spec.login_state = self.kept_login(session).await;
+            spec.login_state = self.session_state(session).await?;
         }
         // Checked again here to fail early with a clear error (DNS may have changed since the
         // request was accepted); the page's every connection is checked again by its proxy.
@@ -300,6 +331,16 @@ impl Worker {
         let slot = capture.warm_tabs.then_some(&mut warm);
         let out = super::engine::capture(&live, &spec, capture.stability_timeout, &limits, slot).await;
         *self.warm.lock().expect("not poisoned") = warm;
+        if let (
+            Some(session),
+            Err(CaptureFailure { error: CaptureError::LoginFailed { retryable: false, .. }, .. }),
+        ) = (&spec.page.session, &out)
+        {
+            // Lost, the next capture may try a refused password once more: a warning.
+            if let Err(e) = self.store.note_refused_sign_in(&session.store_key(), Timestamp::now()).await {
+                tracing::warn!(session = %session.name, error = ?e, "cannot record the refused sign-in");
+            }
+        }
         let out = out?;
         drop(live);
         if let (Some(session), Some(state)) = (&spec.page.session, &out.login_state) {

@@ -1,6 +1,7 @@
 //! The `revoked_sessions` table: web UI sessions ended by signing out before they expire;
 //! `shared_secrets`: the keys every replica signs and checks with alike; and `login_states`:
-//! the sealed cookies of the login sessions monitors sign in through (`sessions:`).
+//! the sealed state of the login sessions monitors sign in through (`sessions:`), and their
+//! refused sign-ins in a row.
 
 use async_trait::async_trait;
 
@@ -20,7 +21,7 @@ pub trait SessionStore: Send + Sync {
     /// first process to ask decides and every later one gets the same.
     async fn shared_secret(&self, name: &str, candidate: &str) -> Result<String>;
 
-    /// The sealed cookies kept for the login session `name`, and until when they may be used.
+    /// The sealed state kept for the login session `name`, and until when it may be used.
     async fn login_state(&self, name: &str) -> Result<Option<(Vec<u8>, Timestamp)>>;
 
     /// Keeps `state` for `name` until `expires_at`; a streak of failures ends.
@@ -31,6 +32,14 @@ pub trait SessionStore: Send + Sync {
         expires_at: Timestamp,
         now: Timestamp,
     ) -> Result<()>;
+
+    /// A sign-in through `name` was refused (the capture side, on every refusal): one more in a
+    /// row, at `now`; its kept state is dropped.
+    async fn note_refused_sign_in(&self, name: &str, now: Timestamp) -> Result<()>;
+
+    /// The sign-ins through `name` refused in a row since the last that worked, and when the
+    /// last was; `None` when none was.
+    async fn refused_sign_ins(&self, name: &str) -> Result<Option<(u32, Timestamp)>>;
 
     /// Signing in through `name` failed: its kept state is dropped. True when this begins a
     /// streak of failures (the failure that alerts), false when one since the last sign-in did.
@@ -97,7 +106,8 @@ impl SessionStore for SqlStore {
                 "INSERT INTO login_states (name, state, expires_at, failed_since, updated_at)
                  VALUES ($1, $2, $3, NULL, $4)
                  ON CONFLICT (name) DO UPDATE SET state = excluded.state, expires_at = excluded.expires_at,
-                     failed_since = NULL, updated_at = excluded.updated_at",
+                     failed_since = NULL, sign_in_failures = 0, last_sign_in_failure = NULL,
+                     updated_at = excluded.updated_at",
             )
             .bind(name)
             .bind(state)
@@ -106,6 +116,35 @@ impl SessionStore for SqlStore {
             .execute(p)
             .await?;
             Ok(())
+        })
+    }
+
+    async fn note_refused_sign_in(&self, name: &str, now: Timestamp) -> Result<()> {
+        on_pool!(self, |p| {
+            sqlx::query(
+                "INSERT INTO login_states (name, state, expires_at, updated_at, sign_in_failures, last_sign_in_failure)
+                 VALUES ($1, NULL, 0, $2, 1, $2)
+                 ON CONFLICT (name) DO UPDATE SET state = NULL, expires_at = 0,
+                     sign_in_failures = login_states.sign_in_failures + 1,
+                     last_sign_in_failure = excluded.last_sign_in_failure, updated_at = excluded.updated_at",
+            )
+            .bind(name)
+            .bind(now)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    async fn refused_sign_ins(&self, name: &str) -> Result<Option<(u32, Timestamp)>> {
+        on_pool!(self, |p| {
+            let row: Option<(i32, Option<Timestamp>)> = sqlx::query_as(
+                "SELECT sign_in_failures, last_sign_in_failure FROM login_states WHERE name = $1",
+            )
+            .bind(name)
+            .fetch_optional(p)
+            .await?;
+            Ok(row.and_then(|(n, last)| Some((u32::try_from(n).ok().filter(|n| *n > 0)?, last?))))
         })
     }
 

@@ -423,10 +423,15 @@ async fn a_session_signs_in_once_reuses_its_cookies_signs_in_again_when_they_exp
     assert_eq!(gone["error"]["code"], "http_error", "{gone}");
     assert!(store.login_state(&shop.store_key()).await.unwrap().is_some(), "the session's cookies stay");
 
-    // A wrong password: each monitor of the session fails with login_failed, one alert in all.
+    // A wrong password: each monitor of the session fails with login_failed, one alert in all;
+    // the refused password is not tried again at once (the second monitor does not sign in),
+    // so that it does not lock the account.
+    let before = logins();
     let billing = run(&app, "billing").await;
+    assert_eq!(logins(), before + 1);
     let invoices = run(&app, "invoices").await;
-    for v in [&billing, &invoices] {
+    assert_eq!(logins(), before + 1, "not signed in again: {invoices}");
+    for (v, why) in [(&billing, "after signing in"), (&invoices, "1 sign-in(s) in a row were refused")] {
         assert_eq!(
             (v["verdict"].as_str(), v["error"]["code"].as_str()),
             (Some("failed"), Some("login_failed")),
@@ -434,10 +439,12 @@ async fn a_session_signs_in_once_reuses_its_cookies_signs_in_again_when_they_exp
         );
         let message = v["error"]["message"].as_str().unwrap();
         assert!(
-            message.starts_with("signing in through session \"stale\" failed: after signing in"),
+            message.starts_with(&format!("signing in through session \"stale\" failed: {why}")),
             "{message}"
         );
     }
+    let message = invoices["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not signing in again before"), "{message}");
     let mut alerts = 0;
     for v in [&billing, &invoices] {
         alerts += store.alerts_for_run(&v["id"].as_str().unwrap().parse().unwrap()).await.unwrap().len();

@@ -1096,6 +1096,19 @@ async fn sessions(store: &dyn InspectStore) {
     assert!(store.note_login_failure("blog", t(3_000)).await.unwrap(), "per session");
     store.keep_login_state("shop", b"sealed-3", t(9_900), t(4_000)).await.unwrap();
     assert!(store.note_login_failure("shop", t(5_000)).await.unwrap(), "a new streak after a sign-in");
+    // Refused sign-ins count in a row (for the capture side's backoff) until one works; the
+    // alerting streak is not touched by them.
+    assert_eq!(store.refused_sign_ins("shop").await.unwrap(), None);
+    store.keep_login_state("shop", b"sealed-4", t(9_900), t(5_500)).await.unwrap();
+    store.note_refused_sign_in("shop", t(6_000)).await.unwrap();
+    store.note_refused_sign_in("shop", t(7_000)).await.unwrap();
+    assert_eq!(store.refused_sign_ins("shop").await.unwrap(), Some((2, t(7_000))));
+    assert_eq!(store.login_state("shop").await.unwrap(), None, "a refused sign-in keeps nothing");
+    assert!(store.note_login_failure("shop", t(7_100)).await.unwrap(), "its first failure still alerts");
+    store.note_refused_sign_in("new", t(7_000)).await.unwrap();
+    assert_eq!(store.refused_sign_ins("new").await.unwrap(), Some((1, t(7_000))), "a first row");
+    store.keep_login_state("shop", b"sealed-5", t(9_900), t(8_000)).await.unwrap();
+    assert_eq!(store.refused_sign_ins("shop").await.unwrap(), None, "a sign-in that works resets them");
 }
 
 #[tokio::test]
