@@ -162,8 +162,11 @@ fn run_data(p: &AlertPayload, public_url: &url::Url) -> Value {
     };
     // The images the run has (a size change may have no diff image).
     let mut images = serde_json::Map::new();
-    for name in ["baseline", "current", "diff"] {
-        if p.images.iter().any(|i| i.filename.ends_with(&format!("-{name}.png"))) {
+    // (A failed run's picture of its page, `-failed.png` in Slack, is its `current.png`.)
+    for (name, file) in
+        [("baseline", "baseline"), ("current", "current"), ("current", "failed"), ("diff", "diff")]
+    {
+        if p.images.iter().any(|i| i.filename.ends_with(&format!("-{file}.png"))) {
             images.insert(name.into(), image(name).into());
         }
     }

@@ -152,21 +152,29 @@ pub async fn capture(
             r = in_page(live, (&page, tab.context_id()), spec, stability_timeout, limits.max_pixels, &refused) => r,
             Some(_) = crashed.next() => Err(CaptureError::BrowserGone),
         };
+        // While dialogs are still answered (a page may `alert` its error), before the deadline.
+        let picture = match &r {
+            Err(e) if e.shows_failing_state() => {
+                let until = (t0 + limits.deadline).checked_sub(Duration::from_millis(250)).unwrap_or(t0);
+                super::tab::failing_state(&page, spec, until).await
+            }
+            _ => None,
+        };
         dialog_task.abort();
         if let Some(t) = secrets_task {
             t.abort();
         }
-        r
+        Ok::<_, CaptureError>((r, picture))
     };
     // A dead browser never answers: stop waiting for it at once.
     let remaining = limits.deadline.saturating_sub(t0.elapsed());
-    let result = tokio::select! {
-        r = tokio::time::timeout(remaining, work) => r.unwrap_or(Err(CaptureError::JobTimeout(limits.deadline))),
-        () = live.died() => Err(CaptureError::BrowserGone),
-    };
-    let failing_state = match &result {
-        Err(e) if e.shows_failing_state() && live.is_alive() => super::tab::failing_state(&page).await,
-        _ => None,
+    let (result, failing_state) = tokio::select! {
+        r = tokio::time::timeout(remaining, work) => match r {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => (Err(e), None),
+            Err(_) => (Err(CaptureError::JobTimeout(limits.deadline)), None),
+        },
+        () = live.died() => (Err(CaptureError::BrowserGone), None),
     };
     let closing = Instant::now();
     let (refused, first) = tab.proxy.refusals();

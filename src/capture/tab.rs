@@ -44,16 +44,66 @@ pub(super) fn warmable(spec: &CaptureSpec) -> bool {
 
 /// How long the picture of a failed capture's page may take.
 const FAILING_STATE_WITHIN: Duration = Duration::from_secs(3);
+/// Filled values this short are not looked for in the page's text (a user name's initials would
+/// match everywhere).
+const SHORTEST_LOOKED_FOR: usize = 4;
 
-/// The page as a failed step, sign-in or wait left it, as a viewport PNG for the review page;
-/// the text of its fields drawn as dots first, so that a value a `fill` typed (a password, a
-/// `${SECRET}`) is never in a picture. Nothing when the browser cannot draw it in a few seconds.
-pub(super) async fn failing_state(page: &Page) -> Option<Vec<u8>> {
+/// Readies the page for the picture of its failing state, in the page and every same-origin
+/// frame and open shadow root: each field's text drawn as dots and its caret hidden (inline and
+/// `!important`: no stylesheet of the page and no content security policy undoes it), the
+/// monitor's `hide` selectors hidden. False when a field with text is still not drawn as dots,
+/// or a filled value shows in the page's text: then no picture is taken.
+const READY_FOR_PICTURE: &str = r#"(({hide, filled}) => {
+  const docs = [document];
+  for (const f of document.querySelectorAll('iframe')) { try { if (f.contentDocument) docs.push(f.contentDocument); } catch (_) {} }
+  const roots = [];
+  const walk = (root) => { roots.push(root); for (const el of root.querySelectorAll('*')) if (el.shadowRoot) walk(el.shadowRoot); };
+  docs.forEach(walk);
+  const FIELDS = 'input, textarea, [contenteditable]';
+  for (const root of roots) {
+    for (const el of root.querySelectorAll(FIELDS)) {
+      el.style.setProperty('-webkit-text-security', 'disc', 'important');
+      el.style.setProperty('caret-color', 'transparent', 'important');
+    }
+    for (const s of hide) { try { for (const el of root.querySelectorAll(s)) el.style.setProperty('visibility', 'hidden', 'important'); } catch (_) {} }
+  }
+  for (const root of roots) for (const el of root.querySelectorAll(FIELDS)) {
+    const text = el.matches('[contenteditable]') ? el.textContent : el.value;
+    if (text && el.type !== 'hidden' && getComputedStyle(el).webkitTextSecurity !== 'disc') return false;
+  }
+  const said = docs.map(d => d.body ? d.body.innerText : '').join(' ');
+  return !filled.some(v => said.includes(v));
+})"#;
+
+/// The page as a failed step, sign-in or wait left it, as a viewport PNG for the review page
+/// ([`READY_FOR_PICTURE`]: no field's text, no `hide` element, no filled value in it). Nothing
+/// when it cannot be made safe, or drawn by `until` and within a few seconds.
+pub(super) async fn failing_state(
+    page: &Page,
+    spec: &CaptureSpec,
+    until: std::time::Instant,
+) -> Option<Vec<u8>> {
+    let session_steps = spec.page.session.iter().flat_map(|s| s.steps.iter());
+    let filled: Vec<&str> = spec
+        .page
+        .steps
+        .iter()
+        .chain(session_steps)
+        .filter_map(|s| match &s.action {
+            crate::config::page::Action::Fill { value, .. } => Some(value.expose()),
+            _ => None,
+        })
+        .filter(|v| v.chars().count() >= SHORTEST_LOOKED_FOR)
+        .collect();
+    let args = serde_json::json!({"hide": spec.hide, "filled": filled});
     let shot = async {
-        let mask = "(() => { const s = document.createElement('style');
-            s.textContent = 'input, textarea, [contenteditable] { -webkit-text-security: disc !important; }';
-            (document.head || document.documentElement).appendChild(s); return true; })()";
-        super::prepare::eval::<bool>(page, mask).await.ok()?;
+        let ready = format!("{READY_FOR_PICTURE}({args})");
+        if !super::prepare::eval::<bool>(page, &ready).await.ok()? {
+            tracing::info!(
+                "a field's text or a filled value would show in the failed page's picture; none is kept"
+            );
+            return None;
+        }
         let params = CaptureScreenshotParams {
             format: Some(CaptureScreenshotFormat::Png),
             from_surface: Some(true),
@@ -63,7 +113,8 @@ pub(super) async fn failing_state(page: &Page) -> Option<Vec<u8>> {
         let data: &str = r.result.data.as_ref();
         base64::engine::general_purpose::STANDARD.decode(data).ok()
     };
-    tokio::time::timeout(FAILING_STATE_WITHIN, shot).await.ok().flatten()
+    let until = until.min(std::time::Instant::now() + FAILING_STATE_WITHIN);
+    tokio::time::timeout_at(until.into(), shot).await.ok().flatten()
 }
 
 /// A JavaScript dialog (`alert`, `confirm`, `prompt`, `beforeunload`) the page opened.

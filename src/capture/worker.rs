@@ -233,16 +233,28 @@ impl Worker {
         });
         if let Some((n, last)) = refused {
             let next = last.plus(SIGN_IN_BACKOFF.delay(n));
-            if next > Timestamp::now() {
-                let reason = format!(
+            let now = Timestamp::now();
+            let refuse = |reason: String| CaptureError::LoginFailed {
+                session: session.name.clone(),
+                reason,
+                retryable: false,
+            };
+            if next > now {
+                return Err(refuse(format!(
                     "{n} sign-in(s) in a row were refused, the last at {last}; not signing in again before {next}, \
                      so that a wrong password does not lock the account (a changed session definition signs in at once)"
-                );
-                return Err(CaptureError::LoginFailed {
-                    session: session.name.clone(),
-                    reason,
-                    retryable: false,
+                )));
+            }
+            // The wait is over: one capture, of all replicas and workers, tries.
+            let claimed =
+                self.store.claim_sign_in(&session.store_key(), last, now).await.unwrap_or_else(|e| {
+                    tracing::warn!(session = %session.name, error = ?e, "cannot claim the session's sign-in");
+                    false
                 });
+            if !claimed {
+                return Err(refuse(format!(
+                    "{n} sign-in(s) in a row were refused; another capture is trying the next one"
+                )));
             }
         }
         Ok(self.kept_login(session).await)
@@ -274,7 +286,13 @@ impl Worker {
     /// stored is only a warning (the failure is what matters).
     async fn keep_failing_state(&self, job: &CaptureJob, png: Vec<u8>) -> Option<AssetId> {
         let limits = crate::diff::Limits::default();
-        let (width, height) = crate::diff::png_dimensions(&png, &limits).ok()?;
+        let (width, height) = match crate::diff::png_dimensions(&png, &limits) {
+            Ok(size) => size,
+            Err(e) => {
+                tracing::warn!(error = %e, "the picture of the failed page is no PNG within the limits; not kept");
+                return None;
+            }
+        };
         let size = png.len() as i64;
         let kept = async {
             let sha256 = self.blobs.put(png).await.map_err(CaptureError::from)?;

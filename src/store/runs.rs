@@ -294,7 +294,7 @@ impl RunStore for SqlStore {
         on_pool!(self, |p| {
             Ok(sqlx::query_as(
                 "SELECT * FROM runs WHERE monitor = $1 AND viewport = $2 AND status = 'done'
-                   AND current_sha256 IS NOT NULL AND verdict <> 'failed'
+                   AND current_sha256 IS NOT NULL AND (verdict IS NULL OR verdict <> 'failed')
                  ORDER BY created_at DESC, id DESC LIMIT 1",
             )
             .bind(monitor)

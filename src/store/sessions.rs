@@ -41,6 +41,11 @@ pub trait SessionStore: Send + Sync {
     /// last was; `None` when none was.
     async fn refused_sign_ins(&self, name: &str) -> Result<Option<(u32, Timestamp)>>;
 
+    /// Takes the one sign-in through `name` that the wait after its refusals allows: true for the
+    /// one caller that moves its last refusal's time from `last` to `now` (the next waits again
+    /// from then), false for every other replica and worker.
+    async fn claim_sign_in(&self, name: &str, last: Timestamp, now: Timestamp) -> Result<bool>;
+
     /// Signing in through `name` failed: its kept state is dropped. True when this begins a
     /// streak of failures (the failure that alerts), false when one since the last sign-in did.
     async fn note_login_failure(&self, name: &str, now: Timestamp) -> Result<bool>;
@@ -145,6 +150,20 @@ impl SessionStore for SqlStore {
             .fetch_optional(p)
             .await?;
             Ok(row.and_then(|(n, last)| Some((u32::try_from(n).ok().filter(|n| *n > 0)?, last?))))
+        })
+    }
+
+    async fn claim_sign_in(&self, name: &str, last: Timestamp, now: Timestamp) -> Result<bool> {
+        on_pool!(self, |p| {
+            let r = sqlx::query(
+                "UPDATE login_states SET last_sign_in_failure = $3 WHERE name = $1 AND last_sign_in_failure = $2",
+            )
+            .bind(name)
+            .bind(last)
+            .bind(now)
+            .execute(p)
+            .await?;
+            Ok(r.rows_affected() == 1)
         })
     }
 

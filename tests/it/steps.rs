@@ -81,6 +81,19 @@ async fn banner(Query(q): Query<HashMap<String, String>>) -> Html<String> {
     ))
 }
 
+/// A search field; with `?echo` the page repeats what is typed below it.
+async fn form(Query(q): Query<HashMap<String, String>>) -> Html<String> {
+    let echo = if q.contains_key("echo") {
+        "q.oninput = () => { e.textContent = 'You typed ' + q.value; };"
+    } else {
+        ""
+    };
+    Html(format!(
+        "<html><body style='margin:0;background:#fff'><input id='q' style='width:300px;font:20px monospace'>\
+         <p id='e' style='font:20px monospace'></p><script>{echo}</script></body></html>"
+    ))
+}
+
 /// A single-page app that keeps its sign-in in `localStorage`, not in a cookie: green and
 /// "Welcome back" with the token the site issues now (`sid`), "Please sign in" without it.
 async fn spa(State(site): State<Site>) -> Html<String> {
@@ -138,6 +151,7 @@ impl Site {
             .route("/account", get(account))
             .route("/banner", get(banner))
             .route("/spa", get(spa))
+            .route("/form", get(form))
             .route("/spa-login", get(spa_login))
             .route("/probe", get(probe))
             .route("/report", get(report))
@@ -513,5 +527,39 @@ async fn a_session_kept_in_local_storage_is_restored_and_signed_in_again_when_it
     assert_eq!(run(&app, "spa").await["verdict"], "unchanged");
     assert_eq!(logins(), 2, "the new token was kept");
     assert!(slack.posted().is_empty(), "no alert");
+    app.stop().await.expect("clean shutdown");
+}
+
+/// The picture of a failed step's page never shows what a `fill` typed: two values of one length
+/// give the same picture (the field's text drawn as dots), and a page that repeats the value in
+/// its text gets no picture at all.
+#[tokio::test]
+async fn the_failing_state_never_shows_a_filled_value() {
+    let site = Site::start().await;
+    let slack = FakeSlack::start().await;
+    let monitor = |name: &str, path: &str, value: &str| {
+        format!(
+            "  - name: {name}\n    url: {}{path}\n    steps:\n      - {{fill: \"#q\", value: {value}}}\n\
+             \x20     - {{wait_for: {{text: \"never shown\"}}, timeout: 1s}}\n",
+            site.base
+        )
+    };
+    let monitors = [
+        monitor("first", "/form", "SECRETVALUE1"),
+        monitor("second", "/form", "XXXXXXXXXXXX"),
+        monitor("echoed", "/form?echo", "SECRETVALUE1"),
+    ]
+    .concat();
+    let app = TestApp::spawn(Backend::Sqlite, &config(&slack, &monitors)).await;
+    let mut pictures = Vec::new();
+    for name in ["first", "second", "echoed"] {
+        let v = run(&app, name).await;
+        assert_eq!(v["error"]["code"], "step_failed", "{v}");
+        pictures.push(v["images"]["current"].as_str().map(str::to_owned));
+    }
+    let first = image(&app, pictures[0].as_deref().expect("a picture of the first")).await;
+    let second = image(&app, pictures[1].as_deref().expect("a picture of the second")).await;
+    assert!(first == second, "the typed value is not in the picture");
+    assert_eq!(pictures[2], None, "a page that repeats the value gets no picture");
     app.stop().await.expect("clean shutdown");
 }

@@ -1105,9 +1105,13 @@ async fn sessions(store: &dyn InspectStore) {
     assert_eq!(store.refused_sign_ins("shop").await.unwrap(), Some((2, t(7_000))));
     assert_eq!(store.login_state("shop").await.unwrap(), None, "a refused sign-in keeps nothing");
     assert!(store.note_login_failure("shop", t(7_100)).await.unwrap(), "its first failure still alerts");
+    // One claim of the sign-in after the wait wins; the others see the moved time.
+    assert!(store.claim_sign_in("shop", t(7_000), t(8_000)).await.unwrap());
+    assert!(!store.claim_sign_in("shop", t(7_000), t(8_001)).await.unwrap(), "claimed already");
+    assert_eq!(store.refused_sign_ins("shop").await.unwrap(), Some((2, t(8_000))));
     store.note_refused_sign_in("new", t(7_000)).await.unwrap();
     assert_eq!(store.refused_sign_ins("new").await.unwrap(), Some((1, t(7_000))), "a first row");
-    store.keep_login_state("shop", b"sealed-5", t(9_900), t(8_000)).await.unwrap();
+    store.keep_login_state("shop", b"sealed-5", t(9_900), t(8_500)).await.unwrap();
     assert_eq!(store.refused_sign_ins("shop").await.unwrap(), None, "a sign-in that works resets them");
 }
 
