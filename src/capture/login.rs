@@ -32,8 +32,9 @@ const CHECK_AFTER: Duration = Duration::from_secs(10);
 /// Cookies kept per session, at most.
 const MAX_COOKIES: usize = 500;
 /// `localStorage` kept per session, at most (keys and values, in UTF-16 code units as the
-/// browser counts them; a browser allows about 5 MB per origin).
-const MAX_STORAGE_UNITS: usize = 1 << 20;
+/// browser counts them; a browser allows about 5 MB per origin). It is put back by a script
+/// every document of the capture parses, so a token's storage, not an app's cache.
+const MAX_STORAGE_UNITS: usize = 1 << 18;
 
 /// What a session keeps between captures, sealed: its cookies, and the `localStorage` of the
 /// origin its sign-in ended on (where a single-page app keeps its token).
@@ -82,7 +83,14 @@ async fn restore_storage(page: &Page, storage: &OriginStorage) -> Result<String,
 /// opaque origin or an empty storage.
 async fn read_storage(page: &Page, session: &str) -> Option<OriginStorage> {
     let js = "(() => { try { return {origin: location.origin, items: Object.entries(localStorage)}; } catch (_) { return null; } })()";
-    let found: Option<OriginStorage> = super::prepare::eval(page, js).await.ok().flatten();
+    let found: Option<OriginStorage> = match super::prepare::eval(page, js).await {
+        Ok(found) => found,
+        // (A lone surrogate in a value is not JSON that can be read.)
+        Err(e) => {
+            tracing::warn!(session, error = %e, "cannot read the sign-in's localStorage; only its cookies are kept");
+            None
+        }
+    };
     let mut found = found.filter(|s| s.origin != "null" && !s.items.is_empty())?;
     let mut units = 0;
     let whole = found.items.len();
@@ -143,8 +151,14 @@ pub(super) async fn navigate_signed_in(
         // From a clean slate: a half-valid session could send the sign-in page elsewhere.
         live.browser.execute(ClearCookiesParams { browser_context_id: context.clone() }).await?;
         if let (Some(id), Some(storage)) = (restoring, &kept.storage) {
-            page.execute(RemoveScriptToEvaluateOnNewDocumentParams::new(id)).await?;
-            page.execute(ClearDataForOriginParams::new(storage.origin.clone(), "local_storage")).await?;
+            // Left in place, the old token would only be replaced by the sign-in's: no reason
+            // to fail the capture.
+            let removed = page.execute(RemoveScriptToEvaluateOnNewDocumentParams::new(id)).await;
+            let cleared =
+                page.execute(ClearDataForOriginParams::new(storage.origin.clone(), "local_storage")).await;
+            if let Some(e) = removed.err().or(cleared.err()) {
+                tracing::info!(session = %session.name, error = %e, "cannot clear the kept localStorage; signing in over it");
+            }
         }
     }
     // Signing in, from the session's page, in the capture's own context (its proxy, its policy).
