@@ -429,3 +429,50 @@ async fn captures_and_pages_stay_within_their_memory_bounds() {
     assert_eq!(done["error"]["code"], "page_memory_exceeded", "{done}");
     app.stop().await.expect("clean shutdown");
 }
+
+/// A sign-in form (Autofill's server would be asked about it) with one image at a refused
+/// address.
+fn form_pages(_: &str) -> (u16, &'static str, String) {
+    html(
+        "<html><body><form><input name=email autocomplete=email autofocus value=\"ann@example.com\">\
+         <input type=password name=password autocomplete=current-password></form>\
+         <img src=\"http://127.0.0.2:8089/tracker.png\"></body></html>",
+    )
+}
+
+/// Chromium's own calls home (Autofill's server on a form, the search engine's preconnect, AI
+/// mode's eligibility) are made in the capture's context, so through the page's proxy: with
+/// the internet they would leave the monitoring host towards Google, without it they were
+/// reported as the page's refused connections. Only the page's own refused request is reported.
+#[tokio::test]
+async fn the_browsers_own_requests_are_not_the_pages() {
+    let pages = Server::start("127.0.0.1", form_pages).await;
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}\
+         monitors:\n  - name: signin\n    url: \"http://{addr}/signin\"\n  - name: again\n    url: \"http://{addr}/again\"\n",
+        db = dir.path().join("vigil.db").display(),
+        data = dir.path().join("data").display(),
+        baselines = dir.path().join("baselines").display(),
+        rest = config("\"127.0.0.1/32\"", ""),
+        addr = pages.addr,
+    );
+    let file = dir.path().join("vigil.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--once", "--config"])
+        .arg(&file)
+        .env("RUST_LOG", "vigil=info")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let reports: Vec<&str> =
+        stderr.lines().filter(|l| l.contains("refused connections of the page")).collect();
+    assert_eq!(reports.len(), 2, "one report for each capture: {stderr}");
+    for line in reports {
+        assert!(line.contains("refused=1") && line.contains("127.0.0.2"), "{line}");
+    }
+}
