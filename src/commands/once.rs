@@ -17,6 +17,14 @@ use crate::store::OutboxStatus;
 const PASS_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 /// Longest wait for the alerts once every run is judged.
 const ALERT_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often the pending runs are looked at: the pass ends at most this long after its last
+/// verdict (one request to the loopback API per round; the runs behind the first pending one
+/// wait for the next round).
+const VERDICT_POLL: Duration = Duration::from_millis(50);
+/// How often every pending run is looked at, not only the first.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+/// How often the alerts still being sent are looked at (a query of the local database).
+const ALERT_POLL: Duration = Duration::from_millis(25);
 
 pub fn run(path: &Path) -> ExitCode {
     let config = match crate::config::load(path) {
@@ -143,12 +151,15 @@ async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<Vec<
 /// a line per verdict, and a counter that stays on a terminal. How many were judged.
 async fn wait_for_verdicts(daemon: &Daemon, runs: &mut [Tracked], started: Instant) -> anyhow::Result<usize> {
     let (total, tty) = (runs.len(), std::io::stderr().is_terminal());
-    let (mut done, mut round) = (0, 0u32);
+    let (mut done, mut swept) = (0, Instant::now());
     while done < total && started.elapsed() < PASS_TIMEOUT {
-        // Every few rounds, and the last, look at every run: one that never ends must not hide
-        // the verdicts of the runs behind it.
-        round += 1;
-        let sweep = round % 8 == 0 || started.elapsed() + Duration::from_secs(1) >= PASS_TIMEOUT;
+        // Every few seconds, and in the last round, look at every run: one that never ends must
+        // not hide the verdicts of the runs behind it.
+        let sweep =
+            swept.elapsed() >= SWEEP_EVERY || started.elapsed() + Duration::from_secs(1) >= PASS_TIMEOUT;
+        if sweep {
+            swept = Instant::now();
+        }
         for run in runs.iter_mut().filter(|r| r.view.is_none()) {
             let url = format!("{}/api/runs/{}", daemon.base, run.id);
             let view: Value = daemon
@@ -186,7 +197,7 @@ async fn wait_for_verdicts(daemon: &Daemon, runs: &mut [Tracked], started: Insta
                 eprint!("\r\x1b[2K[{done}/{total}] waiting for captures… {:.0?}", started.elapsed());
                 let _ = std::io::stderr().flush();
             }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+            tokio::time::sleep(VERDICT_POLL).await;
         }
     }
     if tty {
@@ -221,7 +232,7 @@ async fn wait_for_alerts(database_url: &str, runs: &[Tracked]) -> anyhow::Result
             {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(ALERT_POLL).await;
         }
     }
     store.close().await;
