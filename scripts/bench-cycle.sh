@@ -8,6 +8,8 @@
 #   cargo build --release && scripts/bench-cycle.sh
 #   RUNS=5 WORKERS="1 4" VIGIL=path/to/vigil scripts/bench-cycle.sh
 #   WAIT_UNTIL=load scripts/bench-cycle.sh     # vigil waits as the script does
+#   VIGIL_CAPTURE="stability_timeout: 0s" VIGIL_DEFAULTS="retries_on_diff: 0" scripts/bench-cycle.sh
+#                                              # vigil without its stability shot and confirming capture
 #
 # vigil runs `vigil run --once` on a generated config (SQLite, defaults but `full_page: false`,
 # `threshold: 0` so that any differing pixel counts as the script counts it, and `wait_until:
@@ -34,8 +36,8 @@ mode() { curl -sf -X POST "$base/_mode/$1"; }
 config() { # WORKERS DIR
   cat > "$2/vigil.yaml" <<YAML
 storage: {database_url: "sqlite://$2/vigil.db", data_dir: "$2/data", baselines_dir: "$2/baselines"}
-capture: {workers: $1, allow_private: [127.0.0.1/32]}
-defaults: {schedule: "0 0 1 1 *", full_page: false, threshold: 0, wait_until: $WAIT_UNTIL}
+capture: {workers: $1, allow_private: [127.0.0.1/32]${VIGIL_CAPTURE:+, $VIGIL_CAPTURE}}
+defaults: {schedule: "0 0 1 1 *", full_page: false, threshold: 0, wait_until: $WAIT_UNTIL${VIGIL_DEFAULTS:+, $VIGIL_DEFAULTS}}
 monitors:
 $(for i in $(seq 0 19); do printf '  - {name: p%02d, url: "%s/page/%d"}\n' "$i" "$base" "$i"; done)
 YAML
@@ -47,7 +49,7 @@ measure() { # TOOL WORKERS PASS RUN CMD...
   "$B/report.py" record "$RESULTS" "$1" "$2" "$3" "$4" "$log"
 }
 
-echo "machine: $(nproc) cores; $(/usr/bin/chromium --version 2>/dev/null || echo chromium unknown); vigil: $VIGIL, wait_until: $WAIT_UNTIL"
+echo "machine: $(nproc) cores; $(/usr/bin/chromium --version 2>/dev/null || echo chromium unknown); vigil: $VIGIL, wait_until: $WAIT_UNTIL${VIGIL_CAPTURE:+, capture: $VIGIL_CAPTURE}${VIGIL_DEFAULTS:+, defaults: $VIGIL_DEFAULTS}"
 for run in $(seq "$RUNS"); do
   for w in $WORKERS; do
     echo "run $run, $w worker(s); load $(cut -d' ' -f1-3 /proc/loadavg)"

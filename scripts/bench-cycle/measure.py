@@ -3,6 +3,10 @@
 every process in the tree, Chromium's renderers included) and peak memory (PSS summed over the
 tree, sampled every 200 ms).
 
+The CPU time is also split: the command's own process (vigil, or node for the script) and
+Chromium's browser process, each as last sampled (so up to 200 ms of each is missed and counted
+with the rest), and the rest of the tree (renderers, zygotes, the network and GPU utilities).
+
 This process makes itself the tree's subreaper, so a process orphaned by its parent still
 reports its CPU time here when it ends. Prints the command's output, then one JSON line.
     measure.py LABEL CMD [ARGS...]
@@ -54,6 +58,16 @@ def pss_kib(pid):
     return 0
 
 
+def cpu_of(pid):
+    """User + system CPU seconds of one process, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cpu_children():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
@@ -64,9 +78,16 @@ def main():
     label, cmd = sys.argv[1], sys.argv[2:]
     cpu0, t0 = cpu_children(), time.monotonic()
     proc = subprocess.Popen(cmd)
-    peak = 0
+    peak, own, browser = 0, 0.0, {}
     while proc.poll() is None:
-        peak = max(peak, sum(pss_kib(p) for p in tree(proc.pid)))
+        pids = tree(proc.pid)
+        peak = max(peak, sum(pss_kib(p) for p in pids))
+        own = cpu_of(proc.pid) or own
+        # The browser: the command's direct children (Chromium's renderers are its grandchildren).
+        for p in children(proc.pid):
+            c = cpu_of(p)
+            if c is not None:
+                browser[p] = c
         time.sleep(0.2)
     wall = time.monotonic() - t0
     # Orphans (a browser its parent did not wait for) were handed to this process: give them a
@@ -84,6 +105,7 @@ def main():
             time.sleep(0.05)
     cpu = cpu_children() - cpu0
     print(json.dumps({"measure": label, "exit": proc.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                      "own_cpu_s": round(own, 2), "browser_cpu_s": round(sum(browser.values()), 2),
                       "peak_pss_mib": round(peak / 1024)}), flush=True)
 
 

@@ -29,8 +29,15 @@ def record(results, tool, workers, pass_, run, log):
     with open(results, "a") as f:
         f.write(json.dumps(row) + "\n")
     fp = [p for p in changed if p not in REAL] if pass_ == "test" else changed
-    print(f"  {tool:8} workers={workers} {pass_:9} wall {row['wall_s']:6.2f} s  cpu {row['cpu_s']:6.2f} s  "
-          f"pss {row['peak_pss_mib']:5} MiB  changed {changed}  false+ {fp}  failed {failed}", flush=True)
+    print(f"  {tool:8} workers={workers} {pass_:9} wall {row['wall_s']:6.2f} s  cpu {row['cpu_s']:6.2f} s "
+          f"({split(row)})  pss {row['peak_pss_mib']:5} MiB  changed {changed}  false+ {fp}  failed {failed}",
+          flush=True)
+
+
+def split(row):
+    """The CPU time by process: the tool's own, Chromium's browser process, the rest."""
+    own, browser = row.get("own_cpu_s", 0), row.get("browser_cpu_s", 0)
+    return f"own {own:.2f}, browser {browser:.2f}, renderers etc. {max(row['cpu_s'] - own - browser, 0):.2f}"
 
 
 def table(results):
@@ -50,6 +57,17 @@ def table(results):
         missed = sum(len(REAL - set(r["changed"])) for r in rs) if p == "test" else 0
         med[(w, p, t)] = (wall, cpu, pss)
         print(f"| {w} | {p} | {t} | {wall:.2f} | {cpu:.2f} | {cpu / 20 * 1000:.0f} | {pss:.0f} | {fp} ({fpa}) | {missed} | {len(rs)} |")
+    print()
+    print("CPU s by process (medians): the tool's own process (vigil; node for the script), Chromium's")
+    print("browser process, the rest of the tree (renderers, zygotes, utilities)")
+    print()
+    print("| workers | pass | tool | own | browser | renderers etc. |")
+    print("|---|---|---|---|---|---|")
+    for (w, p, t), rs in sorted(groups.items()):
+        own = statistics.median(r.get("own_cpu_s", 0) for r in rs)
+        browser = statistics.median(r.get("browser_cpu_s", 0) for r in rs)
+        rest = statistics.median(max(r["cpu_s"] - r.get("own_cpu_s", 0) - r.get("browser_cpu_s", 0), 0) for r in rs)
+        print(f"| {w} | {p} | {t} | {own:.2f} | {browser:.2f} | {rest:.2f} |")
     print()
     for (w, p, t), (wall, cpu, pss) in sorted(med.items()):
         other = med.get((w, p, "script"))
