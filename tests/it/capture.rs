@@ -386,7 +386,8 @@ async fn a_page_that_changes_in_the_quiet_window_is_shot_as_the_window_ends() {
 
 /// A worker keeps its tab for its next capture of the same origin ("warm tabs"), and nothing a
 /// page left — cookies (its own and the monitor's), local and session storage (also written as
-/// it is left), `window.name` — reaches the next capture. A page that opened a dialog does not leave its tab to anyone.
+/// it is left), `window.name`, a script the HTTP cache may keep for an hour — reaches the next
+/// capture. A page that opened a dialog does not leave its tab to anyone.
 #[tokio::test]
 async fn a_warm_tab_keeps_nothing_of_the_previous_capture() {
     let site = TestSite::start().await;
@@ -401,8 +402,11 @@ async fn a_warm_tab_keeps_nothing_of_the_previous_capture() {
          document.getElementById('b').style.background = document.cookie.includes('given=') ? 'rgb(0,0,255)' : 'rgb(255,255,255)';\
          document.cookie = 'left=1; max-age=3600'; localStorage.setItem('left', '1');\
          sessionStorage.setItem('left', '1'); window.name = 'left';\
-         addEventListener('pagehide', () => sessionStorage.setItem('left', '1'));</script></body></html>",
+         addEventListener('pagehide', () => sessionStorage.setItem('left', '1'));</script>\
+         <script src='/page/band.js'></script></body></html>",
     );
+    // Draws a band; its colour changes on the server before each capture after the first.
+    let band = |rgb: &str| format!("document.getElementById('b').style.borderTop = '10px solid {rgb}';");
     site.set("alerting", "<html><body><script>alert('hello')</script></body></html>");
     let receiver = TestReceiver::start().await;
     let app = TestApp::spawn(Backend::Sqlite, &config("").replace("workers: 2", "workers: 1")).await;
@@ -416,6 +420,7 @@ async fn a_warm_tab_keeps_nothing_of_the_previous_capture() {
     .into_iter()
     .enumerate()
     {
+        site.set("band.js", &band(["rgb(255,255,0)", "rgb(0,255,255)", "rgb(0,0,0)", "rgb(255,0,255)"][i]));
         let body = json!({"url": site.url(page), "viewport": {"width": 320, "height": 200}, "cookies": cookies,
                           "wait_until": "load", "webhook_url": receiver.url});
         assert_eq!(submit(&app, body).await.status(), 202);
@@ -438,6 +443,8 @@ async fn a_warm_tab_keeps_nothing_of_the_previous_capture() {
         // Only the first capture was given the cookie.
         let band = if i == 0 { [0, 0, 255, 255] } else { [255, 255, 255, 255] };
         assert_eq!(pixel(&png, 10, 170), band, "capture {i}: the monitor's cookie");
+        let script = [[255, 255, 0, 255], [0, 255, 255, 255], [0, 0, 0, 255], [255, 0, 255, 255]][i];
+        assert_eq!(pixel(&png, 10, 155), script, "capture {i}: the script as the server has it now");
     }
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     // 1 fresh; 2 and 3 warm; 3 opened a dialog, so 4 is fresh again.

@@ -25,6 +25,12 @@ async fn page(State(site): State<TestSite>, Path(name): Path<String>) -> Respons
         tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     }
     match site.pages.lock().unwrap().get(&name) {
+        // A script any cache may keep for an hour.
+        Some(js) if name.ends_with(".js") => (
+            [(header::CONTENT_TYPE, "text/javascript"), (header::CACHE_CONTROL, "public, max-age=3600")],
+            js.clone(),
+        )
+            .into_response(),
         Some(html) => Html(html.clone()).into_response(),
         None => (StatusCode::NOT_FOUND, "no such page").into_response(),
     }
