@@ -221,9 +221,6 @@ impl BrowserPool {
             .disable_default_args();
         for (key, value) in [
             ("enable-features", "NetworkService,NetworkServiceInProcess"),
-            // Chromium's own calls home that a page's context would make through its proxy
-            // (and that would be reported as the page's refused connections): Autofill's
-            // server, optimization hints, the network time, translation, casting.
             ("disable-features", DISABLED_FEATURES),
             ("force-color-profile", "srgb"),
             ("password-store", "basic"),
@@ -360,7 +357,11 @@ impl BrowserPool {
     }
 }
 
-/// Chromium features off in every browser: each would make requests of its own.
+/// Chromium features off in every browser: each makes requests of its own, some in a capture's
+/// context and so through its proxy (out to Google where the policy allows public addresses,
+/// reported as the page's refused connections where it does not): Autofill's server on a form,
+/// optimization hints, the network time, translation, casting, the feed, the search engine's
+/// preconnect, AI mode's eligibility check.
 const DISABLED_FEATURES: &str = "AutofillServerCommunication,OptimizationHints,OptimizationHintsFetching,\
 NetworkTimeServiceQuerying,Translate,TranslateUI,MediaRouter,DialMediaRouteProvider,\
 InterestFeedContentSuggestions,PreconnectToSearch,AimEnabled";

@@ -21,10 +21,13 @@ const ALERT_TIMEOUT: Duration = Duration::from_secs(120);
 /// verdict (one request to the loopback API per round; the runs behind the first pending one
 /// wait for the next round).
 const VERDICT_POLL: Duration = Duration::from_millis(50);
-/// How often every pending run is looked at, not only the first.
+/// How often every pending run is looked at, not only the first; in the pass's last second,
+/// every [`FINAL_SWEEP_EVERY`].
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
-/// How often the alerts still being sent are looked at (a query of the local database).
-const ALERT_POLL: Duration = Duration::from_millis(25);
+const FINAL_SWEEP_EVERY: Duration = Duration::from_millis(250);
+/// How often the alerts still being sent are looked at (each look lists the pending outbox rows
+/// of the database, which replicas may share).
+const ALERT_POLL: Duration = Duration::from_millis(100);
 
 pub fn run(path: &Path) -> ExitCode {
     let config = match crate::config::load(path) {
@@ -155,8 +158,8 @@ async fn wait_for_verdicts(daemon: &Daemon, runs: &mut [Tracked], started: Insta
     while done < total && started.elapsed() < PASS_TIMEOUT {
         // Every few seconds, and in the last round, look at every run: one that never ends must
         // not hide the verdicts of the runs behind it.
-        let sweep =
-            swept.elapsed() >= SWEEP_EVERY || started.elapsed() + Duration::from_secs(1) >= PASS_TIMEOUT;
+        let last_second = started.elapsed() + Duration::from_secs(1) >= PASS_TIMEOUT;
+        let sweep = swept.elapsed() >= if last_second { FINAL_SWEEP_EVERY } else { SWEEP_EVERY };
         if sweep {
             swept = Instant::now();
         }
