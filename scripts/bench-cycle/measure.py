@@ -8,7 +8,9 @@ Chromium's browser process, each as last sampled (so up to 200 ms of each is mis
 with the rest), and the rest of the tree (renderers, zygotes, the network and GPU utilities).
 
 This process makes itself the tree's subreaper, so a process orphaned by its parent still
-reports its CPU time here when it ends. Prints the command's output, then one JSON line.
+reports its CPU time here when it ends. Each of Chromium's processes is also sampled by its role
+(`by_role_cpu_s`: browser, renderer, gpu-process, NetworkService, zygote...), as last sampled.
+Prints the command's output, then one JSON line.
     measure.py LABEL CMD [ARGS...]
 """
 import ctypes
@@ -68,9 +70,51 @@ def cpu_of(pid):
         return None
 
 
+def args_of(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            # A forked process's title is rewritten as one string: split at spaces too.
+            return f.read().decode(errors="replace").replace("\0", " ").split()
+    except OSError:
+        return None
+
+
+def parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def kind(pid):
+    """A Chromium process's role (`--type=`; a utility by its service, e.g. `NetworkService`),
+    `browser` for one without a type, or None when it is gone. A process forked by a zygote that
+    kept the zygote's name is a renderer (or, from the unsandboxed zygote, the GPU process)."""
+    args = args_of(pid)
+    if args is None:
+        return None
+    flag = lambda args, name: next((a.split("=", 1)[1] for a in args if a.startswith(f"--{name}=")), None)
+    t = flag(args, "type")
+    if t == "utility":
+        return (flag(args, "utility-sub-type") or "utility").rsplit(".", 1)[-1]
+    if t == "zygote":
+        parent = args_of(parent_of(pid) or 0) or []
+        if flag(parent, "type") == "zygote":
+            return "gpu-process" if "--no-zygote-sandbox" in parent else "renderer"
+    return t or "browser"
+
+
 def cpu_children():
     r = resource.getrusage(resource.RUSAGE_CHILDREN)
     return r.ru_utime + r.ru_stime
+
+
+def by_role(typed):
+    out = {}
+    for role, c in typed.values():
+        out[role] = round(out.get(role, 0) + c, 2)
+    return dict(sorted(out.items()))
 
 
 def main():
@@ -78,9 +122,17 @@ def main():
     label, cmd = sys.argv[1], sys.argv[2:]
     cpu0, t0 = cpu_children(), time.monotonic()
     proc = subprocess.Popen(cmd)
-    peak, own, browser = 0, 0.0, {}
+    peak, own, browser, typed, kinds = 0, 0.0, {}, {}, {}
     while proc.poll() is None:
         pids = tree(proc.pid)
+        # Every Chromium process's CPU as last sampled, by its role.
+        for p in pids[1:]:
+            # Read again until it says: a forked process is named as the zygote until it renames itself.
+            if kinds.get(p) in (None, "zygote"):
+                kinds[p] = kind(p) or kinds.get(p)
+            c = cpu_of(p)
+            if c is not None and kinds[p] is not None:
+                typed[p] = (kinds[p], c)
         peak = max(peak, sum(pss_kib(p) for p in pids))
         own = cpu_of(proc.pid) or own
         # The browser: the command's direct children (Chromium's renderers are its grandchildren).
@@ -106,7 +158,7 @@ def main():
     cpu = cpu_children() - cpu0
     print(json.dumps({"measure": label, "exit": proc.returncode, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
                       "own_cpu_s": round(own, 2), "browser_cpu_s": round(sum(browser.values()), 2),
-                      "peak_pss_mib": round(peak / 1024)}), flush=True)
+                      "by_role_cpu_s": by_role(typed), "peak_pss_mib": round(peak / 1024)}), flush=True)
 
 
 if __name__ == "__main__":

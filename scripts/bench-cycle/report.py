@@ -69,6 +69,18 @@ def table(results):
         rest = statistics.median(max(r["cpu_s"] - r.get("own_cpu_s", 0) - r.get("browser_cpu_s", 0), 0) for r in rs)
         print(f"| {w} | {p} | {t} | {own:.2f} | {browser:.2f} | {rest:.2f} |")
     print()
+    roles = ["browser", "renderer", "gpu-process", "NetworkService"]
+    print("Chromium's CPU s by process role (medians, as last sampled): renderers are the pages, the GPU")
+    print("process composites and reads back each screenshot, the browser process encodes it")
+    print()
+    print("| workers | pass | tool | " + " | ".join(roles) + " | other |")
+    print("|---|---|---|" + "---|" * (len(roles) + 1))
+    for (w, p, t), rs in sorted(groups.items()):
+        by = [r.get("by_role_cpu_s", {}) for r in rs]
+        cells = [statistics.median(b.get(k, 0) for b in by) for k in roles]
+        other = statistics.median(sum(v for k, v in b.items() if k not in roles) for b in by)
+        print(f"| {w} | {p} | {t} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {other:.2f} |")
+    print()
     for (w, p, t), (wall, cpu, pss) in sorted(med.items()):
         other = med.get((w, p, "script"))
         if t == "vigil" and other:
