@@ -153,35 +153,12 @@ fn run(path: &std::path::Path, roles: Option<vigil::Roles>) -> anyhow::Result<()
     let config = vigil::config::load(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
-        let shutdown = shutdown_signal()?;
+        let shutdown = vigil::shutdown_signal()?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_url, "vigil listening");
         let options = vigil::RunOptions { config_path: Some(path.to_owned()), roles, ..Default::default() };
         vigil::run_with(config, listener, shutdown, options).await.map_err(anyhow::Error::from)
-    })
-}
-
-/// Installs the SIGTERM and SIGINT handlers now, and returns a future that resolves on either.
-/// Installing them before the server answers its first request matters: a signal that arrives
-/// before the handlers exist kills the process instead of shutting it down cleanly.
-#[cfg(unix)]
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
-}
-
-#[cfg(not(unix))]
-fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
     })
 }

@@ -49,6 +49,30 @@ pub enum RunError {
     Serve(#[source] std::io::Error),
 }
 
+/// Installs the SIGTERM and SIGINT handlers now, and returns a future that resolves on either.
+/// Installing them before the work begins matters: a signal that arrives before the handlers
+/// exist kills the process at once, its Chromium left running, instead of shutting it down.
+#[cfg(unix)]
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    use anyhow::Context;
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
+
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}
+
 /// reqwest and sqlx both use rustls: choose its crypto provider (ring) once for the process.
 /// Call before building any HTTP client; calling again is harmless.
 pub fn init_tls() {

@@ -69,19 +69,41 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
     let monitors: Vec<String> =
         config.monitors.iter().filter(|m| m.enabled).map(|m| m.name.to_string()).collect();
     let started = Instant::now();
+    // SIGTERM or Ctrl-C stops the daemon as `vigil run` stops, its Chromium closed.
+    let mut signal = std::pin::pin!(crate::shutdown_signal()?);
     let daemon = start_daemon(config).await?;
-    let mut runs = start_runs(&daemon, &monitors).await?;
-    eprintln!(
-        "vigil: {} run{} of {} monitor{} started",
-        runs.len(),
-        plural(runs.len()),
-        monitors.len(),
-        plural(monitors.len())
-    );
-    let done = wait_for_verdicts(&daemon, &mut runs, started).await?;
-    wait_for_alerts(&daemon.database_url, &runs).await?;
+    let work = async {
+        let mut runs = start_runs(&daemon, &monitors).await?;
+        eprintln!(
+            "vigil: {} run{} of {} monitor{} started",
+            runs.len(),
+            plural(runs.len()),
+            monitors.len(),
+            plural(monitors.len())
+        );
+        let done = wait_for_verdicts(&daemon, &mut runs, started).await?;
+        wait_for_alerts(&daemon.database_url, &runs).await?;
+        anyhow::Ok((runs, done))
+    };
+    let outcome = tokio::select! {
+        outcome = work => Some(outcome),
+        () = &mut signal => None,
+    };
+    if outcome.is_none() {
+        eprintln!(
+            "vigil: interrupted; stopping the captures in flight and the browser (a second signal exits at once)"
+        );
+    }
     let _ = daemon.stop.send(());
-    let _ = daemon.task.await;
+    // Bounded: the daemon's shutdown gives its captures and browser a deadline.
+    tokio::select! {
+        _ = daemon.task => {}
+        () = crate::shutdown_signal()? => std::process::exit(2),
+    }
+    let Some(outcome) = outcome else {
+        anyhow::bail!("interrupted before every verdict was in");
+    };
+    let (runs, done) = outcome?;
     let ok = report(&runs, done, started);
     if monitors.is_empty() {
         eprintln!("no enabled monitors");

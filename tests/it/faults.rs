@@ -10,7 +10,9 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use crate::helpers::daemon::{Daemon, DbProxy, TriplingProxy, free_port, kill_browsers, rows, scalar};
+use crate::helpers::daemon::{
+    Daemon, DbProxy, TriplingProxy, browsers_running, free_port, kill_browsers, rows, scalar,
+};
 use crate::helpers::slack::{BOT_TOKEN, CHANNEL_ID, FakeSlack, HANG};
 use crate::helpers::{Backend, TestDb, TestReceiver, TestSite, wait_for};
 use crate::monitoring::{TOKEN, page};
@@ -516,4 +518,67 @@ async fn an_unreachable_postgres_answers_503_and_work_resumes() {
     let home = Home::with_database(db, url.as_str(), "", &yaml);
     let (p1, p2) = (proxy.clone(), proxy.clone());
     database_outage(home, async move || p1.cut(), async move || p2.restore()).await;
+}
+
+/// `vigil run --once` stopped by SIGTERM (a CI job's timeout, a supervisor) while a capture is in
+/// flight shuts down as the daemon does: it says so, exits 2, and leaves no Chromium running.
+/// (Without handlers it died at once and its browser ran on, orphaned, with its ~400 MiB.)
+#[tokio::test]
+async fn run_once_stopped_by_sigterm_closes_its_browser() {
+    let site = TestSite::start().await;
+    let slack = FakeSlack::start().await;
+    let home = Home::new(Backend::Sqlite, &config(&slack, &site, &["slow", "home"])).await;
+    site.set("home", &page("home", "rgb(255,0,0)"));
+    // Whatever happens below, no browser of this test outlives it.
+    struct Reap(PathBuf);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            kill_browsers(&self.0);
+        }
+    }
+    let _reap = Reap(home.data_dir());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--once", "--config"])
+        .arg(&home.config)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The page answers after 1.5 s: the browser is up and the capture in flight.
+    wait_for("the capture to start", DEADLINE, || async { (site.hits("slow") >= 1).then_some(()) }).await;
+    assert!(browsers_running(&home.data_dir()), "a Chromium is running");
+    let pid = child.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("exits")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    wait_for("no Chromium left", Duration::from_secs(10), || async {
+        (!browsers_running(&home.data_dir())).then_some(())
+    })
+    .await;
+}
+
+/// The daemon stopped by SIGTERM while a capture is in flight closes its browser too.
+#[tokio::test]
+async fn the_daemon_stopped_by_sigterm_closes_its_browser() {
+    let site = TestSite::start().await;
+    let slack = FakeSlack::start().await;
+    let home = Home::new(Backend::Sqlite, &config(&slack, &site, &["slow"])).await;
+    let d = home.start().await;
+    run_now(&d, "slow").await.unwrap();
+    wait_for("the capture to start", DEADLINE, || async { (site.hits("slow") >= 1).then_some(()) }).await;
+    assert!(browsers_running(&home.data_dir()), "a Chromium is running");
+    assert!(d.stop().success());
+    let gone = async {
+        while browsers_running(&home.data_dir()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let gone = tokio::time::timeout(Duration::from_secs(10), gone).await;
+    kill_browsers(&home.data_dir());
+    assert!(gone.is_ok(), "a Chromium outlived the daemon by 10 s");
 }

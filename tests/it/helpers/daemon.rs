@@ -144,6 +144,15 @@ pub fn kill_browsers(data_dir: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether a Chromium process whose profile lives in `data_dir` is running.
+pub fn browsers_running(data_dir: &Path) -> bool {
+    Command::new("pgrep")
+        .args(["-f", &format!("user-data-dir={}/chromium-", data_dir.display())])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// One number from the database the daemon uses, read behind its back (the accounting).
 pub async fn scalar(database_url: &str, sql: &str) -> i64 {
     if database_url.starts_with("sqlite:") {
