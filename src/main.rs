@@ -77,8 +77,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    use_huge_pages();
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Diff(_)) {
+        use_huge_pages();
+    }
     // A one-off pass prints its own progress; the log keeps to warnings unless asked.
     let quiet = matches!(cli.command, Command::Run { once: true, .. });
     init_tracing(cli.log_format, if quiet { "warn" } else { "info" });
@@ -107,8 +109,13 @@ fn main() -> ExitCode {
 /// Decoded screenshots are tens of megabytes, and on Linux each 4 KiB page of a fresh buffer
 /// costs a page fault: up to a third of a `vigil diff` run. glibc backs its large allocations with
 /// transparent huge pages when `GLIBC_TUNABLES=glibc.malloc.hugetlb=1`, but reads that only at
-/// start, so vigil sets it and re-executes itself once (measured in docs/benchmarks.md). A
-/// `GLIBC_TUNABLES` the user set is left alone; elsewhere this does nothing.
+/// start, so `vigil diff` sets it and re-executes itself once (measured in docs/benchmarks.md).
+/// A `GLIBC_TUNABLES` the user set is left alone; elsewhere this does nothing.
+///
+/// Only `vigil diff`: a child inherits the variable, and glibc moves it out of the block that
+/// holds the arguments and the environment, so Chromium's processes cannot rename themselves
+/// (every renderer kept the name `--type=zygote`). In the daemon the diff is a small part of a
+/// run's work, next to the capture.
 fn use_huge_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

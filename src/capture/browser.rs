@@ -438,11 +438,23 @@ fn renderers_over(root: u32, limit: u64) -> Vec<(rustix::process::Pid, u64)> {
         tree.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
         i += 1;
     }
+    let cmdlines: std::collections::HashMap<u32, Vec<u8>> = tree
+        .iter()
+        .filter_map(|&pid| Some((pid, std::fs::read(format!("/proc/{pid}/cmdline")).ok()?)))
+        .collect();
+    let has =
+        |pid: u32, arg: &[u8]| cmdlines.get(&pid).is_some_and(|c| c.windows(arg.len()).any(|w| w == arg));
+    let parent = |pid: u32| parents.iter().find(|(p, _)| *p == pid).map(|(_, pp)| *pp);
     let mut out = Vec::new();
     for pid in tree.into_iter().skip(1) {
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        // A zygote's child rewrites its title: the arguments may be one string with spaces.
-        if !cmdline.windows(15).any(|w| w == b"--type=renderer") {
+        // A zygote's child rewrites its title (the arguments may then be one string with
+        // spaces) when it can; when it cannot (a `GLIBC_TUNABLES` inherited, for one), a
+        // renderer keeps the name of the zygote that forked it, the sandboxed one.
+        let renamed = has(pid, b"--type=renderer");
+        let unnamed = has(pid, b"--type=zygote")
+            && !has(pid, b"--no-zygote-sandbox")
+            && parent(pid).is_some_and(|pp| has(pp, b"--type=zygote"));
+        if !renamed && !unnamed {
             continue;
         }
         let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))

@@ -430,6 +430,43 @@ async fn captures_and_pages_stay_within_their_memory_bounds() {
     app.stop().await.expect("clean shutdown");
 }
 
+/// The same bound in the binary users run, which started Chromium from another environment
+/// than the in-process daemon above: `vigil` re-executed itself with `GLIBC_TUNABLES`, Chromium
+/// inherited it, its renderers could not rename themselves, and the memory watch, which looked
+/// for `--type=renderer`, never found one (a page holding 1 GB was captured). Also with a
+/// `GLIBC_TUNABLES` the user set, which vigil leaves alone.
+#[tokio::test]
+async fn the_binary_stops_a_page_past_its_memory_bound() {
+    let pages = Server::start("127.0.0.1", heavy_pages).await;
+    for tunables in [None, Some("glibc.malloc.hugetlb=1")] {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}\
+             monitors:\n  - name: allocate\n    url: \"http://{addr}/allocate\"\n",
+            db = dir.path().join("vigil.db").display(),
+            data = dir.path().join("data").display(),
+            baselines = dir.path().join("baselines").display(),
+            rest = config("\"127.0.0.1/32\"", "  page_memory: 300MiB\n"),
+            addr = pages.addr,
+        );
+        let file = dir.path().join("vigil.yaml");
+        std::fs::write(&file, yaml).unwrap();
+        let mut once = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+        once.args(["run", "--once", "--config"]).arg(&file).env_remove("GLIBC_TUNABLES");
+        if let Some(t) = tunables {
+            once.env("GLIBC_TUNABLES", t);
+        }
+        let out = once.output().await.unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let line = stdout.lines().find(|l| l.starts_with("allocate")).unwrap_or_default();
+        assert!(
+            line.contains("failed") && line.contains("capture.page_memory"),
+            "{tunables:?}: {stdout}\n{stderr}"
+        );
+        assert_eq!(out.status.code(), Some(1), "{tunables:?}: {stdout}");
+    }
+}
+
 /// A sign-in form (Autofill's server would be asked about it) with one image at a refused
 /// address.
 fn form_pages(_: &str) -> (u16, &'static str, String) {
