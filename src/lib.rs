@@ -30,4 +30,4 @@ pub mod time;
 pub mod ui;
 pub mod webhook;
 
-pub use app::{Roles, RunError, RunOptions, init_tls, run, run_with, shutdown_signal};
+pub use app::{Roles, RunError, RunOptions, init_tls, run, run_with, shutdown_signal, signal_count};

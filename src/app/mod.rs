@@ -52,25 +52,43 @@ pub enum RunError {
 /// Installs the SIGTERM and SIGINT handlers now, and returns a future that resolves on either.
 /// Installing them before the work begins matters: a signal that arrives before the handlers
 /// exist kills the process at once, its Chromium left running, instead of shutting it down.
-#[cfg(unix)]
 pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    use anyhow::Context;
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut signals = signal_count()?;
     Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        let _ = signals.wait_for(|n| *n > 0).await;
     })
 }
 
-#[cfg(not(unix))]
-pub fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
-    Ok(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
+/// Installs the SIGTERM and SIGINT handlers now, and counts the signals from then on: for a
+/// command that stops cleanly on the first and at once on a second (`run --once`).
+pub fn signal_count() -> anyhow::Result<tokio::sync::watch::Receiver<u32>> {
+    let (count, signals) = tokio::sync::watch::channel(0);
+    #[cfg(unix)]
+    {
+        use anyhow::Context;
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        tokio::spawn(async move {
+            loop {
+                let got = tokio::select! {
+                    got = term.recv() => got,
+                    got = int.recv() => got,
+                };
+                if got.is_none() {
+                    return;
+                }
+                count.send_modify(|n| *n += 1);
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            count.send_modify(|n| *n += 1);
+        }
+    });
+    Ok(signals)
 }
 
 /// reqwest and sqlx both use rustls: choose its crypto provider (ring) once for the process.

@@ -442,19 +442,13 @@ fn renderers_over(root: u32, limit: u64) -> Vec<(rustix::process::Pid, u64)> {
         .iter()
         .filter_map(|&pid| Some((pid, std::fs::read(format!("/proc/{pid}/cmdline")).ok()?)))
         .collect();
-    let has =
-        |pid: u32, arg: &[u8]| cmdlines.get(&pid).is_some_and(|c| c.windows(arg.len()).any(|w| w == arg));
     let parent = |pid: u32| parents.iter().find(|(p, _)| *p == pid).map(|(_, pp)| *pp);
     let mut out = Vec::new();
     for pid in tree.into_iter().skip(1) {
-        // A zygote's child rewrites its title (the arguments may then be one string with
-        // spaces) when it can; when it cannot (a `GLIBC_TUNABLES` inherited, for one), a
-        // renderer keeps the name of the zygote that forked it, the sandboxed one.
-        let renamed = has(pid, b"--type=renderer");
-        let unnamed = has(pid, b"--type=zygote")
-            && !has(pid, b"--no-zygote-sandbox")
-            && parent(pid).is_some_and(|pp| has(pp, b"--type=zygote"));
-        if !renamed && !unnamed {
+        let Some(cmdline) = cmdlines.get(&pid) else { continue };
+        let pp = parent(pid).unwrap_or(0);
+        let of_parent = cmdlines.get(&pp).map_or(&[][..], Vec::as_slice);
+        if !is_renderer(cmdline, of_parent, is_namespace_init(pp)) {
             continue;
         }
         let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
@@ -466,6 +460,35 @@ fn renderers_over(root: u32, limit: u64) -> Vec<(rustix::process::Pid, u64)> {
         }
     }
     out
+}
+
+/// Whether a process of the browser's tree is a renderer, from its command line and its
+/// parent's. A zygote's child rewrites its title (the arguments may then be one string with
+/// spaces) when it can; when it cannot (a `GLIBC_TUNABLES` inherited, for one), a renderer keeps
+/// the name of the zygote that forked it, the sandboxed one. With the namespace sandbox (not as
+/// root) that zygote is itself the child of a zygote, the namespace's init: it is not a renderer.
+fn is_renderer(cmdline: &[u8], parent: &[u8], parent_is_namespace_init: bool) -> bool {
+    let has = |c: &[u8], arg: &[u8]| c.windows(arg.len()).any(|w| w == arg);
+    has(cmdline, b"--type=renderer")
+        || (has(cmdline, b"--type=zygote")
+            && !has(cmdline, b"--no-zygote-sandbox")
+            && has(parent, b"--type=zygote")
+            && !parent_is_namespace_init)
+}
+
+/// Whether `pid` is process 1 of a PID namespace of its own (the last `NSpid:` of its status).
+fn is_namespace_init(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).is_ok_and(|s| {
+        s.lines().find_map(|l| l.strip_prefix("NSpid:")).and_then(|ids| ids.split_whitespace().last())
+            == Some("1")
+    })
+}
+
+/// Kills (SIGKILL) the Chromium processes this process started with profiles under
+/// `profile_root`: for an exit that cannot wait for them to close.
+pub fn kill_own_browsers(profile_root: &Path) {
+    let pattern = format!("user-data-dir={}", profile_root.join(profile_prefix()).display());
+    let _ = std::process::Command::new("pkill").args(["-9", "-f", &pattern]).status();
 }
 
 /// The start of this process's profile directories: `chromium-<pid>-<host>-`. Replicas may
@@ -530,6 +553,22 @@ async fn close(mut live: LiveBrowser) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renderers_are_told_by_name_or_by_the_zygote_that_forked_them() {
+        let browser = b"/usr/lib/chromium/chromium --headless=new --user-data-dir=/d".as_slice();
+        let zygote = b"/usr/lib/chromium/chromium --type=zygote --no-sandbox --headless=new".as_slice();
+        let unsandboxed =
+            b"/usr/lib/chromium/chromium --type=zygote --no-zygote-sandbox --no-sandbox".as_slice();
+        let renamed = b"/usr/lib/chromium/chromium --type=renderer --renderer-client-id=7".as_slice();
+        assert!(is_renderer(renamed, zygote, false), "a renderer that renamed itself");
+        assert!(is_renderer(zygote, zygote, false), "a renderer that kept the zygote's name");
+        assert!(!is_renderer(zygote, browser, false), "the zygote, a child of the browser");
+        assert!(!is_renderer(zygote, zygote, true), "the zygote under the namespace sandbox's init");
+        assert!(!is_renderer(unsandboxed, unsandboxed, false), "the GPU process, unnamed");
+        assert!(!is_renderer(b"chromium --type=gpu-process", unsandboxed, false), "the GPU process");
+        assert!(!is_renderer(b"chromium --type=utility --utility-sub-type=network", browser, false));
+    }
 
     #[test]
     fn only_this_hosts_profiles_of_gone_processes_are_stale() {

@@ -38,14 +38,17 @@ pub fn run(path: &Path) -> ExitCode {
         }
     };
     let runtime = tokio::runtime::Runtime::new().expect("async runtime");
-    match runtime.block_on(pass(config)) {
+    let code = match runtime.block_on(pass(config)) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
-    }
+    };
+    // Work the daemon left behind (a blocking read stuck on a volume) does not hold the exit.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    code
 }
 
 struct Tracked {
@@ -53,6 +56,9 @@ struct Tracked {
     id: String,
     view: Option<Value>,
 }
+
+/// How long the pass's daemon may take to open and migrate its database and storage.
+const READY_WITHIN: Duration = Duration::from_secs(120);
 
 /// The daemon this pass runs on, and how to reach it.
 struct Daemon {
@@ -69,9 +75,14 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
     let monitors: Vec<String> =
         config.monitors.iter().filter(|m| m.enabled).map(|m| m.name.to_string()).collect();
     let started = Instant::now();
-    // SIGTERM or Ctrl-C stops the daemon as `vigil run` stops, its Chromium closed.
-    let mut signal = std::pin::pin!(crate::shutdown_signal()?);
-    let daemon = start_daemon(config).await?;
+    // SIGTERM or Ctrl-C stops the daemon as `vigil run` stops, its Chromium closed; a second
+    // signal exits at once.
+    let mut signals = crate::signal_count()?;
+    let profile_root = config.storage.data_dir.clone();
+    let daemon = tokio::select! {
+        daemon = start_daemon(config) => daemon?,
+        _ = signals.wait_for(|n| *n > 0) => anyhow::bail!("interrupted while the daemon started"),
+    };
     let work = async {
         let mut runs = start_runs(&daemon, &monitors).await?;
         eprintln!(
@@ -87,7 +98,7 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
     };
     let outcome = tokio::select! {
         outcome = work => Some(outcome),
-        () = &mut signal => None,
+        _ = signals.wait_for(|n| *n > 0) => None,
     };
     if outcome.is_none() {
         eprintln!(
@@ -95,10 +106,14 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         );
     }
     let _ = daemon.stop.send(());
-    // Bounded: the daemon's shutdown gives its captures and browser a deadline.
+    // Bounded: each step of the daemon's shutdown has `server.shutdown_timeout`.
     tokio::select! {
         _ = daemon.task => {}
-        () = crate::shutdown_signal()? => std::process::exit(2),
+        _ = signals.wait_for(|n| *n > 1) => {
+            eprintln!("vigil: a second signal; exiting now");
+            crate::capture::browser::kill_own_browsers(&profile_root);
+            std::process::exit(2);
+        }
     }
     let Some(outcome) = outcome else {
         anyhow::bail!("interrupted before every verdict was in");
@@ -129,6 +144,7 @@ async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
     crate::init_tls();
     let client = reqwest::Client::new();
     // Ready once the database is open and migrated.
+    let deadline = Instant::now() + READY_WITHIN;
     loop {
         if task.is_finished() {
             return match task.await {
@@ -147,6 +163,11 @@ async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
                 let _ = task.await;
                 anyhow::bail!("no capture can start: {why} (docs/operations.md)");
             }
+        }
+        if Instant::now() > deadline {
+            let _ = stop.send(());
+            let _ = task.await;
+            anyhow::bail!("the daemon was not ready within {}s (GET /readyz)", READY_WITHIN.as_secs());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -456,7 +456,10 @@ async fn the_binary_stops_a_page_past_its_memory_bound() {
         if let Some(t) = tunables {
             once.env("GLIBC_TUNABLES", t);
         }
-        let out = once.output().await.unwrap();
+        let out = tokio::time::timeout(Duration::from_secs(120), once.output())
+            .await
+            .expect("the pass ends")
+            .unwrap();
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let line = stdout.lines().find(|l| l.starts_with("allocate")).unwrap_or_default();
         assert!(

@@ -522,12 +522,34 @@ async fn an_unreachable_postgres_answers_503_and_work_resumes() {
 
 /// `vigil run --once` stopped by SIGTERM (a CI job's timeout, a supervisor) while a capture is in
 /// flight shuts down as the daemon does: it says so, exits 2, and leaves no Chromium running.
-/// (Without handlers it died at once and its browser ran on, orphaned, with its ~400 MiB.)
+/// (Without handlers it died at once and its browser ran on, orphaned, with its renderers.)
 #[tokio::test]
 async fn run_once_stopped_by_sigterm_closes_its_browser() {
+    let stderr = run_once_stopped(false).await;
+    assert!(stderr.contains("interrupted") && !stderr.contains("exiting now"), "{stderr}");
+}
+
+/// A second SIGTERM while the pass shuts down (here it would wait up to a minute for the capture
+/// in hand) exits at once, and still leaves no Chromium running.
+#[tokio::test]
+async fn run_once_exits_at_once_on_a_second_signal() {
+    let stderr = run_once_stopped(true).await;
+    assert!(stderr.contains("second signal; exiting now"), "{stderr}");
+}
+
+/// Runs `vigil run --once` on a page that never answers, sends SIGTERM once the capture is in
+/// flight (twice with `second`), and checks the exit: code 2, no browser left. Its stderr.
+async fn run_once_stopped(second: bool) -> String {
     let site = TestSite::start().await;
     let slack = FakeSlack::start().await;
-    let home = Home::new(Backend::Sqlite, &config(&slack, &site, &["slow", "home"])).await;
+    let mut yaml = config(&slack, &site, &["home"]);
+    yaml.push_str(&format!("  - {{name: hang, url: \"{}/hang\"}}\n", site.base_url));
+    let home = Home::new(Backend::Sqlite, &yaml).await;
+    if second {
+        let config = std::fs::read_to_string(&home.config).unwrap();
+        std::fs::write(&home.config, config.replace("shutdown_timeout: 2s", "shutdown_timeout: 60s"))
+            .unwrap();
+    }
     site.set("home", &page("home", "rgb(255,0,0)"));
     // Whatever happens below, no browser of this test outlives it.
     struct Reap(PathBuf);
@@ -537,29 +559,47 @@ async fn run_once_stopped_by_sigterm_closes_its_browser() {
         }
     }
     let _reap = Reap(home.data_dir());
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
         .args(["run", "--once", "--config"])
         .arg(&home.config)
-        .stdout(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // The page answers after 1.5 s: the browser is up and the capture in flight.
-    wait_for("the capture to start", DEADLINE, || async { (site.hits("slow") >= 1).then_some(()) }).await;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap());
+    let reader = tokio::spawn({
+        let lines = lines.clone();
+        async move {
+            let mut line = String::new();
+            while tokio::io::AsyncBufReadExt::read_line(&mut stderr, &mut line).await.is_ok_and(|n| n > 0) {
+                lines.lock().unwrap().push_str(&std::mem::take(&mut line));
+            }
+        }
+    });
+    // The page never answers: the browser is up and the capture in flight.
+    wait_for("the capture to start", DEADLINE, || async { (site.hits("/hang") >= 1).then_some(()) }).await;
     assert!(browsers_running(&home.data_dir()), "a Chromium is running");
     let pid = child.id().unwrap().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("exits")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("interrupted"), "{stderr}");
+    let term =
+        || assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    term();
+    if second {
+        wait_for("the first signal taken", DEADLINE, || async {
+            lines.lock().unwrap().contains("interrupted").then_some(())
+        })
+        .await;
+        term();
+    }
+    let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await.expect("exits").unwrap();
+    reader.await.unwrap();
+    let stderr = lines.lock().unwrap().clone();
+    assert_eq!(status.code(), Some(2), "{stderr}");
     wait_for("no Chromium left", Duration::from_secs(10), || async {
         (!browsers_running(&home.data_dir())).then_some(())
     })
     .await;
+    stderr
 }
 
 /// The daemon stopped by SIGTERM while a capture is in flight closes its browser too.

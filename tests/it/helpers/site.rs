@@ -36,9 +36,11 @@ async fn page(State(site): State<TestSite>, Path(name): Path<String>) -> Respons
     }
 }
 
-/// `/hang` never answers; `/loop` redirects to itself forever; `/status/{code}` answers that
-/// status with an HTML error page (its hits are counted as "/status/{code}").
-async fn hang() -> Response {
+/// `/hang` never answers (its hits are counted as "/hang"); `/loop` redirects to itself forever;
+/// `/status/{code}` answers that status with an HTML error page (its hits are counted as
+/// "/status/{code}").
+async fn hang(State(site): State<TestSite>) -> Response {
+    site.hits.lock().unwrap().push("/hang".into());
     tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     (StatusCode::OK, "too late").into_response()
 }
