@@ -219,6 +219,16 @@ impl BrowserPool {
             // chromiumoxide's defaults (puppeteer's) turn the popup blocker off; ours are
             // those, with it on: a page cannot open tabs without a person's click.
             .disable_default_args();
+        // Chromium's own files stay in its profile, under the data directory, and go with it:
+        // crashpad's database of crash reports went to `~/.config/chromium/Crash Reports` for
+        // good, and GTK's settings cache to `~/.cache`.
+        for (key, dir) in [
+            ("BREAKPAD_DUMP_LOCATION", "crashes"),
+            ("XDG_CONFIG_HOME", "xdg-config"),
+            ("XDG_CACHE_HOME", "xdg-cache"),
+        ] {
+            builder = builder.env(key, profile.path().join(dir).to_string_lossy());
+        }
         for (key, value) in [
             ("enable-features", "NetworkService,NetworkServiceInProcess"),
             ("disable-features", DISABLED_FEATURES),

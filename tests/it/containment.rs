@@ -550,3 +550,47 @@ async fn the_browser_holds_no_page_but_the_captures() {
     assert_eq!(shown, [("page", "about:blank")], "the browser's targets: {targets:#?}");
     app.stop().await.expect("clean shutdown");
 }
+
+/// Chromium writes nothing outside the data directory: crashpad kept its database of crash
+/// reports in `~/.config/chromium/Crash Reports` (for ever, however full the disk) and GTK its
+/// settings cache in `~/.cache`. A pass with an empty home directory leaves it empty.
+#[tokio::test]
+async fn the_browser_writes_nothing_in_the_home_directory() {
+    let pages = Server::start("127.0.0.1", |_| html("<p id=done>a page</p>")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let yaml = format!(
+        "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}\
+         monitors:\n  - name: page\n    url: \"http://{addr}/page\"\n",
+        db = dir.path().join("vigil.db").display(),
+        data = dir.path().join("data").display(),
+        baselines = dir.path().join("baselines").display(),
+        rest = config("\"127.0.0.1/32\"", ""),
+        addr = pages.addr,
+    );
+    let file = dir.path().join("vigil.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut once = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    once.args(["run", "--once", "--config"]).arg(&file).env("HOME", &home);
+    for var in ["XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "BREAKPAD_DUMP_LOCATION"] {
+        once.env_remove(var);
+    }
+    let out =
+        tokio::time::timeout(Duration::from_secs(120), once.output()).await.expect("the pass ends").unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let written: Vec<_> = walk(&home);
+    assert!(written.is_empty(), "written in the home directory: {written:?}");
+}
+
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        out.push(entry.path());
+        if entry.path().is_dir() {
+            out.extend(walk(&entry.path()));
+        }
+    }
+    out
+}
