@@ -87,6 +87,16 @@ def parent_of(pid):
         return None
 
 
+def namespace_init(pid):
+    """Whether `pid` is process 1 of a PID namespace of its own (the last `NSpid:` of its status)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            ids = next((l.split()[1:] for l in f if l.startswith("NSpid:")), [])
+        return bool(ids) and ids[-1] == "1"
+    except OSError:
+        return False
+
+
 def kind(pid):
     """A Chromium process's role (`--type=`; a utility by its service, e.g. `NetworkService`),
     `browser` for one without a type, or None when it is gone. A process forked by a zygote that
@@ -99,8 +109,10 @@ def kind(pid):
     if t == "utility":
         return (flag(args, "utility-sub-type") or "utility").rsplit(".", 1)[-1]
     if t == "zygote":
-        parent = args_of(parent_of(pid) or 0) or []
-        if flag(parent, "type") == "zygote":
+        ppid = parent_of(pid) or 0
+        parent = args_of(ppid) or []
+        # Under the namespace sandbox the forking zygote is the child of the namespace's init.
+        if flag(parent, "type") == "zygote" and not namespace_init(ppid):
             return "gpu-process" if "--no-zygote-sandbox" in parent else "renderer"
     return t or "browser"
 

@@ -362,11 +362,7 @@ impl BrowserPool {
     pub async fn kill_current(&self) -> bool {
         let current = self.current.lock().await;
         let Some(b) = current.as_ref() else { return false };
-        let profile = b._profile.path().display().to_string();
-        std::process::Command::new("pkill")
-            .args(["-9", "-f", &format!("user-data-dir={profile}")])
-            .status()
-            .is_ok_and(|s| s.success())
+        kill_by_profile(b._profile.path())
     }
 }
 
@@ -458,7 +454,7 @@ fn renderers_over(root: u32, limit: u64) -> Vec<(rustix::process::Pid, u64)> {
         let Some(cmdline) = cmdlines.get(&pid) else { continue };
         let pp = parent(pid).unwrap_or(0);
         let of_parent = cmdlines.get(&pp).map_or(&[][..], Vec::as_slice);
-        if !is_renderer(cmdline, of_parent, is_namespace_init(pp)) {
+        if !is_renderer(cmdline, of_parent, || is_namespace_init(pp)) {
             continue;
         }
         let rss = std::fs::read_to_string(format!("/proc/{pid}/statm"))
@@ -477,13 +473,14 @@ fn renderers_over(root: u32, limit: u64) -> Vec<(rustix::process::Pid, u64)> {
 /// spaces) when it can; when it cannot (a `GLIBC_TUNABLES` inherited, for one), a renderer keeps
 /// the name of the zygote that forked it, the sandboxed one. With the namespace sandbox (not as
 /// root) that zygote is itself the child of a zygote, the namespace's init: it is not a renderer.
-fn is_renderer(cmdline: &[u8], parent: &[u8], parent_is_namespace_init: bool) -> bool {
+/// `parent_is_namespace_init` is asked last, only of a process that kept a zygote's name.
+fn is_renderer(cmdline: &[u8], parent: &[u8], parent_is_namespace_init: impl FnOnce() -> bool) -> bool {
     let has = |c: &[u8], arg: &[u8]| c.windows(arg.len()).any(|w| w == arg);
     has(cmdline, b"--type=renderer")
         || (has(cmdline, b"--type=zygote")
             && !has(cmdline, b"--no-zygote-sandbox")
             && has(parent, b"--type=zygote")
-            && !parent_is_namespace_init)
+            && !parent_is_namespace_init())
 }
 
 /// Whether `pid` is process 1 of a PID namespace of its own (the last `NSpid:` of its status).
@@ -497,8 +494,13 @@ fn is_namespace_init(pid: u32) -> bool {
 /// Kills (SIGKILL) the Chromium processes this process started with profiles under
 /// `profile_root`: for an exit that cannot wait for them to close.
 pub fn kill_own_browsers(profile_root: &Path) {
-    let pattern = format!("user-data-dir={}", profile_root.join(profile_prefix()).display());
-    let _ = std::process::Command::new("pkill").args(["-9", "-f", &pattern]).status();
+    kill_by_profile(&profile_root.join(profile_prefix()));
+}
+
+/// SIGKILLs every process whose profile directory starts with `profile`; whether any was found.
+fn kill_by_profile(profile: &Path) -> bool {
+    let pattern = format!("user-data-dir={}", profile.display());
+    std::process::Command::new("pkill").args(["-9", "-f", &pattern]).status().is_ok_and(|s| s.success())
 }
 
 /// The start of this process's profile directories: `chromium-<pid>-<host>-`. Replicas may
@@ -571,13 +573,13 @@ mod tests {
         let unsandboxed =
             b"/usr/lib/chromium/chromium --type=zygote --no-zygote-sandbox --no-sandbox".as_slice();
         let renamed = b"/usr/lib/chromium/chromium --type=renderer --renderer-client-id=7".as_slice();
-        assert!(is_renderer(renamed, zygote, false), "a renderer that renamed itself");
-        assert!(is_renderer(zygote, zygote, false), "a renderer that kept the zygote's name");
-        assert!(!is_renderer(zygote, browser, false), "the zygote, a child of the browser");
-        assert!(!is_renderer(zygote, zygote, true), "the zygote under the namespace sandbox's init");
-        assert!(!is_renderer(unsandboxed, unsandboxed, false), "the GPU process, unnamed");
-        assert!(!is_renderer(b"chromium --type=gpu-process", unsandboxed, false), "the GPU process");
-        assert!(!is_renderer(b"chromium --type=utility --utility-sub-type=network", browser, false));
+        assert!(is_renderer(renamed, zygote, || false), "a renderer that renamed itself");
+        assert!(is_renderer(zygote, zygote, || false), "a renderer that kept the zygote's name");
+        assert!(!is_renderer(zygote, browser, || false), "the zygote, a child of the browser");
+        assert!(!is_renderer(zygote, zygote, || true), "the zygote under the namespace sandbox's init");
+        assert!(!is_renderer(unsandboxed, unsandboxed, || false), "the GPU process, unnamed");
+        assert!(!is_renderer(b"chromium --type=gpu-process", unsandboxed, || false), "the GPU process");
+        assert!(!is_renderer(b"chromium --type=utility --utility-sub-type=network", browser, || false));
     }
 
     #[test]

@@ -439,27 +439,14 @@ async fn captures_and_pages_stay_within_their_memory_bounds() {
 async fn the_binary_stops_a_page_past_its_memory_bound() {
     let pages = Server::start("127.0.0.1", heavy_pages).await;
     for tunables in [None, Some("glibc.malloc.hugetlb=1")] {
-        let dir = tempfile::tempdir().unwrap();
-        let yaml = format!(
-            "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}\
-             monitors:\n  - name: allocate\n    url: \"http://{addr}/allocate\"\n",
-            db = dir.path().join("vigil.db").display(),
-            data = dir.path().join("data").display(),
-            baselines = dir.path().join("baselines").display(),
-            rest = config("\"127.0.0.1/32\"", "  page_memory: 300MiB\n"),
-            addr = pages.addr,
-        );
-        let file = dir.path().join("vigil.yaml");
-        std::fs::write(&file, yaml).unwrap();
-        let mut once = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
-        once.args(["run", "--once", "--config"]).arg(&file).env_remove("GLIBC_TUNABLES");
-        if let Some(t) = tunables {
-            once.env("GLIBC_TUNABLES", t);
-        }
-        let out = tokio::time::timeout(Duration::from_secs(120), once.output())
-            .await
-            .expect("the pass ends")
-            .unwrap();
+        let out =
+            run_once_binary(pages.addr, &[("allocate", "/allocate")], "  page_memory: 300MiB\n", |once| {
+                once.env_remove("GLIBC_TUNABLES");
+                if let Some(t) = tunables {
+                    once.env("GLIBC_TUNABLES", t);
+                }
+            })
+            .await;
         let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         let line = stdout.lines().find(|l| l.starts_with("allocate")).unwrap_or_default();
         assert!(
@@ -487,26 +474,10 @@ fn form_pages(_: &str) -> (u16, &'static str, String) {
 #[tokio::test]
 async fn the_browsers_own_requests_are_not_the_pages() {
     let pages = Server::start("127.0.0.1", form_pages).await;
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}\
-         monitors:\n  - name: signin\n    url: \"http://{addr}/signin\"\n  - name: again\n    url: \"http://{addr}/again\"\n",
-        db = dir.path().join("vigil.db").display(),
-        data = dir.path().join("data").display(),
-        baselines = dir.path().join("baselines").display(),
-        rest = config("\"127.0.0.1/32\"", ""),
-        addr = pages.addr,
-    );
-    let file = dir.path().join("vigil.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["run", "--once", "--config"])
-        .arg(&file)
-        .env("RUST_LOG", "vigil=info")
-        .env("NO_COLOR", "1")
-        .output()
-        .await
-        .unwrap();
+    let out = run_once_binary(pages.addr, &[("signin", "/signin"), ("again", "/again")], "", |once| {
+        once.env("RUST_LOG", "vigil=info").env("NO_COLOR", "1");
+    })
+    .await;
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let reports: Vec<&str> =
@@ -560,24 +531,13 @@ async fn the_browser_writes_nothing_in_the_home_directory() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir(&home).unwrap();
-    let yaml = format!(
-        "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}\
-         monitors:\n  - name: page\n    url: \"http://{addr}/page\"\n",
-        db = dir.path().join("vigil.db").display(),
-        data = dir.path().join("data").display(),
-        baselines = dir.path().join("baselines").display(),
-        rest = config("\"127.0.0.1/32\"", ""),
-        addr = pages.addr,
-    );
-    let file = dir.path().join("vigil.yaml");
-    std::fs::write(&file, yaml).unwrap();
-    let mut once = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
-    once.args(["run", "--once", "--config"]).arg(&file).env("HOME", &home);
-    for var in ["XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "BREAKPAD_DUMP_LOCATION"] {
-        once.env_remove(var);
-    }
-    let out =
-        tokio::time::timeout(Duration::from_secs(120), once.output()).await.expect("the pass ends").unwrap();
+    let out = run_once_binary(pages.addr, &[("page", "/page")], "", |once| {
+        once.env("HOME", &home);
+        for var in ["XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "BREAKPAD_DUMP_LOCATION"] {
+            once.env_remove(var);
+        }
+    })
+    .await;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let written: Vec<_> = walk(&home);
     assert!(written.is_empty(), "written in the home directory: {written:?}");
@@ -593,4 +553,33 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     out
+}
+
+/// `vigil run --once`, the binary users run (not the in-process daemon), on `monitors` (a name
+/// and a path on `pages`) in a directory of its own, with `extra_capture` keys; `env` sets its
+/// environment. Its output, within 120 s.
+async fn run_once_binary(
+    pages: SocketAddr,
+    monitors: &[(&str, &str)],
+    extra_capture: &str,
+    env: impl FnOnce(&mut tokio::process::Command),
+) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut yaml = format!(
+        "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}\
+         monitors:\n",
+        db = dir.path().join("vigil.db").display(),
+        data = dir.path().join("data").display(),
+        baselines = dir.path().join("baselines").display(),
+        rest = config("\"127.0.0.1/32\"", extra_capture),
+    );
+    for (name, path) in monitors {
+        yaml.push_str(&format!("  - name: {name}\n    url: \"http://{pages}{path}\"\n"));
+    }
+    let file = dir.path().join("vigil.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    let mut once = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"));
+    once.args(["run", "--once", "--config"]).arg(&file);
+    env(&mut once);
+    tokio::time::timeout(Duration::from_secs(120), once.output()).await.expect("the pass ends").unwrap()
 }
