@@ -12,9 +12,9 @@ use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverridePar
 use chromiumoxide::cdp::browser_protocol::page::SetBypassCspParams;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, tool, tools_dir};
-use crate::monitoring::TOKEN;
-use crate::review::{HomeChanged, home_changed};
+use crate::helpers::{TestApp, TestSite, tool, tools_dir};
+use crate::monitoring::{TOKEN, run_now, verdict_of};
+use crate::review::{HomeChanged, home_changed, home_changed_with};
 use crate::ui::Urlencoded;
 use crate::ui::{browser_pool, until};
 
@@ -123,13 +123,24 @@ async fn schemathesis_finds_no_defect() {
 }
 
 /// axe-core audits the dashboard, the monitor page and the review page (in each of its view
-/// modes) in Chromium: no serious or critical violation. At a 390 px phone width none of them
-/// scrolls sideways.
+/// modes, and of a failed run showing the page as the failure left it) in Chromium: no serious
+/// or critical violation. At a 390 px phone width none of them scrolls sideways.
 #[tokio::test]
 async fn pages_pass_axe_core_and_fit_a_phone() {
     let axe = std::fs::read_to_string(tool(tools_dir().join("axe-core/axe.min.js"))).unwrap();
-    let HomeChanged { app, change, .. } = home_changed().await;
+    // An element shot of an element the page does not have fails at once, and keeps the page.
+    let part = |site: &TestSite| {
+        format!("  - name: part\n    url: {}\n    selector: \"#nowhere\"\n", site.url("home"))
+    };
+    let HomeChanged { app, change, .. } = home_changed_with(part).await;
     let run = change["id"].as_str().unwrap();
+    let failed = verdict_of(&app, &run_now(&app, "part").await).await;
+    assert_eq!(
+        (failed["verdict"].as_str(), failed["error"]["code"].as_str()),
+        (Some("failed"), Some("selector_not_found")),
+        "{failed}"
+    );
+    let failed = failed["id"].as_str().unwrap();
     let cookie = sign_in(&app).await;
     let profiles = tempfile::tempdir().unwrap();
     let pool = browser_pool(profiles.path());
@@ -155,6 +166,7 @@ async fn pages_pass_axe_core_and_fit_a_phone() {
         (format!("/runs/{run}"), Some("swipe")),
         (format!("/runs/{run}"), Some("overlay")),
         (format!("/runs/{run}"), Some("diff")),
+        (format!("/runs/{failed}"), None),
         // (Last: the change is ignored first, so the page has its table.)
         ("/ignored".to_owned(), None),
     ];
@@ -177,6 +189,9 @@ async fn pages_pass_axe_core_and_fit_a_phone() {
                 .await;
             if let Some(mode) = mode {
                 tab.find_element(&format!("input[value={mode}]")).await.unwrap().click().await.unwrap();
+            }
+            if path.ends_with(failed) {
+                tab.find_element("#failing-state img").await.expect("the failed run shows its picture");
             }
             tab.evaluate(axe.as_str()).await.unwrap();
             let found: Value = tab

@@ -36,10 +36,15 @@ pub(crate) struct HomeChanged {
 }
 
 pub(crate) async fn home_changed() -> HomeChanged {
+    home_changed_with(|_| String::new()).await
+}
+
+/// [`home_changed`], with more monitors (`extra`'s YAML lines, given the site) in the config.
+pub(crate) async fn home_changed_with(extra: impl FnOnce(&TestSite) -> String) -> HomeChanged {
     let site = TestSite::start().await;
     site.set("home", &page("home", "rgb(255,0,0)"));
     let slack = FakeSlack::start().await;
-    let app = TestApp::spawn(Backend::Sqlite, &only_home(&site, &slack)).await;
+    let app = TestApp::spawn(Backend::Sqlite, &(only_home(&site, &slack) + &extra(&site))).await;
     verdict_of(&app, &run_now(&app, "home").await).await;
     let first_baseline = std::fs::read(app.dir.path().join("baselines/home/320x200.png")).unwrap();
     site.set("home", &page("home", "rgb(0,0,255)"));
