@@ -18,6 +18,7 @@ use tokio::sync::Mutex;
 use tracing::Instrument;
 
 use super::error::CaptureError;
+use super::profile::{kill_by_profile, profile_prefix, remove_stale_profiles};
 
 #[derive(Debug, Clone)]
 pub struct BrowserSettings {
@@ -491,69 +492,6 @@ fn is_namespace_init(pid: u32) -> bool {
     })
 }
 
-/// Kills (SIGKILL) the Chromium processes this process started with profiles under
-/// `profile_root`: for an exit that cannot wait for them to close.
-pub fn kill_own_browsers(profile_root: &Path) {
-    kill_by_profile(&profile_root.join(profile_prefix()));
-}
-
-/// SIGKILLs every process whose profile directory starts with `profile`; whether any was found.
-fn kill_by_profile(profile: &Path) -> bool {
-    let pattern = format!("user-data-dir={}", profile.display());
-    std::process::Command::new("pkill").args(["-9", "-f", &pattern]).status().is_ok_and(|s| s.success())
-}
-
-/// The start of this process's profile directories: `chromium-<pid>-<host>-`. Replicas may
-/// share a data directory (issue 14); each knows its own profiles by this name.
-fn profile_prefix() -> String {
-    format!("chromium-{}-{}-", std::process::id(), host_tag())
-}
-
-/// The host name with anything but letters and digits replaced, for a directory name.
-fn host_tag() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-    host.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
-}
-
-/// Whether the profile directory `name` belongs to a process of this host that is gone.
-/// Another host's profiles, and profiles of a live process, are not this process's to remove.
-fn is_stale_profile(name: &str, host: &str, alive: impl Fn(u32) -> bool) -> bool {
-    let Some(rest) = name.strip_prefix("chromium-") else { return false };
-    // Named before profiles carried their process (`chromium-XXXXXX`): left by an older vigil.
-    if !rest.contains('-') {
-        return true;
-    }
-    let mut parts = rest.splitn(3, '-');
-    match (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next(), parts.next()) {
-        (Some(pid), Some(h), Some(_)) => h == host && !alive(pid),
-        _ => false,
-    }
-}
-
-/// Profiles of browsers whose daemon died without cleaning up (kill -9, power loss) are left
-/// in the profile root; removed at start so months of restarts do not pile them up. Only this
-/// host's profiles of processes that are gone: a replica starting beside others sharing the
-/// directory leaves their live browsers alone.
-fn remove_stale_profiles(root: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(root) else { return };
-    let host = host_tag();
-    // This process has no browser yet: a profile under its own pid is a previous life's (a
-    // container restarted keeps pid 1 and its host name).
-    let own = std::process::id();
-    let alive = |pid: u32| pid != own && std::path::Path::new(&format!("/proc/{pid}")).exists();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if is_stale_profile(&entry.file_name().to_string_lossy(), &host, alive) && path.is_dir() {
-            match std::fs::remove_dir_all(&path) {
-                Ok(()) => tracing::info!(profile = %path.display(), "removed a stale browser profile"),
-                Err(e) => {
-                    tracing::warn!(profile = %path.display(), error = %e, "cannot remove a stale browser profile")
-                }
-            }
-        }
-    }
-}
-
 async fn close(mut live: LiveBrowser) {
     let _ = tokio::time::timeout(Duration::from_secs(5), live.browser.close()).await;
     if tokio::time::timeout(Duration::from_secs(5), live.browser.wait()).await.is_err() {
@@ -580,16 +518,5 @@ mod tests {
         assert!(!is_renderer(unsandboxed, unsandboxed, || false), "the GPU process, unnamed");
         assert!(!is_renderer(b"chromium --type=gpu-process", unsandboxed, || false), "the GPU process");
         assert!(!is_renderer(b"chromium --type=utility --utility-sub-type=network", browser, || false));
-    }
-
-    #[test]
-    fn only_this_hosts_profiles_of_gone_processes_are_stale() {
-        let alive = |pid: u32| pid == 100;
-        assert!(is_stale_profile("chromium-42-web1-a8Xk2q", "web1", alive), "a dead process of this host");
-        assert!(!is_stale_profile("chromium-100-web1-a8Xk2q", "web1", alive), "a live replica's");
-        assert!(!is_stale_profile("chromium-42-web2-a8Xk2q", "web1", alive), "another host's");
-        assert!(is_stale_profile("chromium-a8Xk2q", "web1", alive), "an older vigil's, unnamed");
-        assert!(!is_stale_profile("baselines", "web1", alive));
-        assert!(profile_prefix().starts_with(&format!("chromium-{}-", std::process::id())));
     }
 }

@@ -13,6 +13,7 @@ mod load;
 pub mod login;
 pub mod policy;
 mod prepare;
+pub mod profile;
 pub mod request;
 pub mod tab;
 mod words;

@@ -111,7 +111,7 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         _ = daemon.task => {}
         _ = signals.wait_for(|n| *n > 1) => {
             eprintln!("vigil: a second signal; exiting now");
-            crate::capture::browser::kill_own_browsers(&profile_root);
+            crate::capture::profile::kill_own_browsers(&profile_root);
             std::process::exit(2);
         }
     }

@@ -602,6 +602,41 @@ async fn run_once_stopped(second: bool) -> String {
     stderr
 }
 
+/// vigil killed with SIGKILL outside a service manager leaves its Chromium running, orphaned
+/// (nothing can run in a process killed so). The next start kills that browser before it removes
+/// the profile (it used to remove the profile only: the browser ran on for good, with its 200 MB).
+#[tokio::test]
+async fn a_browser_left_by_a_killed_daemon_is_killed_at_the_next_start() {
+    let site = TestSite::start().await;
+    let slack = FakeSlack::start().await;
+    let home = Home::new(Backend::Sqlite, &config(&slack, &site, &["slow"])).await;
+    struct Reap(PathBuf);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            kill_browsers(&self.0);
+        }
+    }
+    let _reap = Reap(home.data_dir());
+    let d = home.start().await;
+    let killed = d.pid();
+    run_now(&d, "slow").await.unwrap();
+    wait_for("the capture to start", DEADLINE, || async { (site.hits("slow") >= 1).then_some(()) }).await;
+    d.kill9_alone();
+    let orphans = format!("user-data-dir={}/chromium-{killed}-", home.data_dir().display());
+    let running = |pattern: &str| {
+        std::process::Command::new("pgrep").args(["-f", pattern]).output().unwrap().status.success()
+    };
+    assert!(running(&orphans), "the killed vigil's browser runs on");
+    let d = home.start().await;
+    wait_for("the orphaned browser killed", DEADLINE, || async { (!running(&orphans)).then_some(()) }).await;
+    assert!(
+        d.log_lines().iter().any(|l| l.contains("killed a browser left running by a vigil that was killed")),
+        "{}",
+        d.log_tail()
+    );
+    assert!(d.stop().success());
+}
+
 /// The daemon stopped by SIGTERM while a capture is in flight closes its browser too.
 #[tokio::test]
 async fn the_daemon_stopped_by_sigterm_closes_its_browser() {

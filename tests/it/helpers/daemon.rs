@@ -104,6 +104,12 @@ impl Daemon {
         kill_browsers(&self.data_dir);
     }
 
+    /// SIGKILL of vigil alone, outside a service manager: its Chromium runs on, orphaned.
+    pub fn kill9_alone(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
     /// SIGTERM, and the exit status once it stopped (within 20 s).
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate()

@@ -1,0 +1,100 @@
+//! Chromium's profile directories under the data directory: named after the process that
+//! started them (`chromium-<pid>-<host>-…`), so that replicas sharing the directory know their
+//! own; what a vigil that died left there (profiles, and browsers still running in them) is
+//! cleaned up at the next start.
+
+use std::path::Path;
+
+/// Kills (SIGKILL) the Chromium processes this process started with profiles under
+/// `profile_root`: for an exit that cannot wait for them to close.
+pub fn kill_own_browsers(profile_root: &Path) {
+    kill_by_profile(&profile_root.join(profile_prefix()));
+}
+
+/// SIGKILLs every process whose profile directory starts with `profile`; whether any was found.
+pub(super) fn kill_by_profile(profile: &Path) -> bool {
+    let pattern = format!("user-data-dir={}", profile.display());
+    std::process::Command::new("pkill").args(["-9", "-f", &pattern]).status().is_ok_and(|s| s.success())
+}
+
+/// Whether a process runs with a profile directory starting with `profile`.
+fn any_in_profile(profile: &Path) -> bool {
+    let pattern = format!("user-data-dir={}", profile.display());
+    std::process::Command::new("pgrep").args(["-f", &pattern]).output().is_ok_and(|o| o.status.success())
+}
+
+/// The start of this process's profile directories: `chromium-<pid>-<host>-`. Replicas may
+/// share a data directory (issue 14); each knows its own profiles by this name.
+pub(super) fn profile_prefix() -> String {
+    format!("chromium-{}-{}-", std::process::id(), host_tag())
+}
+
+/// The host name with anything but letters and digits replaced, for a directory name.
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    host.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// Whether the profile directory `name` belongs to a process of this host that is gone.
+/// Another host's profiles, and profiles of a live process, are not this process's to remove.
+fn is_stale_profile(name: &str, host: &str, alive: impl Fn(u32) -> bool) -> bool {
+    let Some(rest) = name.strip_prefix("chromium-") else { return false };
+    // Named before profiles carried their process (`chromium-XXXXXX`): left by an older vigil.
+    if !rest.contains('-') {
+        return true;
+    }
+    let mut parts = rest.splitn(3, '-');
+    match (parts.next().and_then(|p| p.parse::<u32>().ok()), parts.next(), parts.next()) {
+        (Some(pid), Some(h), Some(_)) => h == host && !alive(pid),
+        _ => false,
+    }
+}
+
+/// Profiles of browsers whose daemon died without cleaning up (kill -9, power loss) are left
+/// in the profile root; removed at start so months of restarts do not pile them up. After a
+/// kill -9 the browser itself may still run in one, orphaned, with its renderers: killed first.
+/// Only this host's profiles of processes that are gone: a replica starting beside others
+/// sharing the directory leaves their live browsers alone.
+pub(super) fn remove_stale_profiles(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let host = host_tag();
+    // This process has no browser yet: a profile under its own pid is a previous life's (a
+    // container restarted keeps pid 1 and its host name).
+    let own = std::process::id();
+    let alive = |pid: u32| pid != own && std::path::Path::new(&format!("/proc/{pid}")).exists();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if is_stale_profile(&entry.file_name().to_string_lossy(), &host, alive) && path.is_dir() {
+            if kill_by_profile(&path) {
+                tracing::warn!(profile = %path.display(), "killed a browser left running by a vigil that was killed");
+                // Gone within a moment (SIGKILL); bounded, in case one is stuck in the kernel.
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+                while any_in_profile(&path) && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::info!(profile = %path.display(), "removed a stale browser profile"),
+                Err(e) => {
+                    tracing::warn!(profile = %path.display(), error = %e, "cannot remove a stale browser profile")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_this_hosts_profiles_of_gone_processes_are_stale() {
+        let alive = |pid: u32| pid == 100;
+        assert!(is_stale_profile("chromium-42-web1-a8Xk2q", "web1", alive), "a dead process of this host");
+        assert!(!is_stale_profile("chromium-100-web1-a8Xk2q", "web1", alive), "a live replica's");
+        assert!(!is_stale_profile("chromium-42-web2-a8Xk2q", "web1", alive), "another host's");
+        assert!(is_stale_profile("chromium-a8Xk2q", "web1", alive), "an older vigil's, unnamed");
+        assert!(!is_stale_profile("baselines", "web1", alive));
+        assert!(profile_prefix().starts_with(&format!("chromium-{}-", std::process::id())));
+    }
+}
