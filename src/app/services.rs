@@ -96,19 +96,21 @@ impl Services {
         let login_sealer = Arc::new(keys::login_sealer(&config)?);
         // The monitor role calls the built-in capture API (at the public URL: any replica) like
         // any client, with the token the replicas share; or the external provider, with its key.
+        // (`run --once` calls its own loopback port for both.)
+        let own_url = config.server.internal_url.clone().unwrap_or_else(|| config.server.public_url.clone());
         let (capture_base, token, internal) = match &config.capture.provider {
             Some(p) => (p.url.clone(), p.api_key.expose().to_owned(), None),
             None => {
                 let token = keys::internal_token(&*store).await?;
                 config.auth.api_tokens.push(Secret::new(token.clone()));
-                (config.server.public_url.clone(), token, Some(config.auth.api_tokens.len() - 1))
+                (own_url.clone(), token, Some(config.auth.api_tokens.len() - 1))
             }
         };
         let capture = CaptureClient {
             client: client(Duration::from_secs(15)),
             capture_url: capture_base.join("v1/capture").expect("valid URL").to_string(),
             token,
-            webhook_url: config.server.public_url.join("hooks/capture").expect("valid URL").to_string(),
+            webhook_url: own_url.join("hooks/capture").expect("valid URL").to_string(),
         };
         let results = Arc::new(Notify::new());
         let disk = DiskHealth::new(crate::disk::volumes(&config), config.storage.min_free);
@@ -270,8 +272,9 @@ impl Services {
             recycle_after: config.capture.recycle_after,
             page_memory: config.capture.page_memory,
         });
+        // For the capture API's clients: in `run --once`, this process's own monitor role.
         let asset_urls = AssetUrls {
-            base: config.server.public_url.clone(),
+            base: config.server.internal_url.clone().unwrap_or_else(|| config.server.public_url.clone()),
             key: self.webhook_key.derive("vigil asset urls"),
             ttl: config.capture.asset_ttl,
         };

@@ -133,7 +133,7 @@ async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding a loopback port")?;
     let base = format!("http://{}", listener.local_addr()?);
     if config.capture.provider.is_none() {
-        config.server.public_url = crate::config::default_public_url(listener.local_addr()?);
+        config.server.internal_url = Some(crate::config::default_public_url(listener.local_addr()?));
     }
     let token = format!("vigil-once-{}", hex::encode(rand::random::<[u8; 16]>()));
     config.auth.api_tokens.push(crate::config::Secret::new(token.clone()));

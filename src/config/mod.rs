@@ -207,6 +207,7 @@ fn server(ctx: &mut Ctx<'_>, f: &mut Fields<'_>) -> Option<ServerConfig> {
     Some(ServerConfig {
         listen: listen?,
         public_url: public_url?,
+        internal_url: None,
         shutdown_timeout: shutdown_timeout?,
         limits: ServerLimits {
             header_timeout: header_timeout?,

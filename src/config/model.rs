@@ -33,6 +33,7 @@ impl Config {
     /// deliveries and capture downloads to these are not put through the address policy.
     pub fn own_endpoints(&self) -> Vec<Url> {
         let mut own = vec![self.server.public_url.clone()];
+        own.extend(self.server.internal_url.clone());
         own.extend(self.capture.provider.as_ref().map(|p| p.url.clone()));
         own
     }
@@ -43,6 +44,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Base URL under which other machines (and Slack) reach this daemon.
     pub public_url: Url,
+    /// Not a config key: where this process's own captures are requested and report back, when
+    /// that is not `public_url` (`run --once`, on a private loopback port). Links for people
+    /// (alerts, events) still use `public_url`.
+    pub internal_url: Option<Url>,
     /// Upper bound on finishing in-flight requests after SIGTERM.
     pub shutdown_timeout: Duration,
     pub limits: ServerLimits,

@@ -423,7 +423,8 @@ async fn a_failure_streak_alerts_once_and_its_recovery_once() {
 }
 
 /// `vigil run --once`, the binary as a CI job runs it: exit 0 on a new baseline, 1 after the
-/// page changed (with the alert sent before it exits), 0 again once nothing changed.
+/// page changed (with the alert sent before it exits, its review link on `server.public_url`,
+/// not on the pass's private port), 0 again once nothing changed.
 #[tokio::test]
 async fn run_once_exits_non_zero_on_a_change() {
     let site = TestSite::start().await;
@@ -433,7 +434,8 @@ async fn run_once_exits_non_zero_on_a_change() {
     let slack = FakeSlack::start().await;
     let dir = tempfile::tempdir().unwrap();
     let yaml = format!(
-        "storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}",
+        "server:\n  public_url: https://vigil.example.com/\n\
+         storage:\n  database_url: \"sqlite://{db}\"\n  data_dir: \"{data}\"\n  baselines_dir: \"{baselines}\"\n{rest}",
         db = dir.path().join("vigil.db").display(),
         data = dir.path().join("data").display(),
         baselines = dir.path().join("baselines").display(),
@@ -468,6 +470,8 @@ async fn run_once_exits_non_zero_on_a_change() {
     assert!(about.contains("changed") && about.contains("7.81%"), "{out}");
     assert!(out.contains("2 unchanged, 0 new baselines, 1 changed, 0 failed"), "{out}");
     assert_eq!(slack.posted().len(), 1, "the alert went out before the command exited");
+    let alert = slack.posted()[0].blocks.to_string();
+    assert!(alert.contains("https://vigil.example.com/runs/run_"), "{alert}");
 
     site.set("about", &page("about", "rgb(255,0,0)"));
     let (code, out, err) = once().await;
