@@ -1,7 +1,8 @@
 //! `vigil run --once`: every enabled monitor now, one pass, then exit — so the same YAML serves a
 //! CI job as well as the daemon. The daemon starts on a loopback port (no cron), this command
 //! drives it over its own API like any client (run now, then poll each run), waits for the alerts
-//! of changed and failed runs to go out, prints a table, and exits 1 if anything changed or failed.
+//! of changed and failed runs to go out, prints a table, and exits 1 if anything changed or failed
+//! or a monitor could not be checked.
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -57,6 +58,13 @@ struct Tracked {
     view: Option<Value>,
 }
 
+/// A monitor whose run could not be started (a run of it still pending, left by an earlier
+/// pass or being captured by a daemon on the same database): not checked, so not a success.
+struct NotStarted {
+    monitor: String,
+    why: String,
+}
+
 /// How long the pass's daemon may take to open and migrate its database and storage.
 const READY_WITHIN: Duration = Duration::from_secs(120);
 
@@ -83,8 +91,11 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         daemon = start_daemon(config) => daemon?,
         _ = signals.wait_for(|n| *n > 0) => anyhow::bail!("interrupted while the daemon started"),
     };
+    // The runs this pass started: on an interrupt, those without a verdict are closed.
+    let mut started_ids = Vec::new();
     let work = async {
-        let mut runs = start_runs(&daemon, &monitors).await?;
+        let (mut runs, not_started) = start_runs(&daemon, &monitors).await?;
+        started_ids.extend(runs.iter().map(|r| r.id.clone()));
         eprintln!(
             "vigil: {} run{} of {} monitor{} started",
             runs.len(),
@@ -94,7 +105,7 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         );
         let done = wait_for_verdicts(&daemon, &mut runs, started).await?;
         wait_for_alerts(&daemon.database_url, &runs).await?;
-        anyhow::Ok((runs, done))
+        anyhow::Ok((runs, not_started, done))
     };
     let outcome = tokio::select! {
         outcome = work => Some(outcome),
@@ -116,14 +127,52 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         }
     }
     let Some(outcome) = outcome else {
+        close_unfinished(&daemon.database_url, &started_ids).await;
         anyhow::bail!("interrupted before every verdict was in");
     };
-    let (runs, done) = outcome?;
-    let ok = report(&runs, done, started);
+    let (runs, not_started, done) = outcome?;
+    let ok = report(&runs, &not_started, done, started);
     if monitors.is_empty() {
         eprintln!("no enabled monitors");
     }
     Ok(ok && done == runs.len())
+}
+
+/// After an interrupt, with the daemon stopped: the pass's runs still without a verdict are
+/// recorded as `skipped` (`interrupted`), so that the next pass can start its own (a pending run
+/// would refuse it) and the history says why they have no capture. Bounded; a failure is said
+/// and left to the reconciler (`capture.run_deadline`).
+async fn close_unfinished(database_url: &str, ids: &[String]) {
+    let close = async {
+        let store = crate::store::connect(database_url, 1).await?;
+        let error = serde_json::json!({
+            "code": "interrupted",
+            "message": "vigil run --once was interrupted before this run had a verdict",
+            "retryable": true,
+        });
+        let outcome = crate::store::RunOutcome {
+            verdict: Some(crate::store::Verdict::Skipped),
+            error: Some(error.to_string()),
+            ..Default::default()
+        };
+        let mut closed = 0;
+        for id in ids {
+            let id = id.parse().expect("ids from our API parse");
+            closed += usize::from(store.complete_run(&id, &outcome, crate::time::Timestamp::now()).await?);
+        }
+        store.close().await;
+        anyhow::Ok(closed)
+    };
+    match tokio::time::timeout(Duration::from_secs(10), close).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            eprintln!("vigil: {n} run{} without a verdict recorded as skipped (interrupted)", plural(n))
+        }
+        Ok(Err(e)) => eprintln!("vigil: cannot close the runs without a verdict: {e:#}"),
+        Err(_) => eprintln!(
+            "vigil: cannot close the runs without a verdict: the database did not answer within 10s"
+        ),
+    }
 }
 
 /// The daemon on a private loopback port, without cron: this pass's captures report back to
@@ -174,8 +223,8 @@ async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
 }
 
 /// "Run now" for each monitor, through the API.
-async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<Vec<Tracked>> {
-    let mut runs = Vec::new();
+async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<(Vec<Tracked>, Vec<NotStarted>)> {
+    let (mut runs, mut not_started) = (Vec::new(), Vec::new());
     for name in monitors {
         let url = format!("{}/api/monitors/{name}/runs", daemon.base);
         let r = daemon.client.post(url).bearer_auth(&daemon.token).send().await?;
@@ -184,13 +233,14 @@ async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<Vec<
         if !status.is_success() {
             let message = body["error"]["message"].as_str().unwrap_or("unknown error");
             eprintln!("{name}: cannot start a run: {message}");
+            not_started.push(NotStarted { monitor: name.clone(), why: message.to_owned() });
             continue;
         }
         for id in body["run_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
             runs.push(Tracked { monitor: name.clone(), id: id.to_owned(), view: None });
         }
     }
-    Ok(runs)
+    Ok((runs, not_started))
 }
 
 /// Polls the runs in order until each has a verdict (or the pass times out), showing progress:
@@ -285,10 +335,11 @@ async fn wait_for_alerts(database_url: &str, runs: &[Tracked]) -> anyhow::Result
     Ok(())
 }
 
-/// Prints the table and the summary; whether every run was unchanged or a new baseline.
-fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
-    let mut ok = true;
-    let rows: Vec<Vec<String>> = runs
+/// Prints the table and the summary; whether every monitor was checked and every run was
+/// unchanged or a new baseline.
+fn report(runs: &[Tracked], not_started: &[NotStarted], done: usize, started: Instant) -> bool {
+    let mut ok = not_started.is_empty();
+    let mut rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
             let v = r.view.clone().unwrap_or_default();
@@ -315,13 +366,16 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
             ]
         })
         .collect();
+    rows.extend(not_started.iter().map(|n| {
+        vec![n.monitor.clone(), String::new(), "not started".to_owned(), n.why.clone(), String::new()]
+    }));
     print!("{}", crate::config::report::render(&["MONITOR", "VIEWPORT", "VERDICT", "DIFF", "RUN"], &rows));
     let count = |verdict: &str| {
         runs.iter().filter(|r| r.view.as_ref().is_some_and(|v| v["verdict"] == verdict)).count()
     };
     let total = runs.len();
     println!(
-        "{total} run{} in {:.1?}: {} unchanged, {} new baseline{}, {} changed, {} failed{}{}{}",
+        "{total} run{} in {:.1?}: {} unchanged, {} new baseline{}, {} changed, {} failed{}{}{}{}",
         plural(total),
         started.elapsed(),
         count("unchanged"),
@@ -341,6 +395,10 @@ fn report(runs: &[Tracked], done: usize, started: Instant) -> bool {
         match total - done {
             0 => String::new(),
             n => format!(", {n} timed out"),
+        },
+        match not_started.len() {
+            0 => String::new(),
+            n => format!("; {n} monitor{} not checked", plural(n)),
         }
     );
     ok

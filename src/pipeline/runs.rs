@@ -47,6 +47,11 @@ impl Runs {
                 now: Timestamp::now(),
             };
             if self.store.pending_run_exists(&monitor.name, &key).await? {
+                // "Run now" is refused instead (409, when every viewport has one pending): a
+                // double click writes nothing.
+                if trigger == Trigger::Manual {
+                    continue;
+                }
                 // Recorded, so that every tick has its row and the history says why it has no
                 // capture (a slow page, a replica's work being taken over); but not while a
                 // volume is in trouble, where every write counts (the run in flight must still

@@ -523,23 +523,71 @@ async fn an_unreachable_postgres_answers_503_and_work_resumes() {
 /// `vigil run --once` stopped by SIGTERM (a CI job's timeout, a supervisor) while a capture is in
 /// flight shuts down as the daemon does: it says so, exits 2, and leaves no Chromium running.
 /// (Without handlers it died at once and its browser ran on, orphaned, with its renderers.)
+/// Its run without a verdict is closed as skipped, so the next pass checks every monitor (it
+/// used to find that run pending, start nothing for it, and exit 0); a monitor whose run is
+/// still pending elsewhere is not checked, and the pass says so and exits 1.
 #[tokio::test]
 async fn run_once_stopped_by_sigterm_closes_its_browser() {
-    let stderr = run_once_stopped(false).await;
+    let (stderr, home, site) = run_once_stopped(false).await;
     assert!(stderr.contains("interrupted") && !stderr.contains("exiting now"), "{stderr}");
+    // (`home`'s capture may have been judged before the signal, or not.)
+    assert!(stderr.contains("without a verdict recorded as skipped (interrupted)"), "{stderr}");
+    let interrupted = "SELECT count(*) FROM runs WHERE monitor = 'hang' AND verdict = 'skipped' AND error LIKE '%\"interrupted\"%'";
+    assert_eq!(home.count(interrupted).await, 1, "{}", home.state().await);
+    assert_eq!(home.count("SELECT count(*) FROM runs WHERE status = 'pending'").await, 0);
+
+    // The next pass, the page answering now: both monitors checked.
+    let config = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(&home.config, config.replace(&format!("{}/hang", site.base_url), &site.url("home")))
+        .unwrap();
+    let once = || async {
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["run", "--once", "--config"])
+            .arg(&home.config)
+            .output()
+            .await
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap(), String::from_utf8(out.stderr).unwrap())
+    };
+    let (code, out, err) = once().await;
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("2 runs in") && !out.contains("not started"), "{out}\n{err}");
+
+    // A run of `home` pending, as if a daemon on this database were capturing it.
+    let store = vigil::store::connect_for_inspection(&home.db.url, 1).await.unwrap();
+    let now = vigil::time::Timestamp::now();
+    let pending = vigil::store::NewRun {
+        id: vigil::ids::RunId::new(),
+        monitor: "home".parse().unwrap(),
+        viewport: "320x200".into(),
+        scheduled_for: now,
+        trigger: vigil::store::Trigger::Schedule,
+        now,
+    };
+    store.insert_run(&pending).await.unwrap().unwrap();
+    let skipped = "SELECT count(*) FROM runs WHERE monitor = 'home' AND verdict = 'skipped'";
+    let skipped_before = home.count(skipped).await;
+    let (code, out, err) = once().await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let row = out.lines().find(|l| l.starts_with("home")).unwrap_or_default();
+    assert!(row.contains("not started") && row.contains("run pending"), "{out}");
+    assert!(out.contains("1 run in") && out.contains("1 monitor not checked"), "{out}");
+    // "Run now" refused writes no row (it wrote a skipped one, which hid the real verdict).
+    assert_eq!(home.count(skipped).await, skipped_before, "{}", home.state().await);
 }
 
 /// A second SIGTERM while the pass shuts down (here it would wait up to a minute for the capture
 /// in hand) exits at once, and still leaves no Chromium running.
 #[tokio::test]
 async fn run_once_exits_at_once_on_a_second_signal() {
-    let stderr = run_once_stopped(true).await;
+    let (stderr, ..) = run_once_stopped(true).await;
     assert!(stderr.contains("second signal; exiting now"), "{stderr}");
 }
 
 /// Runs `vigil run --once` on a page that never answers, sends SIGTERM once the capture is in
-/// flight (twice with `second`), and checks the exit: code 2, no browser left. Its stderr.
-async fn run_once_stopped(second: bool) -> String {
+/// flight (twice with `second`), and checks the exit: code 2, no browser left. Its stderr, and
+/// where it ran.
+async fn run_once_stopped(second: bool) -> (String, Home, TestSite) {
     let site = TestSite::start().await;
     let slack = FakeSlack::start().await;
     let mut yaml = config(&slack, &site, &["home"]);
@@ -599,7 +647,7 @@ async fn run_once_stopped(second: bool) -> String {
         (!browsers_running(&home.data_dir())).then_some(())
     })
     .await;
-    stderr
+    (stderr, home, site)
 }
 
 /// vigil killed with SIGKILL outside a service manager leaves its Chromium running, orphaned
