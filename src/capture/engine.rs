@@ -147,7 +147,10 @@ pub async fn capture(
             false => None,
         };
         super::prepare::emulate(live, &page, tab.context_id(), spec).await?;
-        let refused = |host: &str| tab.proxy.refusal(host);
+        let refused = |host: &str| {
+            (tab.proxy.refusal(host).map(CaptureError::Policy))
+                .or_else(|| tab.proxy.unreachable(host).map(CaptureError::Navigation))
+        };
         let r = tokio::select! {
             r = in_page(live, (&page, tab.context_id()), spec, stability_timeout, limits.max_pixels, &refused) => r,
             Some(_) = crashed.next() => Err(CaptureError::BrowserGone),

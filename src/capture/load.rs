@@ -25,14 +25,16 @@ use crate::config::WaitUntil;
 /// How long no request may be in flight before the network counts as idle.
 pub const QUIET_WINDOW: Duration = Duration::from_millis(200);
 
-/// Why the proxy refused connections to a host, if it did.
-pub(super) type Refused<'a> = dyn Fn(&str) -> Option<super::policy::PolicyError> + Send + Sync + 'a;
+/// Why the proxy did not connect the page to a host, if it did not: the address policy refused
+/// it (`url_not_allowed`), or the host could not be reached (`navigation_failed`).
+pub(super) type Refused<'a> = dyn Fn(&str) -> Option<CaptureError> + Send + Sync + 'a;
 
 /// Loads the page, up to its `load` (or `DOMContentLoaded`) event. For `networkidle` the rest of
 /// the wait is returned as a [`Quiet`] unless Chromium already said the network was idle: the
-/// caller may prepare the picture meanwhile. A navigation that fails because the policy refused
-/// a host of its redirect chain says so (`url_not_allowed`), rather than what the browser made
-/// of the refusal.
+/// caller may prepare the picture meanwhile. A navigation that fails because the proxy did not
+/// connect a host of its redirect chain says why (`url_not_allowed`, or `navigation_failed` for
+/// a host it could not reach), rather than what the browser made of the proxy's answer (a 502
+/// from the proxy is not the site's).
 pub(super) async fn navigate(
     page: &Page,
     spec: &CaptureSpec,
@@ -49,8 +51,8 @@ pub(super) async fn navigate(
     while let Some(Some(ev)) = requests.next().now_or_never() {
         if ev.r#type == Some(ResourceType::Document) && ev.frame_id.is_some() && ev.frame_id == main {
             let host = url::Url::parse(&ev.request.url).ok().and_then(|u| u.host_str().map(str::to_owned));
-            if let Some(policy) = host.as_deref().and_then(refused) {
-                return Err(CaptureError::Policy(policy));
+            if let Some(why) = host.as_deref().and_then(refused) {
+                return Err(why);
             }
         }
     }

@@ -358,15 +358,17 @@ async fn hostile_pages_fail_in_bounded_time_while_the_pool_keeps_serving() {
     yaml.push_str(&format!(
         "  - {{name: hang, url: \"{base}/hang\"}}\n  - {{name: loop, url: \"{base}/loop\", timeout: 7s}}\n  \
          - {{name: error, url: \"{base}/status/500\"}}\n  - {{name: missing, url: \"{base}/status/404\"}}\n  \
-         - {{name: tall, url: \"{}\", full_page: true, max_height: 4000}}\n",
-        site.url("tall")
+         - {{name: tall, url: \"{}\", full_page: true, max_height: 4000}}\n  \
+         - {{name: down, url: \"http://127.0.0.1:{}/\"}}\n",
+        site.url("tall"),
+        free_port()
     ));
     let home = Home::new(Backend::Sqlite, &yaml).await;
     let d = home.start().await;
     let hang = run_now(&d, "hang").await.unwrap();
     let rest: Vec<String> = {
         let mut v = Vec::new();
-        for m in ["loop", "error", "missing", "tall", "plain"] {
+        for m in ["loop", "error", "missing", "tall", "plain", "down"] {
             v.push(run_now(&d, m).await.unwrap());
         }
         v
@@ -374,10 +376,11 @@ async fn hostile_pages_fail_in_bounded_time_while_the_pool_keeps_serving() {
     let hung = verdict(&d, &hang).await;
     // Chromium gives up a redirect loop after 20 hops, about 2.5 s here when the machine is
     // idle: the loop has 7 s (within job_timeout) so that a loaded machine still sees its error.
-    let [looped, error, missing, tall, plain] = &rest[..] else { unreachable!() };
+    let [looped, error, missing, tall, plain, down] = &rest[..] else { unreachable!() };
     let (looped, error, missing) =
         (verdict(&d, looped).await, verdict(&d, error).await, verdict(&d, missing).await);
     let (tall, plain) = (verdict(&d, tall).await, verdict(&d, plain).await);
+    let down = verdict(&d, down).await;
 
     assert_eq!(
         (hung["verdict"].as_str(), hung["error"]["code"].as_str()),
@@ -393,6 +396,10 @@ async fn hostile_pages_fail_in_bounded_time_while_the_pool_keeps_serving() {
     );
     assert!(error["error"]["message"].as_str().unwrap().contains("500"), "{error}");
     assert_eq!(missing["error"]["code"], "http_error", "{missing}");
+    // A server that is down is not a 502 (the one vigil's egress proxy answered the browser).
+    assert_eq!(down["error"]["code"], "navigation_failed", "{down}");
+    let message = down["error"]["message"].as_str().unwrap();
+    assert!(message.contains("cannot connect to 127.0.0.1") && message.contains("refused"), "{down}");
     assert_eq!(tall["verdict"], "baseline_created", "{tall}");
     let png =
         d.client.get(d.url(tall["images"]["current"].as_str().unwrap())).bearer_auth(TOKEN).send().await;

@@ -34,6 +34,9 @@ struct Shared {
     policy: Policy,
     /// Refusals by host (the first of each, a bounded number), to say why a navigation failed.
     refused: Mutex<Vec<(String, PolicyError)>>,
+    /// Hosts that could not be reached (connection refused, no route, DNS), with the error: the
+    /// page then gets a 502 from this proxy, which is not the site's answer.
+    unreachable: Mutex<Vec<(String, String)>>,
     /// Connections refused, for one log line per capture rather than one per request.
     refusals: std::sync::atomic::AtomicUsize,
     /// The accept loop.
@@ -67,7 +70,13 @@ impl Shared {
                 }
                 Err(plain(StatusCode::FORBIDDEN, message))
             }
-            Err(e @ ConnectError::Io { .. }) => Err(plain(StatusCode::BAD_GATEWAY, e.to_string())),
+            Err(e @ ConnectError::Io { .. }) => {
+                let mut unreachable = self.unreachable.lock().expect("not poisoned");
+                if unreachable.len() < MAX_REFUSED_HOSTS && !unreachable.iter().any(|(h, _)| h == host) {
+                    unreachable.push((host.to_owned(), e.to_string()));
+                }
+                Err(plain(StatusCode::BAD_GATEWAY, e.to_string()))
+            }
         }
     }
 }
@@ -81,6 +90,7 @@ impl Proxy {
         let shared = Arc::new(Shared {
             policy,
             refused: Mutex::new(Vec::new()),
+            unreachable: Mutex::new(Vec::new()),
             refusals: Default::default(),
             tasks: Mutex::new(JoinSet::new()),
             connections: Mutex::new(JoinSet::new()),
@@ -111,6 +121,15 @@ impl Proxy {
             .map(|(_, e)| e.clone())
     }
 
+    /// Why `host` could not be reached, if it could not (the proxy answered 502 for it).
+    pub fn unreachable(&self, host: &str) -> Option<String> {
+        let unreachable = self.shared.unreachable.lock().expect("not poisoned");
+        unreachable
+            .iter()
+            .find(|(h, _)| h.trim_start_matches('[').trim_end_matches(']') == host)
+            .map(|(_, e)| e.clone())
+    }
+
     /// Between two captures of a warm tab: every connection and tunnel is cut, and none is
     /// made until [`Proxy::resume`] (what the parked page or its workers still send fails).
     pub fn park(&self) {
@@ -127,6 +146,7 @@ impl Proxy {
     /// Starts the count of refusals again, for the next capture through this proxy.
     fn forget_refusals(&self) {
         self.shared.refused.lock().expect("not poisoned").clear();
+        self.shared.unreachable.lock().expect("not poisoned").clear();
         self.shared.refusals.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 
