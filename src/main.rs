@@ -99,7 +99,7 @@ fn main() -> ExitCode {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 // One line, on stderr, whatever the log format (the log may go elsewhere).
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", vigil::http::client::error_chain(e.as_ref()));
                 ExitCode::FAILURE
             }
         },
@@ -164,7 +164,6 @@ fn run(path: &std::path::Path, roles: Option<vigil::Roles>) -> anyhow::Result<()
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-        tracing::info!(address = %listener.local_addr()?, public_url = %config.server.public_url, "vigil listening");
         let options = vigil::RunOptions { config_path: Some(path.to_owned()), roles, ..Default::default() };
         vigil::run_with(config, listener, shutdown, options).await.map_err(anyhow::Error::from)
     })

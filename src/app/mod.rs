@@ -8,7 +8,7 @@ mod roles;
 mod services;
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,13 @@ use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot open the database")]
+    #[error("cannot open the database {location}")]
+    OpenStore {
+        location: String,
+        #[source]
+        source: StoreError,
+    },
+    #[error("database error")]
     Store(#[from] StoreError),
     #[error("cannot create directory {path}")]
     DataDir {
@@ -168,12 +174,17 @@ pub async fn run_with(
     {
         config.server.public_url = crate::config::default_public_url(addr);
     }
-    for dir in [&config.storage.data_dir, &config.storage.baselines_dir] {
+    // (And the SQLite file's directory: SQLite creates the file, not the directories above it.)
+    let database_dir = crate::store::sqlite_file(config.storage.database_url.expose())
+        .and_then(|f| f.parent().filter(|d| !d.as_os_str().is_empty()).map(Path::to_path_buf));
+    for dir in [&config.storage.data_dir, &config.storage.baselines_dir].into_iter().chain(&database_dir) {
         std::fs::create_dir_all(dir).map_err(|source| RunError::DataDir { path: dir.clone(), source })?;
     }
     init_tls();
     let services = Services::build(config, roles).await?;
-    tracing::info!(%roles, "starting");
+    // Said once the database is open: an error opening it is not preceded by "listening".
+    let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%address, public_url = %services.config.server.public_url, %roles, "vigil listening");
     if services.config.auth.api_tokens.iter().any(|t| t.expose() == EXAMPLE_TOKEN) {
         tracing::warn!(
             "auth.api_tokens holds the example's token, which anyone who read the README knows: set VIGIL_API_TOKEN or replace it before other machines can reach this daemon"

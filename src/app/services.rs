@@ -81,9 +81,10 @@ impl Services {
     /// Opens the database (running migrations, and recording the monitors unless the process
     /// only captures) and builds the services.
     pub async fn build(mut config: Config, roles: super::Roles) -> Result<Services, RunError> {
-        let store =
-            crate::store::connect(config.storage.database_url.expose(), config.storage.max_connections)
-                .await?;
+        let url = config.storage.database_url.expose();
+        let store = crate::store::connect(url, config.storage.max_connections)
+            .await
+            .map_err(|source| RunError::OpenStore { location: crate::store::describe_url(url), source })?;
         // A capture-only process serves whoever submits; its `monitors:` (if any) are not the
         // monitoring's, and must not mark the monitoring processes' monitors removed.
         if roles.records_monitors() {

@@ -36,9 +36,11 @@ pub fn run(config: &Path, command: &DeliveriesCommand) -> ExitCode {
     };
     let runtime = tokio::runtime::Runtime::new().expect("async runtime");
     let result = runtime.block_on(async {
-        let store = crate::store::connect(config.storage.database_url.expose(), 1)
-            .await
-            .map_err(|e| format!("cannot open the database: {e}"))?;
+        let url = config.storage.database_url.expose();
+        let store = crate::store::connect(url, 1).await.map_err(|e| {
+            let (at, why) = (crate::store::describe_url(url), crate::http::client::error_chain(&e));
+            format!("cannot open the database {at}: {why}")
+        })?;
         match command {
             DeliveriesCommand::List { status, limit } => {
                 let status = match status {

@@ -43,7 +43,7 @@ pub fn run(path: &Path) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::http::client::error_chain(e.as_ref()));
             ExitCode::from(2)
         }
     };

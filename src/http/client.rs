@@ -44,11 +44,41 @@ pub async fn body_within(mut response: reqwest::Response, limit: usize) -> Resul
 /// An error and its causes on one line (`a: b: c`), for logs and recorded attempts.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
+    let mut last = s.clone();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        // A cause its error already quoted (sqlx's "error returned from database: (code: 14) …"
+        // has the SQLite error as its source) is said once.
+        let said = c.to_string();
+        if !last.ends_with(&said) {
+            s.push_str(": ");
+            s.push_str(&said);
+        }
+        last = said;
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("error returned from database: {0}")]
+    struct Quoting(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("(code: 26) file is not a database")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open the database vigil.db")]
+    struct Outer(#[source] Quoting);
+
+    #[test]
+    fn a_cause_its_error_already_quoted_is_said_once() {
+        assert_eq!(
+            super::error_chain(&Outer(Quoting(Inner))),
+            "cannot open the database vigil.db: error returned from database: (code: 26) file is not a database"
+        );
+    }
 }

@@ -139,6 +139,21 @@ pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
 }
 
+/// Where `url` points, for a message: the SQLite file, or PostgreSQL's host, port and database
+/// (never the password).
+pub fn describe_url(url: &str) -> String {
+    if let Some(file) = sqlite_file(url) {
+        return file.display().to_string();
+    }
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme().starts_with("postgres") => {
+            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{}{port}{} (PostgreSQL)", u.host_str().unwrap_or("localhost"), u.path())
+        }
+        _ => "(the configured database_url)".to_owned(),
+    }
+}
+
 /// Connects to `url` (`sqlite://path`, `postgres://…`) and runs pending migrations.
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>> {
     Ok(Arc::new(open(url, max_connections).await?))

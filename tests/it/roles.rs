@@ -214,6 +214,42 @@ fn without_chromium_the_capture_role_refuses_to_start_in_one_line() {
     assert!(!stderr.contains("Chromium"), "{stderr}");
 }
 
+/// A database that cannot be opened stops the start with one line that names it and says why
+/// once, and no "listening" before it; a SQLite file in a directory not made yet is made.
+#[test]
+fn a_database_that_cannot_be_opened_is_named_and_a_missing_directory_is_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.db");
+    std::fs::write(&corrupt, vec![b'x'; 8192]).unwrap();
+    let yaml = format!("storage:\n  database_url: \"sqlite://{}\"\n{LOOPBACK_ONLY}", corrupt.display());
+    let (code, stderr) = refused_at_start(&yaml, &[], "/usr/bin:/bin");
+    assert_eq!(code, Some(1), "{stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    let error = errors[0];
+    assert!(
+        error.starts_with(&format!("error: cannot open the database {}: ", corrupt.display())),
+        "{stderr}"
+    );
+    assert_eq!(error.matches("file is not a database").count(), 1, "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+
+    let file = dir.path().join("not/yet/made/vigil.db");
+    let yaml = format!("storage:\n  database_url: \"sqlite://{}\"\n{LOOPBACK_ONLY}", file.display());
+    let config = dir.path().join("made.yaml");
+    std::fs::write(&config, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(["run", "--once", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(file.exists(), "{stderr}");
+}
+
 #[test]
 fn the_monitor_role_alone_needs_a_capture_api() {
     let (code, stderr) = refused_at_start(LOOPBACK_ONLY, &["--roles", "monitor"], "/usr/bin:/bin");
