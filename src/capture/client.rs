@@ -72,7 +72,12 @@ impl CaptureClient {
         let body: Value =
             serde_json::from_slice(&body).map_err(|e| (format!("HTTP {status}: {e}"), transient))?;
         if status != reqwest::StatusCode::ACCEPTED {
-            return Err((format!("HTTP {status}: {body}"), transient));
+            // The API's own error says it best: "url_not_allowed: 127.0.0.1 is a private …".
+            let said = match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                _ => body.to_string(),
+            };
+            return Err((format!("the capture API refused it (HTTP {status}): {said}"), transient));
         }
         body["job_id"]
             .as_str()

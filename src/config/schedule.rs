@@ -12,6 +12,10 @@ use super::monitor::{choice, required};
 use super::node::{Node, Value};
 use super::values::{list, text};
 
+/// What each cron field takes, for an error.
+const FIELDS: &str = "(fields: [second 0-59] minute 0-59, hour 0-23, day of month 1-31, month 1-12 or JAN-DEC, \
+day of week 0-7 or SUN-SAT)";
+
 /// A cron schedule, validated; always kept in the 6-field form (seconds first), read in `tz`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Schedule {
@@ -45,8 +49,14 @@ impl Schedule {
             .seconds(croner::parser::Seconds::Optional)
             .year(croner::parser::Year::Disallowed)
             .build();
-        let cron =
-            parser.parse(&six_fields).map_err(|e| format!("invalid cron expression \"{source}\": {e}"))?;
+        let cron = parser
+            .parse(&six_fields)
+            .map_err(|e| format!("invalid cron expression \"{source}\": {e} {FIELDS}"))?;
+        // A date that does not exist (31 February) is valid cron: the monitor would never run.
+        let since = DateTime::<Utc>::from_timestamp(946_684_800, 0).expect("2000-01-01");
+        if cron.find_next_occurrence(&since, false).is_err() {
+            return Err(format!("the schedule \"{source}\" never fires (no date matches it)"));
+        }
         Ok(Self { source: source.to_owned(), six_fields, cron, tz: Tz::UTC })
     }
 

@@ -55,6 +55,21 @@ monitors:
 }
 
 #[test]
+fn a_schedule_that_never_fires_is_refused() {
+    let at = |schedule: &str| {
+        format!("monitors:\n  - name: home\n    url: https://example.com/\n    schedule: \"{schedule}\"\n")
+    };
+    assert_eq!(
+        errors(&at("0 0 31 2 *")),
+        ["m.yaml:4:15: monitors[0].schedule: the schedule \"0 0 31 2 *\" never fires (no date matches it)"]
+    );
+    // 29 February comes every four years.
+    assert!(parse(&at("0 0 29 2 *"), "m.yaml", &no_env).is_ok());
+    let bad = errors(&at("61 * * * *"));
+    assert!(bad[0].contains("minute 0-59"), "says what each field takes: {bad:?}");
+}
+
+#[test]
 fn three_mistakes_three_errors_with_positions() {
     let yaml = "monitors:\n  - name: home\n    url: https://example.com/\n    schedule: \"61 * * * *\"\n    threshold: two\n    colour: red\n";
     let errs = errors(yaml);
