@@ -105,7 +105,8 @@ impl Reloader {
         }
         let count = config.monitors.len();
         let rows = crate::store::MonitorUpsert::from_monitors(&config.monitors);
-        self.monitors.replace(config.monitors);
+        let before = self.monitors.replace(config.monitors);
+        let changes = changed_names(&before, &self.monitors.current());
         self.metrics.monitors.set(count as i64);
         let synced = match &self.store {
             None => Default::default(),
@@ -140,10 +141,29 @@ impl Reloader {
             scheduled = rescheduled.added,
             unscheduled = rescheduled.removed,
             retimed = rescheduled.retimed,
+            added_monitors = %changes.0,
+            updated_monitors = %changes.1,
+            removed_monitors = %changes.2,
             "configuration reloaded"
         );
         self.outcomes.get_or_create(&vec![("outcome".into(), "applied".into())]).inc();
     }
+}
+
+/// The names of the monitors added, changed and removed, each comma-separated (for the log).
+fn changed_names(
+    before: &[crate::config::Monitor],
+    after: &[crate::config::Monitor],
+) -> (String, String, String) {
+    let find = |list: &[crate::config::Monitor], name| list.iter().find(|m| m.name == name).cloned();
+    let join = |names: Vec<String>| names.join(",");
+    let added = after.iter().filter(|m| find(before, m.name.clone()).is_none()).map(|m| m.name.to_string());
+    let updated = after
+        .iter()
+        .filter(|m| find(before, m.name.clone()).is_some_and(|b| format!("{b:?}") != format!("{m:?}")))
+        .map(|m| m.name.to_string());
+    let removed = before.iter().filter(|m| find(after, m.name.clone()).is_none()).map(|m| m.name.to_string());
+    (join(added.collect()), join(updated.collect()), join(removed.collect()))
 }
 
 #[cfg(unix)]
