@@ -69,7 +69,8 @@ enum Command {
     },
     /// Inspect and replay webhook deliveries.
     Deliveries {
-        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml")]
+        /// (Before or after `list`/`replay`, as every other command takes it after its name.)
+        #[arg(long, short, env = "VIGIL_CONFIG", default_value = "monitors.yaml", global = true)]
         config: PathBuf,
         #[command(subcommand)]
         command: vigil::commands::deliveries::DeliveriesCommand,

@@ -88,6 +88,9 @@ pub fn approve(path: &Path, target: &str) -> ExitCode {
                     latest.push((run.viewport.clone(), run.id));
                 }
             }
+            if latest.is_empty() && !config.monitors.iter().any(|m| m.name == name) {
+                return Err(format!("no monitor {monitor} in the config"));
+            }
             if latest.is_empty() {
                 return Err(format!("{target} has no change awaiting review"));
             }
@@ -126,14 +129,37 @@ async fn approve_retrying(
     id: &crate::ids::RunId,
     by: &str,
 ) -> Result<crate::review::Approval, ReviewError> {
+    let busy = |e: &ReviewError| match e {
+        ReviewError::Store(e) => busy(e),
+        _ => None,
+    };
+    busy_retrying(&id.to_string(), || reviewer.approve(id, by, BaselineSource::Cli), busy).await
+}
+
+/// The code of a store error worth trying again (the database busy or unreachable for now).
+fn busy(e: &crate::store::StoreError) -> Option<&'static str> {
+    e.is_retryable().then(|| e.code())
+}
+
+/// `f`, tried again (0.25 s, 0.5 s … 4 s, six tries) while `busy` finds its error is the
+/// database being busy; `f` must be safe to repeat.
+async fn busy_retrying<T, E, Fut>(
+    what: &str,
+    f: impl Fn() -> Fut,
+    busy: impl Fn(&E) -> Option<&'static str>,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
     const BUSY: Exponential = Exponential::new(Duration::from_millis(250), Duration::from_secs(4));
     let mut tries = 0;
     loop {
-        match reviewer.approve(id, by, BaselineSource::Cli).await {
-            Err(ReviewError::Store(e)) if e.is_retryable() && tries < 5 => {
+        match f().await {
+            Err(e) if tries < 5 && busy(&e).is_some() => {
                 tries += 1;
                 let wait = BUSY.delay(tries);
-                eprintln!("{id}: the database is busy ({}); trying again in {wait:?}", e.code());
+                let code = busy(&e).unwrap_or_default();
+                eprintln!("{what}: the database is busy ({code}); trying again in {wait:?}");
                 tokio::time::sleep(wait).await;
             }
             other => return other,
@@ -186,8 +212,9 @@ pub fn mute(path: &Path, monitor: &str, duration: &str) -> ExitCode {
         if !config.monitors.iter().any(|m| m.name == name) {
             return Err(format!("no monitor {monitor} in the config"));
         }
+        let failed = |e: crate::store::StoreError| crate::http::client::error_chain(&e);
         if duration == "off" {
-            let was = store.unmute(&name).await.map_err(|e| e.to_string())?;
+            let was = busy_retrying(&monitor, || store.unmute(&name), busy).await.map_err(failed)?;
             println!("{monitor}: {}", if was { "unmuted; alerts are sent again" } else { "was not muted" });
             return Ok(());
         }
@@ -200,7 +227,7 @@ pub fn mute(path: &Path, monitor: &str, duration: &str) -> ExitCode {
         let now = crate::time::Timestamp::now();
         let mute =
             crate::store::Mute { monitor: name, until: now.plus(length), muted_by: actor(), created_at: now };
-        store.mute(&mute).await.map_err(|e| e.to_string())?;
+        busy_retrying(&monitor, || store.mute(&mute), busy).await.map_err(failed)?;
         println!("{monitor}: muted until {} (UTC); runs go on, their alerts are not sent", mute.until);
         Ok(())
     })

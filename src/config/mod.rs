@@ -90,7 +90,9 @@ pub fn parse(text: &str, file: &str, env: EnvLookup<'_>) -> Result<Config, Confi
             file: file.to_owned(),
             pos: Pos { line: loc.map_or(0, |l| l.line()), column: loc.map_or(0, |l| l.column()) },
             path: String::new(),
-            message: format!("invalid YAML: {}", e.without_snippet()),
+            // (The parser's advice to its own callers is not for someone editing the file.)
+            message: format!("invalid YAML: {}", e.without_snippet())
+                .replace(", set DuplicateKeyPolicy in Options if acceptable", ""),
         }])
     })?;
     let mut ctx = Ctx::new(file, env);

@@ -55,6 +55,14 @@ monitors:
 }
 
 #[test]
+fn messages_speak_of_the_file_not_of_the_parser() {
+    let retention = errors("storage: {retention: 0s}\nmonitors: []\n");
+    assert_eq!(retention, ["m.yaml:1:22: storage.retention: expected a duration from 1h to 3650d (got 0s)"]);
+    let twice = errors("monitors: []\nmonitors: []\n");
+    assert!(twice[0].contains("duplicate") && !twice[0].contains("DuplicateKeyPolicy"), "{twice:?}");
+}
+
+#[test]
 fn a_schedule_that_never_fires_is_refused() {
     let at = |schedule: &str| {
         format!("monitors:\n  - name: home\n    url: https://example.com/\n    schedule: \"{schedule}\"\n")

@@ -185,14 +185,24 @@ pub(crate) fn duration(
             path,
             format!(
                 "expected a duration from {} to {} (got {})",
-                humantime::format_duration(min),
-                humantime::format_duration(max),
-                humantime::format_duration(d)
+                say_duration(min),
+                say_duration(max),
+                say_duration(d)
             ),
         );
         return None;
     }
     Some(d)
+}
+
+/// A bound as a person writes it: whole days as days ("3650d", not humantime's "9years 11months
+/// 27days 21h 50m 24s", whose year is 365.25 days), the rest as humantime does.
+fn say_duration(d: Duration) -> String {
+    const DAY: u64 = 86_400;
+    match d.as_secs() {
+        s if s >= DAY && s % DAY == 0 && d.subsec_nanos() == 0 => format!("{}d", s / DAY),
+        _ => humantime::format_duration(d).to_string(),
+    }
 }
 
 /// A percentage written `2%` or `0.5%`, returned as a ratio (0.02, 0.005).

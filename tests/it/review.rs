@@ -338,6 +338,49 @@ async fn bulk_approval_of_100_changes() {
     eprintln!("bulk approval of 100 changes: {took:?}");
 }
 
+/// Runs the binary with `args` (and the app's config) while a write lock is held on its SQLite
+/// database, until the command says the database is busy (however long it took to start); then
+/// the lock is released. Its exit code, stdout and stderr.
+async fn under_write_lock(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut locker = {
+        use sqlx::Connection;
+        sqlx::SqliteConnection::connect(&app.db.url).await.unwrap()
+    };
+    sqlx::Executor::execute(&mut locker, "BEGIN IMMEDIATE").await.unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .args(args)
+        .arg("--config")
+        .arg(app.config_file.as_ref().unwrap())
+        .env("USER", "carol")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let reader = {
+        use std::io::Read;
+        let (mut pipe, sink) = (child.stderr.take().unwrap(), stderr.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    wait_for("the command to report the busy database", Duration::from_secs(60), || async {
+        stderr.lock().unwrap().contains("the database is busy").then_some(())
+    })
+    .await;
+    sqlx::Executor::execute(&mut locker, "COMMIT").await.unwrap();
+    let done = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap();
+    reader.join().unwrap();
+    let err = stderr.lock().unwrap().clone();
+    (done.status.code(), String::from_utf8(done.stdout).unwrap(), err)
+}
+
 /// `vigil status` and `vigil approve MONITOR`, the binary run next to the daemon.
 #[tokio::test]
 async fn approve_and_status_from_the_command_line() {
@@ -369,44 +412,8 @@ async fn approve_and_status_from_the_command_line() {
     assert!(out.contains("1 change awaiting review"), "{out}");
 
     // The daemon's write lock held past SQLite's 5 s busy timeout (a loaded machine): the
-    // command says the database is busy and tries again instead of failing. The lock is held
-    // until it says so (however long the command took to start), then released.
-    let mut locker = {
-        use sqlx::Connection;
-        sqlx::SqliteConnection::connect(&app.db.url).await.unwrap()
-    };
-    sqlx::Executor::execute(&mut locker, "BEGIN IMMEDIATE").await.unwrap();
-    let mut approving = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
-        .args(["approve", "home", "--config"])
-        .arg(app.config_file.as_ref().unwrap())
-        .env("USER", "carol")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
-    let reader = {
-        use std::io::Read;
-        let (mut pipe, sink) = (approving.stderr.take().unwrap(), stderr.clone());
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 256];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        })
-    };
-    wait_for("the command to report the busy database", Duration::from_secs(60), || async {
-        stderr.lock().unwrap().contains("the database is busy").then_some(())
-    })
-    .await;
-    sqlx::Executor::execute(&mut locker, "COMMIT").await.unwrap();
-    let done = tokio::task::spawn_blocking(move || approving.wait_with_output().unwrap()).await.unwrap();
-    reader.join().unwrap();
-    let (code, out, err) =
-        (done.status.code(), String::from_utf8(done.stdout).unwrap(), stderr.lock().unwrap().clone());
+    // command says the database is busy and tries again instead of failing.
+    let (code, out, err) = under_write_lock(&app, &["approve", "home"]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(err.contains("the database is busy"), "{err}");
     assert!(
@@ -427,6 +434,15 @@ async fn approve_and_status_from_the_command_line() {
     let (code, _, err) = vigil(&["approve", "run_01JXXXXXXXXXXXXXXXXXXXXXXX"]);
     assert_eq!(code, Some(1));
     assert!(err.contains("no such run"), "{err}");
+    // `--config` after the subcommand's own subcommand, as every other command takes it.
+    let (code, out, err) = vigil(&["deliveries", "list"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = vigil(&["approve", "nope"]);
+    assert_eq!((code, err.trim()), (Some(1), "error: no monitor nope in the config"));
+    // Muting waits out a busy database too (it failed with a bare "database error").
+    let (code, out, err) = under_write_lock(&app, &["mute", "home", "2h"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(err.contains("home: the database is busy") && out.contains("home: muted until"), "{out}{err}");
 
     // Mute from the shell: the API shows it; off ends it; nonsense is refused.
     let (code, out, err) = vigil(&["mute", "home", "2h"]);
