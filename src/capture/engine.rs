@@ -147,9 +147,9 @@ pub async fn capture(
             false => None,
         };
         super::prepare::emulate(live, &page, tab.context_id(), spec).await?;
-        let refused = |host: &str| {
+        let refused = |host: &str, port: u16| {
             (tab.proxy.refusal(host).map(CaptureError::Policy))
-                .or_else(|| tab.proxy.unreachable(host).map(CaptureError::Navigation))
+                .or_else(|| tab.proxy.unreachable(host, port).map(CaptureError::Navigation))
         };
         let r = tokio::select! {
             r = in_page(live, (&page, tab.context_id()), spec, stability_timeout, limits.max_pixels, &refused) => r,

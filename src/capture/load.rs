@@ -25,9 +25,10 @@ use crate::config::WaitUntil;
 /// How long no request may be in flight before the network counts as idle.
 pub const QUIET_WINDOW: Duration = Duration::from_millis(200);
 
-/// Why the proxy did not connect the page to a host, if it did not: the address policy refused
-/// it (`url_not_allowed`), or the host could not be reached (`navigation_failed`).
-pub(super) type Refused<'a> = dyn Fn(&str) -> Option<CaptureError> + Send + Sync + 'a;
+/// Why the proxy did not connect the page to a host (and port), if it did not: the address
+/// policy refused the host (`url_not_allowed`), or the host and port could not be reached
+/// (`navigation_failed`).
+pub(super) type Refused<'a> = dyn Fn(&str, u16) -> Option<CaptureError> + Send + Sync + 'a;
 
 /// Loads the page, up to its `load` (or `DOMContentLoaded`) event. For `networkidle` the rest of
 /// the wait is returned as a [`Quiet`] unless Chromium already said the network was idle: the
@@ -46,13 +47,20 @@ pub(super) async fn navigate(
     if r.is_ok() {
         return r;
     }
+    // Only where the proxy's own answer could be what failed: its 502, or the browser's error
+    // for a tunnel it refused (a 404 or a 401 is the site's, whatever else failed).
+    let proxied =
+        matches!(&r, Err(CaptureError::HttpStatus { status: 502, .. } | CaptureError::Navigation(_)));
     // The main frame's documents: the URL and every redirect's target.
     let main = page.mainframe().await.ok().flatten();
     while let Some(Some(ev)) = requests.next().now_or_never() {
         if ev.r#type == Some(ResourceType::Document) && ev.frame_id.is_some() && ev.frame_id == main {
-            let host = url::Url::parse(&ev.request.url).ok().and_then(|u| u.host_str().map(str::to_owned));
-            if let Some(why) = host.as_deref().and_then(refused) {
-                return Err(why);
+            let Ok(url) = url::Url::parse(&ev.request.url) else { continue };
+            let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else { continue };
+            match refused(host, port) {
+                Some(why @ CaptureError::Policy(_)) => return Err(why),
+                Some(why) if proxied => return Err(why),
+                _ => {}
             }
         }
     }

@@ -11,16 +11,42 @@ pub fn kill_own_browsers(profile_root: &Path) {
     kill_by_profile(&profile_root.join(profile_prefix()));
 }
 
-/// SIGKILLs every process whose profile directory starts with `profile`; whether any was found.
+/// SIGKILLs every process of this user whose profile directory starts with `profile`; whether
+/// any was found.
 pub(super) fn kill_by_profile(profile: &Path) -> bool {
-    let pattern = format!("user-data-dir={}", profile.display());
-    std::process::Command::new("pkill").args(["-9", "-f", &pattern]).status().is_ok_and(|s| s.success())
+    let found = in_profile(profile);
+    for &pid in &found {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    !found.is_empty()
 }
 
-/// Whether a process runs with a profile directory starting with `profile`.
-fn any_in_profile(profile: &Path) -> bool {
-    let pattern = format!("user-data-dir={}", profile.display());
-    std::process::Command::new("pgrep").args(["-f", &pattern]).output().is_ok_and(|o| o.status.success())
+/// The processes of this user whose command line names a profile directory starting with
+/// `profile`, compared as text (`pkill -f` took it as a regular expression, and a directory
+/// name is not one). Chromium's child processes carry the browser's `--user-data-dir`; once
+/// they rename themselves the command line is one string, so it is searched, not split.
+fn in_profile(profile: &Path) -> Vec<rustix::process::Pid> {
+    use std::os::unix::fs::MetadataExt;
+    let wanted = format!("--user-data-dir={}", profile.display());
+    let uid = rustix::process::getuid().as_raw();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid as u32 == std::process::id() || entry.metadata().map_or(true, |m| m.uid() != uid) {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if names_profile(&cmdline, &wanted) {
+            found.extend(rustix::process::Pid::from_raw(pid));
+        }
+    }
+    found
+}
+
+/// Whether a command line (arguments separated by NULs, or one renamed title) holds `wanted`.
+fn names_profile(cmdline: &[u8], wanted: &str) -> bool {
+    let text = String::from_utf8_lossy(cmdline).replace('\0', " ");
+    text.contains(wanted)
 }
 
 /// The start of this process's profile directories: `chromium-<pid>-<host>-`. Replicas may
@@ -40,7 +66,7 @@ fn host_tag() -> String {
 fn is_stale_profile(name: &str, host: &str, alive: impl Fn(u32) -> bool) -> bool {
     let Some(rest) = name.strip_prefix("chromium-") else { return false };
     // Named before profiles carried their process (`chromium-XXXXXX`): left by an older vigil.
-    if !rest.contains('-') {
+    if rest.len() == 6 && rest.chars().all(|c| c.is_ascii_alphanumeric()) {
         return true;
     }
     let mut parts = rest.splitn(3, '-');
@@ -62,14 +88,15 @@ pub(super) fn remove_stale_profiles(root: &Path) {
     // container restarted keeps pid 1 and its host name).
     let own = std::process::id();
     let alive = |pid: u32| pid != own && std::path::Path::new(&format!("/proc/{pid}")).exists();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
     for entry in entries.flatten() {
         let path = entry.path();
         if is_stale_profile(&entry.file_name().to_string_lossy(), &host, alive) && path.is_dir() {
             if kill_by_profile(&path) {
                 tracing::warn!(profile = %path.display(), "killed a browser left running by a vigil that was killed");
-                // Gone within a moment (SIGKILL); bounded, in case one is stuck in the kernel.
-                let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
-                while any_in_profile(&path) && std::time::Instant::now() < until {
+                // Gone within a moment (SIGKILL); bounded, all profiles together, in case one is
+                // stuck in the kernel (this runs before the pool's first browser, at start).
+                while !in_profile(&path).is_empty() && std::time::Instant::now() < until {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             }
@@ -88,6 +115,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_profile_is_found_in_a_command_line_as_written() {
+        let wanted = "--user-data-dir=/srv/vigil (prod)/chromium-42-web1-";
+        let args = b"/usr/lib/chromium/chromium\0--headless=new\0--user-data-dir=/srv/vigil (prod)/chromium-42-web1-a8Xk2q\0";
+        assert!(names_profile(args, wanted), "the browser, its arguments NUL-separated");
+        let renamed = b"/usr/lib/chromium/chromium --type=renderer --user-data-dir=/srv/vigil (prod)/chromium-42-web1-a8Xk2q";
+        assert!(names_profile(renamed, wanted), "a child that renamed itself");
+        assert!(!names_profile(b"chromium\0--user-data-dir=/srv/vigil (prod)/chromium-43-web1-zz\0", wanted));
+        // `pkill -f` read `|` as "or anything": every process would have matched.
+        assert!(!names_profile(b"/sbin/init\0", "--user-data-dir=/data/chromium-|"));
+    }
+
+    #[test]
     fn only_this_hosts_profiles_of_gone_processes_are_stale() {
         let alive = |pid: u32| pid == 100;
         assert!(is_stale_profile("chromium-42-web1-a8Xk2q", "web1", alive), "a dead process of this host");
@@ -95,6 +134,8 @@ mod tests {
         assert!(!is_stale_profile("chromium-42-web2-a8Xk2q", "web1", alive), "another host's");
         assert!(is_stale_profile("chromium-a8Xk2q", "web1", alive), "an older vigil's, unnamed");
         assert!(!is_stale_profile("baselines", "web1", alive));
+        assert!(!is_stale_profile("chromium-|", "web1", alive), "not a name vigil gives");
+        assert!(!is_stale_profile("chromium-notes", "web1", alive), "not a name vigil gives");
         assert!(profile_prefix().starts_with(&format!("chromium-{}-", std::process::id())));
     }
 }

@@ -37,24 +37,30 @@ fn warnings(config: &Config) -> Vec<String> {
     }
     let mut out = Vec::new();
     for m in config.monitors.iter().filter(|m| m.enabled) {
-        let ip = match m.url.host() {
-            Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
-            Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
-            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => IpAddr::from([127, 0, 0, 1]),
+        // `localhost` may resolve to either loopback address (/etc/hosts), and every address a
+        // name resolves to must be allowed.
+        let ips = match m.url.host() {
+            Some(url::Host::Ipv4(v4)) => vec![IpAddr::V4(v4)],
+            Some(url::Host::Ipv6(v6)) => vec![IpAddr::V6(v6)],
+            Some(url::Host::Domain(d)) if d.eq_ignore_ascii_case("localhost") => {
+                vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from(std::net::Ipv6Addr::LOCALHOST)]
+            }
             _ => continue,
         };
-        match allowed(ip, &config.capture.allow_private) {
-            Ok(()) => {}
-            Err(Class::Private) => out.push(format!(
-                "monitor {}: {ip} is a private address; its captures are refused (url_not_allowed) \
-                 unless capture.allow_private covers it (e.g. \"{ip}/{}\")",
-                m.name,
-                if ip.is_ipv4() { 32 } else { 128 }
-            )),
-            Err(_) => out.push(format!(
-                "monitor {}: {ip} is an address vigil never captures (link-local, metadata service…)",
-                m.name
-            )),
+        for ip in ips {
+            match allowed(ip, &config.capture.allow_private) {
+                Ok(()) => {}
+                Err(Class::Private) => out.push(format!(
+                    "monitor {}: {ip} is a private address; its captures are refused (url_not_allowed) \
+                     unless capture.allow_private covers it (e.g. \"{ip}/{}\")",
+                    m.name,
+                    if ip.is_ipv4() { 32 } else { 128 }
+                )),
+                Err(_) => out.push(format!(
+                    "monitor {}: {ip} is an address vigil never captures (link-local, metadata service…)",
+                    m.name
+                )),
+            }
         }
     }
     out
@@ -73,17 +79,24 @@ mod tests {
         };
         let config = crate::config::parse(&yaml(""), "m.yaml", &|_| None).unwrap();
         let w = super::warnings(&config);
-        assert_eq!(w.len(), 3, "{w:#?}");
+        assert_eq!(w.len(), 4, "{w:#?}");
         assert!(
             w[0].starts_with("monitor local: 127.0.0.1 is a private address")
                 && w[0].contains("127.0.0.1/32")
         );
         assert!(w[1].starts_with("monitor box: 127.0.0.1 is a private address"), "{w:#?}");
         assert!(
-            w[2].starts_with("monitor meta: 169.254.169.254 is an address vigil never captures"),
+            w[2].starts_with("monitor box: ::1 is a private address") && w[2].contains("::1/128"),
+            "{w:#?}"
+        );
+        assert!(
+            w[3].starts_with("monitor meta: 169.254.169.254 is an address vigil never captures"),
             "{w:#?}"
         );
         let config = crate::config::parse(&yaml("127.0.0.0/8"), "m.yaml", &|_| None).unwrap();
+        let w = super::warnings(&config);
+        assert_eq!(w.len(), 2, "localhost's ::1, and the metadata service: {w:#?}");
+        let config = crate::config::parse(&yaml("127.0.0.0/8, \"::1/128\""), "m.yaml", &|_| None).unwrap();
         assert_eq!(super::warnings(&config).len(), 1, "only the metadata service is left");
     }
 }

@@ -80,8 +80,13 @@ struct Daemon {
 
 /// One pass; `Ok(true)` when nothing changed or failed.
 async fn pass(config: Config) -> anyhow::Result<bool> {
-    let monitors: Vec<String> =
-        config.monitors.iter().filter(|m| m.enabled).map(|m| m.name.to_string()).collect();
+    // Each enabled monitor, with how many runs (one per viewport) checking it takes.
+    let monitors: Vec<(String, usize)> = config
+        .monitors
+        .iter()
+        .filter(|m| m.enabled)
+        .map(|m| (m.name.to_string(), m.viewports.len()))
+        .collect();
     let started = Instant::now();
     // SIGTERM or Ctrl-C stops the daemon as `vigil run` stops, its Chromium closed; a second
     // signal exits at once.
@@ -91,11 +96,11 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         daemon = start_daemon(config) => daemon?,
         _ = signals.wait_for(|n| *n > 0) => anyhow::bail!("interrupted while the daemon started"),
     };
-    // The runs this pass started: on an interrupt, those without a verdict are closed.
-    let mut started_ids = Vec::new();
+    // The runs this pass started, each as soon as it is: on an interrupt, those without a
+    // verdict are closed.
+    let started_ids = std::sync::Mutex::new(Vec::new());
     let work = async {
-        let (mut runs, not_started) = start_runs(&daemon, &monitors).await?;
-        started_ids.extend(runs.iter().map(|r| r.id.clone()));
+        let (mut runs, not_started) = start_runs(&daemon, &monitors, &started_ids).await?;
         eprintln!(
             "vigil: {} run{} of {} monitor{} started",
             runs.len(),
@@ -118,16 +123,22 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
     }
     let _ = daemon.stop.send(());
     // Bounded: each step of the daemon's shutdown has `server.shutdown_timeout`.
+    let started_ids = started_ids.into_inner().expect("not poisoned");
     tokio::select! {
         _ = daemon.task => {}
         _ = signals.wait_for(|n| *n > 1) => {
             eprintln!("vigil: a second signal; exiting now");
             crate::capture::profile::kill_own_browsers(&profile_root);
+            // (A moment for the database, not the 10 s below.)
+            close_unfinished(&daemon.database_url, &started_ids, Duration::from_secs(2)).await;
             std::process::exit(2);
         }
     }
     let Some(outcome) = outcome else {
-        close_unfinished(&daemon.database_url, &started_ids).await;
+        tokio::select! {
+            () = close_unfinished(&daemon.database_url, &started_ids, Duration::from_secs(10)) => {}
+            _ = signals.wait_for(|n| *n > 1) => eprintln!("vigil: a second signal; exiting now"),
+        }
         anyhow::bail!("interrupted before every verdict was in");
     };
     let (runs, not_started, done) = outcome?;
@@ -138,11 +149,12 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
     Ok(ok && done == runs.len())
 }
 
-/// After an interrupt, with the daemon stopped: the pass's runs still without a verdict are
-/// recorded as `skipped` (`interrupted`), so that the next pass can start its own (a pending run
-/// would refuse it) and the history says why they have no capture. Bounded; a failure is said
+/// After an interrupt: the pass's runs still without a verdict are recorded as `skipped`
+/// (`interrupted`), so that the next pass can start its own (a pending run would refuse it) and
+/// the history says why they have no capture; their capture jobs, if still queued or running,
+/// are cancelled (nobody waits for their results any more). Within `bound`; a failure is said
 /// and left to the reconciler (`capture.run_deadline`).
-async fn close_unfinished(database_url: &str, ids: &[String]) {
+async fn close_unfinished(database_url: &str, ids: &[String], bound: Duration) {
     let close = async {
         let store = crate::store::connect(database_url, 1).await?;
         let error = serde_json::json!({
@@ -155,22 +167,35 @@ async fn close_unfinished(database_url: &str, ids: &[String]) {
             error: Some(error.to_string()),
             ..Default::default()
         };
+        let cancelled = serde_json::json!({
+            "code": "cancelled",
+            "message": "its run was closed: vigil run --once was interrupted",
+            "retryable": false,
+        })
+        .to_string();
         let mut closed = 0;
         for id in ids {
             let id = id.parse().expect("ids from our API parse");
-            closed += usize::from(store.complete_run(&id, &outcome, crate::time::Timestamp::now()).await?);
+            let now = crate::time::Timestamp::now();
+            if !store.complete_run(&id, &outcome, now).await? {
+                continue;
+            }
+            closed += 1;
+            if let Some(job) = store.get_run(&id).await?.and_then(|r| r.job_id) {
+                store.cancel_job(&job, &cancelled, now).await?;
+            }
         }
         store.close().await;
         anyhow::Ok(closed)
     };
-    match tokio::time::timeout(Duration::from_secs(10), close).await {
+    match tokio::time::timeout(bound, close).await {
         Ok(Ok(0)) => {}
         Ok(Ok(n)) => {
             eprintln!("vigil: {n} run{} without a verdict recorded as skipped (interrupted)", plural(n))
         }
         Ok(Err(e)) => eprintln!("vigil: cannot close the runs without a verdict: {e:#}"),
         Err(_) => eprintln!(
-            "vigil: cannot close the runs without a verdict: the database did not answer within 10s"
+            "vigil: cannot close the runs without a verdict: the database did not answer within {bound:?}"
         ),
     }
 }
@@ -222,10 +247,15 @@ async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
     }
 }
 
-/// "Run now" for each monitor, through the API.
-async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<(Vec<Tracked>, Vec<NotStarted>)> {
+/// "Run now" for each monitor, through the API; each run's id goes in `started` as soon as the
+/// API gave it. A monitor with a viewport left out (its run still pending) is not checked whole.
+async fn start_runs(
+    daemon: &Daemon,
+    monitors: &[(String, usize)],
+    started: &std::sync::Mutex<Vec<String>>,
+) -> anyhow::Result<(Vec<Tracked>, Vec<NotStarted>)> {
     let (mut runs, mut not_started) = (Vec::new(), Vec::new());
-    for name in monitors {
+    for (name, viewports) in monitors {
         let url = format!("{}/api/monitors/{name}/runs", daemon.base);
         let r = daemon.client.post(url).bearer_auth(&daemon.token).send().await?;
         let status = r.status();
@@ -236,7 +266,15 @@ async fn start_runs(daemon: &Daemon, monitors: &[String]) -> anyhow::Result<(Vec
             not_started.push(NotStarted { monitor: name.clone(), why: message.to_owned() });
             continue;
         }
-        for id in body["run_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+        let ids: Vec<&str> =
+            body["run_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        started.lock().expect("not poisoned").extend(ids.iter().map(|id| id.to_string()));
+        if ids.len() < *viewports {
+            let why = format!("{} of {viewports} viewports have a run still pending", viewports - ids.len());
+            eprintln!("{name}: {why}; those are not checked");
+            not_started.push(NotStarted { monitor: name.clone(), why });
+        }
+        for id in ids {
             runs.push(Tracked { monitor: name.clone(), id: id.to_owned(), view: None });
         }
     }

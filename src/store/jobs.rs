@@ -52,6 +52,11 @@ pub trait JobStore: Send + Sync {
         now: Timestamp,
     ) -> Result<bool>;
 
+    /// A job its client gave up on (`run --once` interrupted): failed, with `error`, unless it
+    /// already finished; no webhook is sent, and a worker holding it finds its lease gone.
+    /// Whether it was still queued or running.
+    async fn cancel_job(&self, id: &JobId, error: &str, now: Timestamp) -> Result<bool>;
+
     /// How many jobs are in each state (for metrics).
     async fn count_jobs(&self) -> Result<Vec<(JobStatus, i64)>>;
 
@@ -169,6 +174,18 @@ impl JobStore for SqlStore {
             }
             tx.commit().await?;
             Ok(true)
+        })
+    }
+
+    async fn cancel_job(&self, id: &JobId, error: &str, now: Timestamp) -> Result<bool> {
+        on_pool!(self, |p| {
+            let r = sqlx::query(
+                "UPDATE capture_jobs SET status = 'failed', error = $2, lease_owner = NULL, lease_expires_at = NULL,
+                     updated_at = $3, completed_at = $3
+                 WHERE id = $1 AND status IN ('queued', 'running')",
+            )
+            .bind(id).bind(error).bind(now).execute(p).await?;
+            Ok(r.rows_affected() == 1)
         })
     }
 

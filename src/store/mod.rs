@@ -136,7 +136,9 @@ pub enum Backend {
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or_default();
-    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+    // As sqlx reads it: `my%20dir` is `my dir`.
+    let path = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path.as_ref()))
 }
 
 /// Where `url` points, for a message: the SQLite file, or PostgreSQL's host, port and database

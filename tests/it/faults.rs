@@ -542,6 +542,11 @@ async fn run_once_stopped_by_sigterm_closes_its_browser() {
     let interrupted = "SELECT count(*) FROM runs WHERE monitor = 'hang' AND verdict = 'skipped' AND error LIKE '%\"interrupted\"%'";
     assert_eq!(home.count(interrupted).await, 1, "{}", home.state().await);
     assert_eq!(home.count("SELECT count(*) FROM runs WHERE status = 'pending'").await, 0);
+    // Its capture job is cancelled: no later daemon on this database captures it for nobody.
+    let waiting = "SELECT count(*) FROM capture_jobs WHERE status IN ('queued', 'running')";
+    assert_eq!(home.count(waiting).await, 0, "{}", home.state().await);
+    let cancelled = "SELECT count(*) FROM capture_jobs WHERE error LIKE '%\"cancelled\"%'";
+    assert!(home.count(cancelled).await >= 1, "{}", home.state().await);
 
     // The next pass, the page answering now: both monitors checked.
     let config = std::fs::read_to_string(&home.config).unwrap();
@@ -581,6 +586,17 @@ async fn run_once_stopped_by_sigterm_closes_its_browser() {
     assert!(out.contains("1 run in") && out.contains("1 monitor not checked"), "{out}");
     // "Run now" refused writes no row (it wrote a skipped one, which hid the real verdict).
     assert_eq!(home.count(skipped).await, skipped_before, "{}", home.state().await);
+
+    // With a second viewport, `home` is started but not whole: still not checked.
+    let config = std::fs::read_to_string(&home.config).unwrap();
+    let url = format!("url: {}\n", site.url("home"));
+    let two = format!("{url}    viewports: [320x200, 400x300]\n");
+    std::fs::write(&home.config, config.replacen(&url, &two, 1)).unwrap();
+    let (code, out, err) = once().await;
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    let row = out.lines().find(|l| l.starts_with("home") && l.contains("not started")).unwrap_or_default();
+    assert!(row.contains("1 of 2 viewports have a run still pending"), "{out}");
+    assert!(out.contains("2 runs in") && out.contains("1 monitor not checked"), "{out}");
 }
 
 /// A second SIGTERM while the pass shuts down (here it would wait up to a minute for the capture

@@ -34,9 +34,10 @@ struct Shared {
     policy: Policy,
     /// Refusals by host (the first of each, a bounded number), to say why a navigation failed.
     refused: Mutex<Vec<(String, PolicyError)>>,
-    /// Hosts that could not be reached (connection refused, no route, DNS), with the error: the
-    /// page then gets a 502 from this proxy, which is not the site's answer.
-    unreachable: Mutex<Vec<(String, String)>>,
+    /// Hosts and ports that could not be reached (connection refused, no route, a timeout; a
+    /// name that does not resolve is the policy's `dns_failure`),
+    /// with the error: the page then gets a 502 from this proxy, which is not the site's answer.
+    unreachable: Mutex<Vec<(String, u16, String)>>,
     /// Connections refused, for one log line per capture rather than one per request.
     refusals: std::sync::atomic::AtomicUsize,
     /// The accept loop.
@@ -72,8 +73,9 @@ impl Shared {
             }
             Err(e @ ConnectError::Io { .. }) => {
                 let mut unreachable = self.unreachable.lock().expect("not poisoned");
-                if unreachable.len() < MAX_REFUSED_HOSTS && !unreachable.iter().any(|(h, _)| h == host) {
-                    unreachable.push((host.to_owned(), e.to_string()));
+                let seen = unreachable.iter().any(|(h, p, _)| h == host && *p == port);
+                if unreachable.len() < MAX_REFUSED_HOSTS && !seen {
+                    unreachable.push((host.to_owned(), port, e.to_string()));
                 }
                 Err(plain(StatusCode::BAD_GATEWAY, e.to_string()))
             }
@@ -115,19 +117,13 @@ impl Proxy {
     /// Why connections to `host` were refused, if they were.
     pub fn refusal(&self, host: &str) -> Option<PolicyError> {
         let refused = self.shared.refused.lock().expect("not poisoned");
-        refused
-            .iter()
-            .find(|(h, _)| h.trim_start_matches('[').trim_end_matches(']') == host)
-            .map(|(_, e)| e.clone())
+        refused.iter().find(|(h, _)| bare(h) == bare(host)).map(|(_, e)| e.clone())
     }
 
-    /// Why `host` could not be reached, if it could not (the proxy answered 502 for it).
-    pub fn unreachable(&self, host: &str) -> Option<String> {
+    /// Why `host`:`port` could not be reached, if it could not (the proxy answered 502 for it).
+    pub fn unreachable(&self, host: &str, port: u16) -> Option<String> {
         let unreachable = self.shared.unreachable.lock().expect("not poisoned");
-        unreachable
-            .iter()
-            .find(|(h, _)| h.trim_start_matches('[').trim_end_matches(']') == host)
-            .map(|(_, e)| e.clone())
+        unreachable.iter().find(|(h, p, _)| bare(h) == bare(host) && *p == port).map(|(_, _, e)| e.clone())
     }
 
     /// Between two captures of a warm tab: every connection and tunnel is cut, and none is
@@ -155,6 +151,11 @@ impl Proxy {
         let first = self.shared.refused.lock().expect("not poisoned").first().map(|(_, e)| e.clone());
         (self.shared.refusals.load(std::sync::atomic::Ordering::Relaxed), first)
     }
+}
+
+/// A host as a URL writes it or as a `CONNECT` names it: an IPv6 address without its brackets.
+fn bare(host: &str) -> &str {
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 impl Drop for Proxy {
