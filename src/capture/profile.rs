@@ -8,45 +8,65 @@ use std::path::Path;
 /// Kills (SIGKILL) the Chromium processes this process started with profiles under
 /// `profile_root`: for an exit that cannot wait for them to close.
 pub fn kill_own_browsers(profile_root: &Path) {
-    kill_by_profile(&profile_root.join(profile_prefix()));
+    kill_in(&profile_root.join(profile_prefix()), Match::Prefix);
 }
 
-/// SIGKILLs every process of this user whose profile directory starts with `profile`; whether
-/// any was found.
+/// SIGKILLs every process of this user whose profile directory is `profile`; whether any was
+/// found.
 pub(super) fn kill_by_profile(profile: &Path) -> bool {
-    let found = in_profile(profile);
+    kill_in(profile, Match::Exact)
+}
+
+/// How a profile directory is matched: exactly, or every directory whose name starts so.
+#[derive(Clone, Copy, PartialEq)]
+enum Match {
+    Exact,
+    Prefix,
+}
+
+fn kill_in(profile: &Path, how: Match) -> bool {
+    let found = in_profile(profile, how);
     for &pid in &found {
         let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
     !found.is_empty()
 }
 
-/// The processes of this user whose command line names a profile directory starting with
-/// `profile`, compared as text (`pkill -f` took it as a regular expression, and a directory
-/// name is not one). Chromium's child processes carry the browser's `--user-data-dir`; once
-/// they rename themselves the command line is one string, so it is searched, not split.
-fn in_profile(profile: &Path) -> Vec<rustix::process::Pid> {
-    use std::os::unix::fs::MetadataExt;
+/// The processes of this user whose command line names the profile directory `profile` (or,
+/// with [`Match::Prefix`], one whose name starts so), compared as text (`pkill -f` took it as
+/// a regular expression, and a directory name is not one). Chromium was given the absolute
+/// path. Its child processes carry the browser's `--user-data-dir`; once they rename themselves
+/// the command line is one string, so it is searched, not split.
+fn in_profile(profile: &Path, how: Match) -> Vec<rustix::process::Pid> {
+    let profile = std::path::absolute(profile).unwrap_or_else(|_| profile.to_path_buf());
     let wanted = format!("--user-data-dir={}", profile.display());
     let uid = rustix::process::getuid().as_raw();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if pid as u32 == std::process::id() || entry.metadata().map_or(true, |m| m.uid() != uid) {
+        // The real uid (`/proc/<pid>` itself is root's for a process that is not dumpable, as
+        // Chromium's sandboxed ones are).
+        let owner = std::fs::read_to_string(entry.path().join("status")).ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse::<u32>().ok()
+        });
+        if pid as u32 == std::process::id() || owner != Some(uid) {
             continue;
         }
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        if names_profile(&cmdline, &wanted) {
+        if names_profile(&cmdline, &wanted, how) {
             found.extend(rustix::process::Pid::from_raw(pid));
         }
     }
     found
 }
 
-/// Whether a command line (arguments separated by NULs, or one renamed title) holds `wanted`.
-fn names_profile(cmdline: &[u8], wanted: &str) -> bool {
+/// Whether a command line (arguments separated by NULs, or one renamed title) holds `wanted`:
+/// as a whole argument with [`Match::Exact`] (`…/chromium-1-h-ab` is not `…/chromium-1-h-abc`).
+fn names_profile(cmdline: &[u8], wanted: &str, how: Match) -> bool {
     let text = String::from_utf8_lossy(cmdline).replace('\0', " ");
-    text.contains(wanted)
+    text.match_indices(wanted).any(|(at, _)| {
+        how == Match::Prefix || matches!(text[at + wanted.len()..].chars().next(), None | Some(' '))
+    })
 }
 
 /// The start of this process's profile directories: `chromium-<pid>-<host>-`. Replicas may
@@ -96,7 +116,7 @@ pub(super) fn remove_stale_profiles(root: &Path) {
                 tracing::warn!(profile = %path.display(), "killed a browser left running by a vigil that was killed");
                 // Gone within a moment (SIGKILL); bounded, all profiles together, in case one is
                 // stuck in the kernel (this runs before the pool's first browser, at start).
-                while !in_profile(&path).is_empty() && std::time::Instant::now() < until {
+                while !in_profile(&path, Match::Exact).is_empty() && std::time::Instant::now() < until {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
             }
@@ -116,14 +136,20 @@ mod tests {
 
     #[test]
     fn a_profile_is_found_in_a_command_line_as_written() {
-        let wanted = "--user-data-dir=/srv/vigil (prod)/chromium-42-web1-";
+        let prefix = "--user-data-dir=/srv/vigil (prod)/chromium-42-web1-";
+        let exact = "--user-data-dir=/srv/vigil (prod)/chromium-42-web1-a8Xk2q";
         let args = b"/usr/lib/chromium/chromium\0--headless=new\0--user-data-dir=/srv/vigil (prod)/chromium-42-web1-a8Xk2q\0";
-        assert!(names_profile(args, wanted), "the browser, its arguments NUL-separated");
-        let renamed = b"/usr/lib/chromium/chromium --type=renderer --user-data-dir=/srv/vigil (prod)/chromium-42-web1-a8Xk2q";
-        assert!(names_profile(renamed, wanted), "a child that renamed itself");
-        assert!(!names_profile(b"chromium\0--user-data-dir=/srv/vigil (prod)/chromium-43-web1-zz\0", wanted));
-        // `pkill -f` read `|` as "or anything": every process would have matched.
-        assert!(!names_profile(b"/sbin/init\0", "--user-data-dir=/data/chromium-|"));
+        assert!(names_profile(args, prefix, Match::Prefix), "the browser, its arguments NUL-separated");
+        assert!(names_profile(args, exact, Match::Exact));
+        let renamed = b"/usr/lib/chromium/chromium --type=renderer --user-data-dir=/srv/vigil (prod)/chromium-42-web1-a8Xk2q --lang=en";
+        assert!(names_profile(renamed, prefix, Match::Prefix), "a child that renamed itself");
+        assert!(names_profile(renamed, exact, Match::Exact));
+        let other = b"chromium\0--user-data-dir=/srv/vigil (prod)/chromium-43-web1-zz\0";
+        assert!(!names_profile(other, prefix, Match::Prefix));
+        // A longer name that starts with the profile's is another profile.
+        let longer = b"chromium\0--user-data-dir=/srv/vigil (prod)/chromium-42-web1-a8Xk2qZ\0";
+        assert!(!names_profile(longer, exact, Match::Exact));
+        assert!(names_profile(longer, prefix, Match::Prefix));
     }
 
     #[test]

@@ -171,7 +171,9 @@ impl Worker {
                         self.settings.delivery_ready.notify_one();
                     }
                     Ok(false) => {
-                        tracing::warn!("job was taken over by another worker (lease expired); result dropped")
+                        tracing::warn!(
+                            "the job is no longer this worker's (its lease expired and another took it, or its client cancelled it); result dropped"
+                        )
                     }
                     Err(e) => {
                         tracing::error!(error = ?e, "cannot record the capture result; the job will be retried");

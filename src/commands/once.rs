@@ -88,6 +88,8 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         .map(|m| (m.name.to_string(), m.viewports.len()))
         .collect();
     let started = Instant::now();
+    let since = crate::time::Timestamp::now();
+    let names: Vec<&str> = monitors.iter().map(|(n, _)| n.as_str()).collect();
     // SIGTERM or Ctrl-C stops the daemon as `vigil run` stops, its Chromium closed; a second
     // signal exits at once.
     let mut signals = crate::signal_count()?;
@@ -130,13 +132,13 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
             eprintln!("vigil: a second signal; exiting now");
             crate::capture::profile::kill_own_browsers(&profile_root);
             // (A moment for the database, not the 10 s below.)
-            close_unfinished(&daemon.database_url, &started_ids, Duration::from_secs(2)).await;
+            close_unfinished(&daemon.database_url, (&started_ids, &names, since), Duration::from_secs(2)).await;
             std::process::exit(2);
         }
     }
     let Some(outcome) = outcome else {
         tokio::select! {
-            () = close_unfinished(&daemon.database_url, &started_ids, Duration::from_secs(10)) => {}
+            () = close_unfinished(&daemon.database_url, (&started_ids, &names, since), Duration::from_secs(10)) => {}
             _ = signals.wait_for(|n| *n > 1) => eprintln!("vigil: a second signal; exiting now"),
         }
         anyhow::bail!("interrupted before every verdict was in");
@@ -154,7 +156,11 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
 /// the history says why they have no capture; their capture jobs, if still queued or running,
 /// are cancelled (nobody waits for their results any more). Within `bound`; a failure is said
 /// and left to the reconciler (`capture.run_deadline`).
-async fn close_unfinished(database_url: &str, ids: &[String], bound: Duration) {
+async fn close_unfinished(
+    database_url: &str,
+    (ids, monitors, since): (&[String], &[&str], crate::time::Timestamp),
+    bound: Duration,
+) {
     let close = async {
         let store = crate::store::connect(database_url, 1).await?;
         let error = serde_json::json!({
@@ -173,20 +179,39 @@ async fn close_unfinished(database_url: &str, ids: &[String], bound: Duration) {
             "retryable": false,
         })
         .to_string();
-        let mut closed = 0;
-        for id in ids {
-            let id = id.parse().expect("ids from our API parse");
-            let now = crate::time::Timestamp::now();
-            if !store.complete_run(&id, &outcome, now).await? {
-                continue;
+        // A run-now interrupted on its way may have recorded runs whose ids never came back:
+        // this pass's monitors' manual runs still pending since it began.
+        let mut ids: Vec<crate::ids::RunId> =
+            ids.iter().map(|id| id.parse().expect("ids from our API parse")).collect();
+        for name in monitors {
+            let Ok(name) = name.parse::<crate::config::MonitorName>() else { continue };
+            for run in store.list_runs(&name, None, 20).await? {
+                let ours = run.trigger == crate::store::Trigger::Manual && run.created_at >= since;
+                if ours && run.status == crate::store::RunStatus::Pending && !ids.contains(&run.id) {
+                    ids.push(run.id);
+                }
             }
-            closed += 1;
-            if let Some(job) = store.get_run(&id).await?.and_then(|r| r.job_id) {
-                store.cancel_job(&job, &cancelled, now).await?;
+        }
+        // Every run first; then their jobs, whose cancelling is only said if it fails.
+        let mut closed = Vec::new();
+        for id in ids {
+            if store.complete_run(&id, &outcome, crate::time::Timestamp::now()).await? {
+                closed.push(id);
+            }
+        }
+        for id in &closed {
+            let job = store.get_run(id).await.ok().flatten().and_then(|r| r.job_id);
+            if let Some(job) = job
+                && let Err(e) = store.cancel_job(&job, &cancelled, crate::time::Timestamp::now()).await
+            {
+                eprintln!(
+                    "vigil: cannot cancel the capture job {job}: {}",
+                    crate::http::client::error_chain(&e)
+                );
             }
         }
         store.close().await;
-        anyhow::Ok(closed)
+        anyhow::Ok(closed.len())
     };
     match tokio::time::timeout(bound, close).await {
         Ok(Ok(0)) => {}

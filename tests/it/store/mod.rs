@@ -365,9 +365,23 @@ async fn jobs(store: &dyn InspectStore) {
         (JobStatus::Failed, Some(r#"{"code":"invalid_url"}"#))
     );
 
+    // A job its client gave up on (`run --once` interrupted): cancelled while queued, and while
+    // running (its worker then finds it no longer its own); a finished job stays as it is.
+    let cancel = r#"{"code":"cancelled"}"#;
+    let JobInsert::Created(d) = store.insert_job(&new(None, 8000), t(-1)).await.unwrap() else { panic!() };
+    assert!(store.cancel_job(&d.id, cancel, t(500_002)).await.unwrap());
+    let cancelled = store.get_job(&d.id).await.unwrap().unwrap();
+    assert_eq!((cancelled.status, cancelled.error.as_deref()), (JobStatus::Failed, Some(cancel)));
+    assert!(!store.cancel_job(&c.id, cancel, t(500_003)).await.unwrap(), "a failed job stays failed");
+    let JobInsert::Created(e) = store.insert_job(&new(None, 8001), t(-1)).await.unwrap() else { panic!() };
+    assert_eq!(store.claim_job("w5", t(500_010), lease).await.unwrap().unwrap().id, e.id);
+    assert!(store.cancel_job(&e.id, cancel, t(500_011)).await.unwrap());
+    let retry = JobFailure::RetryAt(t(500_020));
+    assert!(!store.fail_job(&e.id, "w5", "{}", retry, t(500_012)).await.unwrap(), "no longer w5's");
+
     let counts = store.count_jobs().await.unwrap();
     assert_eq!(store.waiting_jobs().await.unwrap(), 0, "finished jobs are not waiting");
-    assert_eq!(counts, [(JobStatus::Completed, 1), (JobStatus::Failed, 2)]);
+    assert_eq!(counts, [(JobStatus::Completed, 1), (JobStatus::Failed, 4)]);
 
     // An expired idempotency key is released for a new request.
     match store.insert_job(&new(Some("key-1"), 90_000_000), t(80_000_000)).await.unwrap() {
