@@ -155,15 +155,16 @@ fn changed_names(
     before: &[crate::config::Monitor],
     after: &[crate::config::Monitor],
 ) -> (String, String, String) {
-    let find = |list: &[crate::config::Monitor], name| list.iter().find(|m| m.name == name).cloned();
-    let join = |names: Vec<String>| names.join(",");
-    let added = after.iter().filter(|m| find(before, m.name.clone()).is_none()).map(|m| m.name.to_string());
-    let updated = after
-        .iter()
-        .filter(|m| find(before, m.name.clone()).is_some_and(|b| format!("{b:?}") != format!("{m:?}")))
-        .map(|m| m.name.to_string());
-    let removed = before.iter().filter(|m| find(after, m.name.clone()).is_none()).map(|m| m.name.to_string());
-    (join(added.collect()), join(updated.collect()), join(removed.collect()))
+    let find = |list: &'_ [crate::config::Monitor], m: &crate::config::Monitor| {
+        list.iter().find(|o| o.name == m.name).map(|o| format!("{o:?}"))
+    };
+    let names = |list: &[crate::config::Monitor], keep: &dyn Fn(&crate::config::Monitor) -> bool| {
+        list.iter().filter(|m| keep(m)).map(|m| m.name.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let added = names(after, &|m| find(before, m).is_none());
+    let updated = names(after, &|m| find(before, m).is_some_and(|b| b != format!("{m:?}")));
+    let removed = names(before, &|m| find(after, m).is_none());
+    (added, updated, removed)
 }
 
 #[cfg(unix)]

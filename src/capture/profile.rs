@@ -44,16 +44,19 @@ fn in_profile(profile: &Path, how: Match) -> Vec<rustix::process::Pid> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
-        // The real uid (`/proc/<pid>` itself is root's for a process that is not dumpable, as
-        // Chromium's sandboxed ones are).
-        let owner = std::fs::read_to_string(entry.path().join("status")).ok().and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse::<u32>().ok()
-        });
-        if pid as u32 == std::process::id() || owner != Some(uid) {
+        if pid as u32 == std::process::id() {
             continue;
         }
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        if names_profile(&cmdline, &wanted, how) {
+        if !names_profile(&cmdline, &wanted, how) {
+            continue;
+        }
+        // The real uid (`/proc/<pid>` itself is root's for a process that is not dumpable, as
+        // Chromium's sandboxed ones are); read only for the few that name the profile.
+        let owner = std::fs::read_to_string(entry.path().join("status")).ok().and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse::<u32>().ok()
+        });
+        if owner == Some(uid) {
             found.extend(rustix::process::Pid::from_raw(pid));
         }
     }

@@ -36,11 +36,7 @@ pub fn run(config: &Path, command: &DeliveriesCommand) -> ExitCode {
     };
     let runtime = tokio::runtime::Runtime::new().expect("async runtime");
     let result = runtime.block_on(async {
-        let url = config.storage.database_url.expose();
-        let store = crate::store::connect(url, 1).await.map_err(|e| {
-            let (at, why) = (crate::store::describe_url(url), crate::http::client::error_chain(&e));
-            format!("cannot open the database {at}: {why}")
-        })?;
+        let store = super::open_store(&config).await?;
         match command {
             DeliveriesCommand::List { status, limit } => {
                 let status = match status {

@@ -98,11 +98,8 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
         daemon = start_daemon(config) => daemon?,
         _ = signals.wait_for(|n| *n > 0) => anyhow::bail!("interrupted while the daemon started"),
     };
-    // The runs this pass started, each as soon as it is: on an interrupt, those without a
-    // verdict are closed.
-    let started_ids = std::sync::Mutex::new(Vec::new());
     let work = async {
-        let (mut runs, not_started) = start_runs(&daemon, &monitors, &started_ids).await?;
+        let (mut runs, not_started) = start_runs(&daemon, &monitors).await?;
         eprintln!(
             "vigil: {} run{} of {} monitor{} started",
             runs.len(),
@@ -125,20 +122,19 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
     }
     let _ = daemon.stop.send(());
     // Bounded: each step of the daemon's shutdown has `server.shutdown_timeout`.
-    let started_ids = started_ids.into_inner().expect("not poisoned");
     tokio::select! {
         _ = daemon.task => {}
         _ = signals.wait_for(|n| *n > 1) => {
             eprintln!("vigil: a second signal; exiting now");
             crate::capture::profile::kill_own_browsers(&profile_root);
             // (A moment for the database, not the 10 s below.)
-            close_unfinished(&daemon.database_url, (&started_ids, &names, since), Duration::from_secs(2)).await;
+            close_unfinished(&daemon.database_url, (&names, since), Duration::from_secs(2)).await;
             std::process::exit(2);
         }
     }
     let Some(outcome) = outcome else {
         tokio::select! {
-            () = close_unfinished(&daemon.database_url, (&started_ids, &names, since), Duration::from_secs(10)) => {}
+            () = close_unfinished(&daemon.database_url, (&names, since), Duration::from_secs(10)) => {}
             _ = signals.wait_for(|n| *n > 1) => eprintln!("vigil: a second signal; exiting now"),
         }
         anyhow::bail!("interrupted before every verdict was in");
@@ -151,14 +147,16 @@ async fn pass(config: Config) -> anyhow::Result<bool> {
     Ok(ok && done == runs.len())
 }
 
-/// After an interrupt: the pass's runs still without a verdict are recorded as `skipped`
+/// After an interrupt: the pass's runs still without a verdict (its monitors' runs started by
+/// hand since the pass began, including those of a run-now cut on its way, whose ids never came
+/// back) are recorded as `skipped`
 /// (`interrupted`), so that the next pass can start its own (a pending run would refuse it) and
 /// the history says why they have no capture; their capture jobs, if still queued or running,
 /// are cancelled (nobody waits for their results any more). Within `bound`; a failure is said
 /// and left to the reconciler (`capture.run_deadline`).
 async fn close_unfinished(
     database_url: &str,
-    (ids, monitors, since): (&[String], &[&str], crate::time::Timestamp),
+    (monitors, since): (&[&str], crate::time::Timestamp),
     bound: Duration,
 ) {
     let close = async {
@@ -179,15 +177,18 @@ async fn close_unfinished(
             "retryable": false,
         })
         .to_string();
-        // A run-now interrupted on its way may have recorded runs whose ids never came back:
-        // this pass's monitors' manual runs still pending since it began.
-        let mut ids: Vec<crate::ids::RunId> =
-            ids.iter().map(|id| id.parse().expect("ids from our API parse")).collect();
+        // (A person's "run now" of one of these monitors in the same seconds would be closed
+        // too.) Newest first: one per viewport, so a few hundred cover any monitor.
+        let mut ids = Vec::new();
         for name in monitors {
             let Ok(name) = name.parse::<crate::config::MonitorName>() else { continue };
-            for run in store.list_runs(&name, None, 20).await? {
-                let ours = run.trigger == crate::store::Trigger::Manual && run.created_at >= since;
-                if ours && run.status == crate::store::RunStatus::Pending && !ids.contains(&run.id) {
+            for run in store.list_runs(&name, None, 500).await? {
+                if run.created_at < since {
+                    break;
+                }
+                if run.trigger == crate::store::Trigger::Manual
+                    && run.status == crate::store::RunStatus::Pending
+                {
                     ids.push(run.id);
                 }
             }
@@ -272,12 +273,11 @@ async fn start_daemon(mut config: Config) -> anyhow::Result<Daemon> {
     }
 }
 
-/// "Run now" for each monitor, through the API; each run's id goes in `started` as soon as the
-/// API gave it. A monitor with a viewport left out (its run still pending) is not checked whole.
+/// "Run now" for each monitor, through the API. A monitor with a viewport left out (its run
+/// still pending) is not checked whole.
 async fn start_runs(
     daemon: &Daemon,
     monitors: &[(String, usize)],
-    started: &std::sync::Mutex<Vec<String>>,
 ) -> anyhow::Result<(Vec<Tracked>, Vec<NotStarted>)> {
     let (mut runs, mut not_started) = (Vec::new(), Vec::new());
     for (name, viewports) in monitors {
@@ -293,7 +293,6 @@ async fn start_runs(
         }
         let ids: Vec<&str> =
             body["run_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-        started.lock().expect("not poisoned").extend(ids.iter().map(|id| id.to_string()));
         if ids.len() < *viewports {
             let why = format!("{} of {viewports} viewports have a run still pending", viewports - ids.len());
             eprintln!("{name}: {why}; those are not checked");

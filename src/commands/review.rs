@@ -27,11 +27,7 @@ where
     };
     let runtime = tokio::runtime::Runtime::new().expect("async runtime");
     let result = runtime.block_on(async {
-        let url = config.storage.database_url.expose();
-        let store = crate::store::connect(url, 1).await.map_err(|e| {
-            let (at, why) = (crate::store::describe_url(url), crate::http::client::error_chain(&e));
-            format!("cannot open the database {at}: {why}")
-        })?;
+        let store = super::open_store(&config).await?;
         f(config, store).await
     });
     match result {
@@ -129,11 +125,11 @@ async fn approve_retrying(
     id: &crate::ids::RunId,
     by: &str,
 ) -> Result<crate::review::Approval, ReviewError> {
-    let busy = |e: &ReviewError| match e {
+    let store_busy = |e: &ReviewError| match e {
         ReviewError::Store(e) => busy(e),
         _ => None,
     };
-    busy_retrying(&id.to_string(), || reviewer.approve(id, by, BaselineSource::Cli), busy).await
+    busy_retrying(&id.to_string(), || reviewer.approve(id, by, BaselineSource::Cli), store_busy).await
 }
 
 /// The code of a store error worth trying again (the database busy or unreachable for now).
